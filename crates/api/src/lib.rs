@@ -1,0 +1,16 @@
+//! wvo's shared data types.
+//!
+//! ```text
+//!  PlanInput ──validate()──► (perf: capacity per replica) ──► optimizer ──► PlanOutput
+//!  inventory · models[variants] · load · current · options
+//! ```
+//!
+//! This crate holds only types and their validation: no I/O, no solver. The plan
+//! input/output shapes are a fixed contract (camelCase JSON/YAML): `wvo plan` reads and
+//! prints them, and the controller's what-if endpoint speaks them too.
+
+pub mod plan;
+pub mod validate;
+
+pub use plan::*;
+pub use validate::InputError;
