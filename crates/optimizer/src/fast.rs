@@ -1,0 +1,615 @@
+//! The decomposition solver for large problems.
+//!
+//! The only constraints that couple models are the per-accelerator GPU counts. Relaxing them
+//! with shadow prices `lambda_a` ($/GPU-hour) splits the problem into one tiny integer
+//! subproblem per model ([`crate::subproblem`]), each solved exactly. For any `lambda >= 0`,
+//!
+//! ```text
+//! L(lambda) = sum_m min_x sum_v (price_v + lambda_a(v) * gpus_v) * x_v  -  sum_a lambda_a * count_a
+//! ```
+//!
+//! is a proven lower bound on the minimum cost (Lagrangian duality); a projected subgradient
+//! ascent raises it. Feasible plans come from a repair (models that want an over-used type are
+//! placed in order of how much they lose without it, each under the GPUs still free) followed
+//! by a local search that re-solves one model at a time against the GPUs left.
+//!
+//! When demand cannot all be met, [`fair_share`] serves priority tiers in order with a
+//! bisection on the tier's max-min service level, then grows unmet models into idle GPUs and
+//! finally lowers cost at the service levels reached.
+
+use crate::problem::{meets, Problem, TOLERANCE};
+use crate::subproblem::{SubInput, SubSolver};
+use crate::PlanError;
+
+/// Relative optimality gap at which the dual ascent stops.
+const GAP_TARGET: f64 = 2e-4;
+/// Most subgradient iterations.
+const MAX_ITERATIONS: usize = 120;
+/// Rounds of one-model-at-a-time local search.
+const LOCAL_SEARCH_ROUNDS: usize = 4;
+
+/// A plan from the fast path.
+pub(crate) struct FastOutcome {
+    /// Replicas per variant.
+    pub x: Vec<u32>,
+    /// Proven lower bound on the cost of meeting all demand (None when demand is not all met).
+    pub lower_bound: Option<f64>,
+}
+
+/// Working state shared by the fast-path steps.
+struct Workspace<'p> {
+    problem: &'p Problem,
+    solver: SubSolver,
+    prices: Vec<f64>,
+}
+
+impl<'p> Workspace<'p> {
+    fn new(problem: &'p Problem) -> Self {
+        Self {
+            problem,
+            solver: SubSolver::default(),
+            prices: Vec::new(),
+        }
+    }
+
+    /// Solves model `m` at shadow prices `lambda` (or plain prices), covering `target` within
+    /// `caps`; writes into `out` (the model's slice) and returns the objective.
+    fn solve_model(
+        &mut self,
+        m: usize,
+        lambda: Option<&[f64]>,
+        target: f64,
+        caps: Option<&[u64]>,
+        out: &mut [u32],
+    ) -> Option<f64> {
+        let model = &self.problem.models[m];
+        let vars = &self.problem.variants[model.variants.clone()];
+        self.prices.clear();
+        self.prices.extend(
+            vars.iter()
+                .map(|v| v.price + lambda.map_or(0.0, |l| l[v.accelerator] * f64::from(v.gpus))),
+        );
+        let input = SubInput {
+            vars,
+            prices: &self.prices,
+            target,
+            min_total: model.min_replicas,
+            max_total: model.max_replicas,
+            caps,
+        };
+        self.solver.solve(&input, out)
+    }
+
+    fn add_usage(&self, m: usize, x: &[u32], usage: &mut [u64], sign: i64) {
+        let range = self.problem.models[m].variants.clone();
+        for (v, &n) in self.problem.variants[range.clone()].iter().zip(&x[range]) {
+            let gpus = u64::from(n) * u64::from(v.gpus);
+            if sign > 0 {
+                usage[v.accelerator] += gpus;
+            } else {
+                usage[v.accelerator] -= gpus;
+            }
+        }
+    }
+
+    fn model_cost(&self, m: usize, x: &[u32]) -> f64 {
+        let range = self.problem.models[m].variants.clone();
+        self.problem.variants[range.clone()]
+            .iter()
+            .zip(&x[range])
+            .map(|(v, &n)| v.price * f64::from(n))
+            .sum()
+    }
+
+    fn model_changes(&self, m: usize, x: &[u32]) -> u64 {
+        let range = self.problem.models[m].variants.clone();
+        self.problem.variants[range.clone()]
+            .iter()
+            .zip(&x[range])
+            .map(|(v, &n)| u64::from(n.abs_diff(v.current)))
+            .sum()
+    }
+
+    fn free(&self, x: &[u32]) -> Vec<u64> {
+        let used = self.problem.usage(x);
+        self.problem
+            .accelerators
+            .iter()
+            .zip(used)
+            .map(|(a, u)| u64::from(a.count).saturating_sub(u))
+            .collect()
+    }
+
+    fn fits(&self, x: &[u32]) -> bool {
+        self.problem
+            .usage(x)
+            .iter()
+            .zip(&self.problem.accelerators)
+            .all(|(&u, a)| u <= u64::from(a.count))
+    }
+
+    /// Minimum cost meeting `targets`: dual ascent for the bound, repair and local search for
+    /// the plan. `x` is None when no feasible plan was found; the bound is None when some
+    /// model cannot cover its target even with unlimited GPUs.
+    fn min_cost(&mut self, targets: &[f64]) -> (Option<Vec<u32>>, Option<f64>) {
+        let problem = self.problem;
+        let types = problem.accelerators.len();
+        let capacity: Vec<f64> = problem
+            .accelerators
+            .iter()
+            .map(|a| f64::from(a.count))
+            .collect();
+        let mut lambda = vec![0.0; types];
+        let mut x_lambda = vec![0u32; problem.variants.len()];
+        let mut obj = vec![0.0; problem.models.len()];
+        for m in 0..problem.models.len() {
+            let range = problem.models[m].variants.clone();
+            match self.solve_model(m, Some(&lambda), targets[m], None, &mut x_lambda[range]) {
+                Some(o) => obj[m] = o,
+                None => return (None, None),
+            }
+        }
+        let mut best_lb = obj.iter().sum::<f64>();
+        let mut best_lambda = lambda.clone();
+        if self.fits(&x_lambda) {
+            self.local_search(&mut x_lambda, targets);
+            return (Some(x_lambda), Some(best_lb));
+        }
+        let mut best_x = self.repair(&x_lambda, &lambda, targets);
+        let mut ub = best_x.as_ref().map(|x| problem.cost(x));
+        let mut theta = 1.0;
+        let mut stall = 0;
+        let touches: Vec<Vec<usize>> = (0..types)
+            .map(|a| {
+                (0..problem.models.len())
+                    .filter(|&m| {
+                        problem.variants[problem.models[m].variants.clone()]
+                            .iter()
+                            .any(|v| v.accelerator == a)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut dirty = vec![false; problem.models.len()];
+        for iteration in 0..MAX_ITERATIONS {
+            if let Some(ub) = ub {
+                if ub - best_lb <= GAP_TARGET * ub.abs().max(1e-9) {
+                    break;
+                }
+            }
+            let usage = problem.usage(&x_lambda);
+            let subgradient: Vec<f64> = usage
+                .iter()
+                .zip(&capacity)
+                .zip(&lambda)
+                .map(|((&u, &c), &l)| {
+                    let s = u as f64 - c;
+                    if l <= 0.0 && s < 0.0 {
+                        0.0
+                    } else {
+                        s
+                    }
+                })
+                .collect();
+            let norm: f64 = subgradient.iter().map(|s| s * s).sum();
+            if norm <= 0.0 {
+                break;
+            }
+            let current_l = obj.iter().sum::<f64>()
+                - lambda
+                    .iter()
+                    .zip(&capacity)
+                    .map(|(l, c)| l * c)
+                    .sum::<f64>();
+            let gap = match ub {
+                Some(ub) => (ub - current_l).max(1e-6 * ub.abs().max(1.0)),
+                None => 0.05 * best_lb.abs().max(1.0),
+            };
+            let step = theta * gap / norm;
+            for a in 0..types {
+                let new = (lambda[a] + step * subgradient[a]).max(0.0);
+                if new != lambda[a] {
+                    lambda[a] = new;
+                    for &m in &touches[a] {
+                        dirty[m] = true;
+                    }
+                }
+            }
+            for m in 0..problem.models.len() {
+                if !dirty[m] {
+                    continue;
+                }
+                dirty[m] = false;
+                let range = problem.models[m].variants.clone();
+                // Feasible at lambda = 0, so feasible at any lambda (no caps).
+                if let Some(o) =
+                    self.solve_model(m, Some(&lambda), targets[m], None, &mut x_lambda[range])
+                {
+                    obj[m] = o;
+                }
+            }
+            let l = obj.iter().sum::<f64>()
+                - lambda
+                    .iter()
+                    .zip(&capacity)
+                    .map(|(l, c)| l * c)
+                    .sum::<f64>();
+            if l > best_lb + TOLERANCE * best_lb.abs().max(1.0) {
+                best_lb = l;
+                best_lambda.clone_from(&lambda);
+                stall = 0;
+            } else {
+                stall += 1;
+                if stall >= 4 {
+                    theta /= 2.0;
+                    stall = 0;
+                }
+            }
+            if self.fits(&x_lambda) {
+                let c = problem.cost(&x_lambda);
+                if ub.is_none_or(|u| c < u) {
+                    ub = Some(c);
+                    best_x = Some(x_lambda.clone());
+                }
+            } else if iteration % 8 == 7 {
+                if let Some(x) = self.repair(&x_lambda, &lambda, targets) {
+                    let c = problem.cost(&x);
+                    if ub.is_none_or(|u| c < u) {
+                        ub = Some(c);
+                        best_x = Some(x);
+                    }
+                }
+            }
+        }
+        // A last repair at the best multipliers.
+        let mut x_best_lambda = vec![0u32; problem.variants.len()];
+        let mut all = true;
+        for m in 0..problem.models.len() {
+            let range = problem.models[m].variants.clone();
+            all &= self
+                .solve_model(
+                    m,
+                    Some(&best_lambda),
+                    targets[m],
+                    None,
+                    &mut x_best_lambda[range],
+                )
+                .is_some();
+        }
+        if all {
+            if let Some(x) = self.repair(&x_best_lambda, &best_lambda, targets) {
+                let c = problem.cost(&x);
+                if ub.is_none_or(|u| c < u) {
+                    best_x = Some(x);
+                }
+            }
+        }
+        if let Some(x) = best_x.as_mut() {
+            self.local_search(x, targets);
+        }
+        (best_x, Some(best_lb))
+    }
+
+    /// Turns the per-model answers `x_lambda` at multipliers `lambda` into a plan that fits:
+    /// models not on an over-used type keep their answer; the others are placed one by one,
+    /// those that lose most without the over-used types first.
+    fn repair(&mut self, x_lambda: &[u32], lambda: &[f64], targets: &[f64]) -> Option<Vec<u32>> {
+        let problem = self.problem;
+        let usage = problem.usage(x_lambda);
+        let over: Vec<bool> = usage
+            .iter()
+            .zip(&problem.accelerators)
+            .map(|(&u, a)| u > u64::from(a.count))
+            .collect();
+        let mut x = x_lambda.to_vec();
+        let mut free: Vec<u64> = problem
+            .accelerators
+            .iter()
+            .map(|a| u64::from(a.count))
+            .collect();
+        let mut pending = Vec::new();
+        for (m, model) in problem.models.iter().enumerate() {
+            let on_over = problem.variants[model.variants.clone()]
+                .iter()
+                .zip(&x[model.variants.clone()])
+                .any(|(v, &n)| n > 0 && over[v.accelerator]);
+            if on_over {
+                pending.push(m);
+                for n in &mut x[model.variants.clone()] {
+                    *n = 0;
+                }
+            } else {
+                let mut used = vec![0u64; 0];
+                used.resize(problem.accelerators.len(), 0);
+                self.add_usage(m, &x, &mut used, 1);
+                for (f, u) in free.iter_mut().zip(used) {
+                    *f = f.saturating_sub(u);
+                }
+            }
+        }
+        let forbid: Vec<u64> = over.iter().map(|&o| if o { 0 } else { u64::MAX }).collect();
+        let mut scratch = vec![0u32; problem.variants.len()];
+        let mut regret: Vec<(f64, usize)> = pending
+            .iter()
+            .map(|&m| {
+                let range = problem.models[m].variants.clone();
+                let here: f64 = problem.variants[range.clone()]
+                    .iter()
+                    .zip(&x_lambda[range.clone()])
+                    .map(|(v, &n)| {
+                        (v.price + lambda[v.accelerator] * f64::from(v.gpus)) * f64::from(n)
+                    })
+                    .sum();
+                let alt = self.solve_model(
+                    m,
+                    Some(lambda),
+                    targets[m],
+                    Some(&forbid),
+                    &mut scratch[range],
+                );
+                (alt.map_or(f64::INFINITY, |a| a - here), m)
+            })
+            .collect();
+        regret.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, m) in regret {
+            let range = problem.models[m].variants.clone();
+            self.solve_model(m, Some(lambda), targets[m], Some(&free), &mut x[range])?;
+            let mut used = vec![0u64; problem.accelerators.len()];
+            self.add_usage(m, &x, &mut used, 1);
+            for (f, u) in free.iter_mut().zip(used) {
+                *f -= u;
+            }
+        }
+        self.local_search(&mut x, targets);
+        Some(x)
+    }
+
+    /// Re-solves one model at a time at plain prices against the GPUs left, keeping a change
+    /// when it is cheaper (or as cheap with fewer changes). Keeps every target met.
+    fn local_search(&mut self, x: &mut [u32], targets: &[f64]) -> bool {
+        let problem = self.problem;
+        let mut free = self.free(x);
+        let mut scratch = vec![0u32; problem.variants.len()];
+        let mut any = false;
+        for _ in 0..LOCAL_SEARCH_ROUNDS {
+            let mut improved = false;
+            for m in 0..problem.models.len() {
+                let range = problem.models[m].variants.clone();
+                self.add_usage(m, x, &mut free, 1);
+                let before = self.model_cost(m, x);
+                let before_changes = self.model_changes(m, x);
+                if let Some(cost) = self.solve_model(
+                    m,
+                    None,
+                    targets[m],
+                    Some(&free),
+                    &mut scratch[range.clone()],
+                ) {
+                    let tol = TOLERANCE * before.abs().max(1.0);
+                    let better = cost < before - tol
+                        || (cost <= before + tol
+                            && self.model_changes(m, &scratch) < before_changes);
+                    if better {
+                        x[range.clone()].copy_from_slice(&scratch[range]);
+                        improved = true;
+                    }
+                }
+                self.add_usage(m, x, &mut free, -1);
+            }
+            any |= improved;
+            if !improved {
+                break;
+            }
+        }
+        any
+    }
+}
+
+/// Minimum-cost plan that meets every model's demand, with its lower bound; falls back to
+/// [`fair_share`] when the demand cannot all be met.
+pub(crate) fn solve(problem: &Problem) -> Result<FastOutcome, PlanError> {
+    let mut ws = Workspace::new(problem);
+    let demands: Vec<f64> = problem.models.iter().map(|m| m.demand).collect();
+    let (x, lower_bound) = ws.min_cost(&demands);
+    if let Some(x) = x {
+        return Ok(FastOutcome { x, lower_bound });
+    }
+    let x = fair_share(&mut ws)?;
+    let all_met = (0..problem.models.len()).all(|m| meets(problem.coverage(m, &x), demands[m]));
+    Ok(FastOutcome {
+        x,
+        lower_bound: if all_met { lower_bound } else { None },
+    })
+}
+
+/// Service level of model `m` for max-min fairness: `served / (weight * demand)`.
+fn level(problem: &Problem, m: usize, x: &[u32]) -> f64 {
+    let model = &problem.models[m];
+    if model.demand <= 0.0 {
+        return f64::INFINITY;
+    }
+    problem.served(m, x) / (model.weight * model.demand)
+}
+
+/// Fair-share plan when GPUs are too few (see the module docs).
+fn fair_share(ws: &mut Workspace<'_>) -> Result<Vec<u32>, PlanError> {
+    let problem = ws.problem;
+    let models = problem.models.len();
+    let zero = vec![0.0; models];
+    let (floors, _) = ws.min_cost(&zero);
+    let Some(mut x) = floors else {
+        return Err(PlanError::floors_exceed_inventory(problem));
+    };
+    // What each model can be asked to cover: its demand, capped by its replica bounds.
+    let cap_target: Vec<f64> = problem
+        .models
+        .iter()
+        .map(|m| m.demand.min(m.max_coverable))
+        .collect();
+    let mut tiers: Vec<i32> = problem.models.iter().map(|m| m.priority).collect();
+    tiers.sort_unstable_by(|a, b| b.cmp(a));
+    tiers.dedup();
+    let mut scratch = vec![0u32; problem.variants.len()];
+    for &tier in &tiers {
+        let mut members: Vec<usize> = (0..models)
+            .filter(|&m| problem.models[m].priority == tier)
+            .collect();
+        // Least flexible first: fewer usable accelerator types, then larger demand.
+        members.sort_by(|&a, &b| {
+            let types = |m: usize| {
+                let mut t: Vec<usize> = problem.variants[problem.models[m].variants.clone()]
+                    .iter()
+                    .filter(|v| v.capacity > 0.0)
+                    .map(|v| v.accelerator)
+                    .collect();
+                t.sort_unstable();
+                t.dedup();
+                t.len()
+            };
+            types(a)
+                .cmp(&types(b))
+                .then(
+                    problem.models[b]
+                        .demand
+                        .total_cmp(&problem.models[a].demand),
+                )
+                .then(a.cmp(&b))
+        });
+        let mut free = ws.free(&x);
+        for &m in &members {
+            ws.add_usage(m, &x, &mut free, 1);
+        }
+        let floors = x.clone();
+        // Places the tier's members at level t; returns false (state untouched) if they don't fit.
+        let mut place = |ws: &mut Workspace<'_>, t: f64, out: &mut Vec<u32>| -> bool {
+            let mut left = free.clone();
+            for &m in &members {
+                let model = &problem.models[m];
+                let target = (t * model.weight).min(1.0) * cap_target[m];
+                let range = model.variants.clone();
+                if ws
+                    .solve_model(m, None, target, Some(&left), &mut scratch[range.clone()])
+                    .is_none()
+                {
+                    return false;
+                }
+                out[range.clone()].copy_from_slice(&scratch[range]);
+                ws.add_usage(m, out, &mut left, -1);
+            }
+            true
+        };
+        let t_full = members
+            .iter()
+            .map(|&m| 1.0 / problem.models[m].weight)
+            .fold(0.0, f64::max);
+        let mut candidate = floors.clone();
+        if place(ws, t_full, &mut candidate) {
+            x = candidate;
+        } else {
+            let (mut lo, mut hi) = (0.0, t_full);
+            let mut best = if place(ws, 0.0, &mut candidate) {
+                Some(candidate.clone())
+            } else {
+                None
+            };
+            for _ in 0..48 {
+                if hi - lo <= 1e-7 * hi {
+                    break;
+                }
+                let mid = 0.5 * (lo + hi);
+                candidate.clone_from(&floors);
+                if place(ws, mid, &mut candidate) {
+                    lo = mid;
+                    best = Some(candidate.clone());
+                } else {
+                    hi = mid;
+                }
+            }
+            if let Some(best) = best {
+                x = best;
+            }
+        }
+        grow(problem, &mut x, &members);
+    }
+    // Lower cost at the levels reached; use any GPUs that frees for unmet demand.
+    for _ in 0..LOCAL_SEARCH_ROUNDS {
+        let served: Vec<f64> = (0..models).map(|m| problem.served(m, &x)).collect();
+        let cheaper = ws.local_search(&mut x, &served);
+        let mut grown = false;
+        for &tier in &tiers {
+            let members: Vec<usize> = (0..models)
+                .filter(|&m| problem.models[m].priority == tier)
+                .collect();
+            grown |= grow(problem, &mut x, &members);
+        }
+        if !cheaper && !grown {
+            break;
+        }
+    }
+    Ok(x)
+}
+
+/// Adds replicas one at a time to the unmet member with the lowest service level, on its
+/// cheapest-per-capacity variant that still fits, until no unmet member can grow. Returns
+/// whether anything was added.
+fn grow(problem: &Problem, x: &mut [u32], members: &[usize]) -> bool {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    #[derive(PartialEq)]
+    struct Key(f64);
+    impl Eq for Key {}
+    impl PartialOrd for Key {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Key {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.total_cmp(&other.0)
+        }
+    }
+    let mut free: Vec<u64> = {
+        let used = problem.usage(x);
+        problem
+            .accelerators
+            .iter()
+            .zip(used)
+            .map(|(a, u)| u64::from(a.count).saturating_sub(u))
+            .collect()
+    };
+    let mut heap: BinaryHeap<Reverse<(Key, usize)>> = members
+        .iter()
+        .filter(|&&m| !meets(problem.coverage(m, x), problem.models[m].demand))
+        .map(|&m| Reverse((Key(level(problem, m, x)), m)))
+        .collect();
+    let mut grown = false;
+    while let Some(Reverse((_, m))) = heap.pop() {
+        let model = &problem.models[m];
+        let count: u32 = x[model.variants.clone()].iter().sum();
+        if count >= model.max_replicas {
+            continue;
+        }
+        let pick = model
+            .variants
+            .clone()
+            .filter(|&v| {
+                let var = &problem.variants[v];
+                var.capacity > 0.0
+                    && x[v] < var.max_replicas
+                    && free[var.accelerator] >= u64::from(var.gpus)
+            })
+            .min_by(|&a, &b| {
+                let ra = problem.variants[a].price / problem.variants[a].capacity;
+                let rb = problem.variants[b].price / problem.variants[b].capacity;
+                ra.total_cmp(&rb).then(a.cmp(&b))
+            });
+        let Some(v) = pick else { continue };
+        x[v] += 1;
+        free[problem.variants[v].accelerator] -= u64::from(problem.variants[v].gpus);
+        grown = true;
+        if !meets(problem.coverage(m, x), model.demand) {
+            heap.push(Reverse((Key(level(problem, m, x)), m)));
+        }
+    }
+    grown
+}

@@ -1,0 +1,290 @@
+//! The normalized optimization problem: flat arrays of accelerator types, models and variants,
+//! with capacities already derived from profiles.
+
+use wvo_api::{InputError, PlanInput};
+use wvo_perf::{CapacityLimit, TokenMix};
+
+/// One accelerator type.
+#[derive(Clone, Debug)]
+pub struct AcceleratorInfo {
+    /// Type name.
+    pub name: String,
+    /// GPUs available.
+    pub count: u32,
+    /// $ per GPU-hour.
+    pub cost_per_gpu: f64,
+}
+
+/// One model.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    /// Model name.
+    pub name: String,
+    /// Priority tier (higher first).
+    pub priority: i32,
+    /// Fair-share weight inside the tier.
+    pub weight: f64,
+    /// Rate to serve (arrival rate with headroom), req/s.
+    pub demand: f64,
+    /// Minimum replicas over all variants.
+    pub min_replicas: u32,
+    /// Maximum replicas over all variants (finite: capped by what the inventory can hold).
+    pub max_replicas: u32,
+    /// Index range of this model's variants in [`Problem::variants`].
+    pub variants: std::ops::Range<usize>,
+    /// Highest rate the model's replica bounds allow, ignoring the inventory, req/s.
+    pub max_coverable: f64,
+}
+
+/// One variant.
+#[derive(Clone, Debug)]
+pub struct VariantInfo {
+    /// Index of the owning model.
+    pub model: usize,
+    /// Variant name.
+    pub name: String,
+    /// Index of the accelerator type.
+    pub accelerator: usize,
+    /// GPUs per replica.
+    pub gpus: u32,
+    /// Capacity of one replica at the SLO, req/s.
+    pub capacity: f64,
+    /// Cost of one replica, $ per hour.
+    pub price: f64,
+    /// Minimum replicas.
+    pub min_replicas: u32,
+    /// Maximum replicas (finite: capped by `count / gpus` of its accelerator type).
+    pub max_replicas: u32,
+    /// Replicas running now (0 when not given).
+    pub current: u32,
+}
+
+/// The whole problem, built from a validated [`PlanInput`].
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// Accelerator types in input order.
+    pub accelerators: Vec<AcceleratorInfo>,
+    /// Models in input order.
+    pub models: Vec<ModelInfo>,
+    /// Variants, grouped by model, in input order.
+    pub variants: Vec<VariantInfo>,
+    /// Things a person should know about the input.
+    pub warnings: Vec<String>,
+}
+
+/// Highest coverage (req/s) reachable with per-variant bounds and a model-wide replica cap.
+fn max_coverable(variants: &[VariantInfo], max_total: u32) -> f64 {
+    let mut covered: f64 = variants
+        .iter()
+        .map(|v| f64::from(v.min_replicas) * v.capacity)
+        .sum();
+    let mut left = max_total.saturating_sub(variants.iter().map(|v| v.min_replicas).sum());
+    let mut by_capacity: Vec<&VariantInfo> = variants.iter().collect();
+    by_capacity.sort_by(|a, b| b.capacity.total_cmp(&a.capacity));
+    for v in by_capacity {
+        if left == 0 {
+            break;
+        }
+        let take = (v.max_replicas - v.min_replicas).min(left);
+        covered += f64::from(take) * v.capacity;
+        left -= take;
+    }
+    covered
+}
+
+impl Problem {
+    /// Builds the problem from a validated input, deriving capacities from profiles.
+    pub fn from_input(input: &PlanInput) -> Result<Self, InputError> {
+        input.validate()?;
+        let accelerators: Vec<AcceleratorInfo> = input
+            .inventory
+            .iter()
+            .map(|a| AcceleratorInfo {
+                name: a.name.clone(),
+                count: a.count,
+                cost_per_gpu: a.cost_per_hour,
+            })
+            .collect();
+        let mut models = Vec::with_capacity(input.models.len());
+        let mut variants = Vec::new();
+        let mut warnings = Vec::new();
+        for (mi, spec) in input.models.iter().enumerate() {
+            // validate() guarantees a load entry for every model.
+            let load = input
+                .load
+                .get(&spec.name)
+                .copied()
+                .unwrap_or(wvo_api::ModelLoad {
+                    arrival_rate: 0.0,
+                    avg_input_tokens: None,
+                    avg_output_tokens: None,
+                });
+            let first = variants.len();
+            for (vi, vs) in spec.variants.iter().enumerate() {
+                let accelerator = accelerators
+                    .iter()
+                    .position(|a| a.name == vs.accelerator)
+                    .ok_or_else(|| {
+                        InputError::new(
+                            format!("models[{mi}].variants[{vi}].accelerator"),
+                            format!("unknown accelerator \"{}\"", vs.accelerator),
+                        )
+                    })?;
+                let capacity = match (vs.max_requests_per_second, vs.profile, spec.slo) {
+                    (Some(rps), _, _) => rps,
+                    (None, Some(profile), Some(slo)) => {
+                        let mix = TokenMix {
+                            avg_input_tokens: load.avg_input_tokens.unwrap_or(0.0),
+                            avg_output_tokens: load.avg_output_tokens.unwrap_or(1.0),
+                        };
+                        let estimate =
+                            wvo_perf::replica_capacity(&profile, &slo, &mix).map_err(|e| {
+                                InputError::new(
+                                    format!("models[{mi}].variants[{vi}].profile"),
+                                    e.to_string(),
+                                )
+                            })?;
+                        if estimate.limit == CapacityLimit::SloUnreachable {
+                            warnings.push(format!(
+                                "model \"{}\" variant \"{}\": the profile cannot meet the SLO (TTFT {} ms, ITL {} ms) at any load; it gets no replicas beyond its minimum",
+                                spec.name, vs.name, slo.ttft_ms, slo.itl_ms
+                            ));
+                        }
+                        estimate.rps
+                    }
+                    _ => {
+                        return Err(InputError::new(
+                            format!("models[{mi}].variants[{vi}]"),
+                            "capacity unknown: give maxRequestsPerSecond or a profile with the model's slo",
+                        ))
+                    }
+                };
+                let inventory_max = accelerators[accelerator].count / vs.gpus_per_replica;
+                let max_replicas = vs.max_replicas.unwrap_or(u32::MAX).min(inventory_max);
+                if vs.min_replicas > max_replicas {
+                    return Err(InputError::new(
+                        format!("models[{mi}].variants[{vi}].minReplicas"),
+                        format!(
+                            "minReplicas {} needs {} {} GPUs but the inventory has {}",
+                            vs.min_replicas,
+                            u64::from(vs.min_replicas) * u64::from(vs.gpus_per_replica),
+                            vs.accelerator,
+                            accelerators[accelerator].count
+                        ),
+                    ));
+                }
+                variants.push(VariantInfo {
+                    model: mi,
+                    name: vs.name.clone(),
+                    accelerator,
+                    gpus: vs.gpus_per_replica,
+                    capacity,
+                    price: f64::from(vs.gpus_per_replica) * accelerators[accelerator].cost_per_gpu,
+                    min_replicas: vs.min_replicas,
+                    max_replicas,
+                    current: input
+                        .current
+                        .get(&spec.name)
+                        .and_then(|c| c.get(&vs.name))
+                        .copied()
+                        .unwrap_or(0),
+                });
+            }
+            let range = first..variants.len();
+            let sum_max: u64 = variants[range.clone()]
+                .iter()
+                .map(|v| u64::from(v.max_replicas))
+                .sum();
+            let max_replicas = spec
+                .max_replicas
+                .unwrap_or(u32::MAX)
+                .min(u32::try_from(sum_max).unwrap_or(u32::MAX));
+            if spec.min_replicas > max_replicas {
+                return Err(InputError::new(
+                    format!("models[{mi}].minReplicas"),
+                    format!(
+                        "minReplicas {} is more than the variants can hold in the inventory ({max_replicas})",
+                        spec.min_replicas
+                    ),
+                ));
+            }
+            let demand = load.arrival_rate * (1.0 + input.options.headroom);
+            let max_coverable = max_coverable(&variants[range.clone()], max_replicas);
+            if demand > max_coverable * (1.0 + 1e-9) {
+                warnings.push(format!(
+                    "model \"{}\": demand {:.3} req/s is more than its replica bounds allow ({:.3} req/s)",
+                    spec.name, demand, max_coverable
+                ));
+            }
+            models.push(ModelInfo {
+                name: spec.name.clone(),
+                priority: spec.priority,
+                weight: spec.weight,
+                demand,
+                min_replicas: spec.min_replicas,
+                max_replicas,
+                variants: range,
+                max_coverable,
+            });
+        }
+        Ok(Self {
+            accelerators,
+            models,
+            variants,
+            warnings,
+        })
+    }
+
+    /// GPUs of each accelerator type used by replica counts `x` (one entry per variant).
+    pub fn usage(&self, x: &[u32]) -> Vec<u64> {
+        let mut used = vec![0u64; self.accelerators.len()];
+        for (v, &n) in self.variants.iter().zip(x) {
+            used[v.accelerator] += u64::from(n) * u64::from(v.gpus);
+        }
+        used
+    }
+
+    /// Cost of replica counts `x`, $ per hour.
+    pub fn cost(&self, x: &[u32]) -> f64 {
+        self.variants
+            .iter()
+            .zip(x)
+            .map(|(v, &n)| v.price * f64::from(n))
+            .sum()
+    }
+
+    /// Capacity planned for model `m` by replica counts `x`, req/s.
+    pub fn coverage(&self, m: usize, x: &[u32]) -> f64 {
+        self.variants[self.models[m].variants.clone()]
+            .iter()
+            .zip(&x[self.models[m].variants.clone()])
+            .map(|(v, &n)| v.capacity * f64::from(n))
+            .sum()
+    }
+
+    /// Rate the plan serves for model `m`: `min(demand, coverage)`, req/s.
+    pub fn served(&self, m: usize, x: &[u32]) -> f64 {
+        self.coverage(m, x).min(self.models[m].demand)
+    }
+
+    /// Replica changes of `x` from the current replicas.
+    pub fn changes(&self, x: &[u32]) -> u64 {
+        self.variants
+            .iter()
+            .zip(x)
+            .map(|(v, &n)| u64::from(n.abs_diff(v.current)))
+            .sum()
+    }
+}
+
+/// Relative tolerance used when comparing costs.
+pub const TOLERANCE: f64 = 1e-9;
+
+/// Relative tolerance used when comparing rates (covers the MILP solver's feasibility
+/// tolerance).
+pub const RATE_TOLERANCE: f64 = 1e-7;
+
+/// True when `covered` meets `target` up to the relative rate tolerance.
+pub fn meets(covered: f64, target: f64) -> bool {
+    covered >= target - RATE_TOLERANCE * target.abs().max(1.0)
+}

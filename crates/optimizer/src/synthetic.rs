@@ -1,0 +1,139 @@
+//! Seeded synthetic planning problems for benchmarks and tests: a mixed fleet of accelerator
+//! types, models with 1–4 variants each, and loads that make some types binding.
+
+use std::collections::BTreeMap;
+use wvo_api::{AcceleratorType, ModelLoad, ModelSpec, PlanInput, PlanOptions, VariantSpec};
+
+/// A small deterministic PRNG (SplitMix64), so instances are the same on every machine.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform integer in [lo, hi].
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+/// Accelerator types of the synthetic fleet: name, $/GPU-hour, relative speed.
+const FLEET: [(&str, f64, f64); 8] = [
+    ("H100", 4.10, 1.00),
+    ("H200", 5.00, 1.25),
+    ("B200", 7.50, 1.90),
+    ("A100-80G", 2.60, 0.55),
+    ("A100-40G", 2.00, 0.45),
+    ("L40S", 1.30, 0.33),
+    ("L4", 0.70, 0.12),
+    ("MI300X", 3.80, 1.05),
+];
+
+/// A synthetic problem with `models` models; `tightness` scales the inventory (1.0 is about
+/// what the cheapest placement would want of the popular types, so some bind; below 1 is
+/// scarce).
+pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
+    let mut rng = SplitMix64::new(seed);
+    let mut specs = Vec::with_capacity(models);
+    let mut load = BTreeMap::new();
+    let mut want = [0.0f64; FLEET.len()];
+    for m in 0..models {
+        let size = rng.unit(); // bigger models need more GPUs and serve less per replica
+        let gpus = if size < 0.6 {
+            1
+        } else if size < 0.9 {
+            2
+        } else {
+            4
+        };
+        let base_rps = 2.0 + 30.0 * rng.unit() / f64::from(gpus);
+        let n_variants = rng.range(1, 4) as usize;
+        let mut variants = Vec::with_capacity(n_variants);
+        let mut used = [false; FLEET.len()];
+        for _ in 0..n_variants {
+            let mut t = rng.range(0, FLEET.len() as u64 - 1) as usize;
+            while used[t] {
+                t = (t + 1) % FLEET.len();
+            }
+            used[t] = true;
+            let (name, _, speed) = FLEET[t];
+            let jitter = 0.8 + 0.4 * rng.unit();
+            variants.push(VariantSpec {
+                name: format!("{}-tp{gpus}", name.to_lowercase()),
+                accelerator: name.to_string(),
+                gpus_per_replica: gpus,
+                min_replicas: 0,
+                max_replicas: None,
+                max_requests_per_second: Some(
+                    (base_rps * speed * jitter * 1000.0).round() / 1000.0,
+                ),
+                profile: None,
+            });
+        }
+        let rate = (0.5 + 60.0 * rng.unit().powi(2) * rng.unit()).round();
+        // What the cheapest variant alone would need, to size the inventory.
+        let (best_t, best_n) = variants
+            .iter()
+            .map(|v| {
+                let t = FLEET.iter().position(|f| f.0 == v.accelerator).unwrap_or(0);
+                let rps = v.max_requests_per_second.unwrap_or(1.0);
+                let n = (rate / rps).ceil();
+                (t, n, n * FLEET[t].1 * f64::from(v.gpus_per_replica))
+            })
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(t, n, _)| (t, n))
+            .unwrap_or((0, 0.0));
+        want[best_t] += best_n * f64::from(gpus);
+        let name = format!("model-{m:05}");
+        load.insert(
+            name.clone(),
+            ModelLoad {
+                arrival_rate: rate,
+                avg_input_tokens: Some(512.0),
+                avg_output_tokens: Some(256.0),
+            },
+        );
+        specs.push(ModelSpec {
+            name,
+            model_id: None,
+            priority: if rng.unit() < 0.3 { 100 } else { 0 },
+            weight: 1.0,
+            slo: None,
+            min_replicas: 0,
+            max_replicas: None,
+            variants,
+        });
+    }
+    let inventory = FLEET
+        .iter()
+        .enumerate()
+        .map(|(t, (name, cost, _))| AcceleratorType {
+            name: name.to_string(),
+            // Cheap popular types get ~tightness of what they'd want: those bind.
+            count: ((want[t] * tightness * if t % 2 == 0 { 0.8 } else { 3.0 }).ceil() as u32)
+                .max(8),
+            cost_per_hour: *cost,
+        })
+        .collect();
+    PlanInput {
+        inventory,
+        models: specs,
+        load,
+        current: BTreeMap::new(),
+        options: PlanOptions::default(),
+    }
+}
