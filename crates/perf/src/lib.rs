@@ -1,15 +1,32 @@
-//! Performance model of one LLM serving replica (pure: no I/O, no clock).
+//! Performance model of one LLM serving replica (pure: no I/O, no async, no clock).
 //!
-//! STUB: the queueing model is being written; this placeholder only fixes the interface.
+//! ```text
+//!  Profile (alpha, beta, gamma, delta, B) ─┐
+//!  TokenMix (input, output tokens) ────────┼─► queueing::predict(rate)   ─► Prediction
+//!  Slo (TTFT, ITL targets) ────────────────┘   replica_capacity(slo)     ─► CapacityEstimate
+//!
+//!  batching::Engine: the same replica as a deterministic continuous-batching engine on
+//!  virtual time — ground truth for the model, and the core of the emulator and simulator.
+//!  workload: seeded Poisson driver for the engine (validation, benchmarks).
+//! ```
+//!
+//! Units: times in milliseconds, rates in requests per second, sizes in tokens.
+//! See `docs/perf-model.md` for the equations and validation figures.
+
+pub mod batching;
+pub mod queueing;
+pub mod workload;
+
+pub use queueing::{predict, replica_capacity, saturation_rps, Prediction, SATURATION_MARGIN};
 
 use wvo_api::{Profile, Slo};
 
 /// Token mix of the offered requests.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TokenMix {
-    /// Mean prompt tokens per request.
+    /// Mean prompt tokens per request, tokens (>= 0).
     pub avg_input_tokens: f64,
-    /// Mean generated tokens per request (>= 1).
+    /// Mean generated tokens per request, tokens (>= 1).
     pub avg_output_tokens: f64,
 }
 
@@ -20,7 +37,8 @@ pub enum CapacityLimit {
     Ttft,
     /// The ITL target is reached first.
     Itl,
-    /// The replica's saturation throughput is reached before either target.
+    /// The replica's saturation throughput (less the safety margin) is reached before either
+    /// target.
     Throughput,
     /// The SLO cannot be met even at vanishing load.
     SloUnreachable,
@@ -31,9 +49,9 @@ pub enum CapacityLimit {
 pub struct CapacityEstimate {
     /// Highest sustainable arrival rate meeting the SLO, req/s (0 when unreachable).
     pub rps: f64,
-    /// Predicted mean TTFT at that rate, ms.
+    /// Predicted mean TTFT at that rate, ms (the zero-load TTFT when unreachable).
     pub ttft_ms: f64,
-    /// Predicted mean ITL at that rate, ms.
+    /// Predicted mean ITL at that rate, ms (the zero-load ITL when unreachable).
     pub itl_ms: f64,
     /// What bounds the capacity.
     pub limit: CapacityLimit,
@@ -52,30 +70,59 @@ pub enum PerfError {
     },
 }
 
-/// Capacity of one replica with `profile` serving `mix` under `slo` (STUB).
-pub fn replica_capacity(
-    profile: &Profile,
-    slo: &Slo,
-    mix: &TokenMix,
-) -> Result<CapacityEstimate, PerfError> {
-    // Placeholder: decode-bound batch at the ITL target, Little's law.
-    let n = ((slo.itl_ms - profile.alpha) / profile.beta.max(1e-9))
-        .clamp(0.0, f64::from(profile.max_batch_size));
-    if n < 1.0 {
-        return Ok(CapacityEstimate {
-            rps: 0.0,
-            ttft_ms: f64::INFINITY,
-            itl_ms: f64::INFINITY,
-            limit: CapacityLimit::SloUnreachable,
-        });
+impl PerfError {
+    pub(crate) fn bad(field: &'static str, problem: impl Into<String>) -> Self {
+        PerfError::BadInput {
+            field,
+            problem: problem.into(),
+        }
     }
-    let itl = profile.alpha + profile.beta * n;
-    let service_ms =
-        profile.gamma + profile.delta * mix.avg_input_tokens + mix.avg_output_tokens * itl;
-    Ok(CapacityEstimate {
-        rps: n / service_ms * 1000.0,
-        ttft_ms: profile.gamma,
-        itl_ms: itl,
-        limit: CapacityLimit::Itl,
-    })
+}
+
+fn at_least(field: &'static str, value: f64, min: f64, unit: &str) -> Result<(), PerfError> {
+    if value.is_finite() && value >= min {
+        Ok(())
+    } else {
+        Err(PerfError::bad(
+            field,
+            format!("must be finite and >= {min} {unit}, got {value}"),
+        ))
+    }
+}
+
+pub(crate) fn check_profile(p: &Profile) -> Result<(), PerfError> {
+    if !(p.alpha.is_finite() && p.alpha > 0.0) {
+        return Err(PerfError::bad(
+            "profile.alpha",
+            format!("must be finite and > 0 ms, got {}", p.alpha),
+        ));
+    }
+    at_least("profile.beta", p.beta, 0.0, "ms")?;
+    at_least("profile.gamma", p.gamma, 0.0, "ms")?;
+    at_least("profile.delta", p.delta, 0.0, "ms")?;
+    if p.max_batch_size == 0 {
+        return Err(PerfError::bad("profile.maxBatchSize", "must be at least 1"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_mix(m: &TokenMix) -> Result<(), PerfError> {
+    at_least("avgInputTokens", m.avg_input_tokens, 0.0, "tokens")?;
+    at_least("avgOutputTokens", m.avg_output_tokens, 1.0, "tokens")
+}
+
+pub(crate) fn check_slo(s: &Slo) -> Result<(), PerfError> {
+    if !(s.ttft_ms.is_finite() && s.ttft_ms > 0.0) {
+        return Err(PerfError::bad(
+            "slo.ttftMs",
+            format!("must be finite and > 0 ms, got {}", s.ttft_ms),
+        ));
+    }
+    if !(s.itl_ms.is_finite() && s.itl_ms > 0.0) {
+        return Err(PerfError::bad(
+            "slo.itlMs",
+            format!("must be finite and > 0 ms, got {}", s.itl_ms),
+        ));
+    }
+    Ok(())
 }

@@ -1,0 +1,296 @@
+//! The queueing model of one replica: a state-dependent birth-death chain with prefill
+//! stalls, solved in closed form (see `docs/perf-model.md` for the derivation).
+
+use wvo_api::{Profile, Slo};
+
+use crate::{CapacityEstimate, CapacityLimit, PerfError, TokenMix};
+
+/// Capacity is never placed closer to saturation than this fraction of the saturation rate:
+/// `rps <= (1 - SATURATION_MARGIN) * saturation_rps`. Near saturation the mean queue grows as
+/// `1/(1 - utilization)`, so a tiny error in the profile there means an unbounded latency error.
+pub const SATURATION_MARGIN: f64 = 0.05;
+
+/// Relative precision of the capacity bisection.
+const RATE_TOLERANCE: f64 = 1e-4;
+
+/// Prediction of the steady state of one replica at an arrival rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// Mean time to first token, ms: `queue_wait_ms` + wait for the step in progress +
+    /// the (batched) prefill. Infinite when not `stable`.
+    pub ttft_ms: f64,
+    /// Mean inter-token latency over all generated tokens after the first, ms (decode step
+    /// plus stalls by other requests' prefills). Infinite when not `stable`.
+    pub itl_ms: f64,
+    /// Mean wait for a batch slot (queueing beyond `max_batch_size`), ms.
+    pub queue_wait_ms: f64,
+    /// Mean number of requests holding a batch slot (decoding), requests.
+    pub mean_batch: f64,
+    /// Mean number of requests waiting for a batch slot, requests.
+    pub mean_waiting: f64,
+    /// Arrival rate over the saturation rate (the highest rate the replica can complete), 0..;
+    /// >= 1 means unstable.
+    pub utilization: f64,
+    /// Whether the queue is stable (finite steady state).
+    pub stable: bool,
+}
+
+/// The profile and token mix in the units the chain uses (ms).
+#[derive(Clone, Copy, Debug)]
+struct Model {
+    alpha: f64,
+    beta: f64,
+    gamma: f64,
+    delta: f64,
+    max_batch: u32,
+    input: f64,
+    /// Decode tokens per request (`avg_output_tokens - 1`: the prefill yields the first).
+    decode_tokens: f64,
+}
+
+impl Model {
+    fn new(profile: &Profile, mix: &TokenMix) -> Result<Self, PerfError> {
+        crate::check_profile(profile)?;
+        crate::check_mix(mix)?;
+        Ok(Self {
+            alpha: profile.alpha,
+            beta: profile.beta,
+            gamma: profile.gamma,
+            delta: profile.delta,
+            max_batch: profile.max_batch_size,
+            input: mix.avg_input_tokens,
+            // Floor keeps the chain finite for single-token outputs (no decode at all).
+            decode_tokens: (mix.avg_output_tokens - 1.0).max(1e-6),
+        })
+    }
+
+    fn itl_at(&self, n: f64) -> f64 {
+        self.alpha + self.beta * n
+    }
+
+    /// Prefill time of one request alone, ms.
+    fn prefill_ms(&self) -> f64 {
+        self.gamma + self.delta * self.input
+    }
+
+    /// Prefill batching at `lam` requests per ms: `(f, m)` with `f` the fraction of time in
+    /// prefill steps and `m` the mean number of arrivals during the step before a prefill.
+    ///
+    /// Arrivals during one step are admitted together by the next, so a prefill step holds
+    /// `K ~ Poisson(m) | K >= 1` requests, `E[K] = m / (1 - e^-m)`, and `gamma` is paid once
+    /// per step: `f = lam * (delta*I + gamma/E[K])`. The preceding step is a decode step at the
+    /// mean-field batch `b = lam*D*alpha / (1 - f - lam*D*beta)` or a prefill step (weights
+    /// `1-f`, `f`). A few scalar fixed-point rounds; no chain needed.
+    fn prefill_share(&self, lam: f64) -> (f64, f64) {
+        let bmax = f64::from(self.max_batch);
+        let per_token = self.delta * self.input;
+        let mut k = 1.0;
+        let mut f = lam * (per_token + self.gamma);
+        let mut m = 0.0;
+        for _ in 0..6 {
+            let denom = 1.0 - f - lam * self.decode_tokens * self.beta;
+            let b = if denom > 0.0 {
+                (lam * self.decode_tokens * self.alpha / denom).min(bmax)
+            } else {
+                bmax
+            };
+            let decode_step = self.itl_at(b.max(1.0));
+            let prefill_step = self.gamma + per_token * k;
+            let fc = f.clamp(0.0, 1.0);
+            m = lam * ((1.0 - fc) * decode_step + fc * prefill_step);
+            k = if m > 1e-9 {
+                m / (1.0 - (-m).exp())
+            } else {
+                1.0 + 0.5 * m
+            };
+            f = lam * (per_token + self.gamma / k);
+        }
+        (f, m)
+    }
+
+    /// Saturation arrival rate, requests per ms: the full batch decoding, interrupted by
+    /// prefills: `lam = (1 - f(lam)) * B / (D * ITL(B))`, solved by bisection (the right side
+    /// decreases in `lam`).
+    fn saturation_per_ms(&self) -> f64 {
+        let b = f64::from(self.max_batch);
+        let c = b / (self.decode_tokens * self.itl_at(b));
+        // Unbatched prefill gives a lower bound, prefill without gamma an upper bound.
+        let mut lo = c / (1.0 + c * self.prefill_ms());
+        let mut hi = c / (1.0 + c * self.delta * self.input);
+        for _ in 0..40 {
+            let mid = 0.5 * (lo + hi);
+            let (f, _) = self.prefill_share(mid);
+            if mid < (1.0 - f) * c {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Steady state at `lam` requests per ms.
+    fn eval(&self, lam: f64) -> Prediction {
+        let sat = self.saturation_per_ms();
+        let utilization = lam / sat;
+        let p1 = self.prefill_ms();
+        let (f, m) = self.prefill_share(lam);
+        if !(utilization < 1.0) || !(f < 1.0) {
+            return Prediction {
+                ttft_ms: f64::INFINITY,
+                itl_ms: f64::INFINITY,
+                queue_wait_ms: f64::INFINITY,
+                mean_batch: f64::from(self.max_batch),
+                mean_waiting: f64::INFINITY,
+                utilization,
+                stable: false,
+            };
+        }
+        if lam <= 0.0 {
+            return Prediction {
+                ttft_ms: p1,
+                itl_ms: self.itl_at(1.0),
+                queue_wait_ms: 0.0,
+                mean_batch: 0.0,
+                mean_waiting: 0.0,
+                utilization: 0.0,
+                stable: true,
+            };
+        }
+        // Unnormalised q_n = prod_{k<=n} lam / mu(k), mu(k) = (1-f) k / (D * ITL(k)).
+        // Sums: s0 = sum q_n, s1 = sum b_n q_n, s_itl = sum_{n>=1} q_n ITL(b_n).
+        let k = lam * self.decode_tokens / (1.0 - f);
+        let (mut q, mut s0, mut s1, mut s_itl) = (1.0_f64, 1.0_f64, 0.0_f64, 0.0_f64);
+        let mut reached_tail = true;
+        for n in 1..=self.max_batch {
+            let nf = f64::from(n);
+            let itl = self.itl_at(nf);
+            let ratio = k * itl / nf;
+            q *= ratio;
+            s0 += q;
+            s1 += nf * q;
+            s_itl += q * itl;
+            if q > 1e200 {
+                q *= 1e-200;
+                s0 *= 1e-200;
+                s1 *= 1e-200;
+                s_itl *= 1e-200;
+            }
+            // ratio(n) decreases in n, so once below 1 the rest is bounded by a geometric
+            // series; stop when it cannot change the sums at double precision.
+            if ratio < 1.0 && q * f64::from(self.max_batch) < 1e-17 * s0 * (1.0 - ratio) {
+                reached_tail = false;
+                break;
+            }
+        }
+        let b = f64::from(self.max_batch);
+        let mut lq = 0.0;
+        if reached_tail {
+            // Geometric tail n > B: constant rate mu(B), ratio r < 1 (checked by utilization).
+            let r = k * self.itl_at(b) / b;
+            let tail = q * r / (1.0 - r);
+            s0 += tail;
+            s1 += b * tail;
+            s_itl += self.itl_at(b) * tail;
+            lq = q * r / ((1.0 - r) * (1.0 - r));
+        }
+        let mean_batch = s1 / s0;
+        let mean_waiting = lq / s0;
+        let queue_wait_ms = mean_waiting / lam;
+        // Little on decoding requests: E[b] = lam * D * ITL.
+        let itl_ms = if mean_batch > 0.0 {
+            mean_batch / (lam * self.decode_tokens)
+        } else {
+            self.itl_at(1.0) / (1.0 - f)
+        };
+        // A tagged arrival's prefill step holds it plus a size-biased Poisson(m) of others.
+        let prefill_seen = self.gamma + self.delta * self.input * (1.0 + m);
+        // Residual of the step in progress at a Poisson arrival (steps have ~fixed length).
+        let residual = 0.5 * (f * prefill_seen + (1.0 - f) * s_itl / s0);
+        Prediction {
+            ttft_ms: queue_wait_ms + residual + prefill_seen,
+            itl_ms,
+            queue_wait_ms,
+            mean_batch,
+            mean_waiting,
+            utilization,
+            stable: true,
+        }
+    }
+}
+
+/// Predicted steady state of one replica with `profile` serving `mix` at `arrival_rps`
+/// requests per second.
+///
+/// Fails when an input is not usable (named in the error). An overloaded replica is not an
+/// error: it returns `stable == false` with infinite latencies.
+pub fn predict(
+    profile: &Profile,
+    mix: &TokenMix,
+    arrival_rps: f64,
+) -> Result<Prediction, PerfError> {
+    if !arrival_rps.is_finite() || arrival_rps < 0.0 {
+        return Err(PerfError::bad(
+            "arrival_rps",
+            format!("must be finite and >= 0 req/s, got {arrival_rps}"),
+        ));
+    }
+    Ok(Model::new(profile, mix)?.eval(arrival_rps / 1000.0))
+}
+
+/// Saturation throughput of one replica, req/s: the arrival rate at which its queue stops
+/// being stable (full batch, one prefill per request).
+pub fn saturation_rps(profile: &Profile, mix: &TokenMix) -> Result<f64, PerfError> {
+    Ok(Model::new(profile, mix)?.saturation_per_ms() * 1000.0)
+}
+
+/// Capacity of one replica with `profile` serving `mix` under `slo`: the highest arrival
+/// rate (req/s) at which the predicted mean TTFT and mean ITL meet their targets, capped at
+/// `(1 - SATURATION_MARGIN)` of the saturation rate.
+///
+/// Returns `limit == SloUnreachable` with `rps == 0` when even a vanishing load misses the
+/// SLO (its `ttft_ms`/`itl_ms` are then the zero-load latencies). Fails when an input is not
+/// usable (named in the error).
+pub fn replica_capacity(
+    profile: &Profile,
+    slo: &Slo,
+    mix: &TokenMix,
+) -> Result<CapacityEstimate, PerfError> {
+    crate::check_slo(slo)?;
+    let model = Model::new(profile, mix)?;
+    let meets = |p: &Prediction| p.stable && p.ttft_ms <= slo.ttft_ms && p.itl_ms <= slo.itl_ms;
+    let estimate = |lam: f64, p: &Prediction, limit| CapacityEstimate {
+        rps: lam * 1000.0,
+        ttft_ms: p.ttft_ms,
+        itl_ms: p.itl_ms,
+        limit,
+    };
+
+    let zero = model.eval(0.0);
+    if !meets(&zero) {
+        return Ok(estimate(0.0, &zero, CapacityLimit::SloUnreachable));
+    }
+    let top = (1.0 - SATURATION_MARGIN) * model.saturation_per_ms();
+    let at_top = model.eval(top);
+    if meets(&at_top) {
+        return Ok(estimate(top, &at_top, CapacityLimit::Throughput));
+    }
+    // Invariant: meets(lo), !meets(hi). TTFT and ITL both grow with the rate.
+    let (mut lo, mut lo_pred) = (0.0, zero);
+    let (mut hi, mut hi_pred) = (top, at_top);
+    while hi - lo > RATE_TOLERANCE * top {
+        let mid = 0.5 * (lo + hi);
+        let p = model.eval(mid);
+        if meets(&p) {
+            (lo, lo_pred) = (mid, p);
+        } else {
+            (hi, hi_pred) = (mid, p);
+        }
+    }
+    let limit = if hi_pred.ttft_ms > slo.ttft_ms {
+        CapacityLimit::Ttft
+    } else {
+        CapacityLimit::Itl
+    };
+    Ok(estimate(lo, &lo_pred, limit))
+}
