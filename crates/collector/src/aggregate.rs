@@ -1,0 +1,456 @@
+//! Pure aggregation: per-pod figures + targets -> `Observations` per variant and model.
+//!
+//! Rules: a figure of a group (variant or model) is known only when every pod of the
+//! group contributes a known value (a partial sum would look like a load drop); its age
+//! is the oldest contributing pod's age. A pod older than `max_age_seconds` is stale and
+//! makes the group's figures unknown. Histograms are merged bucket-wise across pods
+//! before quantiles are taken (quantiles are never averaged).
+
+use crate::names::{Flavor, Hist, Scalar};
+use crate::observation::{
+    Figure, LoadFigures, ModelObservation, Observations, Target, VariantObservation,
+};
+use crate::pod::{ordered_key, HistReading, Missing, PodFigures, Reading};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Settings of the aggregation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    /// Rate window, s.
+    pub window_seconds: f64,
+    /// Data older than this is stale (unknown), s.
+    pub max_age_seconds: f64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            window_seconds: 60.0,
+            max_age_seconds: 60.0,
+        }
+    }
+}
+
+/// A pod slot of a variant: its figures, or why there are none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Slot {
+    /// The pod's figures.
+    Pod(Box<PodFigures>),
+    /// No figures for this pod.
+    Missing {
+        /// Pod name or URL.
+        pod: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Slot {
+    fn name(&self) -> &str {
+        match self {
+            Slot::Pod(p) => &p.pod,
+            Slot::Missing { pod, .. } => pod,
+        }
+    }
+}
+
+/// (namespace, model, variant).
+pub type VariantKey = (String, String, String);
+
+/// Assign Prometheus pods to the caller's targets. With no targets, every pod is kept
+/// under variant `*` of its (namespace, model). Targets without data become `Missing`
+/// slots with `no_data_reason` (e.g. the query error) or "no series".
+pub fn assign(
+    pods: Vec<PodFigures>,
+    targets: &[Target],
+    no_data_reason: Option<&str>,
+) -> BTreeMap<VariantKey, Vec<Slot>> {
+    let mut out: BTreeMap<VariantKey, Vec<Slot>> = BTreeMap::new();
+    if targets.is_empty() {
+        for p in pods {
+            out.entry((p.namespace.clone(), p.model.clone(), "*".into()))
+                .or_default()
+                .push(Slot::Pod(Box::new(p)));
+        }
+        return out;
+    }
+    let mut pods: Vec<Option<PodFigures>> = pods.into_iter().map(Some).collect();
+    for t in targets {
+        let mut found = false;
+        for slot in pods.iter_mut() {
+            let matches = slot.as_ref().is_some_and(|p| {
+                p.namespace == t.namespace
+                    && p.pod == t.pod
+                    && (t.model.is_empty() || p.model == t.model)
+            });
+            if matches {
+                if let Some(p) = slot.take() {
+                    found = true;
+                    out.entry((t.namespace.clone(), p.model.clone(), t.variant.clone()))
+                        .or_default()
+                        .push(Slot::Pod(Box::new(p)));
+                }
+            }
+        }
+        if !found {
+            let reason = match no_data_reason {
+                Some(r) => r.to_string(),
+                None => format!(
+                    "no series for pod {}/{} (model {})",
+                    t.namespace,
+                    t.pod,
+                    if t.model.is_empty() { "any" } else { &t.model }
+                ),
+            };
+            out.entry((t.namespace.clone(), t.model.clone(), t.variant.clone()))
+                .or_default()
+                .push(Slot::Missing {
+                    pod: t.pod.clone(),
+                    reason,
+                });
+        }
+    }
+    out
+}
+
+/// A contributing pod's value plus its age.
+struct Contribution<T> {
+    value: T,
+    age: f64,
+}
+
+/// Collect one thing from every pod of a group; the first failure names the pod.
+fn gather<T>(
+    slots: &[&Slot],
+    window: &Window,
+    get: impl Fn(&PodFigures) -> Result<T, Missing>,
+) -> Result<Vec<Contribution<T>>, String> {
+    if slots.is_empty() {
+        return Err("no pods".into());
+    }
+    let mut out = Vec::with_capacity(slots.len());
+    for slot in slots {
+        match slot {
+            Slot::Missing { pod, reason } => return Err(format!("{pod}: {reason}")),
+            Slot::Pod(p) => {
+                let age = match &p.age_seconds {
+                    Ok(a) => *a,
+                    Err(e) => return Err(format!("{}: {e}", p.pod)),
+                };
+                if age > window.max_age_seconds {
+                    return Err(format!(
+                        "{}: stale: last sample {:.0} s old (max {:.0} s)",
+                        p.pod, age, window.max_age_seconds
+                    ));
+                }
+                match get(p) {
+                    Ok(value) => out.push(Contribution { value, age }),
+                    Err(e) => return Err(format!("{}: {e}", p.pod)),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn max_age<T>(c: &[Contribution<T>]) -> f64 {
+    c.iter().map(|c| c.age).fold(0.0, f64::max)
+}
+
+fn metrics_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let set: BTreeSet<&str> = names.collect();
+    set.into_iter().collect::<Vec<_>>().join(",")
+}
+
+fn scalar_figure(slots: &[&Slot], window: &Window, s: Scalar, average: bool) -> Figure {
+    match gather(slots, window, |p| p.scalar(s).cloned()) {
+        Err(reason) => Figure::unknown(reason),
+        Ok(c) => {
+            let sum: f64 = c.iter().map(|c| c.value.value).sum();
+            let v = if average { sum / c.len() as f64 } else { sum };
+            Figure::known(
+                v,
+                max_age(&c),
+                metrics_of(c.iter().map(|c| c.value.metric.as_str())),
+            )
+        }
+    }
+}
+
+/// Merge histograms bucket-wise (only `le` bounds every pod has).
+fn merge_hists(hs: &[&HistReading]) -> HistReading {
+    let mut common: Option<BTreeSet<u64>> = None;
+    for h in hs {
+        let keys: BTreeSet<u64> = h.buckets.iter().map(|(le, _)| ordered_key(*le)).collect();
+        common = Some(match common {
+            None => keys,
+            Some(c) => c.intersection(&keys).copied().collect(),
+        });
+    }
+    let common = common.unwrap_or_default();
+    let mut per: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    let mut sum = Some(0.0);
+    let mut count = Some(0.0);
+    for h in hs {
+        for (le, c) in &h.buckets {
+            let k = ordered_key(*le);
+            if common.contains(&k) {
+                per.entry(k).or_insert((*le, 0.0)).1 += c;
+            }
+        }
+        sum = sum.zip(h.sum).map(|(a, b)| a + b);
+        count = count.zip(h.total()).map(|(a, b)| a + b);
+    }
+    HistReading {
+        metric: metrics_of(hs.iter().map(|h| h.metric.as_str())),
+        buckets: per.into_values().collect(),
+        sum,
+        count,
+    }
+}
+
+/// Quantile `q` (0..1) of a cumulative histogram, interpolating linearly inside the
+/// bucket like PromQL's `histogram_quantile`. When the rank falls above the highest
+/// finite bound, that bound is returned (a lower bound of the true value).
+pub fn quantile(q: f64, h: &HistReading) -> Result<f64, Missing> {
+    let total = h
+        .total()
+        .ok_or("histogram truncated: neither _count nor +Inf bucket")?;
+    if total <= 0.0 {
+        return Err("no requests finished in the window".into());
+    }
+    let finite: Vec<(f64, f64)> = h
+        .buckets
+        .iter()
+        .copied()
+        .filter(|(le, _)| le.is_finite())
+        .collect();
+    if finite.is_empty() {
+        return Err("histogram has no finite buckets".into());
+    }
+    let rank = q * total;
+    let mut prev_le = 0.0;
+    let mut prev_c = 0.0;
+    for (le, c) in &finite {
+        if *c >= rank {
+            if *c <= prev_c {
+                return Ok(*le);
+            }
+            let lo = if prev_le < *le { prev_le } else { *le };
+            return Ok(lo + (le - lo) * (rank - prev_c) / (c - prev_c));
+        }
+        prev_le = *le;
+        prev_c = *c;
+    }
+    Ok(prev_le)
+}
+
+fn hist_figures(slots: &[&Slot], window: &Window, h: Hist) -> (Figure, Figure) {
+    match gather(slots, window, |p| p.hist(h).cloned()) {
+        Err(reason) => (Figure::unknown(reason.clone()), Figure::unknown(reason)),
+        Ok(c) => {
+            let age = max_age(&c);
+            let hs: Vec<&HistReading> = c.iter().map(|c| &c.value).collect();
+            let merged = merge_hists(&hs);
+            let mean = match (merged.sum, merged.count) {
+                (Some(s), Some(n)) if n > 0.0 => {
+                    Figure::known(s / n, age, format!("{m}_sum/{m}_count", m = merged.metric))
+                }
+                (Some(_), Some(_)) => Figure::unknown("no requests finished in the window"),
+                _ => Figure::unknown(format!(
+                    "{}: histogram truncated: _sum or _count missing",
+                    merged.metric
+                )),
+            };
+            let p95 = match quantile(0.95, &merged) {
+                Ok(v) => Figure::known(v, age, format!("{}_bucket", merged.metric)),
+                Err(e) => Figure::unknown(format!("{}: {e}", merged.metric)),
+            };
+            (mean, p95)
+        }
+    }
+}
+
+/// Mean tokens per request: from the per-request histogram when every pod has it, else
+/// token counter rate / request rate.
+fn tokens_per_request(slots: &[&Slot], window: &Window, h: Hist, tokens: Scalar) -> Figure {
+    if let Ok(c) = gather(slots, window, |p| p.hist(h).cloned()) {
+        let hs: Vec<&HistReading> = c.iter().map(|c| &c.value).collect();
+        let m = merge_hists(&hs);
+        if let (Some(s), Some(n)) = (m.sum, m.count) {
+            return if n > 0.0 {
+                Figure::known(
+                    s / n,
+                    max_age(&c),
+                    format!("{x}_sum/{x}_count", x = m.metric),
+                )
+            } else {
+                Figure::unknown("no requests finished in the window")
+            };
+        }
+    }
+    let both = gather(slots, window, |p| {
+        Ok((
+            p.scalar(tokens)?.clone(),
+            p.scalar(Scalar::RequestRate)?.clone(),
+        ))
+    });
+    match both {
+        Err(reason) => Figure::unknown(reason),
+        Ok(c) => {
+            let tok: f64 = c.iter().map(|c| c.value.0.value).sum();
+            let req: f64 = c.iter().map(|c| c.value.1.value).sum();
+            if req > 0.0 {
+                let metric = format!(
+                    "{}/{}",
+                    metrics_of(c.iter().map(|c| c.value.0.metric.as_str())),
+                    metrics_of(c.iter().map(|c| c.value.1.metric.as_str()))
+                );
+                Figure::known(tok / req, max_age(&c), metric)
+            } else {
+                Figure::unknown("no requests finished in the window")
+            }
+        }
+    }
+}
+
+/// Figures of a group of pod slots.
+pub fn figures(slots: &[&Slot], window: &Window) -> LoadFigures {
+    let (ttft_mean, ttft_p95) = hist_figures(slots, window, Hist::Ttft);
+    let (itl_mean, itl_p95) = hist_figures(slots, window, Hist::Itl);
+    let kv_capacity = match gather(slots, window, |p| p.kv_capacity_tokens.clone()) {
+        Err(r) => Figure::unknown(r),
+        Ok(c) => Figure::known(
+            c.iter().map(|c| c.value.value).sum(),
+            max_age(&c),
+            metrics_of(c.iter().map(|c| c.value.metric.as_str())),
+        ),
+    };
+    let fresh: Vec<&PodFigures> = slots
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Pod(p) => Some(p.as_ref()),
+            Slot::Missing { .. } => None,
+        })
+        .filter(|p| {
+            p.age_seconds
+                .as_ref()
+                .is_ok_and(|a| *a <= window.max_age_seconds)
+        })
+        .collect();
+    let ready = Figure::known(
+        fresh.len() as f64,
+        fresh
+            .iter()
+            .filter_map(|p| p.age_seconds.as_ref().ok())
+            .fold(0.0, |a: f64, b| a.max(*b)),
+        "pods with fresh samples",
+    );
+    LoadFigures {
+        arrival_rate_rps: scalar_figure(slots, window, Scalar::RequestRate, false),
+        avg_input_tokens: tokens_per_request(
+            slots,
+            window,
+            Hist::PromptLen,
+            Scalar::PromptTokenRate,
+        ),
+        avg_output_tokens: tokens_per_request(
+            slots,
+            window,
+            Hist::GenerationLen,
+            Scalar::GenerationTokenRate,
+        ),
+        running: scalar_figure(slots, window, Scalar::Running, false),
+        waiting: scalar_figure(slots, window, Scalar::Waiting, false),
+        kv_usage: scalar_figure(slots, window, Scalar::KvUsage, true),
+        kv_capacity_tokens: kv_capacity,
+        ttft_mean_seconds: ttft_mean,
+        ttft_p95_seconds: ttft_p95,
+        itl_mean_seconds: itl_mean,
+        itl_p95_seconds: itl_p95,
+        preemptions_per_second: scalar_figure(slots, window, Scalar::PreemptionRate, false),
+        ready_replicas: ready,
+        pending_replicas: Figure::unknown(
+            "not in model-server metrics; the controller fills it from the Kubernetes API",
+        ),
+    }
+}
+
+/// Gateway queue readings keyed by (namespace, model); namespace may be empty (matches any).
+pub type GatewayReadings = BTreeMap<(String, String), Result<(Reading, f64), Missing>>;
+
+/// Build `Observations` from assigned slots and gateway readings.
+pub fn observations(
+    source: &str,
+    groups: BTreeMap<VariantKey, Vec<Slot>>,
+    gateway: &GatewayReadings,
+    gateway_error: Option<&str>,
+    window: &Window,
+    collected_at_unix_seconds: f64,
+    errors: Vec<String>,
+) -> Observations {
+    let mut by_model: BTreeMap<(String, String), Vec<(String, Vec<Slot>)>> = BTreeMap::new();
+    for ((ns, model, variant), slots) in groups {
+        by_model
+            .entry((ns, model))
+            .or_default()
+            .push((variant, slots));
+    }
+    let mut models = Vec::new();
+    for ((namespace, model), variants) in by_model {
+        let all: Vec<&Slot> = variants.iter().flat_map(|(_, s)| s.iter()).collect();
+        let model_figures = figures(&all, window);
+        let gw = gateway
+            .get(&(namespace.clone(), model.clone()))
+            .or_else(|| gateway.get(&(String::new(), model.clone())));
+        let gateway_queue = match (gw, gateway_error) {
+            (Some(Ok((r, age))), _) if *age <= window.max_age_seconds => {
+                Figure::known(r.value, *age, r.metric.clone())
+            }
+            (Some(Ok((_, age))), _) => Figure::unknown(format!(
+                "stale: last sample {age:.0} s old (max {:.0} s)",
+                window.max_age_seconds
+            )),
+            (Some(Err(e)), _) => Figure::unknown(e.clone()),
+            (None, Some(e)) => Figure::unknown(e.to_string()),
+            (None, None) => Figure::unknown(format!(
+                "no gateway flow-control queue metric for model {model}"
+            )),
+        };
+        let variants = variants
+            .into_iter()
+            .map(|(variant, slots)| {
+                let refs: Vec<&Slot> = slots.iter().collect();
+                let flavors: BTreeSet<Flavor> = slots
+                    .iter()
+                    .filter_map(|s| match s {
+                        Slot::Pod(p) => Some(p.flavors.iter().copied()),
+                        Slot::Missing { .. } => None,
+                    })
+                    .flatten()
+                    .collect();
+                VariantObservation {
+                    variant,
+                    pods: slots.iter().map(|s| s.name().to_string()).collect(),
+                    flavors: flavors.into_iter().collect(),
+                    figures: figures(&refs, window),
+                }
+            })
+            .collect();
+        models.push(ModelObservation {
+            namespace,
+            model,
+            gateway_queue,
+            figures: model_figures,
+            variants,
+        });
+    }
+    Observations {
+        source: source.to_string(),
+        window_seconds: window.window_seconds,
+        max_age_seconds: window.max_age_seconds,
+        collected_at_unix_seconds,
+        models,
+        errors,
+    }
+}

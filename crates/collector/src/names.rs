@@ -1,0 +1,212 @@
+//! Metric names by server family and version, and the signals wvo reads from them.
+//!
+//! Every signal has candidate names in priority order; the first one a pod exposes is
+//! used and reported in the figure (`metric`). See `docs/collector.md` for the table.
+
+use serde::{Deserialize, Serialize};
+
+/// Which server family and metric generation a pod's metrics come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Flavor {
+    /// vLLM V1 engine (labels `model_name`, `engine`; `kv_cache_usage_perc`,
+    /// `inter_token_latency_seconds`).
+    VllmV1,
+    /// vLLM V0 engine (label `model_name` only; `gpu_cache_usage_perc`,
+    /// `time_per_output_token_seconds`).
+    VllmV0,
+    /// SGLang (`sglang:*`).
+    Sglang,
+}
+
+impl Flavor {
+    /// Short display name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::VllmV1 => "vllm-v1",
+            Flavor::VllmV0 => "vllm-v0",
+            Flavor::Sglang => "sglang",
+        }
+    }
+}
+
+/// Names only vLLM V1 exposes (any one of them, or an `engine` label, means V1).
+pub const VLLM_V1_ONLY: &[&str] = &[
+    "vllm:kv_cache_usage_perc",
+    "vllm:inter_token_latency_seconds_count",
+    "vllm:prefix_cache_queries_total",
+    "vllm:request_time_per_output_token_seconds_count",
+];
+
+/// How a scalar signal is computed from its samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Counter: per-second rate over the window, summed over a pod's series.
+    Counter,
+    /// Gauge summed over a pod's series (e.g. one per engine).
+    GaugeSum,
+    /// Gauge averaged over a pod's series.
+    GaugeAvg,
+}
+
+/// Scalar signals read per pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scalar {
+    /// Completed requests, req/s (stands for the arrival rate in steady state).
+    RequestRate,
+    /// Prompt (prefill) tokens, tokens/s.
+    PromptTokenRate,
+    /// Generated tokens, tokens/s.
+    GenerationTokenRate,
+    /// Preemptions (SGLang: retractions), per s.
+    PreemptionRate,
+    /// Requests in the running batch.
+    Running,
+    /// Requests waiting in the server's queue.
+    Waiting,
+    /// KV-cache usage, 0..1.
+    KvUsage,
+}
+
+impl Scalar {
+    /// All scalar signals.
+    pub const ALL: [Scalar; 7] = [
+        Scalar::RequestRate,
+        Scalar::PromptTokenRate,
+        Scalar::GenerationTokenRate,
+        Scalar::PreemptionRate,
+        Scalar::Running,
+        Scalar::Waiting,
+        Scalar::KvUsage,
+    ];
+
+    /// Candidate sample names, first preferred.
+    pub fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Scalar::RequestRate => &[
+                "vllm:request_success_total",
+                "sglang:num_requests_total",
+                "vllm:e2e_request_latency_seconds_count",
+                "sglang:e2e_request_latency_seconds_count",
+            ],
+            Scalar::PromptTokenRate => &["vllm:prompt_tokens_total", "sglang:prompt_tokens_total"],
+            Scalar::GenerationTokenRate => &[
+                "vllm:generation_tokens_total",
+                "sglang:generation_tokens_total",
+            ],
+            Scalar::PreemptionRate => &[
+                "vllm:num_preemptions_total",
+                "sglang:num_retracted_requests_total",
+            ],
+            Scalar::Running => &["vllm:num_requests_running", "sglang:num_running_reqs"],
+            Scalar::Waiting => &["vllm:num_requests_waiting", "sglang:num_queue_reqs"],
+            Scalar::KvUsage => &[
+                "vllm:kv_cache_usage_perc",
+                "vllm:gpu_cache_usage_perc",
+                "sglang:token_usage",
+            ],
+        }
+    }
+
+    /// How samples combine.
+    pub fn kind(self) -> Kind {
+        match self {
+            Scalar::RequestRate
+            | Scalar::PromptTokenRate
+            | Scalar::GenerationTokenRate
+            | Scalar::PreemptionRate => Kind::Counter,
+            Scalar::Running | Scalar::Waiting => Kind::GaugeSum,
+            Scalar::KvUsage => Kind::GaugeAvg,
+        }
+    }
+
+    /// Stable identifier (used as a label in PromQL results).
+    pub fn id(self) -> &'static str {
+        match self {
+            Scalar::RequestRate => "request_rate",
+            Scalar::PromptTokenRate => "prompt_token_rate",
+            Scalar::GenerationTokenRate => "generation_token_rate",
+            Scalar::PreemptionRate => "preemption_rate",
+            Scalar::Running => "running",
+            Scalar::Waiting => "waiting",
+            Scalar::KvUsage => "kv_usage",
+        }
+    }
+}
+
+/// Histogram signals read per pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hist {
+    /// Time to first token, s.
+    Ttft,
+    /// Inter-token latency (V0/old name: time per output token), s.
+    Itl,
+    /// Prompt tokens per finished request.
+    PromptLen,
+    /// Generated tokens per finished request.
+    GenerationLen,
+}
+
+impl Hist {
+    /// All histogram signals.
+    pub const ALL: [Hist; 4] = [Hist::Ttft, Hist::Itl, Hist::PromptLen, Hist::GenerationLen];
+
+    /// Candidate family names (without `_bucket`/`_sum`/`_count`), first preferred.
+    pub fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Hist::Ttft => &[
+                "vllm:time_to_first_token_seconds",
+                "sglang:time_to_first_token_seconds",
+            ],
+            Hist::Itl => &[
+                "vllm:inter_token_latency_seconds",
+                "vllm:time_per_output_token_seconds",
+                "sglang:inter_token_latency_seconds",
+                "sglang:time_per_output_token_seconds",
+            ],
+            Hist::PromptLen => &["vllm:request_prompt_tokens"],
+            Hist::GenerationLen => &["vllm:request_generation_tokens"],
+        }
+    }
+
+    /// Stable identifier.
+    pub fn id(self) -> &'static str {
+        match self {
+            Hist::Ttft => "ttft",
+            Hist::Itl => "itl",
+            Hist::PromptLen => "prompt_len",
+            Hist::GenerationLen => "generation_len",
+        }
+    }
+}
+
+/// Info-style families carrying the KV-cache size in labels.
+pub const CACHE_INFO: &[&str] = &["vllm:cache_config_info", "sglang:cache_config_info"];
+
+/// Gauge with the KV-cache size in tokens (SGLang).
+pub const SGLANG_MAX_TOKENS: &str = "sglang:max_total_num_tokens";
+
+/// Gateway (EPP) flow-control queue size, newest name first.
+pub const GATEWAY_QUEUE: &[&str] = &[
+    "llm_d_epp_flow_control_queue_size",
+    "inference_extension_flow_control_queue_size",
+];
+
+/// Names whose presence identifies the family of a pod, for the "running" gauge used to
+/// date a pod's scrape.
+pub const FRESHNESS: &[&str] = &["vllm:num_requests_running", "sglang:num_running_reqs"];
+
+/// Flavor of a single metric name (None for gateway or foreign names).
+pub fn flavor_of_name(name: &str, has_engine_label: bool) -> Option<Flavor> {
+    if name.starts_with("sglang:") {
+        Some(Flavor::Sglang)
+    } else if name.starts_with("vllm:") {
+        if has_engine_label || VLLM_V1_ONLY.contains(&name) {
+            Some(Flavor::VllmV1)
+        } else {
+            Some(Flavor::VllmV0)
+        }
+    } else {
+        None
+    }
+}
