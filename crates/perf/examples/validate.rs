@@ -61,8 +61,8 @@ fn cases() -> Vec<Case> {
                 max_batch_size: 128,
             },
             slo: Slo {
-                ttft_ms: 300.0,
-                itl_ms: 60.0,
+                ttft_ms: 250.0,
+                itl_ms: 100.0,
             },
             mix: TokenMix {
                 avg_input_tokens: 2048.0,
@@ -84,8 +84,8 @@ fn main() -> Result<(), PerfError> {
             "\n## {} — saturation {:.2} req/s, model capacity {:.2} req/s ({:?})",
             c.name, sat, cap.rps, cap.limit
         );
-        println!("| load | rate req/s | TTFT model | TTFT engine | err | ITL model | ITL engine | err | batch model | batch engine |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| load | rate req/s | TTFT model | TTFT engine | err | ITL model | ITL engine | err | batch model | batch engine | prefill share m/e | prefill batch m/e |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for frac in [0.3, 0.6, 0.85, 1.0] {
             let rate = frac * cap.rps;
             let p = predict(&c.profile, &c.mix, rate)?;
@@ -100,9 +100,10 @@ fn main() -> Result<(), PerfError> {
                 },
             )?;
             println!(
-                "| {:.0}% | {:.2} | {:.1} | {:.1} | {:+.1}% | {:.2} | {:.2} | {:+.1}% | {:.1} | {:.1} |",
+                "| {:.0}% | {:.2} | {:.1} | {:.1} | {:+.1}% | {:.2} | {:.2} | {:+.1}% | {:.1} | {:.1} | {:.2}/{:.2} | {:.2}/{:.2} |",
                 frac * 100.0, rate, p.ttft_ms, m.ttft_ms, 100.0 * (p.ttft_ms / m.ttft_ms - 1.0),
-                p.itl_ms, m.itl_ms, 100.0 * (p.itl_ms / m.itl_ms - 1.0), p.mean_batch, m.mean_batch
+                p.itl_ms, m.itl_ms, 100.0 * (p.itl_ms / m.itl_ms - 1.0), p.mean_batch, m.mean_batch,
+                p.prefill_share, m.prefill_share, p.mean_prefill_batch, m.mean_prefill_batch
             );
         }
         let measured = measured_capacity(&c.profile, &c.slo, &c.mix, 1.2 * sat, requests, 7)?;

@@ -162,6 +162,14 @@ pub struct Gauges {
     pub prompt_tokens_total: u64,
     /// Output tokens generated so far (counter).
     pub generation_tokens_total: u64,
+    /// Prefill steps completed (counter).
+    pub prefill_steps_total: u64,
+    /// Decode steps completed (counter).
+    pub decode_steps_total: u64,
+    /// Time spent in completed prefill steps, ms (counter).
+    pub prefill_ms_total: f64,
+    /// Time spent in completed decode steps, ms (counter).
+    pub decode_ms_total: f64,
     /// Requests accepted by [`Engine::submit`] (counter).
     pub submitted_total: u64,
     /// Requests finished (counter).
@@ -234,6 +242,9 @@ pub struct Engine {
     generation_tokens: u64,
     submitted: u64,
     finished: u64,
+    prefill_steps: u64,
+    prefill_ms: f64,
+    decode_ms: f64,
 }
 
 impl Engine {
@@ -265,6 +276,9 @@ impl Engine {
             generation_tokens: 0,
             submitted: 0,
             finished: 0,
+            prefill_steps: 0,
+            prefill_ms: 0.0,
+            decode_ms: 0.0,
         })
     }
 
@@ -343,7 +357,7 @@ impl Engine {
                 _ => break,
             }
         }
-        if t_ms > self.now_ms && self.step.is_none() {
+        if t_ms.is_finite() && t_ms > self.now_ms && self.step.is_none() {
             self.now_ms = t_ms;
         }
         out
@@ -373,6 +387,10 @@ impl Engine {
             preemptions_total: self.preemptions,
             prompt_tokens_total: self.prompt_tokens,
             generation_tokens_total: self.generation_tokens,
+            prefill_steps_total: self.prefill_steps,
+            decode_steps_total: self.decodes,
+            prefill_ms_total: self.prefill_ms,
+            decode_ms_total: self.decode_ms,
             submitted_total: self.submitted,
             finished_total: self.finished,
         }
@@ -467,6 +485,8 @@ impl Engine {
         out.steps += 1;
         match step {
             Step::Prefill { end_ms, admitted } => {
+                self.prefill_steps += 1;
+                self.prefill_ms += end_ms - self.now_ms;
                 self.now_ms = end_ms;
                 self.generation_tokens += admitted.len() as u64;
                 for q in admitted {
@@ -514,6 +534,7 @@ impl Engine {
                 }
             }
             Step::Decode { end_ms } => {
+                self.decode_ms += end_ms - self.now_ms;
                 self.now_ms = end_ms;
                 self.decodes += 1;
                 self.generation_tokens += self.running.len() as u64;

@@ -33,6 +33,10 @@ pub struct Prediction {
     pub utilization: f64,
     /// Whether the queue is stable (finite steady state).
     pub stable: bool,
+    /// Fraction of time the replica spends in prefill steps, 0..=1.
+    pub prefill_share: f64,
+    /// Mean requests per prefill step (prefill batching), requests.
+    pub mean_prefill_batch: f64,
 }
 
 /// The profile and token mix in the units the chain uses (ms).
@@ -144,6 +148,8 @@ impl Model {
                 mean_waiting: f64::INFINITY,
                 utilization,
                 stable: false,
+                prefill_share: f.min(1.0),
+                mean_prefill_batch: batch_of(m),
             };
         }
         if lam <= 0.0 {
@@ -155,6 +161,8 @@ impl Model {
                 mean_waiting: 0.0,
                 utilization: 0.0,
                 stable: true,
+                prefill_share: 0.0,
+                mean_prefill_batch: 1.0,
             };
         }
         // Unnormalised q_n = prod_{k<=n} lam / mu(k), mu(k) = (1-f) k / (D * ITL(k)).
@@ -215,7 +223,18 @@ impl Model {
             mean_waiting,
             utilization,
             stable: true,
+            prefill_share: f,
+            mean_prefill_batch: batch_of(m),
         }
+    }
+}
+
+/// Mean of `Poisson(m)` conditioned on `>= 1`: `m / (1 - e^-m)`.
+fn batch_of(m: f64) -> f64 {
+    if m > 1e-9 {
+        m / (1.0 - (-m).exp())
+    } else {
+        1.0 + 0.5 * m
     }
 }
 

@@ -85,6 +85,10 @@ pub struct Measured {
     pub measured: usize,
     /// Preemptions over the whole run.
     pub preemptions: u64,
+    /// Fraction of the whole run's time spent in prefill steps, 0..=1.
+    pub prefill_share: f64,
+    /// Mean requests per prefill step over the whole run.
+    pub mean_prefill_batch: f64,
 }
 
 /// Run `w` on a fresh engine with `profile` and measure it.
@@ -149,6 +153,7 @@ pub fn run_poisson(profile: &Profile, w: &Workload) -> Result<Measured, PerfErro
         }
     }
     let nf = n.max(1) as f64;
+    let g = engine.gauges();
     Ok(Measured {
         ttft_ms: ttft / nf,
         itl_ms: if gap_n > 0 { gaps / gap_n as f64 } else { 0.0 },
@@ -156,7 +161,9 @@ pub fn run_poisson(profile: &Profile, w: &Workload) -> Result<Measured, PerfErro
         e2e_ms: e2e / nf,
         mean_batch: decode_time_in_window / (to_ms - window_start).max(f64::MIN_POSITIVE),
         measured: n,
-        preemptions: engine.gauges().preemptions_total,
+        preemptions: g.preemptions_total,
+        prefill_share: g.prefill_ms_total / g.now_ms.max(f64::MIN_POSITIVE),
+        mean_prefill_batch: g.submitted_total as f64 / (g.prefill_steps_total.max(1)) as f64,
     })
 }
 
