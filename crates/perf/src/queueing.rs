@@ -167,17 +167,25 @@ impl Model {
         }
         // Unnormalised q_n = prod_{k<=n} lam / mu(k), mu(k) = (1-f) k / (D * ITL(k)).
         // Sums: s0 = sum q_n, s1 = sum b_n q_n, s_itl = sum_{n>=1} q_n ITL(b_n).
-        let k = lam * self.decode_tokens / (1.0 - f);
+        // Unnormalised q_n = prod_{j<=n} lam / mu(j) with mu(j) = b / (b*Pbar + D*ITL(b)),
+        // b = min(j, B), Pbar = f/lam the prefill time per request: prefill work is charged
+        // at the completion rate of the state, so fuller states see more stalls (as in the
+        // engine: bursts of arrivals both fill the batch and trigger prefills), and the
+        // average prefill share is still sum p_n mu(n) Pbar = f.
+        // Sums: s0 = sum q_n, s1 = sum b q_n, s_itl = sum q_n (1 - mu(n) Pbar) ITL(b), the
+        // decode-step time share weighted by its step length (q_n mu(n) = lam q_{n-1}).
+        let k = lam * self.decode_tokens;
         let (mut q, mut s0, mut s1, mut s_itl) = (1.0_f64, 1.0_f64, 0.0_f64, 0.0_f64);
         let mut reached_tail = true;
         for n in 1..=self.max_batch {
             let nf = f64::from(n);
             let itl = self.itl_at(nf);
-            let ratio = k * itl / nf;
+            let ratio = f + k * itl / nf;
+            let prev = q;
             q *= ratio;
             s0 += q;
             s1 += nf * q;
-            s_itl += q * itl;
+            s_itl += (q - f * prev) * itl;
             if q > 1e200 {
                 q *= 1e-200;
                 s0 *= 1e-200;
@@ -195,11 +203,11 @@ impl Model {
         let mut lq = 0.0;
         if reached_tail {
             // Geometric tail n > B: constant rate mu(B), ratio r < 1 (checked by utilization).
-            let r = k * self.itl_at(b) / b;
+            let r = k * self.itl_at(b) / (b * (1.0 - f));
             let tail = q * r / (1.0 - r);
             s0 += tail;
             s1 += b * tail;
-            s_itl += self.itl_at(b) * tail;
+            s_itl += self.itl_at(b) * tail * (1.0 - f);
             lq = q * r / ((1.0 - r) * (1.0 - r));
         }
         let mean_batch = s1 / s0;
@@ -211,10 +219,18 @@ impl Model {
         } else {
             self.itl_at(1.0) / (1.0 - f)
         };
-        // A tagged arrival's prefill step holds it plus a size-biased Poisson(m) of others.
-        let prefill_seen = self.gamma + self.delta * self.input * (1.0 + m);
-        // Residual of the step in progress at a Poisson arrival (steps have ~fixed length).
-        let residual = 0.5 * (f * prefill_seen + (1.0 - f) * s_itl / s0);
+        // The step in progress at a Poisson arrival is length-biased: E[S^2]/E[S] per kind,
+        // weighted by the time share of the kind. Prefill steps hold K ~ Poisson(m) | K >= 1
+        // requests: E[K] = kb, E[K^2] = kb (1 + m).
+        let kb = batch_of(m);
+        let per_req = self.delta * self.input;
+        let sp_mean = self.gamma + per_req * kb;
+        let sp_sq = sp_mean * sp_mean + per_req * per_req * (kb * (1.0 + m) - kb * kb).max(0.0);
+        // s_itl / s0 is already the decode time share times the time-weighted step length.
+        let biased_step = f * sp_sq / sp_mean + s_itl / s0;
+        let residual = 0.5 * biased_step;
+        // The arrival's own prefill also holds everyone who arrived during that step.
+        let prefill_seen = self.gamma + per_req * (1.0 + lam * biased_step);
         Prediction {
             ttft_ms: queue_wait_ms + residual + prefill_seen,
             itl_ms,
