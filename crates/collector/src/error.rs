@@ -13,10 +13,12 @@ pub enum CollectorError {
         problem: String,
     },
     /// The HTTP request did not complete (connection refused, DNS, TLS, body read).
-    #[error("{url}: request failed: {source}")]
+    #[error("{url}: request failed: {detail}")]
     Http {
         /// The URL requested.
         url: String,
+        /// The error and its causes, e.g. `... : Connection refused (os error 111)`.
+        detail: String,
         /// The underlying client error.
         #[source]
         source: reqwest::Error,
@@ -83,4 +85,19 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),
     }
+}
+
+/// An error and its chain of sources, joined by `: `.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
 }

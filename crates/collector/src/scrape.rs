@@ -1,0 +1,251 @@
+//! Direct scrape source: GET each pod's `/metrics`, rates from two scrapes.
+//!
+//! The source remembers each URL's last scrape. A collection scrapes every target once;
+//! a target without a usable previous scrape (first collection, or the previous one is
+//! older than twice the window) is scraped a second time after `interval`, so the first
+//! call takes about `interval` longer than the next ones.
+
+use crate::aggregate::{self, GatewayReadings, Slot, VariantKey, Window};
+use crate::error::CollectorError;
+use crate::http::{self, HttpConfig};
+use crate::observation::{Observations, Target};
+use crate::pod;
+use crate::text::{self, Exposition};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What the scrape source needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapeConfig {
+    /// Pods to scrape, each with its metrics URL and its model/variant.
+    pub targets: Vec<Target>,
+    /// Token, CA file, timeout per scrape.
+    pub http: HttpConfig,
+    /// Gap between the two scrapes of a first collection.
+    pub interval: Duration,
+}
+
+impl Default for ScrapeConfig {
+    fn default() -> Self {
+        ScrapeConfig {
+            targets: vec![],
+            http: HttpConfig::default(),
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Snapshot {
+    at: Instant,
+    expo: Exposition,
+}
+
+/// Reads observations by scraping pods directly.
+#[derive(Debug)]
+pub struct ScrapeSource {
+    cfg: ScrapeConfig,
+    window: Window,
+    client: reqwest::Client,
+    last: Mutex<HashMap<String, Snapshot>>,
+}
+
+/// Parse a scraped body (pure): garbage is an error naming the URL and line.
+pub fn on_response(url: &str, status: u16, body: &str) -> Result<Exposition, CollectorError> {
+    http::check_status(url, status, body)?;
+    text::parse(body).map_err(|e| CollectorError::Parse {
+        url: url.to_string(),
+        location: format!("line {}", e.line),
+        problem: e.problem,
+    })
+}
+
+/// Build observations from scrape results (pure): per target, the previous and current
+/// scrape (`dt` seconds apart) or the error; `age` of the current scrapes, s.
+pub fn observations_from_scrapes(
+    targets: &[Target],
+    scrapes: &[Result<(Option<(Exposition, f64)>, Exposition), String>],
+    window: &Window,
+    age_seconds: f64,
+    now_unix: f64,
+) -> Observations {
+    let mut groups: BTreeMap<VariantKey, Vec<Slot>> = BTreeMap::new();
+    let mut gateway = GatewayReadings::new();
+    let mut errors = Vec::new();
+    for (t, r) in targets.iter().zip(scrapes) {
+        let key_model = |m: &str| (t.namespace.clone(), m.to_string(), t.variant.clone());
+        match r {
+            Err(e) => {
+                errors.push(e.clone());
+                groups
+                    .entry(key_model(&t.model))
+                    .or_default()
+                    .push(Slot::Missing {
+                        pod: t.pod.clone(),
+                        reason: e.clone(),
+                    });
+            }
+            Ok((prev, cur)) => {
+                for (m, q) in pod::gateway_queues(cur) {
+                    gateway.insert((t.namespace.clone(), m), q.map(|r| (r, age_seconds)));
+                }
+                let models: Vec<String> = if t.model.is_empty() {
+                    pod::models_in(cur).into_iter().collect()
+                } else {
+                    vec![t.model.clone()]
+                };
+                if models.is_empty() {
+                    if !pod::gateway_queues(cur).is_empty() {
+                        continue; // a gateway (EPP) endpoint, not a model server
+                    }
+                    let e = format!("{}: no vLLM or SGLang model-server metrics", t.url);
+                    errors.push(e.clone());
+                    groups
+                        .entry(key_model(&t.model))
+                        .or_default()
+                        .push(Slot::Missing {
+                            pod: t.pod.clone(),
+                            reason: e,
+                        });
+                    continue;
+                }
+                for m in models {
+                    let pf = pod::from_scrapes(
+                        &t.namespace,
+                        &t.pod,
+                        &m,
+                        prev.as_ref().map(|(e, dt)| (e, *dt)),
+                        cur,
+                        age_seconds,
+                    );
+                    groups
+                        .entry(key_model(&m))
+                        .or_default()
+                        .push(Slot::Pod(Box::new(pf)));
+                }
+            }
+        }
+    }
+    aggregate::observations("scrape", groups, &gateway, None, window, now_unix, errors)
+}
+
+impl ScrapeSource {
+    /// A source scraping `cfg.targets`, rates over the time between scrapes; `window`
+    /// gives the staleness limit and the reuse limit of a previous scrape (2 x window).
+    pub fn new(cfg: ScrapeConfig, window: Window) -> Result<Self, CollectorError> {
+        for t in &cfg.targets {
+            let ok = reqwest::Url::parse(&t.url)
+                .map(|u| matches!(u.scheme(), "http" | "https"))
+                .unwrap_or(false);
+            if !ok {
+                return Err(CollectorError::Config {
+                    field: "scrape URL",
+                    problem: format!("`{}` is not an http(s) URL", t.url),
+                });
+            }
+        }
+        if cfg.targets.is_empty() {
+            return Err(CollectorError::Config {
+                field: "scrape targets",
+                problem: "at least one URL is needed".into(),
+            });
+        }
+        let client = http::client(&cfg.http)?;
+        Ok(ScrapeSource {
+            cfg,
+            window,
+            client,
+            last: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn scrape_all(&self, urls: &[String]) -> Vec<Result<Snapshot, String>> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, url) in urls.iter().enumerate() {
+            let client = self.client.clone();
+            let cfg = self.cfg.http.clone();
+            let url = url.clone();
+            set.spawn(async move {
+                let res = match reqwest::Url::parse(&url) {
+                    Err(e) => Err(format!("{url}: {e}")),
+                    Ok(u) => match http::get(&client, &cfg, u).await {
+                        Err(e) => Err(e.to_string()),
+                        Ok((status, body)) => on_response(&url, status, &body)
+                            .map(|expo| Snapshot {
+                                at: Instant::now(),
+                                expo,
+                            })
+                            .map_err(|e| e.to_string()),
+                    },
+                };
+                (i, res)
+            });
+        }
+        let mut out: Vec<Result<Snapshot, String>> = urls
+            .iter()
+            .map(|u| Err(format!("{u}: not scraped")))
+            .collect();
+        while let Some(j) = set.join_next().await {
+            if let Ok((i, r)) = j {
+                out[i] = r;
+            }
+        }
+        out
+    }
+
+    /// Scrape (twice where needed) and build the observations. Failures become unknown
+    /// figures with the reason and entries in `errors`.
+    pub async fn collect(&self) -> Observations {
+        let urls: Vec<String> = self.cfg.targets.iter().map(|t| t.url.clone()).collect();
+        let reuse_limit = Duration::from_secs_f64(2.0 * self.window.window_seconds.max(1.0));
+        let previous: Vec<Option<Snapshot>> = {
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            urls.iter()
+                .map(|u| {
+                    last.get(u)
+                        .filter(|s| s.at.elapsed() <= reuse_limit)
+                        .cloned()
+                })
+                .collect()
+        };
+        let mut first = self.scrape_all(&urls).await;
+        let mut prevs: Vec<Option<Snapshot>> = previous;
+        if prevs.iter().any(Option::is_none) {
+            tokio::time::sleep(self.cfg.interval).await;
+            let second = self.scrape_all(&urls).await;
+            for i in 0..urls.len() {
+                if prevs[i].is_none() {
+                    prevs[i] = first[i].as_ref().ok().cloned();
+                }
+            }
+            first = second;
+        }
+        let now = Instant::now();
+        let mut scrapes = Vec::with_capacity(urls.len());
+        let mut oldest = 0.0f64;
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, cur) in first.into_iter().enumerate() {
+                match cur {
+                    Err(e) => scrapes.push(Err(e)),
+                    Ok(cur) => {
+                        oldest = oldest.max(now.duration_since(cur.at).as_secs_f64());
+                        let prev = prevs[i]
+                            .as_ref()
+                            .map(|p| (p.expo.clone(), cur.at.duration_since(p.at).as_secs_f64()));
+                        last.insert(urls[i].clone(), cur.clone());
+                        scrapes.push(Ok((prev, cur.expo)));
+                    }
+                }
+            }
+        }
+        observations_from_scrapes(
+            &self.cfg.targets,
+            &scrapes,
+            &self.window,
+            oldest,
+            http::unix_now(),
+        )
+    }
+}
