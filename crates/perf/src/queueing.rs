@@ -91,7 +91,7 @@ impl Model {
         let mut k = 1.0;
         let mut f = lam * (per_token + self.gamma);
         let mut m = 0.0;
-        for _ in 0..6 {
+        for _ in 0..12 {
             let denom = 1.0 - f - lam * self.decode_tokens * self.beta;
             let b = if denom > 0.0 {
                 (lam * self.decode_tokens * self.alpha / denom).min(bmax)
@@ -102,12 +102,13 @@ impl Model {
             let prefill_step = self.gamma + per_token * k;
             let fc = f.clamp(0.0, 1.0);
             m = lam * ((1.0 - fc) * decode_step + fc * prefill_step);
-            k = if m > 1e-9 {
-                m / (1.0 - (-m).exp())
-            } else {
-                1.0 + 0.5 * m
-            };
-            f = lam * (per_token + self.gamma / k);
+            k = batch_of(m);
+            let next = lam * (per_token + self.gamma / k);
+            let done = (next - f).abs() <= 1e-12 * next.max(1e-300);
+            f = next;
+            if done {
+                break;
+            }
         }
         (f, m)
     }
@@ -119,23 +120,17 @@ impl Model {
         let b = f64::from(self.max_batch);
         let c = b / (self.decode_tokens * self.itl_at(b));
         // Unbatched prefill gives a lower bound, prefill without gamma an upper bound.
-        let mut lo = c / (1.0 + c * self.prefill_ms());
-        let mut hi = c / (1.0 + c * self.delta * self.input);
-        for _ in 0..40 {
-            let mid = 0.5 * (lo + hi);
-            let (f, _) = self.prefill_share(mid);
-            if mid < (1.0 - f) * c {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
+        let lo = c / (1.0 + c * self.prefill_ms());
+        let hi = c / (1.0 + c * self.delta * self.input);
+        let excess = |lam: f64| lam - (1.0 - self.prefill_share(lam).0) * c;
+        if !(hi > lo) {
+            return lo;
         }
-        lo
+        largest_feasible(lo, excess(lo), hi, excess(hi), 1e-9 * hi, excess)
     }
 
-    /// Steady state at `lam` requests per ms.
-    fn eval(&self, lam: f64) -> Prediction {
-        let sat = self.saturation_per_ms();
+    /// Steady state at `lam` requests per ms; `sat` = [`Self::saturation_per_ms`].
+    fn eval(&self, lam: f64, sat: f64) -> Prediction {
         let utilization = lam / sat;
         let p1 = self.prefill_ms();
         let (f, m) = self.prefill_share(lam);
@@ -165,15 +160,13 @@ impl Model {
                 mean_prefill_batch: 1.0,
             };
         }
-        // Unnormalised q_n = prod_{k<=n} lam / mu(k), mu(k) = (1-f) k / (D * ITL(k)).
-        // Sums: s0 = sum q_n, s1 = sum b_n q_n, s_itl = sum_{n>=1} q_n ITL(b_n).
-        // Unnormalised q_n = prod_{j<=n} lam / mu(j) with mu(j) = b / (b*Pbar + D*ITL(b)),
-        // b = min(j, B), Pbar = f/lam the prefill time per request: prefill work is charged
-        // at the completion rate of the state, so fuller states see more stalls (as in the
-        // engine: bursts of arrivals both fill the batch and trigger prefills), and the
-        // average prefill share is still sum p_n mu(n) Pbar = f.
+        // Unnormalised q_n = prod_{j<=n} lam / mu(j). For n <= B (no queue) the completion
+        // rate is mu(n) = n / (n*Pbar + D*ITL(n)), Pbar = f/lam the prefill time per request:
+        // prefill work is charged at the completion rate of the state, so fuller states see
+        // more stalls (as in the engine: bursts of arrivals both fill the batch and trigger
+        // prefills), and the mean prefill share stays sum p_n mu(n) Pbar = f.
         // Sums: s0 = sum q_n, s1 = sum b q_n, s_itl = sum q_n (1 - mu(n) Pbar) ITL(b), the
-        // decode-step time share weighted by its step length (q_n mu(n) = lam q_{n-1}).
+        // decode time share weighted by its step length (q_n mu(n) = lam q_{n-1}).
         let k = lam * self.decode_tokens;
         let (mut q, mut s0, mut s1, mut s_itl) = (1.0_f64, 1.0_f64, 0.0_f64, 0.0_f64);
         let mut reached_tail = true;
@@ -202,7 +195,8 @@ impl Model {
         let b = f64::from(self.max_batch);
         let mut lq = 0.0;
         if reached_tail {
-            // Geometric tail n > B: constant rate mu(B), ratio r < 1 (checked by utilization).
+            // Geometric tail n > B (requests queue for a slot): constant rate
+            // mu = (1-f) B / (D ITL(B)), ratio r < 1 exactly when utilization < 1.
             let r = k * self.itl_at(b) / (b * (1.0 - f));
             let tail = q * r / (1.0 - r);
             s0 += tail;
@@ -227,7 +221,8 @@ impl Model {
         let sp_mean = self.gamma + per_req * kb;
         let sp_sq = sp_mean * sp_mean + per_req * per_req * (kb * (1.0 + m) - kb * kb).max(0.0);
         // s_itl / s0 is already the decode time share times the time-weighted step length.
-        let biased_step = f * sp_sq / sp_mean + s_itl / s0;
+        let prefill_biased = if sp_mean > 0.0 { sp_sq / sp_mean } else { 0.0 };
+        let biased_step = f * prefill_biased + s_itl / s0;
         let residual = 0.5 * biased_step;
         // The arrival's own prefill also holds everyone who arrived during that step.
         let prefill_seen = self.gamma + per_req * (1.0 + lam * biased_step);
@@ -243,6 +238,49 @@ impl Model {
             mean_prefill_batch: batch_of(m),
         }
     }
+}
+
+/// The largest `x` in `[lo, hi]` with `g(x) <= 0`, for `g` increasing with `g(lo) <= 0 < g(hi)`,
+/// to within `tol` in `x` (or where `|g| < 1e-6`): the Illinois variant of regula falsi,
+/// which keeps a bracket and converges superlinearly; falls back to bisection steps.
+fn largest_feasible(
+    mut lo: f64,
+    mut g_lo: f64,
+    mut hi: f64,
+    mut g_hi: f64,
+    tol: f64,
+    mut g: impl FnMut(f64) -> f64,
+) -> f64 {
+    let mut side = 0i8;
+    for _ in 0..100 {
+        if hi - lo <= tol {
+            break;
+        }
+        let mut x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo);
+        if !(x > lo && x < hi) {
+            x = 0.5 * (lo + hi);
+        }
+        let gx = g(x);
+        if gx <= 0.0 {
+            lo = x;
+            g_lo = gx;
+            if gx > -1e-6 {
+                break;
+            }
+            if side == -1 {
+                g_hi *= 0.5;
+            }
+            side = -1;
+        } else {
+            hi = x;
+            g_hi = gx;
+            if side == 1 {
+                g_lo *= 0.5;
+            }
+            side = 1;
+        }
+    }
+    lo
 }
 
 /// Mean of `Poisson(m)` conditioned on `>= 1`: `m / (1 - e^-m)`.
@@ -270,7 +308,8 @@ pub fn predict(
             format!("must be finite and >= 0 req/s, got {arrival_rps}"),
         ));
     }
-    Ok(Model::new(profile, mix)?.eval(arrival_rps / 1000.0))
+    let model = Model::new(profile, mix)?;
+    Ok(model.eval(arrival_rps / 1000.0, model.saturation_per_ms()))
 }
 
 /// Saturation throughput of one replica, req/s: the arrival rate at which its queue stops
@@ -301,31 +340,39 @@ pub fn replica_capacity(
         limit,
     };
 
-    let zero = model.eval(0.0);
+    let sat = model.saturation_per_ms();
+    let zero = model.eval(0.0, sat);
     if !meets(&zero) {
         return Ok(estimate(0.0, &zero, CapacityLimit::SloUnreachable));
     }
-    let top = (1.0 - SATURATION_MARGIN) * model.saturation_per_ms();
-    let at_top = model.eval(top);
+    let top = (1.0 - SATURATION_MARGIN) * sat;
+    let at_top = model.eval(top, sat);
     if meets(&at_top) {
         return Ok(estimate(top, &at_top, CapacityLimit::Throughput));
     }
-    // Invariant: meets(lo), !meets(hi). TTFT and ITL both grow with the rate.
-    let (mut lo, mut lo_pred) = (0.0, zero);
-    let (mut hi, mut hi_pred) = (top, at_top);
-    while hi - lo > RATE_TOLERANCE * top {
-        let mid = 0.5 * (lo + hi);
-        let p = model.eval(mid);
-        if meets(&p) {
-            (lo, lo_pred) = (mid, p);
-        } else {
-            (hi, hi_pred) = (mid, p);
-        }
-    }
-    let limit = if hi_pred.ttft_ms > slo.ttft_ms {
+    // TTFT and ITL both grow with the rate: find where the worse of the two ratios to its
+    // target crosses 1 (in logs, which straightens the blow-up near saturation). Every rate
+    // searched is below saturation, so predictions are stable and finite.
+    let excess_of = |p: &Prediction| {
+        (p.ttft_ms / slo.ttft_ms)
+            .max(p.itl_ms / slo.itl_ms)
+            .ln()
+            .min(1e3)
+    };
+    let lam = largest_feasible(
+        0.0,
+        excess_of(&zero),
+        top,
+        excess_of(&at_top),
+        RATE_TOLERANCE * top,
+        |lam| excess_of(&model.eval(lam, sat)),
+    );
+    let lo_pred = model.eval(lam, sat);
+    // The binding target is the one closer to (or further past) its limit.
+    let limit = if lo_pred.ttft_ms / slo.ttft_ms >= lo_pred.itl_ms / slo.itl_ms {
         CapacityLimit::Ttft
     } else {
         CapacityLimit::Itl
     };
-    Ok(estimate(lo, &lo_pred, limit))
+    Ok(estimate(lam, &lo_pred, limit))
 }
