@@ -1,0 +1,106 @@
+//! Properties of the capacity model and the engine over random inputs.
+
+use proptest::prelude::*;
+use wvo_api::{Profile, Slo};
+use wvo_perf::batching::{Engine, EngineConfig, Request};
+use wvo_perf::{replica_capacity, CapacityLimit, TokenMix};
+
+/// Slack for the root finder's tolerance (1e-4 of the saturation rate) and rounding.
+const SLACK: f64 = 2e-3;
+
+fn profile() -> impl Strategy<Value = Profile> {
+    (
+        1.0..40.0f64,
+        0.0..1.0f64,
+        0.0..80.0f64,
+        0.0..0.1f64,
+        prop_oneof![Just(1u32), 1u32..64, 64u32..512],
+    )
+        .prop_map(|(alpha, beta, gamma, delta, max_batch_size)| Profile {
+            alpha,
+            beta,
+            gamma,
+            delta,
+            max_batch_size,
+        })
+}
+
+fn mix() -> impl Strategy<Value = TokenMix> {
+    (0.0..4000.0f64, 1.0..1000.0f64).prop_map(|(i, o)| TokenMix {
+        avg_input_tokens: i,
+        avg_output_tokens: o,
+    })
+}
+
+fn slo() -> impl Strategy<Value = Slo> {
+    (50.0..5000.0f64, 5.0..200.0f64).prop_map(|(ttft_ms, itl_ms)| Slo { ttft_ms, itl_ms })
+}
+
+fn cap(p: &Profile, s: &Slo, m: &TokenMix) -> f64 {
+    replica_capacity(p, s, m).expect("valid input").rps
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn looser_slo_never_lowers_capacity(
+        p in profile(), s in slo(), m in mix(), more_ttft in 1.0..3.0f64, more_itl in 1.0..3.0f64,
+    ) {
+        let loose = Slo { ttft_ms: s.ttft_ms * more_ttft, itl_ms: s.itl_ms * more_itl };
+        let (tight, looser) = (cap(&p, &s, &m), cap(&p, &loose, &m));
+        prop_assert!(looser >= tight * (1.0 - SLACK), "{tight} -> {looser}");
+    }
+
+    #[test]
+    fn slower_decode_never_raises_capacity(
+        p in profile(), s in slo(), m in mix(), more_alpha in 1.0..3.0f64, more_beta in 0.0..0.5f64,
+    ) {
+        let slow = Profile { alpha: p.alpha * more_alpha, beta: p.beta + more_beta, ..p };
+        let (fast, slower) = (cap(&p, &s, &m), cap(&slow, &s, &m));
+        prop_assert!(slower <= fast * (1.0 + SLACK) + 1e-12, "{fast} -> {slower}");
+    }
+
+    #[test]
+    fn capacity_meets_its_own_slo(p in profile(), s in slo(), m in mix()) {
+        let c = replica_capacity(&p, &s, &m).expect("valid input");
+        prop_assert!(c.rps.is_finite() && c.rps >= 0.0);
+        if c.limit == CapacityLimit::SloUnreachable {
+            prop_assert_eq!(c.rps, 0.0);
+        } else {
+            prop_assert!(c.ttft_ms <= s.ttft_ms * (1.0 + 1e-9));
+            prop_assert!(c.itl_ms <= s.itl_ms * (1.0 + 1e-9));
+        }
+    }
+
+    #[test]
+    fn engine_conserves_requests(
+        arrivals in proptest::collection::vec((0.0..50.0f64, 1u32..300, 1u32..40), 1..60),
+        kv in prop_oneof![Just(None), (400u64..2000).prop_map(Some)],
+        batch in 1u32..6,
+        probes in proptest::collection::vec(0.0..400.0f64, 1..10),
+    ) {
+        let profile = Profile { alpha: 5.0, beta: 0.5, gamma: 3.0, delta: 0.01, max_batch_size: batch };
+        let mut e = Engine::new(EngineConfig { profile, kv_cache_tokens: kv, record_itl: true })
+            .expect("valid profile");
+        let mut t = 0.0;
+        let mut finished = 0u64;
+        for (id, (gap, input, output)) in arrivals.iter().enumerate() {
+            t += gap;
+            e.submit(Request { id: id as u64, arrival_ms: t, input_tokens: *input, output_tokens: *output })
+                .expect("fits the cache");
+        }
+        let mut probes = probes;
+        probes.sort_by(f64::total_cmp);
+        for at in probes {
+            finished += e.advance_to(at).completions.len() as u64;
+            let g = e.gauges();
+            prop_assert_eq!(g.finished_total, finished);
+            prop_assert_eq!(finished + g.running as u64 + g.waiting as u64, g.submitted_total);
+            prop_assert!(g.kv_cache_usage <= 1.0);
+        }
+        finished += e.run_to_idle().completions.len() as u64;
+        prop_assert_eq!(finished, arrivals.len() as u64);
+        prop_assert_eq!(e.gauges().kv_tokens_used, 0);
+    }
+}
