@@ -10,7 +10,11 @@ use crate::{CapacityEstimate, CapacityLimit, PerfError, TokenMix};
 /// `1/(1 - utilization)`, so a tiny error in the profile there means an unbounded latency error.
 pub const SATURATION_MARGIN: f64 = 0.05;
 
-/// Relative precision of the capacity bisection.
+/// Batch sizes above this are modelled as this (the chain costs `O(batch)` per evaluation;
+/// no real replica decodes more requests at once).
+pub const MAX_MODELLED_BATCH: u32 = 1 << 16;
+
+/// Relative precision of the capacity search, as a fraction of the saturation rate.
 const RATE_TOLERANCE: f64 = 1e-4;
 
 /// Prediction of the steady state of one replica at an arrival rate.
@@ -61,7 +65,7 @@ impl Model {
             beta: profile.beta,
             gamma: profile.gamma,
             delta: profile.delta,
-            max_batch: profile.max_batch_size,
+            max_batch: profile.max_batch_size.min(MAX_MODELLED_BATCH),
             input: mix.avg_input_tokens,
             // Floor keeps the chain finite for single-token outputs (no decode at all).
             decode_tokens: (mix.avg_output_tokens - 1.0).max(1e-6),
@@ -123,7 +127,7 @@ impl Model {
         let lo = c / (1.0 + c * self.prefill_ms());
         let hi = c / (1.0 + c * self.delta * self.input);
         let excess = |lam: f64| lam - (1.0 - self.prefill_share(lam).0) * c;
-        if !(hi > lo) {
+        if hi <= lo || hi.is_nan() {
             return lo;
         }
         largest_feasible(lo, excess(lo), hi, excess(hi), 1e-9 * hi, excess)
@@ -134,7 +138,7 @@ impl Model {
         let utilization = lam / sat;
         let p1 = self.prefill_ms();
         let (f, m) = self.prefill_share(lam);
-        if !(utilization < 1.0) || !(f < 1.0) {
+        if utilization.is_nan() || utilization >= 1.0 || f >= 1.0 {
             return Prediction {
                 ttft_ms: f64::INFINITY,
                 itl_ms: f64::INFINITY,
