@@ -138,6 +138,8 @@ fn solve_milp(
         model = model.with(constraint!(count <= f64::from(info.max_replicas)));
         let target = levels.cover[m];
         if target > 0.0 {
+            // A hair of slack so a level reached exactly stays feasible in floating point.
+            let target = target * (1.0 - 1e-9) - 1e-12;
             model = model.with(constraint!(cover_of(m) >= target));
         }
         if let Some(s) = served_vars[m] {
@@ -182,6 +184,16 @@ fn solve_milp(
         Err(ResolutionError::Infeasible) => Ok(Solved::Infeasible),
         Err(e) => Err(PlanError::Solver(e.to_string())),
     }
+}
+
+/// The max-min level plan `x` gives `members`: the largest `t` with
+/// `cover_m >= min(1, t*weight_m) * cap_target_m` for all of them (infinite when all are met).
+fn tier_level(problem: &Problem, members: &[usize], cap_target: &[f64], x: &[u32]) -> f64 {
+    members
+        .iter()
+        .filter(|&&m| !crate::problem::meets(problem.coverage(m, x), cap_target[m]))
+        .map(|&m| problem.coverage(m, x) / (problem.models[m].weight * cap_target[m]))
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// The exact plan and, when all demand is met, its cost as the (tight) lower bound.
@@ -231,14 +243,20 @@ pub(crate) fn solve(problem: &Problem) -> Result<(Vec<u32>, Option<f64>), PlanEr
         }
         all_met = false;
         let (mut lo, mut hi) = (0.0, t_full);
+        let mut achieved = 0.0;
         while hi - lo > 1e-7 * hi {
             let mid = 0.5 * (lo + hi);
             match solve_milp(problem, &at_level(&levels, mid), &Objective::Feasibility)? {
-                Solved::Plan(..) => lo = mid,
+                Solved::Plan(x, _) => {
+                    // The level the integer plan really reaches (the solver accepts targets
+                    // within its feasibility tolerance; the constraint must not).
+                    achieved = tier_level(problem, &members, &cap_target, &x).min(t_full);
+                    lo = mid.max(achieved.min(hi));
+                }
                 Solved::Infeasible => hi = mid,
             }
         }
-        levels = at_level(&levels, lo);
+        levels = at_level(&levels, achieved);
         match solve_milp(problem, &levels, &Objective::MaxServed(members.clone()))? {
             Solved::Plan(_, served) => {
                 let slack = RATE_TOLERANCE * served.max(1.0);

@@ -152,7 +152,7 @@ impl<'p> Workspace<'p> {
         let mut best_lb = obj.iter().sum::<f64>();
         let mut best_lambda = lambda.clone();
         if self.fits(&x_lambda) {
-            self.local_search(&mut x_lambda, targets);
+            self.local_search(&mut x_lambda, targets, None);
             return (Some(x_lambda), Some(best_lb));
         }
         let mut best_x = self.repair(&x_lambda, &lambda, targets);
@@ -285,7 +285,7 @@ impl<'p> Workspace<'p> {
             }
         }
         if let Some(x) = best_x.as_mut() {
-            self.local_search(x, targets);
+            self.local_search(x, targets, None);
         }
         (best_x, Some(best_lb))
     }
@@ -360,20 +360,28 @@ impl<'p> Workspace<'p> {
                 *f -= u;
             }
         }
-        self.local_search(&mut x, targets);
+        self.local_search(&mut x, targets, None);
         Some(x)
     }
 
     /// Re-solves one model at a time at plain prices against the GPUs left, keeping a change
     /// when it is cheaper (or as cheap with fewer changes). Keeps every target met.
-    fn local_search(&mut self, x: &mut [u32], targets: &[f64]) -> bool {
+    fn local_search(&mut self, x: &mut [u32], targets: &[f64], only: Option<&[usize]>) -> bool {
         let problem = self.problem;
         let mut free = self.free(x);
         let mut scratch = vec![0u32; problem.variants.len()];
         let mut any = false;
+        let all: Vec<usize>;
+        let members = match only {
+            Some(members) => members,
+            None => {
+                all = (0..problem.models.len()).collect();
+                &all
+            }
+        };
         for _ in 0..LOCAL_SEARCH_ROUNDS {
             let mut improved = false;
-            for m in 0..problem.models.len() {
+            for &m in members {
                 let range = problem.models[m].variants.clone();
                 self.add_usage(m, x, &mut free, 1);
                 let before = self.model_cost(m, x);
@@ -531,18 +539,26 @@ fn fair_share(ws: &mut Workspace<'_>) -> Result<Vec<u32>, PlanError> {
         }
         grow(problem, &mut x, &members);
     }
-    // Lower cost at the levels reached; use any GPUs that frees for unmet demand.
-    for _ in 0..LOCAL_SEARCH_ROUNDS {
-        let served: Vec<f64> = (0..models).map(|m| problem.served(m, &x)).collect();
-        let cheaper = ws.local_search(&mut x, &served);
-        let mut grown = false;
-        for &tier in &tiers {
-            let members: Vec<usize> = (0..models)
+    // Lower cost at the levels reached, tier by tier; GPUs that frees go to unmet demand of
+    // that tier and the tiers above it before any lower tier may re-solve into them.
+    let members_of: Vec<Vec<usize>> = tiers
+        .iter()
+        .map(|&tier| {
+            (0..models)
                 .filter(|&m| problem.models[m].priority == tier)
-                .collect();
-            grown |= grow(problem, &mut x, &members);
+                .collect()
+        })
+        .collect();
+    for _ in 0..LOCAL_SEARCH_ROUNDS {
+        let mut changed = false;
+        for k in 0..tiers.len() {
+            let served: Vec<f64> = (0..models).map(|m| problem.served(m, &x)).collect();
+            changed |= ws.local_search(&mut x, &served, Some(&members_of[k]));
+            for members in &members_of[..=k] {
+                changed |= grow(problem, &mut x, members);
+            }
         }
-        if !cheaper && !grown {
+        if !changed {
             break;
         }
     }
