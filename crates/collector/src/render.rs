@@ -102,6 +102,9 @@ pub fn render_table(obs: &Observations) -> String {
             &cell(&m.gateway_queue, 1.0, 0),
         );
         reasons(&mut notes, &format!("{name}:"), &m.figures);
+        if let Some(r) = m.gateway_queue.reason() {
+            let _ = writeln!(notes, "  {name}: gatewayQueue: {r}");
+        }
         for v in &m.variants {
             row(&mut out, "", &v.variant, v.pods.len(), &v.figures, "");
             reasons(&mut notes, &format!("{name}/{}:", v.variant), &v.figures);

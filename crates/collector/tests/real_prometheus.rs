@@ -1,0 +1,383 @@
+//! End to end against a REAL Prometheus (Debian package `prometheus`): it scrapes two
+//! emulated vLLM servers (V1 and V0 names) under a known load, and the Prometheus source
+//! must return arrival rates and token means within 10% of what the emulators served.
+//! The scrape source reads the same servers directly and must agree too.
+//!
+//! Everything listens on 127.0.0.1; the load is bounded in count and time; waits are on
+//! conditions with deadlines.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wvo_api::Profile;
+use wvo_collector::{
+    observe, Flavor, HttpConfig, ObserveConfig, PrometheusConfig, ScrapeConfig, SourceConfig,
+    Target, Window,
+};
+use wvo_sim::model_server::{MetricsFlavor, ModelServer, ReplicaConfig, ServerConfig};
+
+/// Owns the Prometheus process and its temp dir; kills and removes them on drop.
+struct Prom {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    l.local_addr().expect("addr").port()
+}
+
+fn prometheus_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join("prometheus");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "`prometheus` is not on PATH: install it (Debian: `apt-get install -y prometheus`; \
+         .ci/run installs it). This test needs a real Prometheus and does not skip."
+    );
+}
+
+fn start_prometheus(targets: &[(&str, &str)]) -> Prom {
+    let bin = prometheus_binary();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("wvo-prom-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data")).expect("temp dir");
+    let mut cfg = String::from(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: emulated-vllm\n    static_configs:\n",
+    );
+    for (addr, pod) in targets {
+        cfg.push_str(&format!(
+            "      - targets: ['{addr}']\n        labels: {{namespace: ns, pod: {pod}}}\n"
+        ));
+    }
+    std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
+    let child = Command::new(bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start prometheus");
+    Prom {
+        child,
+        dir,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out after {deadline:?} waiting for {what}");
+}
+
+/// Completions seen by the load generator: (finish time, input, output).
+type Log = Arc<Mutex<Vec<(Instant, u32, u32)>>>;
+
+/// Offer `rps` requests per second to `server` (alternating 100/300 prompt tokens and
+/// 10/30 output tokens) until `stop` or `max` requests.
+fn start_load(
+    server: Arc<ModelServer>,
+    rps: f64,
+    max: u32,
+    log: Log,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let mut inflight = tokio::task::JoinSet::new();
+        for i in 0..max {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(f64::from(i) / rps)).await;
+            let (inp, out) = if i % 2 == 0 { (100, 10) } else { (300, 30) };
+            let s = server.clone();
+            let log = log.clone();
+            inflight.spawn(async move {
+                if s.submit(inp, out).await.is_ok() {
+                    if let Ok(mut l) = log.lock() {
+                        l.push((Instant::now(), inp, out));
+                    }
+                }
+            });
+        }
+        while inflight.join_next().await.is_some() {}
+    })
+}
+
+fn served_in_window(log: &Log, window: Duration) -> (f64, f64, f64) {
+    let l = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let now = Instant::now();
+    let w: Vec<_> = l
+        .iter()
+        .filter(|(t, _, _)| now.duration_since(*t) <= window)
+        .collect();
+    let n = w.len() as f64;
+    let inp = w.iter().map(|x| f64::from(x.1)).sum::<f64>() / n;
+    let out = w.iter().map(|x| f64::from(x.2)).sum::<f64>() / n;
+    (n / window.as_secs_f64(), inp, out)
+}
+
+fn within(got: Option<f64>, want: f64, tol: f64, what: &str) {
+    let Some(g) = got else {
+        panic!("{what}: unknown, expected ~{want}")
+    };
+    let err = (g - want).abs() / want;
+    println!(
+        "{what}: got {g:.3}, emulator served {want:.3} ({:.1}% off)",
+        err * 100.0
+    );
+    assert!(
+        err <= tol,
+        "{what}: got {g}, want {want} ± {:.0}%",
+        tol * 100.0
+    );
+}
+
+fn profile() -> Profile {
+    // Fast replica: ~20 ms prefill, 5 ms + 0.1 ms x batch per token.
+    Profile {
+        alpha: 5.0,
+        beta: 0.1,
+        gamma: 10.0,
+        delta: 0.02,
+        max_batch_size: 64,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_source_matches_emulated_load() {
+    wvo_collector::install_crypto_provider();
+    let mut v0 = ReplicaConfig::new("m", profile());
+    v0.flavor = MetricsFlavor::VllmV0;
+    let a = Arc::new(
+        ModelServer::start(ServerConfig {
+            replica: ReplicaConfig::new("m", profile()),
+            speed: 1.0,
+        })
+        .await
+        .expect("server a"),
+    );
+    let b = Arc::new(
+        ModelServer::start(ServerConfig {
+            replica: v0,
+            speed: 1.0,
+        })
+        .await
+        .expect("server b"),
+    );
+    let prom = start_prometheus(&[
+        (&a.addr().to_string(), "pod-a"),
+        (&b.addr().to_string(), "pod-b"),
+    ]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let ready = format!("{}/-/ready", prom.url);
+    wait_for("prometheus ready", Duration::from_secs(30), || {
+        let c = client.clone();
+        let u = ready.clone();
+        async move {
+            c.get(&u)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+
+    // Known load: 12 req/s on a, 6 req/s on b, bounded to 50 s worth of requests.
+    let (log_a, log_b): (Log, Log) = Default::default();
+    let load_a = start_load(a.clone(), 12.0, 600, log_a.clone());
+    let load_b = start_load(b.clone(), 6.0, 300, log_b.clone());
+
+    // Wait until Prometheus has > 12 s of samples from both pods (rate window 10 s).
+    let q = format!(
+        "{}/api/v1/query?query={}",
+        prom.url,
+        "count%20by%20(pod)%20(count_over_time(vllm%3Anum_requests_running%5B15s%5D)%20%3E%3D%2012)"
+    );
+    wait_for(
+        "12 s of scraped samples of both pods",
+        Duration::from_secs(40),
+        || {
+            let c = client.clone();
+            let u = q.clone();
+            async move {
+                let Ok(r) = c.get(&u).send().await else {
+                    return false;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    return false;
+                };
+                v["data"]["result"].as_array().is_some_and(|a| a.len() == 2)
+            }
+        },
+    )
+    .await;
+
+    let window = Window {
+        window_seconds: 10.0,
+        max_age_seconds: 30.0,
+    };
+    let targets = vec![
+        Target {
+            namespace: "ns".into(),
+            model: "m".into(),
+            variant: "a-v1".into(),
+            pod: "pod-a".into(),
+            url: a.metrics_url(),
+        },
+        Target {
+            namespace: "ns".into(),
+            model: "m".into(),
+            variant: "b-v0".into(),
+            pod: "pod-b".into(),
+            url: b.metrics_url(),
+        },
+    ];
+    let cfg = ObserveConfig {
+        source: SourceConfig::Prometheus(PrometheusConfig {
+            base_url: prom.url.clone(),
+            namespace: Some("ns".into()),
+            model: None,
+            http: HttpConfig::default(),
+        }),
+        window,
+        targets: targets.clone(),
+    };
+    let obs = observe(&cfg).await.expect("observe");
+    let (rate_a, in_a, out_a) = served_in_window(&log_a, Duration::from_secs(10));
+    let (rate_b, in_b, out_b) = served_in_window(&log_b, Duration::from_secs(10));
+    println!("{}", wvo_collector::render_table(&obs));
+    assert!(obs.errors.is_empty(), "{:?}", obs.errors);
+
+    let m = obs.model("m").expect("model m");
+    let va = m.variant("a-v1").expect("variant a");
+    let vb = m.variant("b-v0").expect("variant b");
+    assert_eq!(va.flavors, vec![Flavor::VllmV1]);
+    assert_eq!(vb.flavors, vec![Flavor::VllmV0]);
+    within(
+        va.figures.arrival_rate_rps.value(),
+        rate_a,
+        0.10,
+        "prometheus a rps",
+    );
+    within(
+        vb.figures.arrival_rate_rps.value(),
+        rate_b,
+        0.10,
+        "prometheus b rps",
+    );
+    within(
+        m.figures.arrival_rate_rps.value(),
+        rate_a + rate_b,
+        0.10,
+        "prometheus model rps",
+    );
+    within(
+        va.figures.avg_input_tokens.value(),
+        in_a,
+        0.10,
+        "prometheus a input tokens",
+    );
+    within(
+        va.figures.avg_output_tokens.value(),
+        out_a,
+        0.10,
+        "prometheus a output tokens",
+    );
+    within(
+        vb.figures.avg_input_tokens.value(),
+        in_b,
+        0.10,
+        "prometheus b input tokens",
+    );
+    within(
+        vb.figures.avg_output_tokens.value(),
+        out_b,
+        0.10,
+        "prometheus b output tokens",
+    );
+    assert_eq!(m.figures.kv_capacity_tokens.value(), Some(2.0 * 116_496.0));
+    assert_eq!(m.figures.ready_replicas.value(), Some(2.0));
+    for f in [&va.figures, &vb.figures] {
+        let age = f.running.age_seconds().expect("running known");
+        assert!(age <= 5.0, "fresh samples, age {age}");
+        assert!(f
+            .ttft_mean_seconds
+            .value()
+            .is_some_and(|v| v > 0.0 && v < 1.0));
+        assert!(f
+            .itl_p95_seconds
+            .value()
+            .is_some_and(|v| v > 0.0 && v < 0.1));
+        assert_eq!(f.preemptions_per_second.value(), Some(0.0));
+    }
+
+    // The scrape source on the same servers agrees (rates from two scrapes 3 s apart).
+    let scrape = ObserveConfig {
+        source: SourceConfig::Scrape(ScrapeConfig {
+            targets,
+            http: HttpConfig::default(),
+            interval: Duration::from_secs(3),
+        }),
+        window,
+        targets: vec![],
+    };
+    let obs = observe(&scrape).await.expect("observe scrape");
+    let (rate_a, in_a, _) = served_in_window(&log_a, Duration::from_secs(3));
+    println!("{}", wvo_collector::render_table(&obs));
+    let m = obs.model("m").expect("model m");
+    let va = m.variant("a-v1").expect("variant a");
+    within(
+        va.figures.arrival_rate_rps.value(),
+        rate_a,
+        0.15,
+        "scrape a rps",
+    );
+    within(
+        va.figures.avg_input_tokens.value(),
+        in_a,
+        0.10,
+        "scrape a input tokens",
+    );
+    assert_eq!(m.figures.kv_capacity_tokens.value(), Some(2.0 * 116_496.0));
+
+    load_a.abort();
+    load_b.abort();
+    drop(prom);
+}
