@@ -103,7 +103,8 @@ fn solve_milp(
             .collect();
     }
     let goal: Expression = match objective {
-        Objective::Feasibility => Expression::from(0.0),
+        // (A constant objective makes HiGHS report an error on some infeasible models.)
+        Objective::Feasibility => cost.clone(),
         Objective::MaxServed(members) => -members
             .iter()
             .filter_map(|&m| served_vars[m])
@@ -182,6 +183,12 @@ fn solve_milp(
             Ok(Solved::Plan(values, value))
         }
         Err(ResolutionError::Infeasible) => Ok(Solved::Infeasible),
+        // HiGHS ends with a solve error when its only candidate violates a row by more than
+        // its tolerance: for a feasibility probe that means "not feasible at this precision"
+        // (bisection targets can sit a hair above an achievable cover).
+        Err(ResolutionError::Str(_)) if matches!(objective, Objective::Feasibility) => {
+            Ok(Solved::Infeasible)
+        }
         Err(e) => Err(PlanError::Solver(e.to_string())),
     }
 }

@@ -100,7 +100,7 @@ pub fn small_instance(tie_heavy: bool) -> impl Strategy<Value = PlanInput> {
                 (
                     0usize..3,
                     1u32..=2,
-                    1u32..=8,
+                    capacity,
                     0u32..=1,
                     prop::option::of(0u32..=4),
                     0u32..=3,
