@@ -389,7 +389,8 @@ pub fn observations(
     collected_at_unix_seconds: f64,
     errors: Vec<String>,
 ) -> Observations {
-    let mut by_model: BTreeMap<(String, String), Vec<(String, Vec<Slot>)>> = BTreeMap::new();
+    type ByModel = BTreeMap<(String, String), Vec<(String, Vec<Slot>)>>;
+    let mut by_model: ByModel = BTreeMap::new();
     for ((ns, model, variant), slots) in groups {
         by_model
             .entry((ns, model))

@@ -15,6 +15,8 @@
 //! Every figure is a [`Figure`]: known (value, age, metric used) or unknown with a reason.
 //! Missing, stale, NaN or infinite data is unknown, never 0.
 
+#![warn(missing_docs)]
+
 pub mod aggregate;
 pub mod error;
 pub mod http;

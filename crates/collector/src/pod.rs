@@ -118,7 +118,7 @@ pub fn models_in(expo: &Exposition) -> BTreeSet<String> {
         .collect()
 }
 
-fn for_model<'a>(s: &'a Sample, model: &str) -> bool {
+fn for_model(s: &Sample, model: &str) -> bool {
     match s.label("model_name") {
         Some(m) => m == model,
         None => true,

@@ -51,6 +51,10 @@ pub struct ScrapeSource {
     last: Mutex<HashMap<String, Snapshot>>,
 }
 
+/// One target's scrapes: `(previous scrape and seconds since it, current scrape)`, or
+/// the error (with the URL).
+pub type ScrapeResult = Result<(Option<(Exposition, f64)>, Exposition), String>;
+
 /// Parse a scraped body (pure): garbage is an error naming the URL and line.
 pub fn on_response(url: &str, status: u16, body: &str) -> Result<Exposition, CollectorError> {
     http::check_status(url, status, body)?;
@@ -65,7 +69,7 @@ pub fn on_response(url: &str, status: u16, body: &str) -> Result<Exposition, Col
 /// scrape (`dt` seconds apart) or the error; `age` of the current scrapes, s.
 pub fn observations_from_scrapes(
     targets: &[Target],
-    scrapes: &[Result<(Option<(Exposition, f64)>, Exposition), String>],
+    scrapes: &[ScrapeResult],
     window: &Window,
     age_seconds: f64,
     now_unix: f64,

@@ -4,4 +4,6 @@
 //!   `wvo_perf::batching` engine and profile as the planner, with the real `/metrics`
 //!   names, and a minimal OpenAI-style `POST /v1/completions`.
 
+#![warn(missing_docs)]
+
 pub mod model_server;
