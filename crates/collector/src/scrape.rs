@@ -94,16 +94,26 @@ pub fn observations_from_scrapes(
                 for (m, q) in pod::gateway_queues(cur) {
                     gateway.insert((t.namespace.clone(), m), q.map(|r| (r, age_seconds)));
                 }
+                let served = pod::models_in(cur);
                 let models: Vec<String> = if t.model.is_empty() {
-                    pod::models_in(cur).into_iter().collect()
-                } else {
+                    served.into_iter().collect()
+                } else if served.contains(&t.model) {
                     vec![t.model.clone()]
+                } else {
+                    vec![]
                 };
                 if models.is_empty() {
                     if !pod::gateway_queues(cur).is_empty() {
                         continue; // a gateway (EPP) endpoint, not a model server
                     }
-                    let e = format!("{}: no vLLM or SGLang model-server metrics", t.url);
+                    let e = if t.model.is_empty() {
+                        format!("{}: no vLLM or SGLang model-server metrics", t.url)
+                    } else {
+                        format!(
+                            "{}: no vLLM or SGLang model-server metrics for model {}",
+                            t.url, t.model
+                        )
+                    };
                     errors.push(e.clone());
                     groups
                         .entry(key_model(&t.model))

@@ -119,7 +119,9 @@ pub fn parse(body: &str) -> Result<Exposition, TextError> {
                 }
             }
             Err(problem) => {
-                if line_no == last && !ends_with_newline {
+                // Only a body with complete lines before it counts as cut off: a
+                // one-line body that is not a sample is garbage.
+                if line_no == last && line_no > 1 && !ends_with_newline {
                     out.truncated = true;
                 } else {
                     return Err(TextError {
@@ -314,6 +316,8 @@ mod tests {
         assert_eq!(err.line, 2);
         let err = parse("a one\n").expect_err("bad value");
         assert!(err.problem.contains("not a number"), "{err}");
+        let err = parse("<html>login</html>").expect_err("one-line garbage");
+        assert_eq!(err.line, 1);
     }
 
     #[test]
