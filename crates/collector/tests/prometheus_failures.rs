@@ -92,6 +92,14 @@ async fn prometheus_down_is_unknown_with_the_reason() {
     let base = format!("http://127.0.0.1:{port}");
     let obs = run(base.clone(), Duration::from_secs(2)).await;
     assert_all_unknown(&obs, "request failed");
+    // The root cause is in the message, not just "error sending request".
+    assert!(
+        obs.errors
+            .iter()
+            .any(|e| e.to_lowercase().contains("connection refused")),
+        "{:?}",
+        obs.errors
+    );
     assert!(
         obs.errors.iter().all(|e| e.contains(&base)),
         "{:?}",
