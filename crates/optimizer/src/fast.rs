@@ -22,9 +22,11 @@ use crate::subproblem::{SubInput, SubSolver};
 use crate::PlanError;
 
 /// Relative optimality gap at which the dual ascent stops.
-const GAP_TARGET: f64 = 2e-4;
+const GAP_TARGET: f64 = 8e-4;
 /// Most subgradient iterations.
-const MAX_ITERATIONS: usize = 120;
+const MAX_ITERATIONS: usize = 300;
+/// Iterations without any feasible plan after which the dual ascent gives up.
+const GIVE_UP_ITERATIONS: usize = 80;
 /// Rounds of one-model-at-a-time local search.
 const LOCAL_SEARCH_ROUNDS: usize = 4;
 
@@ -172,10 +174,12 @@ impl<'p> Workspace<'p> {
             .collect();
         let mut dirty = vec![false; problem.models.len()];
         for iteration in 0..MAX_ITERATIONS {
-            if let Some(ub) = ub {
-                if ub - best_lb <= GAP_TARGET * ub.abs().max(1e-9) {
-                    break;
-                }
+            match ub {
+                Some(ub) if ub - best_lb <= GAP_TARGET * ub.abs().max(1e-9) => break,
+                // No repair has found room for all demand: most likely there is none, and
+                // the caller falls back to fair share.
+                None if iteration >= GIVE_UP_ITERATIONS => break,
+                _ => {}
             }
             let usage = problem.usage(&x_lambda);
             let subgradient: Vec<f64> = usage
@@ -264,13 +268,13 @@ impl<'p> Workspace<'p> {
         // A last repair at the best multipliers.
         let mut x_best_lambda = vec![0u32; problem.variants.len()];
         let mut all = true;
-        for m in 0..problem.models.len() {
+        for (m, &target) in targets.iter().enumerate() {
             let range = problem.models[m].variants.clone();
             all &= self
                 .solve_model(
                     m,
                     Some(&best_lambda),
-                    targets[m],
+                    target,
                     None,
                     &mut x_best_lambda[range],
                 )
@@ -286,6 +290,12 @@ impl<'p> Workspace<'p> {
         }
         if let Some(x) = best_x.as_mut() {
             self.local_search(x, targets, None);
+            for _ in 0..LOCAL_SEARCH_ROUNDS {
+                if !self.pair_moves(x, targets) {
+                    break;
+                }
+                self.local_search(x, targets, None);
+            }
         }
         (best_x, Some(best_lb))
     }
@@ -410,6 +420,132 @@ impl<'p> Workspace<'p> {
             }
         }
         any
+    }
+}
+
+impl Workspace<'_> {
+    /// Two-model moves the one-model search cannot make: model `m2` would be cheaper with
+    /// more GPUs of a full type `a`, and model `m1` can leave `a` (for a smaller cost rise
+    /// than `m2` saves) to make that room. Returns whether any move was made.
+    fn pair_moves(&mut self, x: &mut [u32], targets: &[f64]) -> bool {
+        let problem = self.problem;
+        let types = problem.accelerators.len();
+        let mut free = self.free(x);
+        let mut scratch = vec![0u32; problem.variants.len()];
+        // Per type: models that can leave it, cheapest rise first: (rise, freed GPUs, model).
+        let mut leavers: Vec<Vec<(f64, u64, usize)>> = vec![Vec::new(); types];
+        for (m, &target) in targets.iter().enumerate() {
+            let range = problem.models[m].variants.clone();
+            let mut own = vec![0u64; types];
+            self.add_usage(m, x, &mut own, 1);
+            let before = self.model_cost(m, x);
+            for a in 0..types {
+                if own[a] == 0 || free[a] >= own[a] {
+                    continue;
+                }
+                let mut caps: Vec<u64> = free.iter().zip(&own).map(|(f, o)| f + o).collect();
+                caps[a] = 0;
+                if let Some(cost) =
+                    self.solve_model(m, None, target, Some(&caps), &mut scratch[range.clone()])
+                {
+                    leavers[a].push((cost - before, own[a], m));
+                }
+            }
+        }
+        for list in &mut leavers {
+            list.sort_by(|p, q| p.0.total_cmp(&q.0).then(p.2.cmp(&q.2)));
+        }
+        let mut touched = vec![false; problem.models.len()];
+        let mut moved = false;
+        for m2 in 0..problem.models.len() {
+            if touched[m2] {
+                continue;
+            }
+            let range2 = problem.models[m2].variants.clone();
+            let mut own2 = vec![0u64; types];
+            self.add_usage(m2, x, &mut own2, 1);
+            let before2 = self.model_cost(m2, x);
+            for a in 0..types {
+                let mut caps: Vec<u64> = free.iter().zip(&own2).map(|(f, o)| f + o).collect();
+                caps[a] = u64::MAX;
+                let Some(cost2) = self.solve_model(
+                    m2,
+                    None,
+                    targets[m2],
+                    Some(&caps),
+                    &mut scratch[range2.clone()],
+                ) else {
+                    continue;
+                };
+                let saving = before2 - cost2;
+                let tol = TOLERANCE * before2.abs().max(1.0);
+                let wanted: u64 = problem.variants[range2.clone()]
+                    .iter()
+                    .zip(&scratch[range2.clone()])
+                    .filter(|(v, _)| v.accelerator == a)
+                    .map(|(v, &n)| u64::from(n) * u64::from(v.gpus))
+                    .sum();
+                let need = wanted.saturating_sub(free[a] + own2[a]);
+                if saving <= tol || need == 0 {
+                    continue;
+                }
+                let Some(&(rise, _, m1)) = leavers[a].iter().find(|&&(rise, freed, m1)| {
+                    m1 != m2 && !touched[m1] && freed >= need && rise < saving - tol
+                }) else {
+                    continue;
+                };
+                // Re-check both moves against the GPUs free now, then apply them together.
+                let saved = x.to_vec();
+                let range1 = problem.models[m1].variants.clone();
+                self.add_usage(m1, x, &mut free, 1);
+                let mut caps1 = free.clone();
+                caps1[a] = 0;
+                let before1 = self.model_cost(m1, x);
+                let ok1 = self
+                    .solve_model(
+                        m1,
+                        None,
+                        targets[m1],
+                        Some(&caps1),
+                        &mut scratch[range1.clone()],
+                    )
+                    .filter(|c| c - before1 <= rise + tol);
+                if ok1.is_none() {
+                    self.add_usage(m1, x, &mut free, -1);
+                    continue;
+                }
+                x[range1.clone()].copy_from_slice(&scratch[range1.clone()]);
+                self.add_usage(m1, x, &mut free, -1);
+                self.add_usage(m2, x, &mut free, 1);
+                let new_cost1 = self.model_cost(m1, x);
+                let ok2 = self
+                    .solve_model(
+                        m2,
+                        None,
+                        targets[m2],
+                        Some(&free),
+                        &mut scratch[range2.clone()],
+                    )
+                    .filter(|c| (new_cost1 - before1) + c < before2 - tol);
+                match ok2 {
+                    Some(_) => {
+                        x[range2.clone()].copy_from_slice(&scratch[range2.clone()]);
+                        self.add_usage(m2, x, &mut free, -1);
+                        touched[m1] = true;
+                        touched[m2] = true;
+                        moved = true;
+                        break;
+                    }
+                    None => {
+                        self.add_usage(m2, x, &mut free, -1);
+                        self.add_usage(m1, x, &mut free, 1);
+                        x.copy_from_slice(&saved);
+                        self.add_usage(m1, x, &mut free, -1);
+                    }
+                }
+            }
+        }
+        moved
     }
 }
 

@@ -11,7 +11,7 @@ use wvo_optimizer::Problem;
 pub fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0f_0a11),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x005e_ed0f_0a11),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
