@@ -1,0 +1,150 @@
+//! `wvo plan` as a user runs it: exit codes, one-line errors, the JSON contract.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn wvo(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wvo"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wvo");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("wait for wvo")
+}
+
+#[test]
+fn example_plan_prints_the_json_contract() {
+    let out = wvo(&["plan", "examples/plan.yaml", "--output", "json"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    for key in [
+        "feasible",
+        "totalCostPerHour",
+        "lowerBoundCostPerHour",
+        "solveMillis",
+        "variants",
+        "models",
+        "accelerators",
+    ] {
+        assert!(plan.get(key).is_some(), "missing {key}");
+    }
+    let variant = &plan["variants"][0];
+    for key in [
+        "model",
+        "variant",
+        "accelerator",
+        "replicas",
+        "gpus",
+        "costPerHour",
+        "capacityRps",
+    ] {
+        assert!(variant.get(key).is_some(), "variant missing {key}");
+    }
+    let model = &plan["models"][0];
+    for key in ["model", "demandRps", "servedRps", "satisfaction"] {
+        assert!(model.get(key).is_some(), "model missing {key}");
+    }
+    assert_eq!(plan["variants"].as_array().map(Vec::len), Some(6));
+    assert_eq!(plan["models"][0]["model"], "llama-8b");
+    // Cost is the sum of the variants' costs, and never below the bound.
+    let sum: f64 = plan["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| v["costPerHour"].as_f64().expect("cost"))
+        .sum();
+    let total = plan["totalCostPerHour"].as_f64().expect("total");
+    assert!((sum - total).abs() < 1e-6);
+    if let Some(lb) = plan["lowerBoundCostPerHour"].as_f64() {
+        assert!(lb <= total + 1e-9);
+    }
+}
+
+#[test]
+fn same_file_same_output() {
+    let strip = |out: Output| {
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["solveMillis"] = serde_json::Value::Null;
+        v
+    };
+    let a = strip(wvo(&["plan", "examples/plan.yaml", "-o", "json"], None));
+    let b = strip(wvo(&["plan", "examples/plan.yaml", "-o", "json"], None));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn table_output_for_people() {
+    let out = wvo(&["plan", "examples/plan.yaml"], None);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("MODEL"));
+    assert!(text.contains("total cost: $"));
+    assert!(text.contains("llama-8b"));
+}
+
+#[test]
+fn capacity_constrained_plan_exits_zero() {
+    let input = r#"{"inventory": [{"name": "T", "count": 2, "costPerHour": 1.0}],
+        "models": [{"name": "m", "variants": [{"name": "v", "accelerator": "T", "maxRequestsPerSecond": 10}]}],
+        "load": {"m": {"arrivalRate": 50}}}"#;
+    let out = wvo(&["plan", "-", "-o", "json"], Some(input));
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(plan["feasible"], false);
+    assert_eq!(plan["lowerBoundCostPerHour"], serde_json::Value::Null);
+    assert_eq!(plan["variants"][0]["replicas"], 2);
+    assert_eq!(plan["models"][0]["satisfaction"], 0.4);
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_line_naming_the_field() {
+    let cases = [
+        (
+            r#"{"inventory": [{"name": "H100", "count": 2, "costPerHour": 1.0}],
+               "models": [{"name": "m", "variants": [{"name": "v", "accelerator": "H200", "maxRequestsPerSecond": 10}]}],
+               "load": {"m": {"arrivalRate": 5}}}"#,
+            "models[0].variants[0].accelerator",
+        ),
+        (
+            "inventory: [{name: T, count: 2, costPerHour: 1.0}]\nmodels: [{name: m, variants: [{name: v, accelerator: T, maxRequestsPerSecond: 10}]}]\nload: {m: {arrivalRate: -3}}\n",
+            "load.m.arrivalRate",
+        ),
+        (
+            "inventory: [{name: T, count: 2, costPerHour: 1.0}]\nmodels: [{name: m, variants: [{name: v, accelerater: T, maxRequestsPerSecond: 10}]}]\nload: {m: {arrivalRate: 3}}\n",
+            "accelerater",
+        ),
+    ];
+    for (input, field) in cases {
+        let out = wvo(&["plan", "-"], Some(input));
+        assert_eq!(out.status.code(), Some(2), "{input}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(field), "{err} should name {field}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let out = wvo(&["plan", "no/such/file.yaml"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such/file.yaml"), "{err}");
+}
