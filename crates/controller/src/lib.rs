@@ -1,0 +1,18 @@
+//! wvo's controller: the control cycle and (feature by feature) its Kubernetes wiring.
+//!
+//! ```text
+//!  VAs, inventory, workloads, pods ─┐
+//!  collector observations ──────────┴─► Snapshot ─► run_cycle (pure) ─► CycleOutcome
+//!                                                     optimizer · stabilizer · make-before-break
+//!  CycleOutcome ─► actuator (/scale, HPA bounds, metric, dry-run) ─► VA status, Events, API
+//! ```
+//!
+//! The cycle is pure (`cycle::run_cycle`): tests and the benchmark simulator call it
+//! directly with a snapshot; only the reconciler does I/O.
+
+pub mod cycle;
+pub mod stabilizer;
+
+pub use cycle::{
+    run_cycle, CycleError, CycleOutcome, CycleState, ModelState, Snapshot, VariantState,
+};

@@ -1,0 +1,158 @@
+//! Scale-down stabilization (pure: time is an input, in seconds).
+//!
+//! Scale-up takes effect in the cycle it is decided. A scale-down takes the highest
+//! recommendation of the stabilization window (as the HPA does), so a dip must last the whole
+//! window before replicas go. Replicas that are Pending because no GPU is free serve nothing:
+//! they may be removed at once.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// Identity of one variant: (namespace, VA name, variant name).
+pub type VariantKey = (String, String, String);
+
+/// What the stabilizer decided for one variant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stabilized {
+    /// Replicas to set.
+    pub desired: u32,
+    /// Why, for status and events.
+    pub reason: String,
+}
+
+/// Recommendation history per variant.
+#[derive(Clone, Debug, Default)]
+pub struct Stabilizer {
+    history: BTreeMap<VariantKey, VecDeque<(f64, u32)>>,
+}
+
+impl Stabilizer {
+    /// A stabilizer with no history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `recommended` for `key` at `now` (s) and returns the replicas to set, given the
+    /// `current` replicas of which `pending` cannot be scheduled, and the window (s).
+    ///
+    /// `hold` forbids any scale-down (metrics unknown): the result is never below `current`.
+    pub fn stabilize(
+        &mut self,
+        key: &VariantKey,
+        now: f64,
+        recommended: u32,
+        current: u32,
+        pending: u32,
+        window_seconds: f64,
+        hold: bool,
+    ) -> Stabilized {
+        let history = self.history.entry(key.clone()).or_default();
+        history.push_back((now, recommended));
+        while history
+            .front()
+            .is_some_and(|&(t, _)| t < now - window_seconds)
+        {
+            history.pop_front();
+        }
+        if recommended >= current {
+            let reason = if recommended > current {
+                format!("scale up {current} -> {recommended}")
+            } else {
+                "steady".to_string()
+            };
+            return Stabilized {
+                desired: recommended,
+                reason,
+            };
+        }
+        if hold {
+            return Stabilized {
+                desired: current,
+                reason: format!(
+                    "hold at {current}: metrics unknown, no scale-down (plan wanted {recommended})"
+                ),
+            };
+        }
+        let window_max = history.iter().map(|&(_, r)| r).max().unwrap_or(recommended);
+        // Pending (unschedulable) replicas can go now; running ones wait for the window.
+        let serving = current - pending.min(current);
+        let desired = window_max.min(current).min(recommended.max(serving));
+        let reason = if desired == recommended {
+            format!("scale down {current} -> {recommended}")
+        } else if desired < current {
+            format!(
+                "remove {} pending replicas that cannot get a GPU; scale down to {recommended} waits for the {window_seconds:.0} s window",
+                current - desired
+            )
+        } else {
+            format!(
+                "scale down to {recommended} waits for the {window_seconds:.0} s stabilization window"
+            )
+        };
+        Stabilized { desired, reason }
+    }
+
+    /// Forgets variants not in `keep` (deleted VAs or variants).
+    pub fn retain(&mut self, keep: &std::collections::BTreeSet<VariantKey>) {
+        self.history.retain(|k, _| keep.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> VariantKey {
+        ("ns".into(), "va".into(), "v".into())
+    }
+
+    #[test]
+    fn scale_up_is_immediate() {
+        let mut s = Stabilizer::new();
+        assert_eq!(s.stabilize(&key(), 0.0, 5, 2, 0, 300.0, false).desired, 5);
+    }
+
+    #[test]
+    fn scale_down_waits_for_the_window() {
+        let mut s = Stabilizer::new();
+        assert_eq!(s.stabilize(&key(), 0.0, 6, 6, 0, 300.0, false).desired, 6);
+        // The dip starts at t=15: held while the t=0 recommendation of 6 is in the window.
+        for t in (15..=300).step_by(15) {
+            let out = s.stabilize(&key(), f64::from(t), 3, 6, 0, 300.0, false);
+            assert_eq!(out.desired, 6, "t={t}");
+            assert!(out.reason.contains("waits"));
+        }
+        // At t=315 every recommendation in the window is 3.
+        assert_eq!(s.stabilize(&key(), 315.0, 3, 6, 0, 300.0, false).desired, 3);
+    }
+
+    #[test]
+    fn a_brief_dip_does_not_scale_down() {
+        let mut s = Stabilizer::new();
+        s.stabilize(&key(), 0.0, 6, 6, 0, 60.0, false);
+        s.stabilize(&key(), 15.0, 2, 6, 0, 60.0, false);
+        s.stabilize(&key(), 30.0, 6, 6, 0, 60.0, false);
+        // 60 s after the dip the window still holds the 6 from t=30.
+        assert_eq!(s.stabilize(&key(), 75.0, 2, 6, 0, 60.0, false).desired, 6);
+    }
+
+    #[test]
+    fn pending_replicas_go_at_once() {
+        let mut s = Stabilizer::new();
+        s.stabilize(&key(), 0.0, 8, 8, 0, 300.0, false);
+        // 3 of 8 cannot get a GPU; the plan moved the demand elsewhere and wants 2.
+        let out = s.stabilize(&key(), 15.0, 2, 8, 3, 300.0, false);
+        assert_eq!(out.desired, 5);
+        assert!(out.reason.contains("pending"));
+    }
+
+    #[test]
+    fn unknown_metrics_never_scale_down() {
+        let mut s = Stabilizer::new();
+        for t in 0..100 {
+            let out = s.stabilize(&key(), f64::from(t) * 15.0, 1, 4, 0, 30.0, true);
+            assert_eq!(out.desired, 4);
+        }
+        // But scale-up still happens.
+        assert_eq!(s.stabilize(&key(), 2000.0, 7, 4, 0, 30.0, true).desired, 7);
+    }
+}
