@@ -9,6 +9,8 @@
 //! input/output shapes are a fixed contract (camelCase JSON/YAML): `wvo plan` reads and
 //! prints them, and the controller's what-if endpoint speaks them too.
 
+#[cfg(feature = "crd")]
+pub mod crd;
 pub mod plan;
 pub mod validate;
 

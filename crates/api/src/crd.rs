@@ -1,0 +1,457 @@
+//! The Kubernetes custom resource `VariantAutoscaling` (group `wvo.dev`, version `v1alpha1`)
+//! and the accelerator inventory ConfigMap format. Enabled by the `crd` feature.
+
+use crate::plan::{self, ModelSpec, VariantSpec};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Latency targets, ms.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SloTargets {
+    /// Target mean time to first token, ms (queueing included).
+    pub ttft_ms: f64,
+    /// Target mean inter-token latency, ms.
+    pub itl_ms: f64,
+}
+
+/// Decode/prefill profile of one replica, ms (see `wvo_api::Profile`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InlineProfile {
+    /// Decode base time per token, ms.
+    pub alpha: f64,
+    /// Decode time added per request in the batch, ms.
+    pub beta: f64,
+    /// Prefill base time, ms.
+    pub gamma: f64,
+    /// Prefill time per input token per request in the batch, ms.
+    pub delta: f64,
+    /// Most requests one replica runs at once.
+    pub max_batch_size: u32,
+}
+
+/// The workload a variant scales: any kind with a `/scale` subresource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    /// API version of the target, e.g. `apps/v1`.
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// Kind of the target, e.g. `Deployment`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Name of the target, in the VA's namespace.
+    pub name: String,
+}
+
+fn default_api_version() -> String {
+    "apps/v1".into()
+}
+fn default_kind() -> String {
+    "Deployment".into()
+}
+
+/// One way to serve the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.maxRequestsPerSecond) != has(self.profile)").message("give exactly one of maxRequestsPerSecond or profile"))]
+pub struct VariantAutoscalingVariant {
+    /// Variant name, unique in the VA.
+    pub name: String,
+    /// The workload this variant scales.
+    pub scale_target_ref: ScaleTargetRef,
+    /// Accelerator type name (as in the inventory).
+    pub accelerator: String,
+    /// GPUs one replica uses.
+    #[serde(default = "default_gpus")]
+    pub gpus_per_replica: u32,
+    /// Minimum replicas of this variant.
+    #[serde(default)]
+    pub min_replicas: u32,
+    /// Maximum replicas of this variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<u32>,
+    /// Measured capacity per replica at the SLO, req/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_second: Option<f64>,
+    /// Performance profile (with the model's SLO and observed token mix gives capacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<InlineProfile>,
+}
+
+fn default_gpus() -> u32 {
+    1
+}
+fn default_weight() -> f64 {
+    1.0
+}
+fn default_stabilization() -> u32 {
+    300
+}
+
+/// How wvo applies its decisions to a variant's workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ActuationMode {
+    /// Patch the target's `/scale` subresource.
+    #[default]
+    Scale,
+    /// Set min/max replicas of the HPA that targets the workload.
+    Hpa,
+    /// Export `wvo_desired_replicas` for an external autoscaler (KEDA, prometheus-adapter).
+    Metric,
+}
+
+/// Spec of a VariantAutoscaling: one served model and its variants.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "wvo.dev",
+    version = "v1alpha1",
+    kind = "VariantAutoscaling",
+    namespaced,
+    shortname = "va",
+    status = "VariantAutoscalingStatus",
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.modelID"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.currentReplicas"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
+    printcolumn = r#"{"name":"Cost/h","type":"number","jsonPath":".status.costPerHour"}"#,
+    printcolumn = r#"{"name":"Optimized","type":"string","jsonPath":".status.conditions[?(@.type==\"Optimized\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
+#[x_kube(validation = kube::core::Rule::new("self.variants.all(v, self.variants.exists_one(w, w.name == v.name))").message("variant names must be unique"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.slo) || has(self.serviceClass) || self.variants.all(v, has(v.maxRequestsPerSecond))").message("variants with a profile need slo or serviceClass"))]
+pub struct VariantAutoscalingSpec {
+    /// The served model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.
+    #[serde(rename = "modelID")]
+    pub model_id: String,
+    /// Service class (from the inventory ConfigMap) giving priority and SLO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_class: Option<String>,
+    /// Inline SLO; overrides the service class's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SloTargets>,
+    /// Priority tier (higher first); overrides the service class's. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Fair-share weight inside the tier.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// Minimum replicas over all variants.
+    #[serde(default)]
+    pub min_replicas: u32,
+    /// Maximum replicas over all variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<u32>,
+    /// The variants (1..n).
+    #[x_kube(validation = kube::core::Rule::new("size(self) >= 1").message("at least one variant"))]
+    pub variants: Vec<VariantAutoscalingVariant>,
+    /// How decisions are applied.
+    #[serde(default)]
+    pub actuation: ActuationMode,
+    /// Decide and report only; never touch the workloads.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Scale-down stabilization window, s.
+    #[serde(default = "default_stabilization")]
+    pub scale_down_stabilization_seconds: u32,
+}
+
+/// A condition in `metav1.Condition` form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `MetricsAvailable`, `ProfileReady`, `Optimized`, `Actuated` or `CapacityConstrained`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// RFC 3339 time of the last status change.
+    pub last_transition_time: String,
+    /// Generation of the spec this condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Observed offered load of the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedLoad {
+    /// Arrival rate, req/s.
+    pub arrival_rate: f64,
+    /// Mean prompt tokens per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_input_tokens: Option<f64>,
+    /// Mean generated tokens per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_output_tokens: Option<f64>,
+}
+
+/// Status of one variant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantStatus {
+    /// Variant name.
+    pub name: String,
+    /// Accelerator type.
+    pub accelerator: String,
+    /// Replicas the workload is set to.
+    pub current_replicas: u32,
+    /// Ready replicas.
+    pub ready_replicas: u32,
+    /// Replicas Pending for lack of a GPU.
+    pub pending_replicas: u32,
+    /// Replicas wvo wants.
+    pub desired_replicas: u32,
+    /// Capacity of one replica, req/s.
+    pub capacity_rps: f64,
+    /// Cost of the desired replicas, $/h.
+    pub cost_per_hour: f64,
+}
+
+/// One decision, for the short history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// RFC 3339 time.
+    pub time: String,
+    /// What changed and why.
+    pub reason: String,
+}
+
+/// Status of a VariantAutoscaling.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantAutoscalingStatus {
+    /// Spec generation this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Load the last plan used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_load: Option<ObservedLoad>,
+    /// Demand with headroom, req/s.
+    #[serde(default)]
+    pub demand_rps: f64,
+    /// Share of the demand the plan serves (0..1).
+    #[serde(default)]
+    pub satisfaction: f64,
+    /// Replicas over all variants now.
+    #[serde(default)]
+    pub current_replicas: u32,
+    /// Replicas over all variants wvo wants.
+    #[serde(default)]
+    pub desired_replicas: u32,
+    /// Cost of the desired replicas, $/h.
+    #[serde(default)]
+    pub cost_per_hour: f64,
+    /// Per variant.
+    #[serde(default)]
+    pub variants: Vec<VariantStatus>,
+    /// The last decision that changed something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<Decision>,
+    /// The last 10 decisions, newest last.
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+    /// Conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// One accelerator type in the inventory ConfigMap.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InventoryAccelerator {
+    /// Type name, as variants use it.
+    pub name: String,
+    /// GPUs available (the cap when `discover` is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Count GPUs from Nodes matching `nodeSelector` (allocatable `nvidia.com/gpu` or
+    /// `amd.com/gpu`); `count`, when given, caps it.
+    #[serde(default)]
+    pub discover: bool,
+    /// $ per GPU-hour.
+    pub cost_per_hour: f64,
+    /// Memory per GPU, GiB (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gib: Option<f64>,
+    /// Node labels that select nodes of this type, e.g. `nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3`.
+    #[serde(default)]
+    pub node_selector: std::collections::BTreeMap<String, String>,
+}
+
+/// A service class: a priority and SLO that VAs refer to by name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceClass {
+    /// Class name.
+    pub name: String,
+    /// Priority tier.
+    #[serde(default)]
+    pub priority: i32,
+    /// Target mean TTFT, ms.
+    pub ttft_ms: f64,
+    /// Target mean ITL, ms.
+    pub itl_ms: f64,
+}
+
+/// Content of the inventory ConfigMap (key `inventory.yaml`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// Accelerator types.
+    pub accelerators: Vec<InventoryAccelerator>,
+    /// Service classes.
+    #[serde(default)]
+    pub service_classes: Vec<ServiceClass>,
+}
+
+/// The ConfigMap data key holding the inventory.
+pub const INVENTORY_KEY: &str = "inventory.yaml";
+
+impl InventoryConfig {
+    /// Parses and checks the ConfigMap's `inventory.yaml`; errors name the field.
+    pub fn parse(text: &str) -> Result<Self, crate::InputError> {
+        let config: Self = serde_norway::from_str(text)
+            .map_err(|e| crate::InputError::new(INVENTORY_KEY, e.to_string().replace('\n', " ")))?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, a) in config.accelerators.iter().enumerate() {
+            let at = format!("accelerators[{i}]");
+            if a.name.trim().is_empty() {
+                return Err(crate::InputError::new(
+                    format!("{at}.name"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(a.name.as_str()) {
+                return Err(crate::InputError::new(
+                    format!("{at}.name"),
+                    format!("duplicate accelerator type \"{}\"", a.name),
+                ));
+            }
+            if !a.cost_per_hour.is_finite() || a.cost_per_hour < 0.0 {
+                return Err(crate::InputError::new(
+                    format!("{at}.costPerHour"),
+                    format!(
+                        "must be a finite number >= 0 ($ per GPU-hour), got {}",
+                        a.cost_per_hour
+                    ),
+                ));
+            }
+            if a.count.is_none() && !a.discover {
+                return Err(crate::InputError::new(
+                    format!("{at}.count"),
+                    "missing: give count, or discover: true to count GPUs from Nodes",
+                ));
+            }
+            if a.discover && a.node_selector.is_empty() {
+                return Err(crate::InputError::new(
+                    format!("{at}.nodeSelector"),
+                    "discover: true needs a nodeSelector to find this type's Nodes",
+                ));
+            }
+        }
+        let mut classes = std::collections::BTreeSet::new();
+        for (i, c) in config.service_classes.iter().enumerate() {
+            let at = format!("serviceClasses[{i}]");
+            if !classes.insert(c.name.as_str()) {
+                return Err(crate::InputError::new(
+                    format!("{at}.name"),
+                    format!("duplicate service class \"{}\"", c.name),
+                ));
+            }
+            for (field, v) in [("ttftMs", c.ttft_ms), ("itlMs", c.itl_ms)] {
+                if !v.is_finite() || v <= 0.0 {
+                    return Err(crate::InputError::new(
+                        format!("{at}.{field}"),
+                        format!("must be a finite number > 0 (ms), got {v}"),
+                    ));
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl VariantAutoscaling {
+    /// The model in plan form, with the SLO and priority resolved against `classes`.
+    /// Errors name the field (`spec.serviceClass`, ...).
+    pub fn to_model_spec(
+        &self,
+        name: &str,
+        classes: &[ServiceClass],
+    ) -> Result<ModelSpec, crate::InputError> {
+        let spec = &self.spec;
+        let class = match &spec.service_class {
+            Some(c) => Some(classes.iter().find(|k| &k.name == c).ok_or_else(|| {
+                crate::InputError::new(
+                    "spec.serviceClass",
+                    format!(
+                        "unknown service class \"{c}\"; the inventory defines: {}",
+                        classes
+                            .iter()
+                            .map(|k| k.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let slo = spec
+            .slo
+            .map(|s| plan::Slo {
+                ttft_ms: s.ttft_ms,
+                itl_ms: s.itl_ms,
+            })
+            .or(class.map(|c| plan::Slo {
+                ttft_ms: c.ttft_ms,
+                itl_ms: c.itl_ms,
+            }));
+        Ok(ModelSpec {
+            name: name.to_string(),
+            model_id: Some(spec.model_id.clone()),
+            priority: spec.priority.or(class.map(|c| c.priority)).unwrap_or(0),
+            weight: spec.weight,
+            slo,
+            min_replicas: spec.min_replicas,
+            max_replicas: spec.max_replicas,
+            variants: spec
+                .variants
+                .iter()
+                .map(|v| VariantSpec {
+                    name: v.name.clone(),
+                    accelerator: v.accelerator.clone(),
+                    gpus_per_replica: v.gpus_per_replica,
+                    min_replicas: v.min_replicas,
+                    max_replicas: v.max_replicas,
+                    max_requests_per_second: v.max_requests_per_second,
+                    profile: v.profile.map(|p| plan::Profile {
+                        alpha: p.alpha,
+                        beta: p.beta,
+                        gamma: p.gamma,
+                        delta: p.delta,
+                        max_batch_size: p.max_batch_size,
+                    }),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The CRD manifests wvo installs, as YAML documents (what `wvo crds` prints and `crds/`
+/// holds).
+pub fn crd_yaml() -> Result<String, serde_norway::Error> {
+    use kube::CustomResourceExt;
+    let crd = VariantAutoscaling::crd();
+    Ok(format!("---\n{}", serde_norway::to_string(&crd)?))
+}

@@ -1,0 +1,60 @@
+//! The checked-in CRD YAML is what the Rust types generate.
+#![cfg(feature = "crd")]
+
+#[test]
+fn checked_in_crds_match_the_rust_types() {
+    let generated = wvo_api::crd::crd_yaml().expect("serialize CRD");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crds/variantautoscaling.yaml"
+    );
+    if std::env::var_os("WVO_UPDATE_CRDS").is_some() {
+        std::fs::write(path, &generated).expect("write crds/");
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "crds/variantautoscaling.yaml is stale: run `WVO_UPDATE_CRDS=1 cargo test -p wvo-api --features crd --test crds` (or `wvo crds > crds/variantautoscaling.yaml`)"
+    );
+}
+
+#[test]
+fn crd_has_status_printer_columns_short_name_and_validation() {
+    let yaml = wvo_api::crd::crd_yaml().expect("serialize CRD");
+    for needle in [
+        "group: wvo.dev",
+        "- va",
+        "status: {}",
+        "name: Model",
+        "name: Desired",
+        "name: Cost/h",
+        "name: Optimized",
+        "x-kubernetes-validations",
+        "minReplicas must be <= maxReplicas",
+        "variant names must be unique",
+    ] {
+        assert!(yaml.contains(needle), "CRD lacks {needle:?}");
+    }
+}
+
+#[test]
+fn inventory_config_rejects_bad_content_naming_the_field() {
+    use wvo_api::crd::InventoryConfig;
+    let ok = InventoryConfig::parse(
+        "accelerators:\n- {name: H100, count: 16, costPerHour: 4.1}\n- {name: L40S, discover: true, costPerHour: 1.3, nodeSelector: {nvidia.com/gpu.product: NVIDIA-L40S}}\nserviceClasses:\n- {name: premium, priority: 100, ttftMs: 500, itlMs: 50}\n",
+    )
+    .expect("valid");
+    assert_eq!(ok.accelerators.len(), 2);
+    let cases = [
+        ("accelerators:\n- {name: H100, count: 16, costPerHour: -1}\n", "accelerators[0].costPerHour"),
+        ("accelerators:\n- {name: H100, costPerHour: 1}\n", "accelerators[0].count"),
+        ("accelerators:\n- {name: H100, count: 1, costPerHour: 1}\n- {name: H100, count: 1, costPerHour: 1}\n", "accelerators[1].name"),
+        ("accelerators:\n- {name: H100, discover: true, costPerHour: 1}\n", "accelerators[0].nodeSelector"),
+        ("accelerators:\n- {name: H100, count: 1, costPerHour: 1, colour: red}\n", "unknown field `colour`"),
+        ("accelerators: []\nserviceClasses:\n- {name: a, ttftMs: 0, itlMs: 5}\n", "serviceClasses[0].ttftMs"),
+    ];
+    for (text, field) in cases {
+        let err = InventoryConfig::parse(text).expect_err(text).to_string();
+        assert!(err.contains(field), "{err} should name {field}");
+    }
+}
