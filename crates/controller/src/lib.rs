@@ -12,6 +12,7 @@
 
 pub mod cycle;
 pub mod stabilizer;
+pub mod view;
 
 pub use cycle::{
     run_cycle, CycleError, CycleOutcome, CycleState, ModelState, Snapshot, VariantState,

@@ -1,0 +1,158 @@
+//! What the controller shows: the state the status API, `/metrics` and the VA status are
+//! rendered from. Written by the control loop after each cycle, read by the API.
+
+use crate::cycle::VariantDecision;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use wvo_api::{PlanInput, PlanOutput};
+
+/// Most decisions kept in [`ControllerView::decisions`].
+pub const DECISION_HISTORY: usize = 200;
+
+/// One model (VA) as last planned.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelView {
+    /// Namespace of the VA.
+    pub namespace: String,
+    /// Name of the VA.
+    pub name: String,
+    /// Served model id.
+    #[serde(rename = "modelID")]
+    pub model_id: String,
+    /// Priority tier.
+    pub priority: i32,
+    /// Arrival rate used by the plan, req/s (None when never observed).
+    pub arrival_rate: Option<f64>,
+    /// Demand with headroom, req/s.
+    pub demand_rps: f64,
+    /// Share of demand served (0..1).
+    pub satisfaction: f64,
+    /// Why metrics are unknown, if they are.
+    pub metrics_unknown: Option<String>,
+    /// Per variant.
+    pub variants: Vec<VariantView>,
+    /// Conditions as written to the VA status: (type, status, reason, message).
+    pub conditions: Vec<ConditionView>,
+}
+
+/// One variant as last planned.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantView {
+    /// Variant name.
+    pub name: String,
+    /// Accelerator type.
+    pub accelerator: String,
+    /// Replicas now.
+    pub current: u32,
+    /// Ready replicas.
+    pub ready: u32,
+    /// Pending for lack of a GPU.
+    pub pending: u32,
+    /// Optimizer's plan.
+    pub planned: u32,
+    /// After stabilization: what wvo sets.
+    pub desired: u32,
+    /// Capacity per replica, req/s.
+    pub capacity_rps: f64,
+    /// Cost of the desired replicas, $/h.
+    pub cost_per_hour: f64,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&VariantDecision> for VariantView {
+    fn from(d: &VariantDecision) -> Self {
+        Self {
+            name: d.name.clone(),
+            accelerator: d.accelerator.clone(),
+            current: d.current,
+            ready: d.ready,
+            pending: d.pending,
+            planned: d.planned,
+            desired: d.desired,
+            capacity_rps: d.capacity_rps,
+            cost_per_hour: d.cost_per_hour,
+            reason: d.reason.clone(),
+        }
+    }
+}
+
+/// A condition, as on the VA status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionView {
+    /// Condition type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` / `False` / `Unknown`.
+    pub status: String,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+/// Use of one accelerator type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceleratorView {
+    /// Type name.
+    pub name: String,
+    /// GPUs available to the planner.
+    pub available: u32,
+    /// GPUs the desired replicas use.
+    pub used: u32,
+    /// $ per GPU-hour.
+    pub cost_per_hour: f64,
+}
+
+/// One replica change wvo decided (or would have, in dry-run).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord {
+    /// RFC 3339 time.
+    pub time: String,
+    /// Namespace of the VA.
+    pub namespace: String,
+    /// Name of the VA.
+    pub name: String,
+    /// Variant.
+    pub variant: String,
+    /// Replicas before.
+    pub from: u32,
+    /// Replicas after.
+    pub to: u32,
+    /// Why.
+    pub reason: String,
+    /// False in dry-run or when the workload is not wvo's to change.
+    pub actuated: bool,
+}
+
+/// Everything the status API serves.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerView {
+    /// The last plan (before stabilization).
+    pub plan: Option<PlanOutput>,
+    /// The input that plan was made from (what-if requests start from it).
+    #[serde(skip)]
+    pub last_input: Option<PlanInput>,
+    /// Per model, in a stable order.
+    pub models: Vec<ModelView>,
+    /// Per accelerator type.
+    pub accelerators: Vec<AcceleratorView>,
+    /// Recent decisions, newest last (at most [`DECISION_HISTORY`]).
+    pub decisions: VecDeque<DecisionRecord>,
+    /// True once a first cycle completed (readiness).
+    pub ready: bool,
+    /// True while this replica holds the leader lease.
+    pub leader: bool,
+    /// The last cycle's error, if it failed (the previous plan stays in force).
+    pub last_error: Option<String>,
+}
+
+/// The view shared between the control loop (writer) and the status API (readers).
+pub type SharedView = Arc<RwLock<ControllerView>>;
