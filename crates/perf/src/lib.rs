@@ -8,15 +8,25 @@
 //!  batching::Engine: the same replica as a deterministic continuous-batching engine on
 //!  virtual time — ground truth for the model, and the core of the emulator and simulator.
 //!  workload: seeded Poisson driver for the engine (validation, benchmarks).
+//!
+//!  catalog (models/*.yaml, embedded) ─► estimate(model, accelerator, tp, dtype) ─► Profile
+//!  calibrate: (batch, ITL) and (prompt tokens, prefill time) samples ─► CalibratedProfile
 //! ```
 //!
 //! Units: times in milliseconds, rates in requests per second, sizes in tokens.
-//! See `docs/perf-model.md` for the equations and validation figures.
+//! See `docs/perf-model.md` for the equations and validation figures, `docs/profiles.md` for
+//! the catalog, the estimator and calibration.
 
 pub mod batching;
+pub mod calibrate;
+pub mod catalog;
+pub mod estimate;
 pub mod queueing;
 pub mod workload;
 
+pub use calibrate::{CalibratedProfile, CalibrationConfig, Confidence, Contradiction};
+pub use catalog::{Catalog, CatalogError};
+pub use estimate::{estimate, estimate_by_name, Dtype, Estimate, EstimateOptions};
 pub use queueing::{predict, replica_capacity, saturation_rps, Prediction, SATURATION_MARGIN};
 
 use wvo_api::{Profile, Slo};
