@@ -31,7 +31,8 @@ use crate::{replica_capacity, PerfError, TokenMix};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CalibrationConfig {
-    /// RLS forgetting factor per accepted sample, 0 < f <= 1 (0.995: ~200 samples of memory).
+    /// RLS forgetting factor per accepted sample, 0 < f <= 1 (0.998: ~500 samples, about 40
+    /// minutes of 5 s windows, of memory).
     pub forgetting: f64,
     /// Samples from replicas younger than this are warm-up and ignored, s.
     pub warmup_s: f64,
@@ -50,7 +51,7 @@ pub struct CalibrationConfig {
 impl Default for CalibrationConfig {
     fn default() -> Self {
         Self {
-            forgetting: 0.995,
+            forgetting: 0.998,
             warmup_s: 120.0,
             outlier_sigmas: 4.0,
             prior_rel_std: 0.5,
