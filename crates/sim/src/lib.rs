@@ -6,4 +6,5 @@
 
 #![warn(missing_docs)]
 
+pub mod kube_api;
 pub mod model_server;

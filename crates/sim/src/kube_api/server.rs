@@ -1,0 +1,875 @@
+//! The HTTP layer: path routing, verbs, discovery documents and watch streams.
+
+use super::error::ApiError;
+use super::patch::{
+    merge_patch, json_patch, server_side_apply, strip_directives, ApplyScope, PatchKind,
+};
+use super::selector::{selector_to_string, FieldSelector, LabelSelector};
+use super::store::{Change, EventKind, Part, ResourceInfo, Store, WriteOpts};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+
+/// Failures injected by tests.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Remaining writes to fail, and with which code.
+    pub fail_writes: u32,
+    /// The code of injected write failures.
+    pub fail_code: u16,
+    /// Remaining updates/patches to answer with 409 Conflict.
+    pub conflicts: u32,
+}
+
+/// State shared by the server, the controllers and the handle.
+pub(crate) struct Shared {
+    pub store: Mutex<Store>,
+    pub faults: Mutex<Faults>,
+    pub close_watches: watch::Sender<u64>,
+    pub open_watches: AtomicUsize,
+    pub bookmark_interval: Duration,
+    pub changed: Arc<Notify>,
+    pub startup_delay: Duration,
+}
+
+impl Shared {
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+enum Reply {
+    Json(StatusCode, Value),
+    Text(&'static str),
+    Watch(Box<WatchReq>),
+}
+
+fn ok(v: Value) -> Result<Reply, ApiError> {
+    Ok(Reply::Json(StatusCode::OK, v))
+}
+
+/// The one handler: every request goes through here.
+pub(crate) async fn handle(
+    State(sh): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match dispatch(&sh, &method, &uri, &headers, &body) {
+        Ok(Reply::Json(code, v)) => (
+            code,
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
+        Ok(Reply::Text(t)) => (StatusCode::OK, t).into_response(),
+        Ok(Reply::Watch(w)) => start_watch(sh, *w),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn query_map(uri: &Uri) -> HashMap<String, String> {
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn dispatch(
+    sh: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Reply, ApiError> {
+    let path = uri.path();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let q = query_map(uri);
+    if *method == Method::GET {
+        match segs.as_slice() {
+            [] => {
+                return ok(json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]}))
+            }
+            ["healthz" | "livez" | "readyz"] => return Ok(Reply::Text("ok")),
+            ["version"] => return ok(version_info()),
+            ["api"] => return ok(api_versions(headers)),
+            ["apis"] => return ok(group_list(&sh.store())),
+            ["api", "v1"] => return resource_list(&sh.store(), "", "v1"),
+            ["apis", g] => return api_group(&sh.store(), g),
+            ["apis", g, v] => return resource_list(&sh.store(), g, v),
+            _ => {}
+        }
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
+        _ => return Err(ApiError::no_route(path)),
+    };
+    let target = resolve(&sh.store(), group, version, rest, path)?;
+    let is_write = matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if is_write {
+        let mut f = sh.faults();
+        if f.fail_writes > 0 {
+            f.fail_writes -= 1;
+            return Err(ApiError::injected(f.fail_code));
+        }
+        if f.conflicts > 0 && matches!(*method, Method::PUT | Method::PATCH) {
+            f.conflicts -= 1;
+            return Err(ApiError::conflict(
+                &target.info.group,
+                &target.info.plural,
+                target.name.as_deref().unwrap_or_default(),
+            ));
+        }
+    }
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    let ns = target.ns.clone().unwrap_or_default();
+    let info = &target.info;
+    match (method.clone(), target.name.as_deref(), target.sub.as_deref()) {
+        (Method::GET, None, _) => {
+            let watching = q.get("watch").is_some_and(|v| v == "true" || v == "1");
+            if watching {
+                Ok(Reply::Watch(Box::new(watch_request(&target, &q)?)))
+            } else {
+                list(&sh.store(), &target, &q)
+            }
+        }
+        (Method::GET, Some(name), Some("scale")) => {
+            let obj = sh.store().get(info, &ns, name)?;
+            ok(scale_of(info, &obj))
+        }
+        (Method::GET, Some(name), _) => ok(sh.store().get(info, &ns, name)?),
+        (Method::POST, None, _) if target.ns.is_some() || !info.namespaced => {
+            let obj = parse_body(headers, body)?;
+            let out = sh.store().create(
+                info,
+                &ns,
+                obj,
+                WriteOpts {
+                    dry_run,
+                    ..WriteOpts::default()
+                },
+            )?;
+            Ok(Reply::Json(StatusCode::CREATED, out))
+        }
+        (Method::PUT, Some(name), sub) => {
+            let obj = parse_body(headers, body)?;
+            let mut store = sh.store();
+            let opts = WriteOpts {
+                dry_run,
+                ..WriteOpts::default()
+            };
+            match sub {
+                Some("scale") => {
+                    let cur = store.get(info, &ns, name)?;
+                    let out = set_scale(&mut store, info, &ns, name, cur, &obj, opts)?;
+                    ok(out)
+                }
+                Some("status") => ok(store.replace(info, &ns, name, obj, Part::Status, opts)?),
+                _ => ok(store.replace(info, &ns, name, obj, Part::Main, opts)?),
+            }
+        }
+        (Method::PATCH, Some(name), sub) => patch(sh, &target, name, sub, headers, body, &q, dry_run),
+        (Method::DELETE, Some(name), None) => {
+            let opts: Value = if body.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            };
+            let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+            let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
+            let dry = dry_run
+                || opts
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v == "All"));
+            ok(sh.store().delete(info, &ns, name, rv, uid, dry)?)
+        }
+        (Method::DELETE, None, None) => {
+            let labels = LabelSelector::parse(q.get("labelSelector").map_or("", |s| s))?;
+            let fields = FieldSelector::parse(
+                q.get("fieldSelector").map_or("", |s| s),
+                &info.group,
+                &info.plural,
+            )?;
+            let mut store = sh.store();
+            let victims: Vec<(String, String)> = store
+                .list(info, target.ns.as_deref())
+                .iter()
+                .filter(|s| labels.matches(&s.obj) && fields.matches(&s.obj))
+                .map(|s| {
+                    (
+                        str_at(&s.obj, "/metadata/namespace").to_string(),
+                        str_at(&s.obj, "/metadata/name").to_string(),
+                    )
+                })
+                .collect();
+            let mut items = Vec::new();
+            for (n, name) in victims {
+                items.push(store.delete(info, &n, &name, None, None, dry_run)?);
+            }
+            ok(list_doc(info, store.rv(), items, None))
+        }
+        _ => Err(ApiError::method_not_allowed(method.as_str(), path)),
+    }
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    parse_doc(body, ct.contains("yaml"))
+}
+
+fn parse_doc(body: &Bytes, yaml: bool) -> Result<Value, ApiError> {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) if yaml => serde_norway::from_slice(body)
+            .map_err(|y| ApiError::bad_request(format!("invalid body: {e}; as YAML: {y}")))?,
+        Err(e) => return Err(ApiError::bad_request(format!("invalid JSON body: {e}"))),
+    };
+    if v.is_object() || v.is_array() {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request("body must be a JSON object"))
+    }
+}
+
+/// A resolved resource path.
+struct Target {
+    info: ResourceInfo,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn resolve(
+    store: &Store,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    path: &str,
+) -> Result<Target, ApiError> {
+    let namespaced_path = rest.len() >= 3
+        && rest[0] == "namespaces"
+        && store
+            .info(group, version, rest[2])
+            .is_some_and(|i| i.namespaced);
+    let (ns, rest) = if namespaced_path {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    if rest.len() > 3 {
+        return Err(ApiError::no_route(path));
+    }
+    let info = store
+        .info(group, version, rest[0])
+        .ok_or_else(|| ApiError::no_route(path))?;
+    let name = rest.get(1).map(|s| s.to_string());
+    let sub = rest.get(2).map(|s| s.to_string());
+    if info.namespaced && ns.is_none() && name.is_some() {
+        return Err(ApiError::no_route(path));
+    }
+    match sub.as_deref() {
+        None => {}
+        Some("status") if info.status => {}
+        Some("scale") if info.scale.is_some() => {}
+        Some(_) => return Err(ApiError::no_route(path)),
+    }
+    Ok(Target {
+        info,
+        ns,
+        name,
+        sub,
+    })
+}
+
+fn list_doc(info: &ResourceInfo, rv: u64, items: Vec<Value>, cont: Option<String>) -> Value {
+    let mut meta = Map::new();
+    meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    if let Some(c) = cont {
+        meta.insert("continue".into(), json!(c));
+    }
+    json!({
+        "kind": format!("{}List", info.kind),
+        "apiVersion": info.api_version(),
+        "metadata": meta,
+        "items": items,
+    })
+}
+
+fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Result<Reply, ApiError> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map_or("", |s| s))?;
+    let fields = FieldSelector::parse(
+        q.get("fieldSelector").map_or("", |s| s),
+        &t.info.group,
+        &t.info.plural,
+    )?;
+    let limit = match q.get("limit").filter(|s| !s.is_empty()) {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        None => 0,
+    };
+    // continue token: "<rv>/<namespace>/<name>" of the last item of the previous page.
+    let mut rv = store.rv();
+    let mut after: Option<(String, String)> = None;
+    if let Some(c) = q.get("continue").filter(|s| !s.is_empty()) {
+        let mut parts = c.splitn(3, '/');
+        let (Some(r), Some(n), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(ApiError::bad_request(format!("invalid continue token {c:?}")));
+        };
+        let r: u64 = r
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid continue token {c:?}")))?;
+        if r < store.compacted() {
+            return Err(ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. \
+                 You can start a new list without the continue parameter.",
+            ));
+        }
+        rv = r;
+        after = Some((n.to_string(), name.to_string()));
+    }
+    let mut items = Vec::new();
+    let mut cont = None;
+    for s in store.list(&t.info, t.ns.as_deref()) {
+        let key = (
+            str_at(&s.obj, "/metadata/namespace").to_string(),
+            str_at(&s.obj, "/metadata/name").to_string(),
+        );
+        if after.as_ref().is_some_and(|a| key <= *a) {
+            continue;
+        }
+        if !(labels.matches(&s.obj) && fields.matches(&s.obj)) {
+            continue;
+        }
+        if limit > 0 && items.len() == limit {
+            if let Some(last) = items.last() {
+                cont = Some(format!(
+                    "{rv}/{}/{}",
+                    str_at(last, "/metadata/namespace"),
+                    str_at(last, "/metadata/name")
+                ));
+            }
+            break;
+        }
+        items.push(Store::present(&t.info, &s.obj));
+    }
+    ok(list_doc(&t.info, rv, items, cont))
+}
+
+fn get_dotted<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    obj.pointer(&path.replace('.', "/"))
+}
+
+fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
+    let paths = info.scale.clone();
+    let (spec, status, sel) = match &paths {
+        Some(p) => (
+            get_dotted(obj, &p.spec_replicas).and_then(Value::as_i64),
+            get_dotted(obj, &p.status_replicas).and_then(Value::as_i64),
+            match &p.label_selector {
+                Some(path) => get_dotted(obj, path)
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                None => obj.pointer("/spec/selector").map(selector_to_string),
+            },
+        ),
+        None => (None, None, None),
+    };
+    let mut status_doc = json!({"replicas": status.unwrap_or(0)});
+    if let (Some(s), Some(o)) = (sel, status_doc.as_object_mut()) {
+        o.insert("selector".into(), json!(s));
+    }
+    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let mut meta = Map::new();
+    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = m.get(k) {
+            meta.insert(k.into(), v.clone());
+        }
+    }
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": meta,
+        "spec": {"replicas": spec.unwrap_or(0)},
+        "status": status_doc,
+    })
+}
+
+fn set_scale(
+    store: &mut Store,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    mut cur: Value,
+    scale: &Value,
+    opts: WriteOpts,
+) -> Result<Value, ApiError> {
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Scale.autoscaling {name:?} is invalid: spec.replicas: must be an integer >= 0"
+            ))
+        })?;
+    let Some(paths) = &info.scale else {
+        return Err(ApiError::no_route("scale"));
+    };
+    let keys: Vec<String> = paths
+        .spec_replicas
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let mut target = &mut cur;
+    for k in &keys {
+        if !target.is_object() {
+            *target = json!({});
+        }
+        let Some(o) = target.as_object_mut() else {
+            return Err(ApiError::invalid("scale path is not an object"));
+        };
+        target = o.entry(k.clone()).or_insert(Value::Null);
+    }
+    *target = json!(replicas);
+    if let Some(rv) = scale
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        if let Some(m) = cur.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), json!(rv));
+        }
+    }
+    let out = store.replace(info, ns, name, cur, Part::Main, opts)?;
+    Ok(scale_of(info, &out))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn patch(
+    sh: &Arc<Shared>,
+    t: &Target,
+    name: &str,
+    sub: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    q: &HashMap<String, String>,
+    dry_run: bool,
+) -> Result<Reply, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let kind = PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    let info = &t.info;
+    let ns = t.ns.clone().unwrap_or_default();
+    let doc = parse_doc(body, kind == PatchKind::Apply)?;
+    let force = q.get("force").is_some_and(|v| v == "true");
+    if force && kind != PatchKind::Apply {
+        return Err(ApiError::bad_request("force is only allowed for apply patches"));
+    }
+    let mut store = sh.store();
+    let mut opts = WriteOpts {
+        dry_run,
+        ..WriteOpts::default()
+    };
+    let apply_plain = |target: &mut Value| -> Result<(), ApiError> {
+        match kind {
+            PatchKind::Merge => merge_patch(target, &doc),
+            PatchKind::Strategic | PatchKind::Apply => {
+                let mut d = doc.clone();
+                strip_directives(&mut d);
+                if kind == PatchKind::Apply {
+                    if let Some(o) = d.as_object_mut() {
+                        o.remove("apiVersion");
+                        o.remove("kind");
+                    }
+                }
+                merge_patch(target, &d)
+            }
+            PatchKind::Json => json_patch(target, &doc)?,
+        }
+        Ok(())
+    };
+    if sub == Some("scale") {
+        let cur = store.get(info, &ns, name)?;
+        let mut scale = scale_of(info, &cur);
+        apply_plain(&mut scale)?;
+        return ok(set_scale(&mut store, info, &ns, name, cur, &scale, opts)?);
+    }
+    let part = if sub == Some("status") {
+        Part::Status
+    } else {
+        Part::Main
+    };
+    if kind == PatchKind::Apply {
+        let manager = q.get("fieldManager").filter(|m| !m.is_empty()).ok_or_else(|| {
+            ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            )
+        })?;
+        if !doc.is_object() {
+            return Err(ApiError::bad_request("apply configuration must be an object"));
+        }
+        if let Some(n) = doc.pointer("/metadata/name").and_then(Value::as_str) {
+            if n != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        let scope = if part == Part::Status {
+            ApplyScope::Status
+        } else {
+            ApplyScope::Main {
+                status_subresource: info.status,
+            }
+        };
+        let ns_key = if info.namespaced { ns.as_str() } else { "" };
+        let existing = store
+            .stored(info, ns_key, name)
+            .map(|s| (s.obj.clone(), s.owners.clone()));
+        let (obj, owners) = match &existing {
+            Some((o, w)) => server_side_apply(Some(o), w, &doc, manager, force, scope)?,
+            None => server_side_apply(None, &Default::default(), &doc, manager, force, scope)?,
+        };
+        opts.owners = Some(owners);
+        return match existing {
+            Some(_) => ok(store.replace(info, &ns, name, obj, part, opts)?),
+            None if part == Part::Status => {
+                Err(ApiError::not_found(&info.group, &info.plural, name))
+            }
+            None => {
+                let mut obj = obj;
+                if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.insert("name".into(), json!(name));
+                }
+                let out = store.create(info, &ns, obj, opts)?;
+                Ok(Reply::Json(StatusCode::CREATED, out))
+            }
+        };
+    }
+    let mut obj = store.get(info, &ns, name)?;
+    apply_plain(&mut obj)?;
+    ok(store.replace(info, &ns, name, obj, part, opts)?)
+}
+
+fn version_info() -> Value {
+    json!({
+        "major": "1", "minor": "34", "gitVersion": "v1.34.0-wvo-emulator",
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24 (emulated)",
+        "compiler": "rustc", "platform": "linux/amd64",
+    })
+}
+
+fn api_versions(headers: &HeaderMap) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+    })
+}
+
+fn groups(store: &Store) -> BTreeMap<String, Vec<String>> {
+    let mut g: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in store.infos().filter(|r| !r.group.is_empty()) {
+        let vs = g.entry(r.group.clone()).or_default();
+        if !vs.contains(&r.version) {
+            vs.push(r.version.clone());
+        }
+    }
+    g
+}
+
+fn group_doc(name: &str, versions: &[String]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
+    let preferred = vs.first().cloned().unwrap_or(json!({}));
+    json!({"name": name, "versions": vs, "preferredVersion": preferred})
+}
+
+fn group_list(store: &Store) -> Value {
+    let gs: Vec<Value> = groups(store)
+        .iter()
+        .map(|(n, vs)| group_doc(n, vs))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
+}
+
+fn api_group(store: &Store, name: &str) -> Result<Reply, ApiError> {
+    let gs = groups(store);
+    let vs = gs
+        .get(name)
+        .ok_or_else(|| ApiError::no_route(&format!("/apis/{name}")))?;
+    let mut doc = group_doc(name, vs);
+    if let Some(o) = doc.as_object_mut() {
+        o.insert("kind".into(), json!("APIGroup"));
+        o.insert("apiVersion".into(), json!("v1"));
+    }
+    ok(doc)
+}
+
+fn resource_list(store: &Store, group: &str, version: &str) -> Result<Reply, ApiError> {
+    let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+    let mut resources = Vec::new();
+    for r in store
+        .infos()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        resources.push(json!({
+            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+            "kind": r.kind, "verbs": verbs, "shortNames": r.short_names,
+        }));
+        if r.status {
+            resources.push(json!({
+                "name": format!("{}/status", r.plural), "singularName": "",
+                "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if r.scale.is_some() {
+            resources.push(json!({
+                "name": format!("{}/scale", r.plural), "singularName": "",
+                "namespaced": r.namespaced, "group": "autoscaling", "version": "v1",
+                "kind": "Scale", "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    if resources.is_empty() {
+        let p = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        return Err(ApiError::no_route(&p));
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+/// A parsed watch request.
+struct WatchReq {
+    info: ResourceInfo,
+    ns: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    /// `None`: start with the current state (resourceVersion "" or "0").
+    rv: Option<u64>,
+    send_initial: bool,
+    bookmarks: bool,
+    timeout: Option<Duration>,
+}
+
+fn watch_request(t: &Target, q: &HashMap<String, String>) -> Result<WatchReq, ApiError> {
+    let rv = match q.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid resourceVersion {s:?}"))
+        })?),
+    };
+    let timeout = match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
+        Some(s) => Some(Duration::from_secs(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds {s:?}"))
+        })?)),
+        None => None,
+    };
+    Ok(WatchReq {
+        info: t.info.clone(),
+        ns: t.ns.clone(),
+        labels: LabelSelector::parse(q.get("labelSelector").map_or("", |s| s))?,
+        fields: FieldSelector::parse(
+            q.get("fieldSelector").map_or("", |s| s),
+            &t.info.group,
+            &t.info.plural,
+        )?,
+        rv,
+        send_initial: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
+        bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+        timeout,
+    })
+}
+
+impl WatchReq {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    fn event_for(&self, ch: &Change) -> Option<Value> {
+        if ch.gr != self.info.gr() || self.ns.as_ref().is_some_and(|n| *n != ch.ns) {
+            return None;
+        }
+        let now = self.matches(&ch.obj);
+        let typ = match ch.kind {
+            EventKind::Added if now => "ADDED",
+            EventKind::Deleted if now => "DELETED",
+            EventKind::Modified => match (ch.old.as_ref().is_some_and(|o| self.matches(o)), now) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            },
+            _ => return None,
+        };
+        Some(json!({"type": typ, "object": Store::present(&self.info, &ch.obj)}))
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        json!({"type": "BOOKMARK", "object": {
+            "kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta}})
+    }
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+struct WatchGuard(Arc<Shared>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.open_watches.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn start_watch(sh: Arc<Shared>, w: WatchReq) -> Response {
+    let mut close = sh.close_watches.subscribe();
+    close.mark_unchanged();
+    let mut initial: Vec<Bytes> = Vec::new();
+    let mut ended = false;
+    let (mut rx, mut last_rv) = {
+        let store = sh.store();
+        let cur = store.rv();
+        let rx = store.subscribe();
+        match w.rv {
+            Some(n) if !w.send_initial => match store.changes_since(n) {
+                Some(chs) => {
+                    initial.extend(chs.iter().filter_map(|c| w.event_for(c)).map(|e| line(&e)));
+                    (rx, cur.max(n))
+                }
+                None => {
+                    let err = ApiError::expired(format!(
+                        "too old resource version: {n} ({})",
+                        store.compacted() + 1
+                    ));
+                    initial.push(line(&json!({"type": "ERROR", "object": err.to_status()})));
+                    ended = true;
+                    (rx, cur)
+                }
+            },
+            _ => {
+                for s in store.list(&w.info, w.ns.as_deref()) {
+                    if w.matches(&s.obj) {
+                        let ev = json!({"type": "ADDED", "object": Store::present(&w.info, &s.obj)});
+                        initial.push(line(&ev));
+                    }
+                }
+                if w.send_initial && w.bookmarks {
+                    initial.push(line(&w.bookmark(cur, true)));
+                }
+                (rx, cur)
+            }
+        }
+    };
+    sh.open_watches.fetch_add(1, Ordering::SeqCst);
+    let guard = WatchGuard(sh.clone());
+    let (tx, body_rx) = mpsc::channel::<Bytes>(256);
+    let interval = sh.bookmark_interval;
+    tokio::spawn(async move {
+        let _guard = guard;
+        for l in initial {
+            if tx.send(l).await.is_err() {
+                return;
+            }
+        }
+        if ended {
+            return;
+        }
+        let deadline = w.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tokio::select! {
+                _ = close.changed() => break,
+                _ = sleep_opt(deadline) => break,
+                _ = tx.closed() => break,
+                _ = ticker.tick(), if w.bookmarks => {
+                    if tx.send(line(&w.bookmark(last_rv, false))).await.is_err() {
+                        break;
+                    }
+                }
+                r = rx.recv() => match r {
+                    Ok(ch) => {
+                        if ch.rv <= last_rv {
+                            continue;
+                        }
+                        last_rv = ch.rv;
+                        if let Some(ev) = w.event_for(&ch) {
+                            if tx.send(line(&ev)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(body_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
