@@ -230,7 +230,7 @@ pub fn server_side_apply(
             let causes: Vec<Value> = conflicts
                 .iter()
                 .map(|(m, p)| {
-                    serde_json::json!({"type": "FieldManagerConflict",
+                    serde_json::json!({"reason": "FieldManagerConflict",
                         "message": format!("conflict with \"{m}\""), "field": dotted(p)})
                 })
                 .collect();
