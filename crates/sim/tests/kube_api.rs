@@ -71,13 +71,22 @@ fn names(list: &[ConfigMap]) -> Vec<String> {
 #[tokio::test]
 async fn kubeconfig_client_version_and_discovery() {
     let api = start().await;
-    let client = api.client_from_kubeconfig().await.expect("kubeconfig client");
+    let client = api
+        .client_from_kubeconfig()
+        .await
+        .expect("kubeconfig client");
     assert_eq!(client.default_namespace(), "default");
     let v = client.apiserver_version().await.expect("version");
     assert_eq!(v.major, "1");
     let groups = client.list_api_groups().await.expect("groups");
     let gs: Vec<&str> = groups.groups.iter().map(|g| g.name.as_str()).collect();
-    for g in ["apps", "autoscaling", "coordination.k8s.io", "apiextensions.k8s.io", "events.k8s.io"] {
+    for g in [
+        "apps",
+        "autoscaling",
+        "coordination.k8s.io",
+        "apiextensions.k8s.io",
+        "events.k8s.io",
+    ] {
         assert!(gs.contains(&g), "{g} missing from {gs:?}");
     }
     let apps = client
@@ -90,7 +99,10 @@ async fn kubeconfig_client_version_and_discovery() {
     assert!(core.resources.iter().any(|r| r.name == "configmaps"));
     let ns: Api<Namespace> = Api::all(client);
     let list = ns.list(&ListParams::default()).await.expect("namespaces");
-    assert!(list.items.iter().any(|n| n.metadata.name.as_deref() == Some("default")));
+    assert!(list
+        .items
+        .iter()
+        .any(|n| n.metadata.name.as_deref() == Some("default")));
     api.shutdown().await;
 }
 
@@ -104,18 +116,31 @@ async fn create_get_already_exists_and_not_found() {
         .expect("create");
     let meta = &created.metadata;
     assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
-    assert!(meta.resource_version.as_deref().unwrap().parse::<u64>().is_ok());
+    assert!(meta
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
     assert_eq!(meta.namespace.as_deref(), Some("default"));
     let again = cms.create(&PostParams::default(), &cm("a", &[], &[])).await;
     assert_eq!(code(again.unwrap_err()), (409, "AlreadyExists".into()));
     let got = cms.get("a").await.expect("get");
     assert_eq!(got.data.unwrap()["k"], "v");
-    assert_eq!(code(cms.get("missing").await.unwrap_err()), (404, "NotFound".into()));
+    assert_eq!(
+        code(cms.get("missing").await.unwrap_err()),
+        (404, "NotFound".into())
+    );
     assert!(cms.get_opt("missing").await.unwrap().is_none());
     // Delete, then it is gone.
-    cms.delete("a", &DeleteParams::default()).await.expect("delete");
+    cms.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete");
     assert_eq!(code(cms.get("a").await.unwrap_err()).0, 404);
-    assert_eq!(code(cms.delete("a", &DeleteParams::default()).await.unwrap_err()).0, 404);
+    assert_eq!(
+        code(cms.delete("a", &DeleteParams::default()).await.unwrap_err()).0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -128,11 +153,17 @@ async fn update_with_stale_resource_version_conflicts() {
         .unwrap();
     let mut first = v1.clone();
     first.data = Some(BTreeMap::from([("n".into(), "2".into())]));
-    let v2 = cms.replace("c", &PostParams::default(), &first).await.expect("fresh update");
+    let v2 = cms
+        .replace("c", &PostParams::default(), &first)
+        .await
+        .expect("fresh update");
     assert_ne!(v2.metadata.resource_version, v1.metadata.resource_version);
     let mut stale = v1.clone();
     stale.data = Some(BTreeMap::from([("n".into(), "3".into())]));
-    let err = cms.replace("c", &PostParams::default(), &stale).await.unwrap_err();
+    let err = cms
+        .replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
     assert_eq!(code(err), (409, "Conflict".into()));
     assert_eq!(cms.get("c").await.unwrap().data.unwrap()["n"], "2");
     // An update that changes nothing keeps the resourceVersion.
@@ -145,9 +176,12 @@ async fn merge_strategic_json_and_apply_patches() {
     let api = start().await;
     let client = api.client().unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    cms.create(&PostParams::default(), &cm("p", &[("a", "1")], &[("x", "1"), ("y", "1")]))
-        .await
-        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &cm("p", &[("a", "1")], &[("x", "1"), ("y", "1")]),
+    )
+    .await
+    .unwrap();
     let merged = cms
         .patch(
             "p",
@@ -184,7 +218,10 @@ async fn merge_strategic_json_and_apply_patches() {
         .header("content-type", "application/json-patch+json")
         .body(br#"[{"op": "test", "path": "/data/y", "value": "1"}]"#.to_vec())
         .unwrap();
-    assert_eq!(code(client.request::<ConfigMap>(failing).await.unwrap_err()).0, 422);
+    assert_eq!(
+        code(client.request::<ConfigMap>(failing).await.unwrap_err()).0,
+        422
+    );
     // Server-side apply creates a missing object, then updates it.
     let ssa = PatchParams::apply("wvo-test");
     let applied = cms
@@ -209,7 +246,11 @@ async fn merge_strategic_json_and_apply_patches() {
         .unwrap_err();
     assert_eq!(code(err), (409, "Conflict".into()));
     let forced = cms
-        .patch("q", &PatchParams::apply("other").force(), &Patch::Apply(&other))
+        .patch(
+            "q",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(&other),
+        )
         .await
         .expect("forced apply");
     assert_eq!(forced.data.unwrap()["owner"], "someone-else");
@@ -228,19 +269,91 @@ async fn bad_requests_are_status_errors_not_panics() {
             .unwrap()
     };
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    cms.create(&PostParams::default(), &cm("b", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("b", &[], &[]))
+        .await
+        .unwrap();
     let path = "/api/v1/namespaces/default/configmaps/b";
     let cases = [
-        (raw("PATCH", path, "text/plain", b"{}"), 415, "UnsupportedMediaType"),
-        (raw("PATCH", path, "application/merge-patch+json", b"{not json"), 400, "BadRequest"),
-        (raw("PATCH", path, "application/apply-patch+yaml", b"{}"), 400, "BadRequest"),
-        (raw("POST", "/api/v1/namespaces/default/configmaps", "application/json", b"[1,"), 400, "BadRequest"),
-        (raw("POST", "/api/v1/namespaces/default/configmaps", "application/json", br#"{"kind":"Pod","metadata":{"name":"x"}}"#), 400, "BadRequest"),
-        (raw("PUT", path, "application/json", br#"{"metadata":{"name":"other"}}"#), 400, "BadRequest"),
-        (raw("GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(", "application/json", b""), 400, "BadRequest"),
-        (raw("GET", "/api/v1/namespaces/default/configmaps?fieldSelector=spec.x%3D1", "application/json", b""), 400, "BadRequest"),
-        (raw("GET", "/api/v1/widgets", "application/json", b""), 404, "NotFound"),
-        (raw("GET", "/api/v1/namespaces/default/configmaps/b/scale", "application/json", b""), 404, "NotFound"),
+        (
+            raw("PATCH", path, "text/plain", b"{}"),
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            raw("PATCH", path, "application/merge-patch+json", b"{not json"),
+            400,
+            "BadRequest",
+        ),
+        (
+            raw("PATCH", path, "application/apply-patch+yaml", b"{}"),
+            400,
+            "BadRequest",
+        ),
+        (
+            raw(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                "application/json",
+                b"[1,",
+            ),
+            400,
+            "BadRequest",
+        ),
+        (
+            raw(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                "application/json",
+                br#"{"kind":"Pod","metadata":{"name":"x"}}"#,
+            ),
+            400,
+            "BadRequest",
+        ),
+        (
+            raw(
+                "PUT",
+                path,
+                "application/json",
+                br#"{"metadata":{"name":"other"}}"#,
+            ),
+            400,
+            "BadRequest",
+        ),
+        (
+            raw(
+                "GET",
+                "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(",
+                "application/json",
+                b"",
+            ),
+            400,
+            "BadRequest",
+        ),
+        (
+            raw(
+                "GET",
+                "/api/v1/namespaces/default/configmaps?fieldSelector=spec.x%3D1",
+                "application/json",
+                b"",
+            ),
+            400,
+            "BadRequest",
+        ),
+        (
+            raw("GET", "/api/v1/widgets", "application/json", b""),
+            404,
+            "NotFound",
+        ),
+        (
+            raw(
+                "GET",
+                "/api/v1/namespaces/default/configmaps/b/scale",
+                "application/json",
+                b"",
+            ),
+            404,
+            "NotFound",
+        ),
     ];
     for (req, want_code, want_reason) in cases {
         let what = format!("{} {}", req.method(), req.uri());
@@ -255,15 +368,31 @@ async fn bad_requests_are_status_errors_not_panics() {
 async fn label_and_field_selectors() {
     let api = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
-    for (n, app, tier) in [("s1", "web", "gpu"), ("s2", "web", "cpu"), ("s3", "db", "gpu")] {
-        cms.create(&PostParams::default(), &cm(n, &[("app", app), ("tier", tier)], &[]))
-            .await
-            .unwrap();
+    for (n, app, tier) in [
+        ("s1", "web", "gpu"),
+        ("s2", "web", "cpu"),
+        ("s3", "db", "gpu"),
+    ] {
+        cms.create(
+            &PostParams::default(),
+            &cm(n, &[("app", app), ("tier", tier)], &[]),
+        )
+        .await
+        .unwrap();
     }
-    cms.create(&PostParams::default(), &cm("s4", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("s4", &[], &[]))
+        .await
+        .unwrap();
     let sel = |s: &'static str| {
         let cms = cms.clone();
-        async move { names(&cms.list(&ListParams::default().labels(s)).await.unwrap().items) }
+        async move {
+            names(
+                &cms.list(&ListParams::default().labels(s))
+                    .await
+                    .unwrap()
+                    .items,
+            )
+        }
     };
     assert_eq!(sel("app=web").await, ["s1", "s2"]);
     assert_eq!(sel("app==web,tier!=cpu").await, ["s1"]);
@@ -308,7 +437,9 @@ async fn list_pagination_with_limit_and_continue() {
         .unwrap();
     assert_eq!(names(&third.items), ["page-4"]);
     assert!(third.metadata.continue_.is_none());
-    cms.create(&PostParams::default(), &cm("page-5", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("page-5", &[], &[]))
+        .await
+        .unwrap();
     api.compact();
     let err = cms
         .list(&ListParams::default().limit(2).continue_token(&token))
@@ -321,17 +452,25 @@ async fn list_pagination_with_limit_and_continue() {
 async fn watch_from_resource_version_in_order_with_bookmarks() {
     let api = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
-    cms.create(&PostParams::default(), &cm("before", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("before", &[], &[]))
+        .await
+        .unwrap();
     let list = cms.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.clone().unwrap();
     // Changes made after the list but before the watch starts are replayed from history.
-    cms.create(&PostParams::default(), &cm("w", &[("app", "x")], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w", &[("app", "x")], &[]))
+        .await
+        .unwrap();
     let wp = WatchParams::default().timeout(30);
     assert!(wp.bookmarks, "kube asks for bookmarks by default");
     let mut stream = cms.watch(&wp, &rv).await.expect("watch").boxed();
-    cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "1"}})))
-        .await
-        .unwrap();
+    cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "1"}})),
+    )
+    .await
+    .unwrap();
     cms.delete("w", &DeleteParams::default()).await.unwrap();
     let mut seen = Vec::new();
     let mut last_rv = rv.parse::<u64>().unwrap();
@@ -359,11 +498,19 @@ async fn watch_from_resource_version_in_order_with_bookmarks() {
     .expect("events and a bookmark in time");
     assert_eq!(seen, ["w", "w", "w"]);
     let bm: u64 = bookmark.unwrap().parse().unwrap();
-    assert!(bm >= last_rv, "bookmark {bm} covers delivered events up to {last_rv}");
+    assert!(
+        bm >= last_rv,
+        "bookmark {bm} covers delivered events up to {last_rv}"
+    );
     // Watching from the bookmark resumes after it.
-    cms.create(&PostParams::default(), &cm("after", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("after", &[], &[]))
+        .await
+        .unwrap();
     let mut resumed = cms.watch(&wp, &bm.to_string()).await.unwrap().boxed();
-    let first = tokio::time::timeout(DEADLINE, resumed.try_next()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(DEADLINE, resumed.try_next())
+        .await
+        .unwrap()
+        .unwrap();
     match first {
         Some(WatchEvent::Added(c)) => assert_eq!(c.metadata.name.as_deref(), Some("after")),
         other => panic!("expected ADDED after, got {other:?}"),
@@ -374,16 +521,31 @@ async fn watch_from_resource_version_in_order_with_bookmarks() {
 async fn watch_with_label_selector_sees_objects_enter_and_leave() {
     let api = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
-    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     let mut stream = cms
         .watch(&WatchParams::default().labels("role=leader"), &rv)
         .await
         .unwrap()
         .boxed();
-    cms.create(&PostParams::default(), &cm("l", &[("role", "follower")], &[])).await.unwrap();
+    cms.create(
+        &PostParams::default(),
+        &cm("l", &[("role", "follower")], &[]),
+    )
+    .await
+    .unwrap();
     let to = |role: &str| Patch::Merge(json!({"metadata": {"labels": {"role": role}}}));
-    cms.patch("l", &PatchParams::default(), &to("leader")).await.unwrap();
-    cms.patch("l", &PatchParams::default(), &to("follower")).await.unwrap();
+    cms.patch("l", &PatchParams::default(), &to("leader"))
+        .await
+        .unwrap();
+    cms.patch("l", &PatchParams::default(), &to("follower"))
+        .await
+        .unwrap();
     let mut kinds = Vec::new();
     tokio::time::timeout(DEADLINE, async {
         while kinds.len() < 2 {
@@ -405,12 +567,24 @@ async fn watch_with_label_selector_sees_objects_enter_and_leave() {
 async fn watch_from_compacted_resource_version_gets_410() {
     let api = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
-    let old = cms.create(&PostParams::default(), &cm("old", &[], &[])).await.unwrap();
+    let old = cms
+        .create(&PostParams::default(), &cm("old", &[], &[]))
+        .await
+        .unwrap();
     let old_rv = old.metadata.resource_version.unwrap();
-    cms.create(&PostParams::default(), &cm("newer", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("newer", &[], &[]))
+        .await
+        .unwrap();
     api.compact();
-    let mut stream = cms.watch(&WatchParams::default(), &old_rv).await.unwrap().boxed();
-    let ev = tokio::time::timeout(DEADLINE, stream.try_next()).await.unwrap().unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(DEADLINE, stream.try_next())
+        .await
+        .unwrap()
+        .unwrap();
     match ev {
         Some(WatchEvent::Error(s)) => {
             assert_eq!(s.code, 410);
@@ -452,26 +626,59 @@ where
 async fn runtime_watcher_keeps_delivering_after_dropped_watches_and_compaction() {
     let api = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
-    cms.create(&PostParams::default(), &cm("w0", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w0", &[], &[]))
+        .await
+        .unwrap();
     let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
     let mut errors = Vec::new();
     next_apply(&mut events, "w0", &mut errors).await;
-    cms.create(&PostParams::default(), &cm("w1", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w1", &[], &[]))
+        .await
+        .unwrap();
     next_apply(&mut events, "w1", &mut errors).await;
-    eventually("a watch to be open", || async { (api.open_watches() > 0).then_some(()) }).await;
+    eventually("a watch to be open", || async {
+        (api.open_watches() > 0).then_some(())
+    })
+    .await;
     api.drop_watches();
-    cms.create(&PostParams::default(), &cm("w2", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w2", &[], &[]))
+        .await
+        .unwrap();
     next_apply(&mut events, "w2", &mut errors).await;
     // Dropped again and the history compacted: the watcher relists (410) and catches up.
-    eventually("the watch to reopen", || async { (api.open_watches() > 0).then_some(()) }).await;
+    eventually("the watch to reopen", || async {
+        (api.open_watches() > 0).then_some(())
+    })
+    .await;
     api.drop_watches();
-    cms.create(&PostParams::default(), &cm("w3", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w3", &[], &[]))
+        .await
+        .unwrap();
     api.compact();
     next_apply(&mut events, "w3", &mut errors).await;
     assert!(
-        errors.iter().all(|e| e.contains("410") || e.contains("too old")),
+        errors
+            .iter()
+            .all(|e| e.contains("410") || e.contains("too old")),
         "only 410s expected: {errors:?}"
     );
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let api = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
+    cms.create(&PostParams::default(), &cm("s0", &[], &[]))
+        .await
+        .unwrap();
+    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut errors = Vec::new();
+    next_apply(&mut events, "s0", &mut errors).await;
+    cms.create(&PostParams::default(), &cm("s1", &[], &[]))
+        .await
+        .unwrap();
+    next_apply(&mut events, "s1", &mut errors).await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[tokio::test]
@@ -485,18 +692,30 @@ async fn lease_create_and_conflicting_updates() {
                  "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:00.000000Z"}
     }))
     .unwrap();
-    a.create(&PostParams::default(), &lease).await.expect("a acquires");
+    a.create(&PostParams::default(), &lease)
+        .await
+        .expect("a acquires");
     let err = b.create(&PostParams::default(), &lease).await.unwrap_err();
     assert_eq!(code(err).0, 409, "b cannot create the held lease");
     let seen_by_a = a.get("wvo-leader").await.unwrap();
     let seen_by_b = b.get("wvo-leader").await.unwrap();
     let mut renew = seen_by_a.clone();
-    renew.spec.as_mut().unwrap().renew_time = serde_json::from_value(json!("2026-01-01T00:00:05.000000Z")).unwrap();
-    a.replace("wvo-leader", &PostParams::default(), &renew).await.expect("a renews");
+    renew.spec.as_mut().unwrap().renew_time =
+        serde_json::from_value(json!("2026-01-01T00:00:05.000000Z")).unwrap();
+    a.replace("wvo-leader", &PostParams::default(), &renew)
+        .await
+        .expect("a renews");
     let mut steal = seen_by_b;
     steal.spec.as_mut().unwrap().holder_identity = Some("b".into());
-    let err = b.replace("wvo-leader", &PostParams::default(), &steal).await.unwrap_err();
-    assert_eq!(code(err), (409, "Conflict".into()), "b's stale takeover loses");
+    let err = b
+        .replace("wvo-leader", &PostParams::default(), &steal)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(err),
+        (409, "Conflict".into()),
+        "b's stale takeover loses"
+    );
     let now = a.get("wvo-leader").await.unwrap();
     assert_eq!(now.spec.unwrap().holder_identity.as_deref(), Some("a"));
 }
@@ -506,22 +725,34 @@ async fn injected_failures_and_conflicts() {
     let api = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
     api.fail_next_writes(1, 500);
-    let err = cms.create(&PostParams::default(), &cm("f", &[], &[])).await.unwrap_err();
+    let err = cms
+        .create(&PostParams::default(), &cm("f", &[], &[]))
+        .await
+        .unwrap_err();
     assert_eq!(code(err), (500, "InternalError".into()));
-    cms.create(&PostParams::default(), &cm("f", &[], &[])).await.expect("next write works");
+    cms.create(&PostParams::default(), &cm("f", &[], &[]))
+        .await
+        .expect("next write works");
     // kube's default client retries 503 (and 429, 504) by itself: one injected 503 is
     // invisible to the caller.
     api.fail_next_writes(1, 503);
-    cms.create(&PostParams::default(), &cm("g", &[], &[])).await.expect("retried");
+    cms.create(&PostParams::default(), &cm("g", &[], &[]))
+        .await
+        .expect("retried");
     api.inject_conflicts(2);
     let p = Patch::Merge(json!({"data": {"k": "v"}}));
     for _ in 0..2 {
-        let err = cms.patch("f", &PatchParams::default(), &p).await.unwrap_err();
+        let err = cms
+            .patch("f", &PatchParams::default(), &p)
+            .await
+            .unwrap_err();
         assert_eq!(code(err), (409, "Conflict".into()));
     }
     let data = cms.get("f").await.unwrap().data.unwrap_or_default();
     assert!(!data.contains_key("k"), "nothing written");
-    cms.patch("f", &PatchParams::default(), &p).await.expect("third patch works");
+    cms.patch("f", &PatchParams::default(), &p)
+        .await
+        .expect("third patch works");
 }
 
 #[tokio::test]
@@ -548,7 +779,10 @@ async fn deployment_status_and_scale_subresources() {
     let mut st = created.clone();
     st.status = Some(serde_json::from_value(json!({"replicas": 2, "readyReplicas": 1})).unwrap());
     st.spec.replicas = Some(7);
-    let after = deploys.replace_status("llm", &PostParams::default(), &st).await.unwrap();
+    let after = deploys
+        .replace_status("llm", &PostParams::default(), &st)
+        .await
+        .unwrap();
     assert_eq!(after.status.as_ref().unwrap().ready_replicas, Some(1));
     assert_eq!(after.spec.replicas, Some(2), "spec untouched by /status");
     assert_eq!(after.metadata.generation, Some(1));
@@ -567,20 +801,33 @@ async fn deployment_status_and_scale_subresources() {
     let scale = deploys.get_scale("llm").await.unwrap();
     assert_eq!(scale.spec.as_ref().unwrap().replicas, Some(3));
     assert_eq!(scale.status.as_ref().unwrap().replicas, 2);
-    assert_eq!(scale.status.as_ref().unwrap().selector.as_deref(), Some("app=llm"));
+    assert_eq!(
+        scale.status.as_ref().unwrap().selector.as_deref(),
+        Some("app=llm")
+    );
     let patched = deploys
-        .patch_scale("llm", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+        .patch_scale(
+            "llm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
         .await
         .unwrap();
     assert_eq!(patched.spec.unwrap().replicas, Some(5));
     assert_eq!(deploys.get("llm").await.unwrap().spec.replicas, Some(5));
     let mut stale = scale.clone();
     stale.spec.as_mut().unwrap().replicas = Some(1);
-    let err = deploys.replace_scale("llm", &PostParams::default(), &stale).await.unwrap_err();
+    let err = deploys
+        .replace_scale("llm", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
     assert_eq!(code(err).0, 409, "stale Scale resourceVersion");
     let mut fresh = deploys.get_scale("llm").await.unwrap();
     fresh.spec.as_mut().unwrap().replicas = Some(1);
-    let replaced = deploys.replace_scale("llm", &PostParams::default(), &fresh).await.unwrap();
+    let replaced = deploys
+        .replace_scale("llm", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     assert_eq!(replaced.spec.unwrap().replicas, Some(1));
 }
 
@@ -610,7 +857,9 @@ async fn crd_registers_a_dynamic_kind_with_status_and_scale() {
     let client = api.client().unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_json::from_value(crd_json()).unwrap();
-    crds.create(&PostParams::default(), &crd).await.expect("create CRD");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create CRD");
     let est = tokio::time::timeout(
         DEADLINE,
         kube::runtime::wait::await_condition(
@@ -631,23 +880,35 @@ async fn crd_registers_a_dynamic_kind_with_status_and_scale() {
     );
     let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     let w = DynamicObject::new("w1", &ar).data(json!({"spec": {"replicas": 1, "color": "red"}}));
-    let created = widgets.create(&PostParams::default(), &w).await.expect("create widget");
+    let created = widgets
+        .create(&PostParams::default(), &w)
+        .await
+        .expect("create widget");
     assert_eq!(created.types.as_ref().unwrap().kind, "Widget");
     let status = widgets
         .patch_status(
             "w1",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"replicas": 1, "selector": "app=w1"}, "spec": {"color": "blue"}})),
+            &Patch::Merge(
+                json!({"status": {"replicas": 1, "selector": "app=w1"}, "spec": {"color": "blue"}}),
+            ),
         )
         .await
         .unwrap();
     assert_eq!(status.data["status"]["replicas"], 1);
-    assert_eq!(status.data["spec"]["color"], "red", "/status writes only status");
+    assert_eq!(
+        status.data["spec"]["color"], "red",
+        "/status writes only status"
+    );
     let scale = widgets.get_scale("w1").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
     assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=w1"));
     widgets
-        .patch_scale("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
+        .patch_scale(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
         .await
         .unwrap();
     assert_eq!(widgets.get("w1").await.unwrap().data["spec"]["replicas"], 4);
@@ -674,6 +935,8 @@ async fn crd_registers_a_dynamic_kind_with_status_and_scale() {
     assert_eq!(st.data["status"]["phase"], "Ready");
     assert_eq!(st.data["spec"]["replicas"], 2);
     // Deleting the CRD removes the kind.
-    crds.delete("widgets.example.dev", &DeleteParams::default()).await.unwrap();
+    crds.delete("widgets.example.dev", &DeleteParams::default())
+        .await
+        .unwrap();
     assert_eq!(code(widgets.get("w1").await.unwrap_err()).0, 404);
 }

@@ -34,7 +34,11 @@ pub fn pod_gpu_requests(pod: &Value) -> BTreeMap<String, u64> {
         let limits = c.pointer("/resources/limits").and_then(Value::as_object);
         let requests = c.pointer("/resources/requests").and_then(Value::as_object);
         let mut names: Vec<&String> = limits.map(|l| l.keys().collect()).unwrap_or_default();
-        names.extend(requests.map(|r| r.keys().collect::<Vec<_>>()).unwrap_or_default());
+        names.extend(
+            requests
+                .map(|r| r.keys().collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
         names.sort();
         names.dedup();
         for r in names.into_iter().filter(|r| r.ends_with("/gpu")) {
@@ -127,7 +131,8 @@ fn garbage_collect(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo
         .list(pods, None)
         .iter()
         .filter(|p| {
-            owner_uid(&p.obj).is_some_and(|(kind, uid)| kind == "Deployment" && !live.contains(&uid))
+            owner_uid(&p.obj)
+                .is_some_and(|(kind, uid)| kind == "Deployment" && !live.contains(&uid))
         })
         .map(|p| key(&p.obj))
         .collect();
@@ -251,7 +256,10 @@ fn schedule(store: &mut Store, pods: &ResourceInfo, nodes: &ResourceInfo) {
                     .unwrap_or_default(),
                 allocatable: alloc,
                 used: BTreeMap::new(),
-                unschedulable: n.obj.pointer("/spec/unschedulable").and_then(Value::as_bool)
+                unschedulable: n
+                    .obj
+                    .pointer("/spec/unschedulable")
+                    .and_then(Value::as_bool)
                     == Some(true),
             }
         })
@@ -284,7 +292,11 @@ fn schedule(store: &mut Store, pods: &ResourceInfo, nodes: &ResourceInfo) {
         let mut short: BTreeMap<String, usize> = BTreeMap::new();
         let mut chosen = None;
         for (i, v) in views.iter().enumerate() {
-            if v.unschedulable || !selector.iter().all(|(k, want)| v.labels.get(k) == Some(want)) {
+            if v.unschedulable
+                || !selector
+                    .iter()
+                    .all(|(k, want)| v.labels.get(k) == Some(want))
+            {
                 mismatched += 1;
                 continue;
             }
@@ -331,10 +343,8 @@ fn schedule(store: &mut Store, pods: &ResourceInfo, nodes: &ResourceInfo) {
                 let _ = store.replace(pods, &ns, &name, pod, Part::All, WriteOpts::default());
             }
             None => {
-                let mut parts: Vec<String> = short
-                    .keys()
-                    .map(|r| format!("insufficient {r}"))
-                    .collect();
+                let mut parts: Vec<String> =
+                    short.keys().map(|r| format!("insufficient {r}")).collect();
                 if mismatched > 0 {
                     parts.push(format!(
                         "{mismatched} node(s) didn't match Pod's node affinity/selector"
@@ -440,7 +450,9 @@ fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
         let mut st = Map::new();
         st.insert(
             "observedGeneration".into(),
-            d.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            d.pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1)),
         );
         for (k, v) in [
             ("replicas", replicas),

@@ -284,9 +284,9 @@ impl KubeApiHandle {
         let v = serde_json::to_value(obj).map_err(KubeApiError::Serialize)?;
         let (api_version, kind) = split_api_version(&v);
         let mut store = self.shared.store();
-        let info = store
-            .info_by_kind(&api_version, &kind)
-            .ok_or_else(|| ApiError::bad_request(format!("no resource for {api_version} {kind}")))?;
+        let info = store.info_by_kind(&api_version, &kind).ok_or_else(|| {
+            ApiError::bad_request(format!("no resource for {api_version} {kind}"))
+        })?;
         let ns = v
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -329,9 +329,9 @@ impl KubeApiHandle {
         name: &str,
     ) -> Result<Value, KubeApiError> {
         let mut store = self.shared.store();
-        let info = store
-            .info_by_kind(api_version, kind)
-            .ok_or_else(|| ApiError::bad_request(format!("no resource for {api_version} {kind}")))?;
+        let info = store.info_by_kind(api_version, kind).ok_or_else(|| {
+            ApiError::bad_request(format!("no resource for {api_version} {kind}"))
+        })?;
         Ok(store.delete(&info, namespace, name, None, None, false)?)
     }
 

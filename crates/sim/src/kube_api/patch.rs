@@ -109,15 +109,17 @@ fn set_path(v: &mut Value, path: &[String], val: Value) {
             *cur = Value::Object(Map::new());
         }
         let Value::Object(m) = cur else { return };
-        cur = m.entry(k.clone()).or_insert_with(|| Value::Object(Map::new()));
+        cur = m
+            .entry(k.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     if !cur.is_object() {
         *cur = Value::Object(Map::new());
     }
     if let Value::Object(m) = cur {
         // An empty object in the configuration only asserts that the object exists.
-        let keep_existing = val.as_object().is_some_and(Map::is_empty)
-            && m.get(last).is_some_and(Value::is_object);
+        let keep_existing =
+            val.as_object().is_some_and(Map::is_empty) && m.get(last).is_some_and(Value::is_object);
         if !keep_existing {
             m.insert(last.clone(), val);
         }
@@ -196,7 +198,9 @@ pub fn server_side_apply(
     scope: ApplyScope,
 ) -> Result<(Value, Owners), ApiError> {
     if !config.is_object() {
-        return Err(ApiError::bad_request("apply configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "apply configuration must be an object",
+        ));
     }
     let mut all = BTreeSet::new();
     leaf_paths(config, &mut Vec::new(), &mut all);
@@ -271,7 +275,11 @@ pub fn server_side_apply(
                     meta.insert(k.to_string(), v.clone());
                 }
             }
-            set_path(&mut skeleton, &["metadata".to_string()], Value::Object(meta));
+            set_path(
+                &mut skeleton,
+                &["metadata".to_string()],
+                Value::Object(meta),
+            );
             skeleton
         }
     };
@@ -321,7 +329,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t["spec"]["replicas"], 3);
-        let e = json_patch(&mut t, &json!([{"op": "test", "path": "/spec/replicas", "value": 9}]));
+        let e = json_patch(
+            &mut t,
+            &json!([{"op": "test", "path": "/spec/replicas", "value": 9}]),
+        );
         assert_eq!(e.unwrap_err().code, 422);
         assert_eq!(json_patch(&mut t, &json!({"op": 1})).unwrap_err().code, 400);
     }
@@ -333,7 +344,8 @@ mod tests {
         };
         let a = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x", "labels": {"a": "1"}},
             "spec": {"replicas": 1, "image": "i"}, "status": {"ignored": true}});
-        let (obj, owners) = server_side_apply(None, &Owners::new(), &a, "alice", false, scope).unwrap();
+        let (obj, owners) =
+            server_side_apply(None, &Owners::new(), &a, "alice", false, scope).unwrap();
         assert_eq!(obj["spec"]["replicas"], 1);
         assert!(obj.get("status").is_none());
         let b = json!({"metadata": {"name": "x"}, "spec": {"replicas": 2}});

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::patch::{
-    merge_patch, json_patch, server_side_apply, strip_directives, ApplyScope, PatchKind,
+    json_patch, merge_patch, server_side_apply, strip_directives, ApplyScope, PatchKind,
 };
 use super::selector::{selector_to_string, FieldSelector, LabelSelector};
 use super::store::{Change, EventKind, Part, ResourceInfo, Store, WriteOpts};
@@ -99,7 +99,9 @@ fn dispatch(
     if *method == Method::GET {
         match segs.as_slice() {
             [] => {
-                return ok(json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]}))
+                return ok(
+                    json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]}),
+                )
             }
             ["healthz" | "livez" | "readyz"] => return Ok(Reply::Text("ok")),
             ["version"] => return ok(version_info()),
@@ -139,7 +141,11 @@ fn dispatch(
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
     let ns = target.ns.clone().unwrap_or_default();
     let info = &target.info;
-    match (method.clone(), target.name.as_deref(), target.sub.as_deref()) {
+    match (
+        method.clone(),
+        target.name.as_deref(),
+        target.sub.as_deref(),
+    ) {
         (Method::GET, None, _) => {
             let watching = q.get("watch").is_some_and(|v| v == "true" || v == "1");
             if watching {
@@ -183,7 +189,9 @@ fn dispatch(
                 _ => ok(store.replace(info, &ns, name, obj, Part::Main, opts)?),
             }
         }
-        (Method::PATCH, Some(name), sub) => patch(sh, &target, name, sub, headers, body, &q, dry_run),
+        (Method::PATCH, Some(name), sub) => {
+            patch(sh, &target, name, sub, headers, body, &q, dry_run)
+        }
         (Method::DELETE, Some(name), None) => {
             let opts: Value = if body.is_empty() {
                 json!({})
@@ -191,7 +199,9 @@ fn dispatch(
                 serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
             };
-            let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+            let rv = opts
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str);
             let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
             let dry = dry_run
                 || opts
@@ -338,7 +348,9 @@ fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Result<Reply,
     if let Some(c) = q.get("continue").filter(|s| !s.is_empty()) {
         let mut parts = c.splitn(3, '/');
         let (Some(r), Some(n), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(ApiError::bad_request(format!("invalid continue token {c:?}")));
+            return Err(ApiError::bad_request(format!(
+                "invalid continue token {c:?}"
+            )));
         };
         let r: u64 = r
             .parse()
@@ -405,7 +417,13 @@ fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
     }
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut meta = Map::new();
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(k) {
             meta.insert(k.into(), v.clone());
         }
@@ -485,13 +503,16 @@ fn patch(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let kind = PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    let kind =
+        PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let info = &t.info;
     let ns = t.ns.clone().unwrap_or_default();
     let doc = parse_doc(body, kind == PatchKind::Apply)?;
     let force = q.get("force").is_some_and(|v| v == "true");
     if force && kind != PatchKind::Apply {
-        return Err(ApiError::bad_request("force is only allowed for apply patches"));
+        return Err(ApiError::bad_request(
+            "force is only allowed for apply patches",
+        ));
     }
     let mut store = sh.store();
     let mut opts = WriteOpts {
@@ -534,7 +555,9 @@ fn patch(
             )
         })?;
         if !doc.is_object() {
-            return Err(ApiError::bad_request("apply configuration must be an object"));
+            return Err(ApiError::bad_request(
+                "apply configuration must be an object",
+            ));
         }
         if let Some(n) = doc.pointer("/metadata/name").and_then(Value::as_str) {
             if n != name {
@@ -642,7 +665,16 @@ fn api_group(store: &Store, name: &str) -> Result<Reply, ApiError> {
 }
 
 fn resource_list(store: &Store, group: &str, version: &str) -> Result<Reply, ApiError> {
-    let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+    let verbs = json!([
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch"
+    ]);
     let mut resources = Vec::new();
     for r in store
         .infos()
@@ -679,7 +711,9 @@ fn resource_list(store: &Store, group: &str, version: &str) -> Result<Reply, Api
     } else {
         format!("{group}/{version}")
     };
-    ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// A parsed watch request.
@@ -698,9 +732,10 @@ struct WatchReq {
 fn watch_request(t: &Target, q: &HashMap<String, String>) -> Result<WatchReq, ApiError> {
     let rv = match q.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
-        Some(s) => Some(s.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resourceVersion {s:?}"))
-        })?),
+        Some(s) => Some(
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
+        ),
     };
     let timeout = match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
         Some(s) => Some(Duration::from_secs(s.parse::<u64>().map_err(|_| {
@@ -807,7 +842,8 @@ fn start_watch(sh: Arc<Shared>, w: WatchReq) -> Response {
             _ => {
                 for s in store.list(&w.info, w.ns.as_deref()) {
                     if w.matches(&s.obj) {
-                        let ev = json!({"type": "ADDED", "object": Store::present(&w.info, &s.obj)});
+                        let ev =
+                            json!({"type": "ADDED", "object": Store::present(&w.info, &s.obj)});
                         initial.push(line(&ev));
                     }
                 }

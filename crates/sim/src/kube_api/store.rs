@@ -222,7 +222,15 @@ impl Store {
             seq: 0,
             bound_at: HashMap::new(),
         };
-        let mut deploy = builtin("apps", "v1", "deployments", "Deployment", true, true, &["deploy"]);
+        let mut deploy = builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            true,
+            &["deploy"],
+        );
         deploy.scale = Some(ScalePaths {
             spec_replicas: ".spec.replicas".into(),
             status_replicas: ".status.replicas".into(),
@@ -235,7 +243,15 @@ impl Store {
             builtin("", "v1", "nodes", "Node", false, true, &["no"]),
             builtin("", "v1", "events", "Event", true, false, &["ev"]),
             builtin("", "v1", "services", "Service", true, true, &["svc"]),
-            builtin("events.k8s.io", "v1", "events", "Event", true, false, &["ev"]),
+            builtin(
+                "events.k8s.io",
+                "v1",
+                "events",
+                "Event",
+                true,
+                false,
+                &["ev"],
+            ),
             deploy,
             builtin(
                 "autoscaling",
@@ -246,7 +262,15 @@ impl Store {
                 true,
                 &["hpa"],
             ),
-            builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, &[]),
+            builtin(
+                "coordination.k8s.io",
+                "v1",
+                "leases",
+                "Lease",
+                true,
+                false,
+                &[],
+            ),
             builtin(
                 "apiextensions.k8s.io",
                 "v1",
@@ -481,7 +505,12 @@ impl Store {
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
         meta.insert("generation".into(), json!(1));
-        for k in ["resourceVersion", "deletionTimestamp", "managedFields", "selfLink"] {
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(k);
         }
         // Like the real registry strategies: status is reset on create, except for Nodes.
@@ -780,7 +809,9 @@ impl Store {
     }
 
     fn on_crd_deleted(&mut self, crd: &Value) {
-        let Ok(infos) = crd_resources(crd) else { return };
+        let Ok(infos) = crd_resources(crd) else {
+            return;
+        };
         let Some(info) = infos.first().cloned() else {
             return;
         };
@@ -845,18 +876,27 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<ResourceInfo>, ApiError> {
     let short_names: Vec<String> = spec
         .pointer("/names/shortNames")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let versions = spec
         .get("versions")
         .and_then(Value::as_array)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::invalid("CustomResourceDefinition: spec.versions: Required value"))?;
+        .ok_or_else(|| {
+            ApiError::invalid("CustomResourceDefinition: spec.versions: Required value")
+        })?;
     let mut out = Vec::new();
     for v in versions {
         let name = str_at(v, "/name")
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::invalid("CustomResourceDefinition: spec.versions[].name: Required value"))?;
+            .ok_or_else(|| {
+                ApiError::invalid("CustomResourceDefinition: spec.versions[].name: Required value")
+            })?;
         if v.get("served").and_then(Value::as_bool) == Some(false) {
             continue;
         }
@@ -902,7 +942,10 @@ fn crd_establish(crd: &mut Value) {
         let since = existing
             .as_ref()
             .and_then(Value::as_array)
-            .and_then(|a| a.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(t)))
+            .and_then(|a| {
+                a.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some(t))
+            })
             .and_then(|c| c.get("lastTransitionTime").cloned())
             .unwrap_or(json!(now));
         json!({"type": t, "status": "True", "reason": reason, "message": msg, "lastTransitionTime": since})
