@@ -1,5 +1,6 @@
 //! `wvo`: the Workload Variant Optimizer command line.
 
+mod observe;
 mod plan;
 
 use clap::{Parser, Subcommand};
@@ -18,12 +19,15 @@ struct Cli {
 enum Command {
     /// Offline capacity planning: place models on an inventory, no cluster needed.
     Plan(plan::PlanArgs),
+    /// What wvo sees of the model servers, from Prometheus or a direct /metrics scrape.
+    Observe(observe::ObserveArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan::run(&args),
+        Command::Observe(args) => observe::run(&args),
     };
     match result {
         Ok(code) => code,
