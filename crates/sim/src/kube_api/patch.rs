@@ -31,8 +31,77 @@ impl PatchKind {
     }
 }
 
-/// Field ownership of apply managers: manager name -> set of owned leaf paths.
-pub type Owners = BTreeMap<String, BTreeSet<Vec<String>>>;
+/// How a manager last wrote its fields (`managedFields[].operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    /// Server-side apply.
+    Apply,
+    /// Create, update or a non-apply patch.
+    Update,
+}
+
+/// A field manager: its name and operation (as in `managedFields`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Manager {
+    /// `fieldManager` of the request.
+    pub name: String,
+    /// Apply or Update.
+    pub operation: Operation,
+}
+
+impl Manager {
+    fn apply(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            operation: Operation::Apply,
+        }
+    }
+}
+
+/// Field ownership: manager -> set of owned leaf paths.
+pub type Owners = BTreeMap<Manager, BTreeSet<Vec<String>>>;
+
+/// Whether a leaf path is a tracked field (not apiVersion/kind, and of metadata only
+/// labels and annotations).
+fn tracked(p: &[String]) -> bool {
+    match p.first().map(String::as_str) {
+        None | Some("apiVersion") | Some("kind") => false,
+        Some("metadata") => matches!(p.get(1).map(String::as_str), Some("labels" | "annotations")),
+        Some(_) => true,
+    }
+}
+
+/// Drop ownership of fields that no longer exist in `obj`, and empty managers.
+pub fn prune_owners(owners: &mut Owners, obj: &Value) {
+    for set in owners.values_mut() {
+        set.retain(|p| get_path(obj, p).is_some());
+    }
+    owners.retain(|_, set| !set.is_empty());
+}
+
+/// Record a non-apply write by `manager`: fields it added or changed move to its Update
+/// entry (taken from whoever owned them), like the API server's field manager does.
+pub fn track_update(owners: &mut Owners, old: Option<&Value>, new: &Value, manager: &str) {
+    let mut paths = BTreeSet::new();
+    leaf_paths(new, &mut Vec::new(), &mut paths);
+    let changed: BTreeSet<Vec<String>> = paths
+        .into_iter()
+        .filter(|p| tracked(p) && old.and_then(|o| get_path(o, p)) != get_path(new, p))
+        .collect();
+    if !changed.is_empty() {
+        for set in owners.values_mut() {
+            set.retain(|p| !changed.contains(p));
+        }
+        owners
+            .entry(Manager {
+                name: manager.to_string(),
+                operation: Operation::Update,
+            })
+            .or_default()
+            .extend(changed);
+    }
+    prune_owners(owners, new);
+}
 
 /// RFC 7386 JSON merge patch.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -159,7 +228,7 @@ fn dotted(p: &[String]) -> String {
     p.iter().map(|k| format!(".{k}")).collect()
 }
 
-/// Render apply ownership as `managedFields` entries (`FieldsV1` form).
+/// Render ownership as `managedFields` entries (`FieldsV1` form).
 pub fn managed_fields(owners: &Owners, api_version: &str, time: &str) -> Value {
     let entries: Vec<Value> = owners
         .iter()
@@ -170,8 +239,11 @@ pub fn managed_fields(owners: &Owners, api_version: &str, time: &str) -> Value {
                 set_path(&mut fields, &fp, Value::Object(Map::new()));
             }
             serde_json::json!({
-                "manager": manager,
-                "operation": "Apply",
+                "manager": manager.name,
+                "operation": match manager.operation {
+                    Operation::Apply => "Apply",
+                    Operation::Update => "Update",
+                },
                 "apiVersion": api_version,
                 "time": time,
                 "fieldsType": "FieldsV1",
@@ -185,8 +257,9 @@ pub fn managed_fields(owners: &Owners, api_version: &str, time: &str) -> Value {
 /// Simplified server-side apply.
 ///
 /// Fields are tracked as leaf paths (lists are atomic: a list is owned and replaced as a
-/// whole). Conflicts are detected only against other *apply* managers that own a field
-/// with a different value; with `force` the fields are taken over. Fields this manager
+/// whole). Applying a value different from the current one to a field owned by any other
+/// manager (another applier, or any Update writer) is a conflict; with `force` the fields
+/// are taken over. Fields this manager
 /// applied before and no longer applies are removed unless another manager owns them.
 /// Returns the new object and the new ownership.
 pub fn server_side_apply(
@@ -214,14 +287,13 @@ pub fn server_side_apply(
                 }
                 ApplyScope::Status => first == "status",
             };
-            let meta_ok = first != "metadata"
-                || matches!(p.get(1).map(String::as_str), Some("labels" | "annotations"));
-            in_scope && meta_ok && first != "apiVersion" && first != "kind"
+            in_scope && tracked(p)
         })
         .collect();
     let mut new_owners = owners.clone();
     let mut conflicts = Vec::new();
-    for (m, paths) in owners.iter().filter(|(m, _)| m.as_str() != manager) {
+    let me = Manager::apply(manager);
+    for (m, paths) in owners.iter().filter(|(m, _)| **m != me) {
         for p in paths.intersection(&wanted) {
             let cur = current.and_then(|c| get_path(c, p));
             if cur != get_path(config, p) {
@@ -235,12 +307,12 @@ pub fn server_side_apply(
                 .iter()
                 .map(|(m, p)| {
                     serde_json::json!({"reason": "FieldManagerConflict",
-                        "message": format!("conflict with \"{m}\""), "field": dotted(p)})
+                        "message": format!("conflict with \"{}\"", m.name), "field": dotted(p)})
                 })
                 .collect();
             let list: Vec<String> = conflicts
                 .iter()
-                .map(|(m, p)| format!("conflict with \"{m}\": {}", dotted(p)))
+                .map(|(m, p)| format!("conflict with \"{}\": {}", m.name, dotted(p)))
                 .collect();
             let mut err = ApiError::new(
                 409,
@@ -283,11 +355,11 @@ pub fn server_side_apply(
             skeleton
         }
     };
-    let previously = owners.get(manager).cloned().unwrap_or_default();
+    let previously = owners.get(&me).cloned().unwrap_or_default();
     for p in previously.difference(&wanted) {
         let owned_by_other = new_owners
             .iter()
-            .any(|(m, set)| m.as_str() != manager && set.contains(p));
+            .any(|(m, set)| *m != me && set.contains(p));
         if !owned_by_other {
             remove_path(&mut result, p);
         }
@@ -297,8 +369,8 @@ pub fn server_side_apply(
             set_path(&mut result, p, v.clone());
         }
     }
-    new_owners.insert(manager.to_string(), wanted);
-    new_owners.retain(|_, set| !set.is_empty());
+    new_owners.insert(me, wanted);
+    prune_owners(&mut new_owners, &result);
     Ok((result, new_owners))
 }
 

@@ -139,6 +139,7 @@ fn dispatch(
         }
     }
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    let manager = update_manager(&q, headers);
     let ns = target.ns.clone().unwrap_or_default();
     let info = &target.info;
     match (
@@ -167,6 +168,7 @@ fn dispatch(
                 obj,
                 WriteOpts {
                     dry_run,
+                    manager: Some(manager),
                     ..WriteOpts::default()
                 },
             )?;
@@ -177,6 +179,7 @@ fn dispatch(
             let mut store = sh.store();
             let opts = WriteOpts {
                 dry_run,
+                manager: Some(manager),
                 ..WriteOpts::default()
             };
             match sub {
@@ -190,7 +193,7 @@ fn dispatch(
             }
         }
         (Method::PATCH, Some(name), sub) => {
-            patch(sh, &target, name, sub, headers, body, &q, dry_run)
+            patch(sh, &target, name, sub, headers, body, &q, dry_run, manager)
         }
         (Method::DELETE, Some(name), None) => {
             let opts: Value = if body.is_empty() {
@@ -237,6 +240,21 @@ fn dispatch(
         }
         _ => Err(ApiError::method_not_allowed(method.as_str(), path)),
     }
+}
+
+/// The field manager of a non-apply write: `fieldManager`, else the User-Agent up to its
+/// first '/', as the API server derives it.
+fn update_manager(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.clone();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
@@ -498,6 +516,7 @@ fn patch(
     body: &Bytes,
     q: &HashMap<String, String>,
     dry_run: bool,
+    manager: String,
 ) -> Result<Reply, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -517,6 +536,7 @@ fn patch(
     let mut store = sh.store();
     let mut opts = WriteOpts {
         dry_run,
+        manager: (kind != PatchKind::Apply).then_some(manager),
         ..WriteOpts::default()
     };
     let apply_plain = |target: &mut Value| -> Result<(), ApiError> {

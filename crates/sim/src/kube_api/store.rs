@@ -2,7 +2,7 @@
 //! event log (the watch history) and a broadcast channel for live watches.
 
 use super::error::{qualified, ApiError};
-use super::patch::{managed_fields, Owners};
+use super::patch::{managed_fields, prune_owners, track_update, Owners};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -119,8 +119,11 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// Written by an emulator controller: keep `.status` on create.
     pub internal: bool,
-    /// New apply ownership to store with the object.
+    /// New apply ownership to store with the object (server-side apply).
     pub owners: Option<Owners>,
+    /// Field manager of a non-apply API write (create, update, patch): fields it changes
+    /// become its own. `None` for emulator-internal writes (no ownership change).
+    pub manager: Option<String>,
 }
 
 /// The store. All methods are synchronous; the server holds it behind a mutex.
@@ -536,7 +539,15 @@ impl Store {
         if opts.dry_run {
             return Ok(obj);
         }
-        let owners = opts.owners.unwrap_or_default();
+        let owners = match (opts.owners, &opts.manager) {
+            (Some(o), _) => o,
+            (None, Some(m)) => {
+                let mut o = Owners::new();
+                track_update(&mut o, None, &obj, m);
+                o
+            }
+            (None, None) => Owners::new(),
+        };
         let out = self.commit(info, ns_key, &name, obj, EventKind::Added, None, owners);
         if info.group == "apiextensions.k8s.io" {
             self.on_crd(&out);
@@ -641,7 +652,17 @@ impl Store {
             crd_resources(&result)?;
             crd_establish(&mut result);
         }
-        let owners = opts.owners.unwrap_or(cur.owners.clone());
+        let owners = match (opts.owners, &opts.manager) {
+            (Some(o), _) => o,
+            (None, manager) => {
+                let mut o = cur.owners.clone();
+                match manager {
+                    Some(m) => track_update(&mut o, Some(&cur.obj), &result, m),
+                    None => prune_owners(&mut o, &result),
+                }
+                o
+            }
+        };
         if let Some(m) = cur.obj.pointer("/metadata/managedFields") {
             meta_mut(&mut result)?.insert("managedFields".into(), m.clone());
         }
