@@ -97,6 +97,22 @@ async fn kubeconfig_client_version_and_discovery() {
     assert!(rs.contains(&"deployments/scale"), "{rs:?}");
     let core = client.list_core_api_resources("v1").await.expect("core");
     assert!(core.resources.iter().any(|r| r.name == "configmaps"));
+    // kube's (non-aggregated) discovery resolves built-in kinds and their capabilities.
+    let discovery = kube::Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let (ar, caps) = discovery
+        .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"))
+        .expect("deployments discovered");
+    assert_eq!(ar.plural, "deployments");
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(sub, _)| sub.plural == "deployments/scale" || sub.plural == "scale"),
+        "{:?}",
+        caps.subresources
+    );
     let ns: Api<Namespace> = Api::all(client);
     let list = ns.list(&ListParams::default()).await.expect("namespaces");
     assert!(list
