@@ -139,6 +139,17 @@ async fn create_get_already_exists_and_not_found() {
         .parse::<u64>()
         .is_ok());
     assert_eq!(meta.namespace.as_deref(), Some("default"));
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    cms.create(&dry, &cm("dry", &[], &[]))
+        .await
+        .expect("dry run");
+    assert!(
+        cms.get_opt("dry").await.unwrap().is_none(),
+        "dry run stores nothing"
+    );
     let again = cms.create(&PostParams::default(), &cm("a", &[], &[])).await;
     assert_eq!(code(again.unwrap_err()), (409, "AlreadyExists".into()));
     let got = cms.get("a").await.expect("get");
@@ -376,6 +387,28 @@ async fn bad_requests_are_status_errors_not_panics() {
         let (c, r) = code(client.request::<Value>(req).await.unwrap_err());
         assert_eq!((c, r.as_str()), (want_code, want_reason), "{what}");
     }
+    // A huge timeoutSeconds does not overflow: the watch keeps delivering.
+    let rv = api.resource_version();
+    let huge = axum::http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=18446744073709551615&resourceVersion={rv}"
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let mut events = client
+        .request_events::<ConfigMap>(huge)
+        .await
+        .unwrap()
+        .boxed();
+    cms.create(&PostParams::default(), &cm("after-huge", &[], &[]))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(DEADLINE, events.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(ev, Some(WatchEvent::Added(c)) if c.metadata.name.as_deref() == Some("after-huge"))
+    );
     // The server is still fine.
     assert!(cms.get("b").await.is_ok());
 }
@@ -421,6 +454,16 @@ async fn label_and_field_selectors() {
         .await
         .unwrap();
     assert_eq!(names(&by_name.items), ["s2"]);
+    let gone = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("tier=cpu"),
+        )
+        .await
+        .expect("delete collection");
+    let gone = gone.left().expect("deleted items");
+    assert_eq!(names(&gone.items), ["s2"]);
+    assert_eq!(sel("app=web").await, ["s1"]);
     let all: Api<ConfigMap> = Api::all(api.client().unwrap());
     let other_ns = all
         .list(&ListParams::default().fields("metadata.namespace!=default"))

@@ -280,7 +280,7 @@ pub fn server_side_apply(
     let wanted: BTreeSet<Vec<String>> = all
         .into_iter()
         .filter(|p| {
-            let first = p[0].as_str();
+            let first = p.first().map(String::as_str).unwrap_or_default();
             let in_scope = match scope {
                 ApplyScope::Main { status_subresource } => {
                     !(status_subresource && first == "status")

@@ -299,7 +299,7 @@ fn resolve(
     path: &str,
 ) -> Result<Target, ApiError> {
     let namespaced_path = rest.len() >= 3
-        && rest[0] == "namespaces"
+        && rest.first() == Some(&"namespaces")
         && store
             .info(group, version, rest[2])
             .is_some_and(|i| i.namespaced);
@@ -311,8 +311,9 @@ fn resolve(
     if rest.len() > 3 {
         return Err(ApiError::no_route(path));
     }
+    let plural = rest.first().copied().unwrap_or_default();
     let info = store
-        .info(group, version, rest[0])
+        .info(group, version, plural)
         .ok_or_else(|| ApiError::no_route(path))?;
     let name = rest.get(1).map(|s| s.to_string());
     let sub = rest.get(2).map(|s| s.to_string());
@@ -888,7 +889,9 @@ fn start_watch(sh: Arc<Shared>, w: WatchReq) -> Response {
         if ended {
             return;
         }
-        let deadline = w.timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = w
+            .timeout
+            .and_then(|t| tokio::time::Instant::now().checked_add(t));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             tokio::select! {
