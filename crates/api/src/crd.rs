@@ -435,12 +435,14 @@ impl VariantAutoscaling {
                     min_replicas: v.min_replicas,
                     max_replicas: v.max_replicas,
                     max_requests_per_second: v.max_requests_per_second,
-                    profile: v.profile.map(|p| plan::Profile {
-                        alpha: p.alpha,
-                        beta: p.beta,
-                        gamma: p.gamma,
-                        delta: p.delta,
-                        max_batch_size: p.max_batch_size,
+                    profile: v.profile.map(|p| {
+                        plan::ProfileSpec::Inline(plan::Profile {
+                            alpha: p.alpha,
+                            beta: p.beta,
+                            gamma: p.gamma,
+                            delta: p.delta,
+                            max_batch_size: p.max_batch_size,
+                        })
                     }),
                 })
                 .collect(),

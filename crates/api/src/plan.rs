@@ -98,9 +98,63 @@ pub struct VariantSpec {
     /// Measured capacity of one replica at the model's SLO, req/s (Mélange style).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests_per_second: Option<f64>,
-    /// Performance profile, used with the model's SLO and token mix to derive capacity.
+    /// Performance profile, used with the model's SLO and token mix to derive capacity:
+    /// inline numbers, or a catalog reference (`{catalog: NAME, tp: N}`) the planner
+    /// estimates from `models/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<Profile>,
+    pub profile: Option<ProfileSpec>,
+}
+
+/// A variant's profile: inline numbers or a reference to the model catalog.
+///
+/// Serialized untagged: a map with `catalog` is a [`CatalogProfile`], any other map is an
+/// inline [`Profile`] (whose parse errors still name the offending field).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ProfileSpec {
+    /// Measured or hand-entered numbers.
+    Inline(Profile),
+    /// Estimated from the catalog (`models/`) for the variant's accelerator.
+    Catalog(CatalogProfile),
+}
+
+impl From<Profile> for ProfileSpec {
+    fn from(p: Profile) -> Self {
+        ProfileSpec::Inline(p)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProfileSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // Decide on the `catalog` key, then parse strictly so errors name the field.
+        let value = serde_json::Value::deserialize(d)?;
+        if value.get("catalog").is_some() {
+            serde_json::from_value(value)
+                .map(ProfileSpec::Catalog)
+                .map_err(D::Error::custom)
+        } else {
+            serde_json::from_value(value)
+                .map(ProfileSpec::Inline)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
+/// A profile estimated from the catalog: model, tensor-parallel degree and dtype; the
+/// accelerator is the variant's `accelerator` (a catalog name such as `H100`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogProfile {
+    /// Catalog model name or Hugging Face id, e.g. `llama-3.1-8b`.
+    pub catalog: String,
+    /// GPUs the model is split over (tensor parallelism). Default: the variant's
+    /// `gpusPerReplica`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tp: Option<u32>,
+    /// Weight dtype: `bf16`, `fp16` or `fp8`. Default: the checkpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
 }
 
 fn default_gpus() -> u32 {

@@ -177,16 +177,39 @@ impl PlanInput {
                     (Some(rps), None) => {
                         positive(format!("{at}.maxRequestsPerSecond"), *rps, "req/s per replica")?
                     }
-                    (None, Some(profile)) => {
-                        positive(format!("{at}.profile.alpha"), profile.alpha, "ms")?;
-                        finite_at_least(format!("{at}.profile.beta"), profile.beta, 0.0, "ms")?;
-                        finite_at_least(format!("{at}.profile.gamma"), profile.gamma, 0.0, "ms")?;
-                        finite_at_least(format!("{at}.profile.delta"), profile.delta, 0.0, "ms")?;
-                        if profile.max_batch_size == 0 {
-                            return Err(InputError::new(
-                                format!("{at}.profile.maxBatchSize"),
-                                "must be at least 1",
-                            ));
+                    (None, Some(spec)) => {
+                        match spec {
+                            ProfileSpec::Inline(profile) => {
+                                positive(format!("{at}.profile.alpha"), profile.alpha, "ms")?;
+                                finite_at_least(format!("{at}.profile.beta"), profile.beta, 0.0, "ms")?;
+                                finite_at_least(format!("{at}.profile.gamma"), profile.gamma, 0.0, "ms")?;
+                                finite_at_least(format!("{at}.profile.delta"), profile.delta, 0.0, "ms")?;
+                                if profile.max_batch_size == 0 {
+                                    return Err(InputError::new(
+                                        format!("{at}.profile.maxBatchSize"),
+                                        "must be at least 1",
+                                    ));
+                                }
+                            }
+                            ProfileSpec::Catalog(c) => {
+                                if c.catalog.trim().is_empty() {
+                                    return Err(InputError::new(
+                                        format!("{at}.profile.catalog"),
+                                        "must name a catalog model (see `wvo profile --list`)",
+                                    ));
+                                }
+                                if let Some(tp) = c.tp {
+                                    if tp == 0 || tp > variant.gpus_per_replica {
+                                        return Err(InputError::new(
+                                            format!("{at}.profile.tp"),
+                                            format!(
+                                                "must be between 1 and gpusPerReplica ({}), got {tp}",
+                                                variant.gpus_per_replica
+                                            ),
+                                        ));
+                                    }
+                                }
+                            }
                         }
                         if model.slo.is_none() {
                             return Err(InputError::new(

@@ -1,8 +1,8 @@
 //! The normalized optimization problem: flat arrays of accelerator types, models and variants,
 //! with capacities already derived from profiles.
 
-use wvo_api::{InputError, PlanInput};
-use wvo_perf::{CapacityLimit, TokenMix};
+use wvo_api::{CatalogProfile, InputError, PlanInput, Profile, ProfileSpec, VariantSpec};
+use wvo_perf::{CapacityLimit, CatalogError, Dtype, EstimateOptions, TokenMix};
 
 /// One accelerator type.
 #[derive(Clone, Debug)]
@@ -92,8 +92,72 @@ fn max_coverable(variants: &[VariantInfo], max_total: u32) -> f64 {
     covered
 }
 
+/// Estimates a catalog profile for a variant: the model from the catalog, the variant's
+/// accelerator name as the catalog accelerator, `tp` (default `gpusPerReplica`), the model's
+/// token mix for the context length. Errors name the field: unknown model
+/// (`profile.catalog`), accelerator not in the catalog (`accelerator`), bad `tp`/`dtype`, or a
+/// model that does not fit (`profile`).
+fn resolve_catalog(
+    c: &CatalogProfile,
+    vs: &VariantSpec,
+    mix: &TokenMix,
+    at: &str,
+) -> Result<Profile, InputError> {
+    let catalog = wvo_perf::Catalog::embedded()
+        .map_err(|e| InputError::new(format!("{at}.profile.catalog"), e.to_string()))?;
+    let dtype = c
+        .dtype
+        .as_deref()
+        .map(Dtype::parse)
+        .transpose()
+        .map_err(|e| InputError::new(format!("{at}.profile.dtype"), e.to_string()))?;
+    let tp = c.tp.unwrap_or(vs.gpus_per_replica);
+    let defaults = EstimateOptions::default();
+    let opts = EstimateOptions {
+        avg_input_tokens: if mix.avg_input_tokens > 0.0 {
+            mix.avg_input_tokens
+        } else {
+            defaults.avg_input_tokens
+        },
+        avg_output_tokens: mix.avg_output_tokens.max(1.0),
+        ..defaults
+    };
+    let estimate =
+        wvo_perf::estimate_by_name(catalog, &c.catalog, &vs.accelerator, tp, dtype, &opts)
+            .map_err(|e| match e {
+                CatalogError::UnknownModel { .. } => {
+                    InputError::new(format!("{at}.profile.catalog"), e.to_string())
+                }
+                CatalogError::UnknownAccelerator { .. } => InputError::new(
+                    format!("{at}.accelerator"),
+                    format!("{e} (a catalog profile needs a catalog accelerator name)"),
+                ),
+                CatalogError::BadInput { field, .. } => {
+                    InputError::new(format!("{at}.profile.{field}"), e.to_string())
+                }
+                other => InputError::new(format!("{at}.profile"), other.to_string()),
+            })?;
+    estimate.profile().ok_or_else(|| {
+        InputError::new(
+            format!("{at}.profile"),
+            format!(
+                "{} does not fit on {} x{} ({}): {}",
+                estimate.model,
+                estimate.accelerator,
+                estimate.tp,
+                estimate.dtype,
+                estimate
+                    .reason
+                    .as_deref()
+                    .unwrap_or("no room for the KV cache")
+            ),
+        )
+    })
+}
+
 impl Problem {
-    /// Builds the problem from a validated input, deriving capacities from profiles.
+    /// Builds the problem from a validated input, deriving capacities from profiles
+    /// (catalog references are estimated first, see [`resolve_catalog`]).
     pub fn from_input(input: &PlanInput) -> Result<Self, InputError> {
         input.validate()?;
         let accelerators: Vec<AcceleratorInfo> = input
@@ -130,12 +194,21 @@ impl Problem {
                             format!("unknown accelerator \"{}\"", vs.accelerator),
                         )
                     })?;
-                let capacity = match (vs.max_requests_per_second, vs.profile, spec.slo) {
+                let capacity = match (vs.max_requests_per_second, &vs.profile, spec.slo) {
                     (Some(rps), _, _) => rps,
-                    (None, Some(profile), Some(slo)) => {
+                    (None, Some(profile_spec), Some(slo)) => {
                         let mix = TokenMix {
                             avg_input_tokens: load.avg_input_tokens.unwrap_or(0.0),
                             avg_output_tokens: load.avg_output_tokens.unwrap_or(1.0),
+                        };
+                        let profile = match profile_spec {
+                            ProfileSpec::Inline(p) => *p,
+                            ProfileSpec::Catalog(c) => resolve_catalog(
+                                c,
+                                vs,
+                                &mix,
+                                &format!("models[{mi}].variants[{vi}]"),
+                            )?,
                         };
                         let estimate =
                             wvo_perf::replica_capacity(&profile, &slo, &mix).map_err(|e| {

@@ -111,13 +111,16 @@ fn negative_or_non_finite_numbers() {
 fn missing_slo_for_a_profile() {
     let mut i = base();
     i.models[0].variants[0].max_requests_per_second = None;
-    i.models[0].variants[0].profile = Some(Profile {
-        alpha: 6.0,
-        beta: 0.05,
-        gamma: 15.0,
-        delta: 0.01,
-        max_batch_size: 256,
-    });
+    i.models[0].variants[0].profile = Some(
+        Profile {
+            alpha: 6.0,
+            beta: 0.05,
+            gamma: 15.0,
+            delta: 0.01,
+            max_batch_size: 256,
+        }
+        .into(),
+    );
     assert_refused(
         &i,
         "models[0].slo",
@@ -133,13 +136,16 @@ fn missing_token_mix_for_a_profile() {
         itl_ms: 50.0,
     });
     i.models[0].variants[0].max_requests_per_second = None;
-    i.models[0].variants[0].profile = Some(Profile {
-        alpha: 6.0,
-        beta: 0.05,
-        gamma: 15.0,
-        delta: 0.01,
-        max_batch_size: 256,
-    });
+    i.models[0].variants[0].profile = Some(
+        Profile {
+            alpha: 6.0,
+            beta: 0.05,
+            gamma: 15.0,
+            delta: 0.01,
+            max_batch_size: 256,
+        }
+        .into(),
+    );
     assert_refused(&i, "load.m.avgInputTokens", "missing");
 }
 
@@ -149,13 +155,16 @@ fn capacity_must_be_given_exactly_once() {
     i.models[0].variants[0].max_requests_per_second = None;
     assert_refused(&i, "models[0].variants[0]", "capacity unknown");
     let mut i = base();
-    i.models[0].variants[0].profile = Some(Profile {
-        alpha: 6.0,
-        beta: 0.05,
-        gamma: 15.0,
-        delta: 0.01,
-        max_batch_size: 256,
-    });
+    i.models[0].variants[0].profile = Some(
+        Profile {
+            alpha: 6.0,
+            beta: 0.05,
+            gamma: 15.0,
+            delta: 0.01,
+            max_batch_size: 256,
+        }
+        .into(),
+    );
     assert_refused(&i, "models[0].variants[0]", "not both");
 }
 

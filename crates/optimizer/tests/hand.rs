@@ -202,7 +202,7 @@ fn profile_capacity_comes_from_the_perf_model() {
     };
     let mut v = var("h100", "H100", 1, 1.0);
     v.max_requests_per_second = None;
-    v.profile = Some(profile);
+    v.profile = Some(profile.into());
     let mut m = model("m", vec![v]);
     m.slo = Some(slo);
     let mut input = input(vec![acc("H100", 16, 4.0)], vec![m], &[60.0]);
@@ -231,22 +231,28 @@ fn unreachable_slo_gets_no_replicas_and_says_so() {
     // alpha = 80 ms per token cannot meet a 50 ms ITL target at any load.
     let mut slow = var("slow", "T", 1, 1.0);
     slow.max_requests_per_second = None;
-    slow.profile = Some(Profile {
-        alpha: 80.0,
-        beta: 0.1,
-        gamma: 10.0,
-        delta: 0.01,
-        max_batch_size: 64,
-    });
+    slow.profile = Some(
+        Profile {
+            alpha: 80.0,
+            beta: 0.1,
+            gamma: 10.0,
+            delta: 0.01,
+            max_batch_size: 64,
+        }
+        .into(),
+    );
     let mut fast = var("fast", "T", 1, 1.0);
     fast.max_requests_per_second = None;
-    fast.profile = Some(Profile {
-        alpha: 6.0,
-        beta: 0.05,
-        gamma: 15.0,
-        delta: 0.01,
-        max_batch_size: 256,
-    });
+    fast.profile = Some(
+        Profile {
+            alpha: 6.0,
+            beta: 0.05,
+            gamma: 15.0,
+            delta: 0.01,
+            max_batch_size: 256,
+        }
+        .into(),
+    );
     let mut m = model("m", vec![slow, fast]);
     m.slo = Some(Slo {
         ttft_ms: 500.0,
