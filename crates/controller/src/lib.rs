@@ -11,7 +11,12 @@
 //! directly with a snapshot; only the reconciler does I/O.
 
 pub mod cycle;
+pub mod loads;
+pub mod metrics;
+pub mod reconciler;
+pub mod runner;
 pub mod stabilizer;
+pub mod status_api;
 pub mod view;
 
 pub use cycle::{

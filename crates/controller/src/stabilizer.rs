@@ -46,6 +46,11 @@ impl Stabilizer {
         hold: bool,
     ) -> Stabilized {
         let history = self.history.entry(key.clone()).or_default();
+        if history.is_empty() {
+            // No history (first sight, or a new leader): the replicas running now count as
+            // a recommendation, so nothing is scaled down before a full window has passed.
+            history.push_back((now, current));
+        }
         history.push_back((now, recommended));
         while history
             .front()

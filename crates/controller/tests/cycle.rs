@@ -177,8 +177,11 @@ fn pending_pods_are_missing_supply_not_a_freeze() {
 #[test]
 fn make_before_break_when_moving_between_variants() {
     let mut state = CycleState::default();
-    // A cheaper type appears for the model: L40S becomes far cheaper than H100 per req/s.
     let mut snap = snapshot(0.0, load(30.0), running(3), running(0));
+    snap.models[0].stabilization_seconds = 0.0;
+    run_cycle(&snap, &mut state).expect("cycle");
+    // L40S becomes far cheaper than H100 per req/s.
+    let mut snap = snapshot(1.0, load(30.0), running(3), running(0));
     snap.inventory[1].cost_per_hour = 0.5;
     snap.models[0].stabilization_seconds = 0.0;
     let out = run_cycle(&snap, &mut state).expect("cycle");
@@ -188,11 +191,30 @@ fn make_before_break_when_moving_between_variants() {
     assert_eq!(out.models[0].variants[0].desired, 3);
     assert!(out.models[0].variants[0].reason.contains("held"));
     // Once the L40S replicas are ready, the H100 ones go.
-    let mut snap = snapshot(15.0, load(30.0), running(3), running(10));
+    let mut snap = snapshot(16.0, load(30.0), running(3), running(10));
     snap.inventory[1].cost_per_hour = 0.5;
     snap.models[0].stabilization_seconds = 0.0;
     let out = run_cycle(&snap, &mut state).expect("cycle");
     assert_eq!(desired(&out), vec![0, 10]);
+}
+
+#[test]
+fn a_new_leader_waits_a_full_window_before_scaling_down() {
+    // A fresh CycleState (a new leader) sees 4 replicas and a plan for 1: it keeps the 4 for
+    // the window instead of undoing the running allocation at once.
+    let mut state = CycleState::default();
+    let out = run_cycle(
+        &snapshot(1000.0, load(10.0), running(4), running(0)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert_eq!(desired(&out), vec![4, 0]);
+    let out = run_cycle(
+        &snapshot(1301.0, load(10.0), running(4), running(0)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert_eq!(desired(&out), vec![1, 0]);
 }
 
 #[test]

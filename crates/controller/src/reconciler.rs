@@ -1,0 +1,1192 @@
+//! The Kubernetes side of one control cycle: read the cluster, run the pure cycle, act,
+//! report. Only the leader calls [`Reconciler::cycle`].
+//!
+//! Reads: the inventory ConfigMap, Nodes (for `discover: true`), VariantAutoscalings, each
+//! variant's workload and its `/scale`, the workload's Pods, HPAs. Writes: `/scale` (mode
+//! `scale`), HPA min/max (mode `hpa`), VA `/status` (server-side apply), Events.
+
+use crate::cycle::{run_cycle, CycleOutcome, CycleState, ModelState, Snapshot, VariantState};
+use crate::loads::{LoadSource, ModelKey};
+use crate::view::{
+    AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, VariantView,
+    DECISION_HISTORY,
+};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use wvo_api::crd::{
+    ActuationMode, Condition, Decision, InventoryConfig, ObservedLoad, VariantAutoscaling,
+    VariantAutoscalingStatus, VariantStatus, INVENTORY_KEY,
+};
+use wvo_api::{AcceleratorType, ModelLoad, PlanInput, PlanOptions};
+
+/// Token mix assumed for a model whose token means are not observed yet (an idle model):
+/// mean prompt and output tokens.
+pub const DEFAULT_TOKENS: (f64, f64) = (512.0, 256.0);
+
+/// Decisions kept in a VA's status.
+pub const STATUS_DECISIONS: usize = 10;
+
+/// Settings of the control loop.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Namespace of the inventory ConfigMap.
+    pub inventory_namespace: String,
+    /// Name of the inventory ConfigMap.
+    pub inventory_name: String,
+    /// Only VAs in this namespace (None: all namespaces).
+    pub watch_namespace: Option<String>,
+    /// Planner options (headroom, solver).
+    pub options: PlanOptions,
+    /// Field manager for server-side apply and the Events' reporting controller.
+    pub field_manager: String,
+    /// This replica's identity (pod name), for Events.
+    pub identity: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            inventory_namespace: "wvo-system".into(),
+            inventory_name: "wvo-inventory".into(),
+            watch_namespace: None,
+            options: PlanOptions::default(),
+            field_manager: "wvo".into(),
+            identity: "wvo".into(),
+        }
+    }
+}
+
+/// Errors of one cycle's I/O; their `kind()` labels `wvo_errors_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {context}: {source}")]
+    Kube {
+        /// What was being done.
+        context: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// No valid inventory has ever been read.
+    #[error("no valid inventory: {0}")]
+    NoInventory(String),
+    /// The planner failed; the previous plan stays in force.
+    #[error(transparent)]
+    Cycle(#[from] crate::cycle::CycleError),
+}
+
+impl ControllerError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kube { .. } => "kube",
+            Self::NoInventory(_) => "inventory",
+            Self::Cycle(_) => "plan",
+        }
+    }
+}
+
+fn kube_err(context: impl Into<String>) -> impl FnOnce(kube::Error) -> ControllerError {
+    let context = context.into();
+    move |source| ControllerError::Kube { context, source }
+}
+
+/// What one cycle did, for tests and logs.
+#[derive(Clone, Debug, Default)]
+pub struct CycleReport {
+    /// The stabilized outcome (None when planning failed or was impossible).
+    pub outcome: Option<CycleOutcome>,
+    /// Workload changes made: (namespace, workload, from, to).
+    pub actuations: Vec<(String, String, u32, u32)>,
+    /// VAs refused (namespace/name, reason).
+    pub refused: Vec<(String, String)>,
+    /// Errors met while acting or reporting (the cycle went on).
+    pub errors: Vec<String>,
+    /// Time spent planning, s.
+    pub solve_seconds: f64,
+}
+
+/// One variant's workload as read from the cluster.
+struct Workload {
+    api: Api<DynamicObject>,
+    name: String,
+    state: VariantState,
+}
+
+/// The control loop's Kubernetes side, with its state between cycles.
+pub struct Reconciler {
+    client: Client,
+    config: ControllerConfig,
+    loads: Arc<dyn LoadSource>,
+    view: SharedView,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    state: CycleState,
+    inventory: Option<InventoryConfig>,
+    inventory_text: Option<String>,
+    last_tokens: BTreeMap<ModelKey, (f64, f64)>,
+    recorder: Recorder,
+    known_vas: BTreeSet<(String, String)>,
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> ConditionView {
+    ConditionView {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+impl Reconciler {
+    /// A reconciler using `client`, reading loads from `loads`, publishing to `view`.
+    pub fn new(
+        client: Client,
+        config: ControllerConfig,
+        loads: Arc<dyn LoadSource>,
+        view: SharedView,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: config.field_manager.clone(),
+            instance: Some(config.identity.clone()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            loads,
+            view,
+            metrics,
+            state: CycleState::default(),
+            inventory: None,
+            inventory_text: None,
+            last_tokens: BTreeMap::new(),
+            known_vas: BTreeSet::new(),
+        }
+    }
+
+    async fn publish(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let event = KubeEvent {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(error = %e, "could not publish an Event");
+        }
+    }
+
+    /// Reads and checks the inventory ConfigMap; a bad one is refused (Event) and the last
+    /// good one stays. Returns the inventory in force and the refusal message, if any.
+    async fn read_inventory(
+        &mut self,
+    ) -> Result<(Vec<AcceleratorType>, Option<String>), ControllerError> {
+        let api: Api<ConfigMap> =
+            Api::namespaced(self.client.clone(), &self.config.inventory_namespace);
+        let cm = api
+            .get_opt(&self.config.inventory_name)
+            .await
+            .map_err(kube_err("reading the inventory ConfigMap"))?;
+        let mut refusal = None;
+        match &cm {
+            None => {
+                refusal = Some(format!(
+                    "ConfigMap {}/{} not found",
+                    self.config.inventory_namespace, self.config.inventory_name
+                ))
+            }
+            Some(cm) => {
+                let text = cm.data.as_ref().and_then(|d| d.get(INVENTORY_KEY)).cloned();
+                match text {
+                    None => refusal = Some(format!("ConfigMap has no data key {INVENTORY_KEY}")),
+                    Some(text) if Some(&text) == self.inventory_text.as_ref() => {}
+                    Some(text) => match InventoryConfig::parse(&text) {
+                        Ok(inv) => {
+                            self.inventory = Some(inv);
+                            self.inventory_text = Some(text);
+                        }
+                        Err(e) => {
+                            let message = format!("inventory refused: {e}");
+                            let reference = cm.object_ref(&());
+                            self.publish(
+                                &reference,
+                                true,
+                                "InvalidInventory",
+                                format!("{message}; the last good inventory stays in force"),
+                            )
+                            .await;
+                            // Remember the bad text so the Event is not repeated every cycle.
+                            self.inventory_text = Some(text);
+                            refusal = Some(message);
+                        }
+                    },
+                }
+            }
+        }
+        if refusal.is_none() {
+            if let Some(text) = &self.inventory_text {
+                if self.inventory.is_none() {
+                    refusal = InventoryConfig::parse(text)
+                        .err()
+                        .map(|e| format!("inventory refused: {e}"));
+                }
+            }
+        }
+        let Some(inventory) = self.inventory.clone() else {
+            return Err(ControllerError::NoInventory(
+                refusal.unwrap_or_else(|| "no inventory read yet".into()),
+            ));
+        };
+        // A stale refusal of a text that later became good again is cleared by the parse above.
+        if let (Some(text), Some(_)) = (&self.inventory_text, &refusal) {
+            if InventoryConfig::parse(text).is_ok() {
+                refusal = None;
+            }
+        }
+        let mut accelerators = Vec::with_capacity(inventory.accelerators.len());
+        for a in &inventory.accelerators {
+            let mut count = a.count.unwrap_or(u32::MAX);
+            if a.discover {
+                let selector = a
+                    .node_selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let nodes: Api<Node> = Api::all(self.client.clone());
+                let list = nodes
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(kube_err(format!("listing Nodes for {}", a.name)))?;
+                let found: u64 = list
+                    .items
+                    .iter()
+                    .filter_map(|n| n.status.as_ref()?.allocatable.as_ref())
+                    .filter_map(|alloc| {
+                        alloc
+                            .get("nvidia.com/gpu")
+                            .or_else(|| alloc.get("amd.com/gpu"))
+                            .and_then(|q| q.0.parse::<u64>().ok())
+                    })
+                    .sum();
+                count = count.min(u32::try_from(found).unwrap_or(u32::MAX));
+            }
+            accelerators.push(AcceleratorType {
+                name: a.name.clone(),
+                count,
+                cost_per_hour: a.cost_per_hour,
+            });
+        }
+        Ok((accelerators, refusal))
+    }
+
+    /// Reads one variant's workload: replicas, ready, Pending-for-GPU pods, and whether it is
+    /// wvo's to change.
+    async fn read_workload(
+        &self,
+        namespace: &str,
+        target: &wvo_api::crd::ScaleTargetRef,
+        mode: ActuationMode,
+        hpas: &[HorizontalPodAutoscaler],
+    ) -> Result<Workload, ControllerError> {
+        let (group, version) = match target.api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), target.api_version.clone()),
+        };
+        let gvk = GroupVersionKind::gvk(&group, &version, &target.kind);
+        let resource = ApiResource::from_gvk(&gvk);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let what = format!("{} {namespace}/{}", target.kind, target.name);
+        let Some(object) = api
+            .get_opt(&target.name)
+            .await
+            .map_err(kube_err(format!("reading {what}")))?
+        else {
+            return Ok(Workload {
+                api,
+                name: target.name.clone(),
+                state: VariantState {
+                    frozen: Some(format!("scaleTargetRef {what} not found")),
+                    ..VariantState::default()
+                },
+            });
+        };
+        let scale = api
+            .get_scale(&target.name)
+            .await
+            .map_err(kube_err(format!("reading the scale of {what}")))?;
+        let replicas = scale
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(0);
+        let selector = scale.status.as_ref().and_then(|s| s.selector.clone());
+        let ready = object
+            .data
+            .pointer("/status/readyReplicas")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(0);
+        let mut pending = 0;
+        if let Some(selector) = selector.filter(|s| !s.is_empty()) {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(kube_err(format!("listing the pods of {what}")))?;
+            pending = list
+                .items
+                .iter()
+                .filter(|p| {
+                    let status = p.status.as_ref();
+                    status.and_then(|s| s.phase.as_deref()) == Some("Pending")
+                        && status
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|cs| {
+                                cs.iter().any(|c| {
+                                    c.type_ == "PodScheduled"
+                                        && c.status == "False"
+                                        && c.reason.as_deref() == Some("Unschedulable")
+                                })
+                            })
+                })
+                .count();
+        }
+        let foreign = hpas.iter().find(|h| {
+            h.spec.scale_target_ref.kind == target.kind
+                && h.spec.scale_target_ref.name == target.name
+        });
+        let frozen = match (mode, foreign) {
+            (ActuationMode::Scale, Some(h)) => Some(format!(
+                "{what} is scaled by HorizontalPodAutoscaler {namespace}/{}; wvo reports but does not fight it (use actuation: hpa to bound it)",
+                h.name_any()
+            )),
+            (ActuationMode::Hpa, None) => Some(format!(
+                "actuation is hpa but no HorizontalPodAutoscaler targets {what}"
+            )),
+            _ => None,
+        };
+        Ok(Workload {
+            api,
+            name: target.name.clone(),
+            state: VariantState {
+                replicas,
+                ready,
+                pending_unschedulable: u32::try_from(pending).unwrap_or(u32::MAX),
+                frozen,
+            },
+        })
+    }
+
+    /// Runs one cycle: read, plan, act, report. Errors that stop planning are returned; the
+    /// previous plan then stays in force.
+    pub async fn cycle(&mut self) -> Result<CycleReport, ControllerError> {
+        let started = std::time::Instant::now();
+        let result = self.cycle_inner().await;
+        if let Some(m) = &self.metrics {
+            let solve = result.as_ref().map_or(0.0, |r| r.solve_seconds);
+            m.observe_cycle(started.elapsed().as_secs_f64(), solve);
+            if let Err(e) = &result {
+                m.count_error(e.kind());
+            }
+        }
+        if let Ok(mut view) = self.view.write() {
+            match &result {
+                Ok(_) => view.last_error = None,
+                Err(e) => view.last_error = Some(e.to_string()),
+            }
+            view.ready = view.ready || result.is_ok();
+        }
+        result
+    }
+
+    async fn cycle_inner(&mut self) -> Result<CycleReport, ControllerError> {
+        let mut report = CycleReport::default();
+        let vas: Api<VariantAutoscaling> = match &self.config.watch_namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut list = vas
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err("listing VariantAutoscalings"))?
+            .items;
+        list.sort_by(|a, b| (a.namespace(), a.name_any()).cmp(&(b.namespace(), b.name_any())));
+
+        let (inventory, inventory_refusal) = match self.read_inventory().await {
+            Ok(x) => x,
+            Err(e) => {
+                for va in &list {
+                    let conditions =
+                        vec![condition("Optimized", false, "NoInventory", e.to_string())];
+                    self.write_status(
+                        &vas_api(&self.client, va),
+                        va,
+                        None,
+                        &conditions,
+                        &[],
+                        &mut report,
+                    )
+                    .await;
+                }
+                return Err(e);
+            }
+        };
+        let classes = self
+            .inventory
+            .as_ref()
+            .map(|i| i.service_classes.clone())
+            .unwrap_or_default();
+
+        // Valid VAs, their workloads, and their loads.
+        let mut hpas_by_ns: BTreeMap<String, Vec<HorizontalPodAutoscaler>> = BTreeMap::new();
+        let mut accepted: Vec<(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)> = Vec::new();
+        for va in &list {
+            let ns = va.namespace().unwrap_or_default();
+            let name = va.name_any();
+            let spec = match self.check_va(va, &inventory, &classes) {
+                Ok(spec) => spec,
+                Err(message) => {
+                    report
+                        .refused
+                        .push((format!("{ns}/{name}"), message.clone()));
+                    let conditions = vec![condition(
+                        "Optimized",
+                        false,
+                        "InvalidSpec",
+                        message.clone(),
+                    )];
+                    let newly = !va.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.reason == "InvalidSpec" && c.message == message)
+                    });
+                    if newly {
+                        self.publish(&va.object_ref(&()), true, "InvalidSpec", message)
+                            .await;
+                    }
+                    self.write_status(
+                        &vas_api(&self.client, va),
+                        va,
+                        None,
+                        &conditions,
+                        &[],
+                        &mut report,
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            if !hpas_by_ns.contains_key(&ns) {
+                let hpa_api: Api<HorizontalPodAutoscaler> =
+                    Api::namespaced(self.client.clone(), &ns);
+                let hpas = hpa_api
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(kube_err(format!("listing HPAs in {ns}")))?
+                    .items;
+                hpas_by_ns.insert(ns.clone(), hpas);
+            }
+            let hpas = hpas_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
+            let mut workloads = Vec::with_capacity(va.spec.variants.len());
+            for v in &va.spec.variants {
+                workloads.push(
+                    self.read_workload(&ns, &v.scale_target_ref, va.spec.actuation, hpas)
+                        .await?,
+                );
+            }
+            accepted.push((va.clone(), spec, workloads));
+        }
+
+        let keys: Vec<ModelKey> = accepted
+            .iter()
+            .map(|(va, _, _)| (va.namespace().unwrap_or_default(), va.spec.model_id.clone()))
+            .collect();
+        let loads = self.loads.loads(&keys).await;
+
+        let mut models = Vec::with_capacity(accepted.len());
+        for ((va, spec, workloads), key) in accepted.iter().zip(&keys) {
+            let needs_tokens = spec.variants.iter().any(|v| v.profile.is_some());
+            let load = match loads
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| Err("no observation".into()))
+            {
+                Ok(mut load) => {
+                    let (last_in, last_out) =
+                        self.last_tokens.get(key).copied().unwrap_or(DEFAULT_TOKENS);
+                    let input = load.avg_input_tokens.unwrap_or(last_in);
+                    let output = load.avg_output_tokens.unwrap_or(last_out).max(1.0);
+                    self.last_tokens.insert(key.clone(), (input, output));
+                    if needs_tokens {
+                        load.avg_input_tokens = Some(input);
+                        load.avg_output_tokens = Some(output);
+                    }
+                    Ok(load)
+                }
+                Err(e) => Err(e),
+            };
+            models.push(ModelState {
+                namespace: va.namespace().unwrap_or_default(),
+                name: va.name_any(),
+                spec: spec.clone(),
+                variants: workloads.iter().map(|w| w.state.clone()).collect(),
+                stabilization_seconds: f64::from(va.spec.scale_down_stabilization_seconds),
+                load,
+            });
+        }
+        // The unknown-load path needs token means too when profiles are used.
+        for (m, key) in models.iter_mut().zip(&keys) {
+            if m.load.is_err() && m.spec.variants.iter().any(|v| v.profile.is_some()) {
+                let (i, o) = self.last_tokens.get(key).copied().unwrap_or(DEFAULT_TOKENS);
+                self.last_tokens.insert(key.clone(), (i, o));
+            }
+        }
+        let snapshot = Snapshot {
+            now_seconds: now_seconds(),
+            inventory: inventory.clone(),
+            models,
+            options: self.config.options,
+        };
+        let solve_started = std::time::Instant::now();
+        let outcome = match run_cycle(&snapshot, &mut self.state) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let message = format!("{e}; the previous plan stays in force");
+                for (va, _, _) in &accepted {
+                    let conditions =
+                        vec![condition("Optimized", false, "PlanFailed", message.clone())];
+                    self.write_status(
+                        &vas_api(&self.client, va),
+                        va,
+                        None,
+                        &conditions,
+                        &[],
+                        &mut report,
+                    )
+                    .await;
+                }
+                return Err(e.into());
+            }
+        };
+        report.solve_seconds = solve_started.elapsed().as_secs_f64();
+
+        // Act, then report, per VA.
+        let time = now_rfc3339();
+        let mut model_views = Vec::with_capacity(accepted.len());
+        let mut records = Vec::new();
+        let mut live = BTreeSet::new();
+        for ((va, spec, workloads), decision) in accepted.iter().zip(&outcome.models) {
+            let ns = decision.namespace.clone();
+            live.insert((ns.clone(), decision.name.clone()));
+            let mut actuation_errors = Vec::new();
+            let mut changes = Vec::new();
+            for ((d, w), v) in decision
+                .variants
+                .iter()
+                .zip(workloads)
+                .zip(&va.spec.variants)
+            {
+                if let Some(m) = &self.metrics {
+                    m.set_replicas(
+                        &ns,
+                        &decision.name,
+                        &d.name,
+                        &d.accelerator,
+                        d.desired,
+                        d.current,
+                    );
+                }
+                if d.desired == d.current {
+                    continue;
+                }
+                let acted =
+                    d.may_actuate && !va.spec.dry_run && va.spec.actuation != ActuationMode::Metric;
+                if acted {
+                    let result = match va.spec.actuation {
+                        ActuationMode::Scale => scale_workload(&w.api, &w.name, d.desired).await,
+                        ActuationMode::Hpa => {
+                            let hpas = hpas_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
+                            bound_hpa(
+                                &self.client,
+                                &ns,
+                                hpas,
+                                &v.scale_target_ref,
+                                d.desired,
+                                v.max_replicas,
+                                &self.config.field_manager,
+                            )
+                            .await
+                        }
+                        ActuationMode::Metric => Ok(()),
+                    };
+                    match result {
+                        Ok(()) => report.actuations.push((
+                            ns.clone(),
+                            w.name.clone(),
+                            d.current,
+                            d.desired,
+                        )),
+                        Err(e) => {
+                            actuation_errors.push(format!("{}: {e}", d.name));
+                            if let Some(m) = &self.metrics {
+                                m.count_error("actuate");
+                            }
+                            continue;
+                        }
+                    }
+                }
+                let how = if va.spec.dry_run {
+                    " (dry run: not applied)"
+                } else if va.spec.actuation == ActuationMode::Metric {
+                    " (exported as wvo_desired_replicas)"
+                } else if !d.may_actuate {
+                    " (not applied)"
+                } else {
+                    ""
+                };
+                let reason = format!("{} {}: {}{how}", d.name, d.accelerator, d.reason);
+                changes.push(Decision {
+                    time: time.clone(),
+                    reason: reason.clone(),
+                });
+                records.push(DecisionRecord {
+                    time: time.clone(),
+                    namespace: ns.clone(),
+                    name: decision.name.clone(),
+                    variant: d.name.clone(),
+                    from: d.current,
+                    to: d.desired,
+                    reason: d.reason.clone(),
+                    actuated: acted,
+                });
+                let event_reason = if d.desired > d.current {
+                    "ScaledUp"
+                } else {
+                    "ScaledDown"
+                };
+                let note = format!(
+                    "{} {} -> {}: {}{how}",
+                    d.name, d.current, d.desired, d.reason
+                );
+                self.publish(&va.object_ref(&()), false, event_reason, note)
+                    .await;
+            }
+            for d in &decision.variants {
+                if !d.may_actuate && d.desired != d.planned {
+                    // Reported once per change of message by the condition below.
+                    tracing::info!(va = %decision.name, variant = %d.name, reason = %d.reason, "not actuated");
+                }
+            }
+            let conditions = self.conditions_for(
+                va,
+                spec,
+                decision,
+                &outcome,
+                inventory_refusal.as_deref(),
+                &actuation_errors,
+            );
+            if let Some(refused) = conditions
+                .iter()
+                .find(|c| c.reason == "ForeignScaler" || c.reason == "TargetNotFound")
+            {
+                let already = va
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.conditions.iter().any(|c| c.message == refused.message));
+                if !already {
+                    self.publish(
+                        &va.object_ref(&()),
+                        true,
+                        &refused.reason,
+                        refused.message.clone(),
+                    )
+                    .await;
+                }
+            }
+            report.errors.extend(actuation_errors);
+            self.write_status(
+                &vas_api(&self.client, va),
+                va,
+                Some(decision),
+                &conditions,
+                &changes,
+                &mut report,
+            )
+            .await;
+            model_views.push(ModelView {
+                namespace: ns,
+                name: decision.name.clone(),
+                model_id: va.spec.model_id.clone(),
+                priority: spec.priority,
+                arrival_rate: Some(decision.load_used.arrival_rate),
+                demand_rps: decision.demand_rps,
+                satisfaction: decision.satisfaction,
+                metrics_unknown: decision.metrics_unknown.clone(),
+                variants: decision.variants.iter().map(VariantView::from).collect(),
+                conditions,
+            });
+        }
+        if let Some(m) = &self.metrics {
+            for gone in self.known_vas.difference(&live) {
+                m.remove_va(&gone.0, &gone.1);
+            }
+        }
+        self.known_vas = live;
+
+        // Publish the view.
+        let mut used: BTreeMap<&str, u64> = BTreeMap::new();
+        for (m, (_, spec, _)) in outcome.models.iter().zip(&accepted) {
+            for (d, v) in m.variants.iter().zip(&spec.variants) {
+                *used.entry(d.accelerator.as_str()).or_default() +=
+                    u64::from(d.desired) * u64::from(v.gpus_per_replica);
+            }
+        }
+        let accelerators = inventory
+            .iter()
+            .map(|a| AcceleratorView {
+                name: a.name.clone(),
+                available: a.count,
+                used: u32::try_from(used.get(a.name.as_str()).copied().unwrap_or(0))
+                    .unwrap_or(u32::MAX),
+                cost_per_hour: a.cost_per_hour,
+            })
+            .collect();
+        let last_input = PlanInput {
+            inventory: inventory.clone(),
+            models: accepted
+                .iter()
+                .map(|(va, spec, _)| {
+                    let mut s = spec.clone();
+                    s.name = format!("{}/{}", va.namespace().unwrap_or_default(), va.name_any());
+                    s
+                })
+                .collect(),
+            load: outcome
+                .models
+                .iter()
+                .map(|m| {
+                    (
+                        format!("{}/{}", m.namespace, m.name),
+                        with_tokens(m.load_used),
+                    )
+                })
+                .collect(),
+            current: outcome
+                .models
+                .iter()
+                .map(|m| {
+                    (
+                        format!("{}/{}", m.namespace, m.name),
+                        m.variants
+                            .iter()
+                            .map(|v| (v.name.clone(), v.current))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            options: self.config.options,
+        };
+        if let Ok(mut view) = self.view.write() {
+            view.plan = Some(outcome.plan.clone());
+            view.last_input = Some(last_input);
+            view.models = model_views;
+            view.accelerators = accelerators;
+            for r in records {
+                view.decisions.push_back(r);
+            }
+            while view.decisions.len() > DECISION_HISTORY {
+                view.decisions.pop_front();
+            }
+        }
+        report.outcome = Some(outcome);
+        Ok(report)
+    }
+
+    /// Checks one VA against the inventory and service classes; the error names the field.
+    fn check_va(
+        &self,
+        va: &VariantAutoscaling,
+        inventory: &[AcceleratorType],
+        classes: &[wvo_api::crd::ServiceClass],
+    ) -> Result<wvo_api::ModelSpec, String> {
+        let name = format!("{}/{}", va.namespace().unwrap_or_default(), va.name_any());
+        let spec = va
+            .to_model_spec(&name, classes)
+            .map_err(|e| e.to_string())?;
+        let probe = PlanInput {
+            inventory: inventory.to_vec(),
+            models: vec![spec.clone()],
+            load: [(
+                name.clone(),
+                ModelLoad {
+                    arrival_rate: 0.0,
+                    avg_input_tokens: Some(DEFAULT_TOKENS.0),
+                    avg_output_tokens: Some(DEFAULT_TOKENS.1),
+                },
+            )]
+            .into(),
+            current: BTreeMap::new(),
+            options: PlanOptions::default(),
+        };
+        probe
+            .validate()
+            .map_err(|e| e.to_string().replacen("models[0]", "spec", 1))?;
+        Ok(spec)
+    }
+
+    fn conditions_for(
+        &self,
+        va: &VariantAutoscaling,
+        spec: &wvo_api::ModelSpec,
+        decision: &crate::cycle::ModelDecision,
+        outcome: &CycleOutcome,
+        inventory_refusal: Option<&str>,
+        actuation_errors: &[String],
+    ) -> Vec<ConditionView> {
+        let mut out = Vec::new();
+        out.push(match &decision.metrics_unknown {
+            None => condition(
+                "MetricsAvailable",
+                true,
+                "MetricsFresh",
+                format!("arrival rate {:.3} req/s", decision.load_used.arrival_rate),
+            ),
+            Some(why) => condition(
+                "MetricsAvailable",
+                false,
+                "MetricsUnknown",
+                format!("{why}; the last good load holds and nothing is scaled down"),
+            ),
+        });
+        let plan_name = format!("{}/{}", decision.namespace, decision.name);
+        let unreachable: Vec<&String> = outcome
+            .plan
+            .warnings
+            .iter()
+            .filter(|w| {
+                w.contains(&format!("\"{plan_name}\"")) && w.contains("cannot meet the SLO")
+            })
+            .collect();
+        out.push(if unreachable.is_empty() {
+            let estimated = spec.variants.iter().filter(|v| v.profile.is_some()).count();
+            condition(
+                "ProfileReady",
+                true,
+                "ProfilesKnown",
+                format!(
+                    "{} variants with a measured capacity, {estimated} from a profile",
+                    spec.variants.len() - estimated
+                ),
+            )
+        } else {
+            condition(
+                "ProfileReady",
+                false,
+                "SloUnreachable",
+                unreachable
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        });
+        out.push(match inventory_refusal {
+            None => condition(
+                "Optimized",
+                true,
+                "Planned",
+                format!(
+                    "global plan over {} models; this model {:.1}% served",
+                    outcome.models.len(),
+                    decision.satisfaction * 100.0
+                ),
+            ),
+            Some(why) => condition(
+                "Optimized",
+                true,
+                "StaleInventory",
+                format!("{why}; planned with the last good inventory"),
+            ),
+        });
+        let frozen: Vec<&crate::cycle::VariantDecision> = decision
+            .variants
+            .iter()
+            .filter(|d| !d.may_actuate)
+            .collect();
+        out.push(if !actuation_errors.is_empty() {
+            condition(
+                "Actuated",
+                false,
+                "ActuationFailed",
+                actuation_errors.join("; "),
+            )
+        } else if va.spec.dry_run {
+            condition(
+                "Actuated",
+                false,
+                "DryRun",
+                "dryRun: decisions are reported, workloads are not changed",
+            )
+        } else if let Some(d) = frozen.first() {
+            let reason = if d.reason.contains("not found") {
+                "TargetNotFound"
+            } else {
+                "ForeignScaler"
+            };
+            condition(
+                "Actuated",
+                false,
+                reason,
+                d.reason.trim_start_matches("not actuated: ").to_string(),
+            )
+        } else {
+            let mode = match va.spec.actuation {
+                ActuationMode::Scale => "scale subresource",
+                ActuationMode::Hpa => "HPA bounds",
+                ActuationMode::Metric => "wvo_desired_replicas metric",
+            };
+            condition(
+                "Actuated",
+                true,
+                "Applied",
+                format!("desired replicas applied through the {mode}"),
+            )
+        });
+        out.push(if decision.satisfaction < 1.0 {
+            let missing = outcome
+                .plan
+                .shortfall
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} more {} GPUs (cluster-wide unmet {:.2} req/s)",
+                        s.missing_gpus, s.accelerator, s.unmet_rps
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            condition(
+                "CapacityConstrained",
+                true,
+                "NotEnoughGPUs",
+                format!(
+                    "{:.1}% of {:.2} req/s served; missing: {missing}",
+                    decision.satisfaction * 100.0,
+                    decision.demand_rps
+                ),
+            )
+        } else {
+            condition(
+                "CapacityConstrained",
+                false,
+                "DemandMet",
+                "all demand is served",
+            )
+        });
+        out
+    }
+
+    /// Writes a VA's status by server-side apply, keeping transition times of unchanged
+    /// conditions and appending `changes` to the decision history.
+    async fn write_status(
+        &self,
+        api: &Api<VariantAutoscaling>,
+        va: &VariantAutoscaling,
+        decision: Option<&crate::cycle::ModelDecision>,
+        conditions: &[ConditionView],
+        changes: &[Decision],
+        report: &mut CycleReport,
+    ) {
+        let previous = va.status.clone().unwrap_or_default();
+        let now = now_rfc3339();
+        let generation = va.metadata.generation;
+        let mut merged: Vec<Condition> = Vec::new();
+        for c in conditions {
+            let last = previous
+                .conditions
+                .iter()
+                .find(|p| p.type_ == c.type_ && p.status == c.status)
+                .map(|p| p.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            merged.push(Condition {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_transition_time: last,
+                observed_generation: generation,
+            });
+        }
+        // Conditions this cycle did not compute keep their last value.
+        for p in &previous.conditions {
+            if !merged.iter().any(|c| c.type_ == p.type_) {
+                merged.push(p.clone());
+            }
+        }
+        let mut status = VariantAutoscalingStatus {
+            observed_generation: generation,
+            conditions: merged,
+            decisions: previous.decisions.clone(),
+            last_decision: previous.last_decision.clone(),
+            ..previous.clone()
+        };
+        if let Some(d) = decision {
+            status.observed_load = Some(ObservedLoad {
+                arrival_rate: d.load_used.arrival_rate,
+                avg_input_tokens: d.load_used.avg_input_tokens,
+                avg_output_tokens: d.load_used.avg_output_tokens,
+            });
+            status.demand_rps = d.demand_rps;
+            status.satisfaction = d.satisfaction;
+            status.variants = d
+                .variants
+                .iter()
+                .map(|v| VariantStatus {
+                    name: v.name.clone(),
+                    accelerator: v.accelerator.clone(),
+                    current_replicas: v.current,
+                    ready_replicas: v.ready,
+                    pending_replicas: v.pending,
+                    desired_replicas: v.desired,
+                    capacity_rps: v.capacity_rps,
+                    cost_per_hour: v.cost_per_hour,
+                })
+                .collect();
+            status.current_replicas = d.variants.iter().map(|v| v.current).sum();
+            status.desired_replicas = d.variants.iter().map(|v| v.desired).sum();
+            status.cost_per_hour = d.variants.iter().map(|v| v.cost_per_hour).sum();
+        }
+        for c in changes {
+            status.decisions.push(c.clone());
+            status.last_decision = Some(c.clone());
+        }
+        let excess = status.decisions.len().saturating_sub(STATUS_DECISIONS);
+        status.decisions.drain(..excess);
+        if status == previous {
+            return;
+        }
+        let body = json!({
+            "apiVersion": "wvo.dev/v1alpha1",
+            "kind": "VariantAutoscaling",
+            "status": status,
+        });
+        let params = PatchParams::apply(&self.config.field_manager).force();
+        if let Err(e) = api
+            .patch_status(&va.name_any(), &params, &Patch::Apply(&body))
+            .await
+        {
+            report
+                .errors
+                .push(format!("status of {}: {e}", va.name_any()));
+            if let Some(m) = &self.metrics {
+                m.count_error("status");
+            }
+        }
+    }
+}
+
+fn vas_api(client: &Client, va: &VariantAutoscaling) -> Api<VariantAutoscaling> {
+    Api::namespaced(client.clone(), &va.namespace().unwrap_or_default())
+}
+
+fn with_tokens(load: ModelLoad) -> ModelLoad {
+    ModelLoad {
+        avg_input_tokens: load.avg_input_tokens.or(Some(DEFAULT_TOKENS.0)),
+        avg_output_tokens: load.avg_output_tokens.or(Some(DEFAULT_TOKENS.1)),
+        ..load
+    }
+}
+
+/// Sets a workload's replicas through its `/scale` subresource, retrying 409 conflicts.
+async fn scale_workload(
+    api: &Api<DynamicObject>,
+    name: &str,
+    replicas: u32,
+) -> Result<(), kube::Error> {
+    let patch = json!({"spec": {"replicas": replicas}});
+    let mut attempt = 0;
+    loop {
+        match api
+            .patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sets the bounds of the HPA that targets a workload: `minReplicas` = wvo's decision,
+/// `maxReplicas` = the variant's max (or 1.5x the decision), so the HPA keeps reacting
+/// between cycles inside wvo's bounds.
+async fn bound_hpa(
+    client: &Client,
+    namespace: &str,
+    hpas: &[HorizontalPodAutoscaler],
+    target: &wvo_api::crd::ScaleTargetRef,
+    desired: u32,
+    variant_max: Option<u32>,
+    _field_manager: &str,
+) -> Result<(), kube::Error> {
+    let Some(hpa) = hpas.iter().find(|h| {
+        h.spec.scale_target_ref.kind == target.kind && h.spec.scale_target_ref.name == target.name
+    }) else {
+        return Ok(());
+    };
+    let min = desired.max(1);
+    let max = variant_max
+        .unwrap_or(desired + desired.div_ceil(2))
+        .max(min);
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({"spec": {"minReplicas": min, "maxReplicas": max}});
+    let mut attempt = 0;
+    loop {
+        match api
+            .patch(
+                &hpa.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The long-running control loop: leader election, one cycle per interval while leader.
+
+use crate::reconciler::Reconciler;
+use crate::view::SharedView;
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Leader election settings.
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This replica's identity (pod name).
+    pub identity: String,
+    /// Lease duration, s: a dead leader is replaced within this time.
+    pub duration_seconds: u64,
+    /// Renew this long before the lease expires, s.
+    pub grace_seconds: u64,
+}
+
+/// Errors starting leader election.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The lease manager could not start.
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+/// Starts leader election; the channel says whether this replica leads now.
+pub async fn elect(
+    client: Client,
+    config: &LeaderConfig,
+) -> Result<watch::Receiver<bool>, RunnerError> {
+    let manager = LeaseManagerBuilder::new(client, config.name.clone())
+        .with_namespace(config.namespace.clone())
+        .with_identity(config.identity.clone())
+        .with_duration(config.duration_seconds)
+        .with_grace(config.grace_seconds)
+        .build()
+        .await
+        .map_err(|e| RunnerError::Lease(e.to_string()))?;
+    let (receiver, _task) = manager.watch().await;
+    Ok(receiver)
+}
+
+/// A channel that always says "leader" (single replica, leader election off).
+pub fn always_leader() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(true);
+    // Keep the sender alive for the life of the process so `changed()` never errors.
+    std::mem::forget(sender);
+    receiver
+}
+
+/// Runs cycles every `interval` while `leader` says so, until `shutdown` completes.
+/// A replica that is not leader only keeps its view's `leader` flag current.
+pub async fn run(
+    mut reconciler: Reconciler,
+    view: SharedView,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    interval: Duration,
+    mut leader: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {}
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    // The election task ended: stop acting rather than act without a lease.
+                    set_leader(&view, metrics.as_deref(), false);
+                    tracing::error!("leader election stopped; not acting any more");
+                    shutdown.await;
+                    break;
+                }
+                // Act at once on becoming leader.
+                if !*leader.borrow() {
+                    set_leader(&view, metrics.as_deref(), false);
+                    continue;
+                }
+            }
+        }
+        let is_leader = *leader.borrow();
+        set_leader(&view, metrics.as_deref(), is_leader);
+        if !is_leader {
+            continue;
+        }
+        match reconciler.cycle().await {
+            Ok(report) => {
+                for (ns, name, from, to) in &report.actuations {
+                    tracing::info!(namespace = %ns, workload = %name, from, to, "scaled");
+                }
+                for e in &report.errors {
+                    tracing::warn!(error = %e, "cycle error");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cycle failed; the previous plan stays in force"),
+        }
+    }
+}
+
+fn set_leader(view: &SharedView, metrics: Option<&crate::metrics::Metrics>, leader: bool) {
+    if let Ok(mut v) = view.write() {
+        v.leader = leader;
+    }
+    if let Some(m) = metrics {
+        m.set_leader(leader);
+    }
+}

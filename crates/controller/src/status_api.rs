@@ -1,0 +1,800 @@
+//! The status API: read-only JSON over the [`ControllerView`], a what-if planner, the
+//! OpenAPI document, `/metrics`, probes and a capacity-planning dashboard.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/api/v1/plan` | the last plan (`wvo plan` output form); 503 before the first cycle |
+//! | GET | `/api/v1/input` | the plan input the last plan was made from; 503 before the first cycle |
+//! | GET | `/api/v1/status` | readiness, leadership, last cycle error |
+//! | GET | `/api/v1/models` | every model (VA) with its variants |
+//! | GET | `/api/v1/models/{ns}/{name}` | one model; 404 when unknown |
+//! | GET | `/api/v1/accelerators` | available / used GPUs and cost by accelerator type |
+//! | GET | `/api/v1/decisions` | recent replica decisions, newest last |
+//! | POST | `/api/v1/whatif` | a plan for a hypothetical input; acts on nothing |
+//! | GET | `/openapi.json` | OpenAPI 3 document of all of the above |
+//! | GET | `/metrics` | [`Metrics`] in the OpenMetrics text format |
+//! | GET | `/healthz` | 200 while the process lives |
+//! | GET | `/readyz` | 200 once the first cycle completed, else 503 |
+//! | GET | `/` | the dashboard (HTML) |
+//!
+//! Errors are JSON `{"error": "<one line>"}`. Handlers copy what they need out of the
+//! [`SharedView`] and release the lock before any await; a poisoned lock answers 500.
+//!
+//! ## What-if
+//! The body is a [`PlanInput`] in the `wvo plan` input form. With `models` listed, it is
+//! planned as is: the answer is exactly what `wvo plan --output json` prints for the same
+//! input. With `models` empty (or absent), the body is an overlay on the live input the last
+//! plan was made from (see `GET /api/v1/input`; model names there are `namespace/name`):
+//! - `inventory`: each listed accelerator type replaces the live one of the same name (new
+//!   names are added);
+//! - `load`: each listed model's load replaces the live one; `avgInputTokens` /
+//!   `avgOutputTokens` left out keep their live values (a rate change at the same token mix);
+//! - `current`: each listed model's replicas replace the live ones;
+//! - `options`: when present, replaces the live options.
+//!
+//! A body that does not parse, or an input the planner refuses, gets 400 with a one-line
+//! message naming the field. Planning runs on the blocking pool, at most
+//! [`WHATIF_CONCURRENCY`] at a time.
+
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use crate::view::{ControllerView, SharedView};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::{Arc, RwLockReadGuard};
+use tokio::sync::Semaphore;
+use wvo_api::{PlanInput, PlanOutput};
+
+/// What-if plans computed at once; more requests wait their turn.
+pub const WHATIF_CONCURRENCY: usize = 2;
+
+/// Every path the router serves (as written in the OpenAPI document).
+pub const PATHS: &[&str] = &[
+    "/api/v1/plan",
+    "/api/v1/input",
+    "/api/v1/status",
+    "/api/v1/models",
+    "/api/v1/models/{ns}/{name}",
+    "/api/v1/accelerators",
+    "/api/v1/decisions",
+    "/api/v1/whatif",
+    "/openapi.json",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/",
+];
+
+#[derive(Clone)]
+struct AppState {
+    view: SharedView,
+    metrics: Arc<Metrics>,
+    whatif_permits: Arc<Semaphore>,
+}
+
+/// The status API router over the controller's view and metrics. Serve it with
+/// `axum::serve(listener, router(view, metrics))`.
+pub fn router(view: SharedView, metrics: Arc<Metrics>) -> Router {
+    let state = AppState {
+        view,
+        metrics,
+        whatif_permits: Arc::new(Semaphore::new(WHATIF_CONCURRENCY)),
+    };
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/api/v1/plan", get(plan))
+        .route("/api/v1/input", get(input))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/models", get(models))
+        .route("/api/v1/models/{ns}/{name}", get(model))
+        .route("/api/v1/accelerators", get(accelerators))
+        .route("/api/v1/decisions", get(decisions))
+        .route("/api/v1/whatif", post(whatif))
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// An error answer: a status and a one-line message, sent as `{"error": message}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        Self {
+            status,
+            message: one_line(&message),
+        }
+    }
+
+    fn poisoned() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "controller view unavailable: a writer panicked while holding it",
+        )
+    }
+
+    fn no_plan_yet(last_error: Option<&str>) -> Self {
+        let mut message = String::from("no plan yet: the first control cycle has not completed");
+        if let Some(e) = last_error {
+            message.push_str("; last error: ");
+            message.push_str(e);
+        }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Reads the view and copies out what `f` picks; the lock is released before returning.
+fn with_view<T>(view: &SharedView, f: impl FnOnce(&ControllerView) -> T) -> Result<T, ApiError> {
+    let guard: RwLockReadGuard<'_, ControllerView> =
+        view.read().map_err(|_| ApiError::poisoned())?;
+    Ok(f(&guard))
+}
+
+async fn plan(State(s): State<AppState>) -> Result<Json<PlanOutput>, ApiError> {
+    let (plan, last_error) = with_view(&s.view, |v| (v.plan.clone(), v.last_error.clone()))?;
+    plan.map(Json)
+        .ok_or_else(|| ApiError::no_plan_yet(last_error.as_deref()))
+}
+
+async fn input(State(s): State<AppState>) -> Result<Json<PlanInput>, ApiError> {
+    let (input, last_error) = with_view(&s.view, |v| (v.last_input.clone(), v.last_error.clone()))?;
+    input
+        .map(Json)
+        .ok_or_else(|| ApiError::no_plan_yet(last_error.as_deref()))
+}
+
+/// Body of `GET /api/v1/status`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBody {
+    ready: bool,
+    leader: bool,
+    has_plan: bool,
+    last_error: Option<String>,
+    models: usize,
+    decisions: usize,
+}
+
+async fn status(State(s): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
+    with_view(&s.view, |v| StatusBody {
+        ready: v.ready,
+        leader: v.leader,
+        has_plan: v.plan.is_some(),
+        last_error: v.last_error.clone(),
+        models: v.models.len(),
+        decisions: v.decisions.len(),
+    })
+    .map(Json)
+}
+
+async fn models(State(s): State<AppState>) -> Result<Response, ApiError> {
+    with_view(&s.view, |v| Json(&v.models).into_response())
+}
+
+async fn model(
+    State(s): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    with_view(&s.view, |v| {
+        v.models
+            .iter()
+            .find(|m| m.namespace == ns && m.name == name)
+            .map(|m| Json(m).into_response())
+    })?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no VariantAutoscaling {ns}/{name} in the last plan"),
+        )
+    })
+}
+
+async fn accelerators(State(s): State<AppState>) -> Result<Response, ApiError> {
+    with_view(&s.view, |v| Json(&v.accelerators).into_response())
+}
+
+async fn decisions(State(s): State<AppState>) -> Result<Response, ApiError> {
+    with_view(&s.view, |v| Json(&v.decisions).into_response())
+}
+
+async fn whatif(State(s): State<AppState>, body: Bytes) -> Result<Json<PlanOutput>, ApiError> {
+    let overlay = parse_whatif(&body)?;
+    let input = if overlay.input.models.is_empty() {
+        let base = with_view(&s.view, |v| v.last_input.clone())?;
+        let Some(base) = base else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "models: empty, and there is no live plan input to apply the what-if to yet \
+                 (the first control cycle has not completed); list the models to plan",
+            ));
+        };
+        apply_overlay(base, overlay)
+    } else {
+        overlay.input
+    };
+    let _permit = s
+        .whatif_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let result = tokio::task::spawn_blocking(move || wvo_optimizer::plan(&input))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("planner crashed: {e}"),
+            )
+        })?;
+    match result {
+        Ok(plan) => Ok(Json(plan)),
+        Err(e @ wvo_optimizer::PlanError::Solver(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
+    }
+}
+
+/// A parsed what-if body and which optional parts it gave.
+struct WhatIf {
+    input: PlanInput,
+    has_options: bool,
+}
+
+fn parse_whatif(body: &[u8]) -> Result<WhatIf, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "body: not JSON ({e}); send a `wvo plan` input as JSON"
+        ))
+    })?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(bad(
+            "body: must be a JSON object in the `wvo plan` input form (inventory, models, load, current, options)"
+                .into(),
+        ));
+    };
+    let has_options = object.contains_key("options");
+    object
+        .entry("inventory")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    object
+        .entry("models")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let input: PlanInput = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            bad(format!("body: {inner}"))
+        } else {
+            bad(format!("{path}: {inner}"))
+        }
+    })?;
+    Ok(WhatIf { input, has_options })
+}
+
+/// Applies a what-if overlay (a body without models) to the live input.
+fn apply_overlay(mut base: PlanInput, overlay: WhatIf) -> PlanInput {
+    let WhatIf { input, has_options } = overlay;
+    for acc in input.inventory {
+        match base.inventory.iter_mut().find(|a| a.name == acc.name) {
+            Some(live) => *live = acc,
+            None => base.inventory.push(acc),
+        }
+    }
+    for (model, mut load) in input.load {
+        if let Some(live) = base.load.get(&model) {
+            load.avg_input_tokens = load.avg_input_tokens.or(live.avg_input_tokens);
+            load.avg_output_tokens = load.avg_output_tokens.or(live.avg_output_tokens);
+        }
+        base.load.insert(model, load);
+    }
+    for (model, replicas) in input.current {
+        base.current.insert(model, replicas);
+    }
+    if has_options {
+        base.options = input.options;
+    }
+    base
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let (ready, last_error) = with_view(&s.view, |v| (v.ready, v.last_error.clone()))?;
+    if ready {
+        Ok(Json(json!({ "status": "ready" })).into_response())
+    } else {
+        let mut body = json!({
+            "status": "not ready",
+            "error": "the first control cycle has not completed",
+        });
+        if let Some(e) = last_error {
+            body["lastError"] = Value::String(one_line(&e));
+        }
+        Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response())
+    }
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no endpoint {}; see /openapi.json for the API", uri.path()),
+    )
+}
+
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD_HTML)
+}
+
+/// The OpenAPI 3 document describing every endpoint of [`router`].
+pub fn openapi_document() -> Value {
+    let err = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        })
+    };
+    let ok = |description: &str, schema: Value| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": schema}}
+        })
+    };
+    let r = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let list = |name: &str| json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{name}") } });
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "wvo status API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Read-only state of the wvo controller: the last plan, models (VariantAutoscalings) and their variants, accelerator use, replica decisions, and a what-if planner that acts on nothing."
+        },
+        "paths": {
+            "/api/v1/plan": {"get": {
+                "operationId": "getPlan",
+                "summary": "The last plan, before stabilization (the `wvo plan --output json` form). Model names are `namespace/name`.",
+                "responses": {
+                    "200": ok("The last plan", r("PlanOutput")),
+                    "503": err("No plan yet: the first control cycle has not completed"),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/api/v1/input": {"get": {
+                "operationId": "getInput",
+                "summary": "The plan input the last plan was made from (the `wvo plan` input form): the base of what-if overlays.",
+                "responses": {
+                    "200": ok("The live plan input", r("PlanInput")),
+                    "503": err("No plan yet: the first control cycle has not completed"),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/api/v1/status": {"get": {
+                "operationId": "getStatus",
+                "summary": "Readiness, leadership and the last cycle's error.",
+                "responses": {
+                    "200": ok("Controller status", r("Status")),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/api/v1/models": {"get": {
+                "operationId": "listModels",
+                "summary": "Every model (VariantAutoscaling) as last planned, with per-variant current/desired replicas.",
+                "responses": {
+                    "200": ok("Models in a stable order", list("ModelView")),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/api/v1/models/{ns}/{name}": {"get": {
+                "operationId": "getModel",
+                "summary": "One model (VariantAutoscaling) as last planned.",
+                "parameters": [
+                    {"name": "ns", "in": "path", "required": true, "description": "Namespace of the VariantAutoscaling", "schema": {"type": "string"}},
+                    {"name": "name", "in": "path", "required": true, "description": "Name of the VariantAutoscaling", "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": ok("The model", r("ModelView")),
+                    "404": err("No such VariantAutoscaling in the last plan"),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/api/v1/accelerators": {"get": {
+                "operationId": "listAccelerators",
+                "summary": "GPUs available to the planner, used by the desired replicas, and cost, per accelerator type.",
+                "responses": {
+                    "200": ok("Accelerator types", list("AcceleratorView")),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/api/v1/decisions": {"get": {
+                "operationId": "listDecisions",
+                "summary": "Recent replica decisions, newest last.",
+                "responses": {
+                    "200": ok("Decisions", list("DecisionRecord")),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/api/v1/whatif": {"post": {
+                "operationId": "whatIf",
+                "summary": "Plan a hypothetical input; acts on nothing.",
+                "description": "The body is a plan input in the `wvo plan` form. With `models` listed it is planned as is (the same answer as `wvo plan --output json`). With `models` empty or absent it overlays the live input (GET /api/v1/input): listed inventory types replace the live ones of the same name, listed loads replace the live ones (token averages left out keep their live values), listed current replicas replace the live ones, and `options`, when present, replace the live options.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": r("PlanInput")}}},
+                "responses": {
+                    "200": ok("The plan", r("PlanOutput")),
+                    "400": err("Bad body: the message names the field"),
+                    "503": err("An overlay was sent before the first control cycle completed"),
+                    "500": err("The solver failed")
+                }
+            }},
+            "/openapi.json": {"get": {
+                "operationId": "getOpenApi",
+                "summary": "This document.",
+                "responses": {"200": ok("OpenAPI 3 document", json!({"type": "object"}))}
+            }},
+            "/metrics": {"get": {
+                "operationId": "getMetrics",
+                "summary": "Controller metrics: cycle and solve time, desired/current replicas per variant, errors by kind, leadership.",
+                "responses": {"200": {
+                    "description": "OpenMetrics text",
+                    "content": {"application/openmetrics-text; version=1.0.0; charset=utf-8": {"schema": {"type": "string"}}}
+                }}
+            }},
+            "/healthz": {"get": {
+                "operationId": "healthz",
+                "summary": "Liveness: 200 while the process serves.",
+                "responses": {"200": ok("Alive", r("Probe"))}
+            }},
+            "/readyz": {"get": {
+                "operationId": "readyz",
+                "summary": "Readiness: 200 once the first control cycle completed.",
+                "responses": {
+                    "200": ok("Ready", r("Probe")),
+                    "503": ok("Not ready yet", r("Probe")),
+                    "500": err("Controller view unavailable")
+                }
+            }},
+            "/": {"get": {
+                "operationId": "dashboard",
+                "summary": "Capacity-planning dashboard (HTML).",
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+            }}
+        },
+        "components": {"schemas": schemas()}
+    })
+}
+
+fn schemas() -> Value {
+    let num = json!({"type": "number"});
+    let int = json!({"type": "integer", "minimum": 0});
+    let s = json!({"type": "string"});
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "string", "description": "One-line message; names the field for a bad what-if body"}
+        }},
+        "Probe": {"type": "object", "properties": {
+            "status": s, "error": s, "lastError": s
+        }},
+        "Status": {"type": "object", "properties": {
+            "ready": {"type": "boolean"}, "leader": {"type": "boolean"},
+            "hasPlan": {"type": "boolean"}, "lastError": {"type": "string", "nullable": true},
+            "models": int, "decisions": int
+        }},
+        "PlanInput": {"type": "object", "additionalProperties": false, "properties": {
+            "inventory": {"type": "array", "items": {"$ref": "#/components/schemas/AcceleratorType"}},
+            "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelSpec"}},
+            "load": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ModelLoad"}},
+            "current": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": int}},
+            "options": {"$ref": "#/components/schemas/PlanOptions"}
+        }},
+        "AcceleratorType": {"type": "object", "additionalProperties": false, "required": ["name", "count", "costPerHour"], "properties": {
+            "name": s, "count": int, "costPerHour": {"type": "number", "minimum": 0}
+        }},
+        "ModelSpec": {"type": "object", "additionalProperties": false, "required": ["name", "variants"], "properties": {
+            "name": s, "modelID": s, "priority": {"type": "integer"}, "weight": num,
+            "slo": {"$ref": "#/components/schemas/Slo"},
+            "minReplicas": int, "maxReplicas": int,
+            "variants": {"type": "array", "items": {"$ref": "#/components/schemas/VariantSpec"}}
+        }},
+        "Slo": {"type": "object", "additionalProperties": false, "required": ["ttftMs", "itlMs"], "properties": {
+            "ttftMs": num, "itlMs": num
+        }},
+        "VariantSpec": {"type": "object", "additionalProperties": false, "required": ["name", "accelerator"], "properties": {
+            "name": s, "accelerator": s, "gpusPerReplica": int, "minReplicas": int, "maxReplicas": int,
+            "maxRequestsPerSecond": num, "profile": {"$ref": "#/components/schemas/Profile"}
+        }},
+        "Profile": {"type": "object", "additionalProperties": false, "required": ["alpha", "beta", "gamma", "delta", "maxBatchSize"], "properties": {
+            "alpha": num, "beta": num, "gamma": num, "delta": num, "maxBatchSize": int
+        }},
+        "ModelLoad": {"type": "object", "additionalProperties": false, "required": ["arrivalRate"], "properties": {
+            "arrivalRate": num, "avgInputTokens": num, "avgOutputTokens": num
+        }},
+        "PlanOptions": {"type": "object", "additionalProperties": false, "properties": {
+            "headroom": num, "solver": {"type": "string", "enum": ["auto", "exact", "fast"]}
+        }},
+        "PlanOutput": {"type": "object", "required": ["feasible", "totalCostPerHour", "lowerBoundCostPerHour", "solveMillis", "solver", "variants", "models", "accelerators"], "properties": {
+            "feasible": {"type": "boolean"}, "totalCostPerHour": num,
+            "lowerBoundCostPerHour": {"type": "number", "nullable": true},
+            "solveMillis": num, "solver": {"type": "string", "enum": ["milp", "decomposition"]},
+            "variants": {"type": "array", "items": {"$ref": "#/components/schemas/VariantPlan"}},
+            "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelPlan"}},
+            "accelerators": {"type": "array", "items": {"$ref": "#/components/schemas/AcceleratorUse"}},
+            "shortfall": {"type": "array", "items": {"$ref": "#/components/schemas/Shortfall"}},
+            "warnings": {"type": "array", "items": s}
+        }},
+        "VariantPlan": {"type": "object", "properties": {
+            "model": s, "variant": s, "accelerator": s, "replicas": int, "gpus": int,
+            "costPerHour": num, "capacityRps": num
+        }},
+        "ModelPlan": {"type": "object", "properties": {
+            "model": s, "demandRps": num, "servedRps": num, "satisfaction": num
+        }},
+        "AcceleratorUse": {"type": "object", "properties": {
+            "name": s, "available": int, "used": int
+        }},
+        "Shortfall": {"type": "object", "properties": {
+            "accelerator": s, "missingGpus": int, "unmetRps": num
+        }},
+        "ModelView": {"type": "object", "properties": {
+            "namespace": s, "name": s, "modelID": s, "priority": {"type": "integer"},
+            "arrivalRate": {"type": "number", "nullable": true}, "demandRps": num, "satisfaction": num,
+            "metricsUnknown": {"type": "string", "nullable": true},
+            "variants": {"type": "array", "items": {"$ref": "#/components/schemas/VariantView"}},
+            "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/ConditionView"}}
+        }},
+        "VariantView": {"type": "object", "properties": {
+            "name": s, "accelerator": s, "current": int, "ready": int, "pending": int,
+            "planned": int, "desired": int, "capacityRps": num, "costPerHour": num, "reason": s
+        }},
+        "ConditionView": {"type": "object", "properties": {
+            "type": s, "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": s, "message": s
+        }},
+        "AcceleratorView": {"type": "object", "properties": {
+            "name": s, "available": int, "used": int, "costPerHour": num
+        }},
+        "DecisionRecord": {"type": "object", "properties": {
+            "time": {"type": "string", "format": "date-time"}, "namespace": s, "name": s,
+            "variant": s, "from": int, "to": int, "reason": s, "actuated": {"type": "boolean"}
+        }}
+    })
+}
+
+/// The dashboard: plain HTML and a little JS over the JSON endpoints.
+const DASHBOARD_HTML: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>wvo — capacity</title>
+<style>
+ body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+ h1 { font-size: 1.4em; margin: 0 0 .2em; } h2 { font-size: 1.1em; margin: 1.4em 0 .4em; }
+ table { border-collapse: collapse; } td, th { padding: .25em .7em; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+ th { background: #f4f4f4; } .num { text-align: right; font-variant-numeric: tabular-nums; }
+ .bad { color: #b00; } .good { color: #070; } .muted { color: #777; }
+ .bar { display: inline-block; width: 160px; height: .8em; background: #eee; vertical-align: middle; }
+ .bar > span { display: block; height: 100%; background: #4a7; }
+ form label { margin-right: 1em; } input { width: 7em; } select { max-width: 22em; }
+ #status span { margin-right: 1.2em; }
+</style>
+</head>
+<body>
+<h1>wvo — capacity planning</h1>
+<div id="status" class="muted">loading…</div>
+
+<h2>Plan</h2>
+<div id="plan" class="muted">no plan yet</div>
+
+<h2>Models</h2>
+<table id="models"><thead><tr><th>VA</th><th>model</th><th class="num">arrival req/s</th><th class="num">demand req/s</th><th class="num">served</th><th>variant</th><th>accelerator</th><th class="num">current</th><th class="num">desired</th><th class="num">$/h</th><th>reason</th></tr></thead><tbody></tbody></table>
+
+<h2>Accelerators</h2>
+<table id="accelerators"><thead><tr><th>type</th><th class="num">used</th><th class="num">available</th><th>use</th><th class="num">$/GPU-h</th></tr></thead><tbody></tbody></table>
+
+<h2>What if</h2>
+<form id="whatif">
+ <label>model <select id="wi-model"></select></label>
+ <label>arrival rate (req/s) <input id="wi-rate" type="number" step="any" min="0"></label>
+ <label>accelerator <select id="wi-acc"><option value="">(unchanged)</option></select></label>
+ <label>GPUs <input id="wi-count" type="number" step="1" min="0"></label>
+ <button type="submit">plan</button>
+</form>
+<div id="wi-result" class="muted">Change a model's load and/or an accelerator's GPU count on the live models; nothing is acted on.</div>
+
+<h2>Recent decisions</h2>
+<table id="decisions"><thead><tr><th>time</th><th>VA</th><th>variant</th><th class="num">from</th><th class="num">to</th><th>actuated</th><th>reason</th></tr></thead><tbody></tbody></table>
+
+<script>
+"use strict";
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
+const fmt = (x, d = 2) => (x === null || x === undefined) ? "–" : Number(x).toFixed(d);
+const pct = x => (x === null || x === undefined) ? "–" : (100 * x).toFixed(1) + "%";
+async function getJSON(path) {
+  const r = await fetch(path, {headers: {"Accept": "application/json"}});
+  const body = await r.json().catch(() => ({error: r.statusText}));
+  return {ok: r.ok, status: r.status, body};
+}
+let live = {models: [], accelerators: [], input: null};
+
+function planSummary(p) {
+  const lb = p.lowerBoundCostPerHour;
+  let h = `<span class="${p.feasible ? "good" : "bad"}">${p.feasible ? "all demand met" : "capacity constrained"}</span>` +
+    ` · $${fmt(p.totalCostPerHour)}/h` + (lb !== null && lb !== undefined ? ` (lower bound $${fmt(lb)}/h)` : "") +
+    ` · ${esc(p.solver)} in ${fmt(p.solveMillis, 1)} ms`;
+  if (p.shortfall && p.shortfall.length)
+    h += "<br>missing: " + p.shortfall.map(s => `${s.missingGpus} × ${esc(s.accelerator)} (${fmt(s.unmetRps)} req/s unmet)`).join(", ");
+  if (p.warnings && p.warnings.length) h += "<br>" + p.warnings.map(esc).join("<br>");
+  return h;
+}
+
+async function refresh() {
+  const [st, plan, models, accs, decs, input] = await Promise.all([
+    getJSON("/api/v1/status"), getJSON("/api/v1/plan"), getJSON("/api/v1/models"),
+    getJSON("/api/v1/accelerators"), getJSON("/api/v1/decisions"), getJSON("/api/v1/input")]);
+  if (st.ok) {
+    const s = st.body;
+    document.getElementById("status").innerHTML =
+      `<span class="${s.ready ? "good" : "bad"}">${s.ready ? "ready" : "not ready"}</span>` +
+      `<span>${s.leader ? "leader" : "standby"}</span>` +
+      (s.lastError ? `<span class="bad">last error: ${esc(s.lastError)}</span>` : "");
+  }
+  document.getElementById("plan").innerHTML = plan.ok ? planSummary(plan.body) : esc(plan.body.error);
+  if (models.ok) {
+    live.models = models.body;
+    const rows = [];
+    for (const m of models.body) {
+      m.variants.forEach((v, i) => {
+        const head = i === 0 ? `<td rowspan="${m.variants.length}">${esc(m.namespace)}/${esc(m.name)}</td>` +
+          `<td rowspan="${m.variants.length}">${esc(m.modelID)}</td>` +
+          `<td rowspan="${m.variants.length}" class="num">${fmt(m.arrivalRate)}${m.metricsUnknown ? ` <span class="bad" title="${esc(m.metricsUnknown)}">?</span>` : ""}</td>` +
+          `<td rowspan="${m.variants.length}" class="num">${fmt(m.demandRps)}</td>` +
+          `<td rowspan="${m.variants.length}" class="num ${m.satisfaction < 0.999 ? "bad" : ""}">${pct(m.satisfaction)}</td>` : "";
+        rows.push(`<tr>${head}<td>${esc(v.name)}</td><td>${esc(v.accelerator)}</td><td class="num">${v.current}` +
+          (v.pending ? ` <span class="bad">(${v.pending} pending)</span>` : "") +
+          `</td><td class="num">${v.desired}</td><td class="num">${fmt(v.costPerHour)}</td><td>${esc(v.reason)}</td></tr>`);
+      });
+    }
+    document.querySelector("#models tbody").innerHTML = rows.join("");
+  }
+  if (accs.ok) {
+    live.accelerators = accs.body;
+    document.querySelector("#accelerators tbody").innerHTML = accs.body.map(a => {
+      const share = a.available > 0 ? Math.min(1, a.used / a.available) : 0;
+      return `<tr><td>${esc(a.name)}</td><td class="num">${a.used}</td><td class="num">${a.available}</td>` +
+        `<td><span class="bar"><span style="width:${(100 * share).toFixed(0)}%"></span></span> ${pct(share)}</td>` +
+        `<td class="num">${fmt(a.costPerHour)}</td></tr>`;
+    }).join("");
+  }
+  if (decs.ok) {
+    document.querySelector("#decisions tbody").innerHTML = decs.body.slice(-30).reverse().map(d =>
+      `<tr><td>${esc(d.time)}</td><td>${esc(d.namespace)}/${esc(d.name)}</td><td>${esc(d.variant)}</td>` +
+      `<td class="num">${d.from}</td><td class="num">${d.to}</td><td>${d.actuated ? "yes" : "no"}</td><td>${esc(d.reason)}</td></tr>`).join("");
+  }
+  if (input.ok) {
+    live.input = input.body;
+    fillSelect("wi-model", input.body.models.map(m => m.name), false);
+    fillSelect("wi-acc", input.body.inventory.map(a => a.name), true);
+  }
+}
+
+function fillSelect(id, names, keepBlank) {
+  const sel = document.getElementById(id);
+  const have = Array.from(sel.options).map(o => o.value).filter(v => v !== "");
+  if (have.join("\n") === names.join("\n")) return;
+  const chosen = sel.value;
+  sel.innerHTML = (keepBlank ? `<option value="">(unchanged)</option>` : "") +
+    names.map(n => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
+  if (names.includes(chosen)) sel.value = chosen;
+}
+
+document.getElementById("wi-model").addEventListener("change", () => {
+  const name = document.getElementById("wi-model").value;
+  const load = live.input && live.input.load[name];
+  document.getElementById("wi-rate").placeholder = load ? String(load.arrivalRate) : "";
+});
+document.getElementById("wi-acc").addEventListener("change", () => {
+  const name = document.getElementById("wi-acc").value;
+  const acc = live.input && live.input.inventory.find(a => a.name === name);
+  document.getElementById("wi-count").placeholder = acc ? String(acc.count) : "";
+});
+
+document.getElementById("whatif").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const out = document.getElementById("wi-result");
+  const body = {inventory: [], models: [], load: {}};
+  const model = document.getElementById("wi-model").value;
+  const rate = document.getElementById("wi-rate").value;
+  if (model && rate !== "") body.load[model] = {arrivalRate: Number(rate)};
+  const accName = document.getElementById("wi-acc").value;
+  const count = document.getElementById("wi-count").value;
+  if (accName && count !== "" && live.input) {
+    const acc = live.input.inventory.find(a => a.name === accName);
+    if (acc) body.inventory.push({...acc, count: Number(count)});
+  }
+  out.textContent = "planning…";
+  const r = await fetch("/api/v1/whatif", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  const p = await r.json().catch(() => ({error: r.statusText}));
+  if (!r.ok) { out.innerHTML = `<span class="bad">${esc(p.error)}</span>`; return; }
+  const now = new Map();
+  for (const m of live.models) for (const v of m.variants) now.set(`${m.namespace}/${m.name}\u0000${v.name}`, v.desired);
+  let h = planSummary(p) + `<table><thead><tr><th>model</th><th>variant</th><th>accelerator</th><th class="num">desired now</th><th class="num">what-if</th><th class="num">$/h</th></tr></thead><tbody>`;
+  for (const v of p.variants) {
+    const cur = now.get(`${v.model}\u0000${v.variant}`);
+    const diff = cur === undefined || cur === v.replicas ? "" : (v.replicas > cur ? "bad" : "good");
+    h += `<tr><td>${esc(v.model)}</td><td>${esc(v.variant)}</td><td>${esc(v.accelerator)}</td><td class="num">${cur ?? "–"}</td>` +
+      `<td class="num ${diff}">${v.replicas}</td><td class="num">${fmt(v.costPerHour)}</td></tr>`;
+  }
+  h += "</tbody></table><table><thead><tr><th>model</th><th class=num>demand req/s</th><th class=num>served</th></tr></thead><tbody>" +
+    p.models.map(m => `<tr><td>${esc(m.model)}</td><td class="num">${fmt(m.demandRps)}</td><td class="num ${m.satisfaction < 0.999 ? "bad" : ""}">${pct(m.satisfaction)}</td></tr>`).join("") +
+    "</tbody></table>";
+  out.innerHTML = h;
+  out.classList.remove("muted");
+});
+
+refresh();
+setInterval(refresh, 5000);
+</script>
+</body>
+</html>
+"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_lists_every_path() {
+        let doc = openapi_document();
+        for path in PATHS {
+            assert!(doc["paths"].get(*path).is_some(), "{path} missing");
+        }
+        assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(PATHS.len()));
+    }
+
+    #[test]
+    fn bad_body_names_the_field() {
+        let e = parse_whatif(br#"{"load": {"m": {"arrivalRate": "x"}}}"#)
+            .err()
+            .map(|e| e.message);
+        let e = e.unwrap_or_default();
+        assert!(e.starts_with("load.m.arrivalRate:"), "{e}");
+    }
+}
