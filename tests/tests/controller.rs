@@ -64,3 +64,289 @@ async fn scales_deployments_to_the_plan_and_reports() {
     let report = controller.cycle().await.expect("cycle");
     assert!(report.actuations.is_empty());
 }
+
+#[tokio::test]
+async fn hpa_mode_bounds_the_hpa_and_leaves_the_deployment() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let cluster = Cluster::start().await;
+    cluster
+        .two_variant_va("qwen", "Qwen/Qwen2.5-7B-Instruct", "  actuation: hpa\n")
+        .await;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), NS);
+    for target in ["qwen-h100", "qwen-l40s"] {
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(serde_json::json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": target, "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                     "minReplicas": 1, "maxReplicas": 3}
+        }))
+        .expect("hpa");
+        hpas.create(&Default::default(), &hpa)
+            .await
+            .expect("create hpa");
+    }
+    cluster.set_load("Qwen/Qwen2.5-7B-Instruct", 35.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    controller.cycle().await.expect("cycle");
+    let h100 = hpas.get("qwen-h100").await.expect("hpa");
+    assert_eq!(h100.spec.min_replicas, Some(2));
+    assert_eq!(h100.spec.max_replicas, 3);
+    let l40s = hpas.get("qwen-l40s").await.expect("hpa");
+    assert_eq!(l40s.spec.min_replicas, Some(5));
+    assert_eq!(l40s.spec.max_replicas, 8);
+    // The Deployments are the HPA's to scale, not wvo's.
+    assert_eq!(cluster.replicas("qwen-h100").await, 1);
+    assert_eq!(cluster.replicas("qwen-l40s").await, 0);
+    let va = cluster.get_va("qwen").await;
+    assert_eq!(condition(&va, "Actuated").expect("Actuated").0, "True");
+}
+
+#[tokio::test]
+async fn metric_mode_exports_and_dry_run_touches_nothing() {
+    let cluster = Cluster::start().await;
+    cluster
+        .two_variant_va("m1", "model-one", "  actuation: metric\n")
+        .await;
+    cluster
+        .two_variant_va("m2", "model-two", "  dryRun: true\n")
+        .await;
+    cluster.set_load("model-one", 35.0);
+    cluster.set_load("model-two", 35.0);
+    let (mut controller, view, metrics) = cluster.controller("wvo-0");
+    let report = controller.cycle().await.expect("cycle");
+    assert!(report.actuations.is_empty(), "{:?}", report.actuations);
+    for d in ["m1-h100", "m2-h100"] {
+        assert_eq!(cluster.replicas(d).await, 1);
+    }
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            r#"wvo_desired_replicas{namespace="llm",va="m1",variant="l40s",accelerator="L40S"} 5"#
+        ),
+        "{text}"
+    );
+    let dry = cluster.get_va("m2").await;
+    let (status, reason, _) = condition(&dry, "Actuated").expect("Actuated");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "DryRun"));
+    assert_eq!(dry.status.expect("status").desired_replicas, 7);
+    let v = view.read().expect("view");
+    assert!(v.decisions.iter().all(|d| !d.actuated));
+}
+
+#[tokio::test]
+async fn scale_down_waits_for_its_window() {
+    let cluster = Cluster::start().await;
+    cluster
+        .two_variant_va("llama", "llama", "  scaleDownStabilizationSeconds: 2\n")
+        .await;
+    cluster.set_load("llama", 40.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    let last_high = std::time::Instant::now();
+    controller.cycle().await.expect("cycle");
+    let up = (
+        cluster.replicas("llama-h100").await,
+        cluster.replicas("llama-l40s").await,
+    );
+    assert_eq!(up.0 * 10 + up.1 * 3 >= 40, true, "{up:?}");
+    cluster.wait_ready("llama-h100", up.0).await;
+    cluster.wait_ready("llama-l40s", up.1).await;
+    cluster.set_load("llama", 5.0);
+    let started = std::time::Instant::now();
+    controller.cycle().await.expect("cycle");
+    assert_eq!(
+        cluster.replicas("llama-h100").await,
+        up.0,
+        "no scale-down inside the window"
+    );
+    // Cycles keep running; the scale-down lands once the 2 s window has passed, not before.
+    let deadline = started + std::time::Duration::from_secs(10);
+    let down_at = loop {
+        controller.cycle().await.expect("cycle");
+        if cluster.replicas("llama-h100").await < up.0 {
+            break std::time::Instant::now();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scale-down after the window"
+        );
+        // Pacing between control cycles (the controller's interval), not synchronisation.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // The window counts from the last high recommendation. (Scale-up of the cheaper L40S
+    // variant for the new, small load happens at once; only removals wait.)
+    assert!(down_at.duration_since(last_high).as_secs_f64() >= 2.0);
+    let cost = |h: i32, l: i32| f64::from(h) * 4.1 + f64::from(l) * 1.3;
+    let after = (
+        cluster.replicas("llama-h100").await,
+        cluster.replicas("llama-l40s").await,
+    );
+    assert!(cost(after.0, after.1) < cost(up.0, up.1));
+}
+
+#[tokio::test]
+async fn pending_pods_move_demand_instead_of_freezing() {
+    let cluster = Cluster::start().await;
+    // The inventory claims 16 H100, but the nodes have only 8.
+    cluster
+        .set_inventory(&INVENTORY.replace("{name: H100, count: 8,", "{name: H100, count: 16,"))
+        .await;
+    cluster.two_variant_va("big", "big-model", "").await;
+    cluster.set_load("big-model", 120.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    let report = controller.cycle().await.expect("cycle");
+    assert_eq!(cluster.replicas("big-h100").await, 12, "{report:?}");
+    // 8 run, 4 stay Pending; the next cycles plan around them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (h100, l40s) = loop {
+        controller.cycle().await.expect("cycle");
+        let h = cluster.replicas("big-h100").await;
+        let l = cluster.replicas("big-l40s").await;
+        if h == 8 && l > 0 {
+            break (h, l);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demand never moved: {h} H100, {l} L40S"
+        );
+        // Pacing between control cycles, not synchronisation.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        f64::from(h100) * 10.0 + f64::from(l40s) * 3.0 >= 120.0,
+        "{h100} H100 + {l40s} L40S"
+    );
+    cluster.wait_ready("big-h100", 8).await;
+    let va = cluster.get_va("big").await;
+    assert!(va.status.expect("status").variants[0].pending_replicas == 0 || h100 == 8);
+}
+
+#[tokio::test]
+async fn bad_inputs_get_a_clear_condition_and_touch_nothing() {
+    let cluster = Cluster::start().await;
+    // Unknown accelerator.
+    cluster.deployment("bad-h200", "NVIDIA-H200", 1, 1).await;
+    cluster
+        .va(&format!(
+            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: bad, namespace: {NS}}}\nspec:\n  modelID: bad\n  variants:\n  - {{name: h200, scaleTargetRef: {{name: bad-h200}}, accelerator: H200, maxRequestsPerSecond: 10}}\n"
+        ))
+        .await;
+    // A target that does not exist, beside a good variant.
+    cluster.deployment("lost-l40s", "NVIDIA-L40S", 1, 0).await;
+    cluster
+        .va(&format!(
+            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: lost, namespace: {NS}}}\nspec:\n  modelID: lost\n  variants:\n  - {{name: h100, scaleTargetRef: {{name: no-such-deployment}}, accelerator: H100, maxRequestsPerSecond: 10}}\n  - {{name: l40s, scaleTargetRef: {{name: lost-l40s}}, accelerator: L40S, maxRequestsPerSecond: 3}}\n"
+        ))
+        .await;
+    cluster.set_load("bad", 50.0);
+    cluster.set_load("lost", 9.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    let report = controller.cycle().await.expect("cycle");
+    assert_eq!(report.refused.len(), 1);
+
+    let bad = cluster.get_va("bad").await;
+    let (status, reason, message) = condition(&bad, "Optimized").expect("Optimized");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("spec.variants[0].accelerator") && message.contains("H200"),
+        "{message}"
+    );
+    assert_eq!(cluster.replicas("bad-h200").await, 1);
+
+    let lost = cluster.get_va("lost").await;
+    let (status, reason, message) = condition(&lost, "Actuated").expect("Actuated");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "TargetNotFound")
+    );
+    assert!(message.contains("no-such-deployment"), "{message}");
+    // The good variant still serves the model: 9 req/s on 3 L40S.
+    assert_eq!(cluster.replicas("lost-l40s").await, 3);
+
+    // A bad inventory is refused with an Event; the last good one stays in force.
+    cluster
+        .set_inventory("accelerators:\n- {name: H100, count: -3, costPerHour: 4.1}\n")
+        .await;
+    cluster.set_load("lost", 15.0);
+    controller
+        .cycle()
+        .await
+        .expect("cycle with the last good inventory");
+    assert_eq!(cluster.replicas("lost-l40s").await, 5);
+    let lost = cluster.get_va("lost").await;
+    let (_, reason, message) = condition(&lost, "Optimized").expect("Optimized");
+    assert_eq!(reason, "StaleInventory");
+    assert!(message.contains("inventory refused"), "{message}");
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "wvo-system");
+    let list = events.list(&ListParams::default()).await.expect("events");
+    assert!(list
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("InvalidInventory")));
+}
+
+#[tokio::test]
+async fn conflicts_are_retried() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 35.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    cluster.api.inject_conflicts(2);
+    let report = controller.cycle().await.expect("cycle");
+    assert_eq!(cluster.replicas("llama-h100").await, 2);
+    assert_eq!(cluster.replicas("llama-l40s").await, 5);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+#[tokio::test]
+async fn whatif_returns_what_wvo_plan_returns() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 35.0);
+    let (mut controller, view, metrics) = cluster.controller("wvo-0");
+    controller.cycle().await.expect("cycle");
+    let input = view
+        .read()
+        .expect("view")
+        .last_input
+        .clone()
+        .expect("input");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = wvo_controller::status_api::router(view.clone(), metrics);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let body = serde_json::to_vec(&input).expect("json");
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        post(addr, "/api/v1/whatif", &body),
+    )
+    .await
+    .expect("whatif answered in time");
+    let mut from_api: serde_json::Value = serde_json::from_str(&response).expect("plan JSON");
+    let mut expected =
+        serde_json::to_value(wvo_optimizer::plan(&input).expect("plan")).expect("json");
+    from_api["solveMillis"] = serde_json::Value::Null;
+    expected["solveMillis"] = serde_json::Value::Null;
+    assert_eq!(from_api, expected);
+    server.abort();
+}
+
+/// A minimal HTTP/1.1 POST on loopback; returns the body.
+async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
