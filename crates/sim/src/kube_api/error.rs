@@ -203,6 +203,12 @@ pub enum KubeApiError {
         /// Why it did not parse.
         message: String,
     },
+    /// A user name given to `client_as` cannot be sent as a bearer token.
+    #[error("user {user:?} cannot be sent as a bearer token")]
+    User {
+        /// The user name.
+        user: String,
+    },
     /// The kube client could not be built.
     #[error("kube client: {0}")]
     Client(#[source] kube::Error),

@@ -17,7 +17,9 @@
 //!   ([`drop_watches`](KubeApiHandle::drop_watches),
 //!   [`fail_next_writes`](KubeApiHandle::fail_next_writes),
 //!   [`inject_conflicts`](KubeApiHandle::inject_conflicts),
-//!   [`compact`](KubeApiHandle::compact), [`tick`](KubeApiHandle::tick)).
+//!   [`compact`](KubeApiHandle::compact), [`tick`](KubeApiHandle::tick)), and the
+//!   resource requests it served as authorization attributes
+//!   ([`requests`](KubeApiHandle::requests), [`RecordedRequest`]).
 //! - Built-in kinds: core/v1 namespaces, configmaps, pods, nodes, events, services;
 //!   events.k8s.io/v1 events; apps/v1 deployments (with `/scale`); autoscaling/v2
 //!   horizontalpodautoscalers; coordination.k8s.io/v1 leases;
@@ -34,6 +36,7 @@
 //! # let _ = client; Ok(()) }
 //! ```
 
+mod audit;
 mod controllers;
 mod error;
 mod nodes;
@@ -42,6 +45,7 @@ mod selector;
 mod server;
 mod store;
 
+pub use audit::{RecordedRequest, ANONYMOUS};
 pub use controllers::pod_gpu_requests;
 pub use error::{ApiError, KubeApiError};
 pub use nodes::{accelerator_node, gpu_node};
@@ -119,6 +123,7 @@ impl KubeApiServer {
             bookmark_interval: options.bookmark_interval.max(Duration::from_millis(10)),
             changed,
             startup_delay: options.pod_startup_delay,
+            requests: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
             .fallback(server::handle)
@@ -234,6 +239,35 @@ impl KubeApiHandle {
                 .await
                 .map_err(KubeApiError::Kubeconfig)?;
         kube::Client::try_from(config).map_err(KubeApiError::Client)
+    }
+
+    /// A `kube::Client` whose requests carry `Authorization: Bearer <user>`. The emulator
+    /// authenticates nobody and allows everything; the token only names the `user` of the
+    /// [`RecordedRequest`]s it makes (e.g. `system:serviceaccount:wvo-system:wvo`), so a
+    /// test can tell its own requests from those of the client under test.
+    pub fn client_as(&self, user: &str) -> Result<kube::Client, KubeApiError> {
+        let mut config = self.config()?;
+        let value = axum::http::HeaderValue::from_str(&format!("Bearer {user}"))
+            .map_err(|_| KubeApiError::User { user: user.into() })?;
+        config
+            .headers
+            .push((axum::http::header::AUTHORIZATION, value));
+        kube::Client::try_from(config).map_err(KubeApiError::Client)
+    }
+
+    /// Every resource request received over HTTP since the start or the last
+    /// [`clear_requests`](Self::clear_requests), in arrival order, as Kubernetes
+    /// authorization attributes (failed requests included: a real server authorizes them
+    /// before it handles them). Discovery and other non-resource URLs are not recorded, nor
+    /// are admin calls on this handle ([`create`](Self::create), [`get`](Self::get), ...)
+    /// or the emulator's own controllers.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests().clone()
+    }
+
+    /// Forget the recorded requests (e.g. after a test's setup).
+    pub fn clear_requests(&self) {
+        self.shared.requests().clear();
     }
 
     /// Close every open watch stream (clients see the stream end and must re-watch).

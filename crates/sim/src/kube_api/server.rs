@@ -1,5 +1,6 @@
 //! The HTTP layer: path routing, verbs, discovery documents and watch streams.
 
+use super::audit::{self, RecordedRequest};
 use super::error::ApiError;
 use super::patch::{
     json_patch, merge_patch, server_side_apply, strip_directives, ApplyScope, PatchKind,
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub bookmark_interval: Duration,
     pub changed: Arc<Notify>,
     pub startup_delay: Duration,
+    /// Resource requests received, in arrival order (see [`super::audit`]).
+    pub requests: Mutex<Vec<RecordedRequest>>,
 }
 
 impl Shared {
@@ -46,6 +49,10 @@ impl Shared {
 
     pub fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -67,6 +74,9 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = audit::attributes(&method, &uri, &headers) {
+        sh.requests().push(r);
+    }
     match dispatch(&sh, &method, &uri, &headers, &body) {
         Ok(Reply::Json(code, v)) => (
             code,
