@@ -350,3 +350,94 @@ async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> String {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
 }
+
+#[tokio::test]
+async fn leader_failover_continues_without_undoing_decisions() {
+    use std::time::{Duration, Instant};
+    use wvo_controller::runner::{self, LeaderConfig};
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 35.0);
+    let lease = |identity: &str| LeaderConfig {
+        namespace: "wvo-system".into(),
+        name: "wvo-leader".into(),
+        identity: identity.into(),
+        duration_seconds: 2,
+        grace_seconds: 1,
+    };
+    let start = |identity: &'static str| {
+        let (reconciler, view, metrics) = cluster.controller(identity);
+        let client = cluster.api.client().expect("client");
+        let config = lease(identity);
+        async move {
+            let election = runner::elect(client, &config).await.expect("elect");
+            let leader = election.leader.clone();
+            let task = tokio::spawn(runner::run(
+                reconciler,
+                view.clone(),
+                Some(metrics),
+                Duration::from_millis(200),
+                leader,
+                std::future::pending(),
+            ));
+            (election, task, view)
+        }
+    };
+    let (first, first_task, first_view) = start("wvo-0").await;
+    eventually(10, "wvo-0 to lead and act", || {
+        let cluster = &cluster;
+        async move { (cluster.replicas("llama-l40s").await == 5).then_some(()) }
+    })
+    .await;
+    assert!(first_view.read().expect("view").leader);
+    let (_second, second_task, second_view) = start("wvo-1").await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // a few cycles of the follower
+    assert!(!second_view.read().expect("view").leader, "two leaders");
+
+    // The leader dies without releasing its Lease.
+    let died = Instant::now();
+    first_task.abort();
+    drop(first);
+    eventually(10, "wvo-1 to take over", || {
+        let view = second_view.clone();
+        async move { view.read().ok()?.leader.then_some(()) }
+    })
+    .await;
+    let takeover = died.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(3),
+        "took over after {takeover:?}"
+    );
+    // The new leader keeps the running allocation (same load: nothing to undo) ...
+    eventually(10, "wvo-1 to complete a cycle", || {
+        let view = second_view.clone();
+        async move { view.read().ok()?.ready.then_some(()) }
+    })
+    .await;
+    assert_eq!(cluster.replicas("llama-h100").await, 2);
+    assert_eq!(cluster.replicas("llama-l40s").await, 5);
+    // ... and acts on new load.
+    cluster.set_load("llama", 60.0);
+    eventually(10, "wvo-1 to scale up for the new load", || {
+        let cluster = &cluster;
+        async move {
+            let h = cluster.replicas("llama-h100").await;
+            let l = cluster.replicas("llama-l40s").await;
+            (f64::from(h) * 10.0 + f64::from(l) * 3.0 >= 60.0).then_some(())
+        }
+    })
+    .await;
+    // A dropped watch (the emulator closes every open stream) does not stop it either.
+    cluster.api.drop_watches();
+    cluster.set_load("llama", 80.0);
+    eventually(10, "wvo-1 to keep acting after dropped watches", || {
+        let cluster = &cluster;
+        async move {
+            let h = cluster.replicas("llama-h100").await;
+            let l = cluster.replicas("llama-l40s").await;
+            (f64::from(h) * 10.0 + f64::from(l) * 3.0 >= 80.0).then_some(())
+        }
+    })
+    .await;
+    second_task.abort();
+}

@@ -31,11 +31,40 @@ pub enum RunnerError {
     Lease(String),
 }
 
-/// Starts leader election; the channel says whether this replica leads now.
-pub async fn elect(
-    client: Client,
-    config: &LeaderConfig,
-) -> Result<watch::Receiver<bool>, RunnerError> {
+/// A running leader election: the channel says whether this replica leads now. Dropping it
+/// stops the election task without releasing the Lease (as a crash would); use
+/// [`Election::release`] for a clean hand-over.
+pub struct Election {
+    /// True while this replica holds the Lease.
+    pub leader: watch::Receiver<bool>,
+    task: Option<
+        tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+    >,
+}
+
+impl Election {
+    /// Gives the Lease up (the other replica takes over at once) and stops the task.
+    pub async fn release(mut self) {
+        let Some(task) = self.task.take() else { return };
+        // Closing every receiver makes the manager release the Lease and return.
+        let (_, closed) = watch::channel(false);
+        self.leader = closed;
+        if let Ok(Ok(manager)) = task.await {
+            let _ = manager.release().await;
+        }
+    }
+}
+
+impl Drop for Election {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Starts leader election on a `coordination.k8s.io` Lease.
+pub async fn elect(client: Client, config: &LeaderConfig) -> Result<Election, RunnerError> {
     let manager = LeaseManagerBuilder::new(client, config.name.clone())
         .with_namespace(config.namespace.clone())
         .with_identity(config.identity.clone())
@@ -44,8 +73,11 @@ pub async fn elect(
         .build()
         .await
         .map_err(|e| RunnerError::Lease(e.to_string()))?;
-    let (receiver, _task) = manager.watch().await;
-    Ok(receiver)
+    let (leader, task) = manager.watch().await;
+    Ok(Election {
+        leader,
+        task: Some(task),
+    })
 }
 
 /// A channel that always says "leader" (single replica, leader election off).
