@@ -2,6 +2,8 @@
 
 mod observe;
 mod plan;
+mod profile;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +23,12 @@ enum Command {
     Plan(plan::PlanArgs),
     /// What wvo sees of the model servers, from Prometheus or a direct /metrics scrape.
     Observe(observe::ObserveArgs),
+    /// Estimated profile of a catalog model on an accelerator (and its capacity at an SLO).
+    Profile(profile::ProfileArgs),
+    /// The controller: plan, stabilize, actuate and report every cycle (leader-elected).
+    Run(Box<run::RunArgs>),
+    /// Print the CustomResourceDefinitions (apply with `wvo crds | kubectl apply -f -`).
+    Crds,
 }
 
 fn main() -> ExitCode {
@@ -28,6 +36,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Observe(args) => observe::run(&args),
+        Command::Profile(args) => profile::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Crds => run::crds(),
     };
     match result {
         Ok(code) => code,

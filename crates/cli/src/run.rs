@@ -1,0 +1,240 @@
+//! `wvo run`: the controller. `wvo crds`: print the CRDs.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use wvo_api::{PlanOptions, SolverChoice};
+use wvo_controller::loads::{CollectorLoads, LoadSource, StaticLoads};
+use wvo_controller::metrics::Metrics;
+use wvo_controller::reconciler::{ControllerConfig, Reconciler};
+use wvo_controller::runner::{self, LeaderConfig};
+use wvo_controller::view::ControllerView;
+
+/// Arguments of `wvo run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Namespace of the inventory ConfigMap (and of the leader Lease).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "wvo-system")]
+    pub inventory_namespace: String,
+    /// Name of the inventory ConfigMap.
+    #[arg(long, default_value = "wvo-inventory")]
+    pub inventory_name: String,
+    /// Only manage VariantAutoscalings in this namespace (default: all namespaces).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Seconds between control cycles.
+    #[arg(long, default_value_t = 15)]
+    pub interval_seconds: u64,
+    /// Prometheus base URL to read model-server metrics from.
+    #[arg(long)]
+    pub prometheus_url: Option<String>,
+    /// File holding a bearer token for Prometheus.
+    #[arg(long)]
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// CA bundle (PEM) for Prometheus over https.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Scrape these model-server /metrics URLs directly instead of Prometheus (repeatable).
+    #[arg(long = "scrape")]
+    pub scrape: Vec<String>,
+    /// Address of the status API, /metrics and probes.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Plan for demand x (1 + headroom).
+    #[arg(long, default_value_t = 0.0)]
+    pub headroom: f64,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "wvo-leader")]
+    pub lease_name: String,
+    /// Lease duration in seconds: a dead leader is replaced within it.
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u64,
+    /// This replica's identity (default: the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Run without leader election (a single replica).
+    #[arg(long)]
+    pub no_leader_election: bool,
+}
+
+/// Runs the controller until SIGINT/SIGTERM.
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    wvo_collector::install_crypto_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    if !(args.headroom.is_finite() && args.headroom >= 0.0) {
+        anyhow::bail!(
+            "--headroom: must be a finite number >= 0, got {}",
+            args.headroom
+        );
+    }
+    if args.prometheus_url.is_some() && !args.scrape.is_empty() {
+        anyhow::bail!("give either --prometheus-url or --scrape, not both");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_source(args: &RunArgs) -> Result<Arc<dyn LoadSource>> {
+    use wvo_collector::{
+        HttpConfig, ObserveConfig, PrometheusConfig, ScrapeConfig, SourceConfig, Target,
+    };
+    let bearer_token = match &args.bearer_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--bearer-token-file {}: cannot read", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let http = HttpConfig {
+        bearer_token,
+        ca_file: args.ca_file.clone(),
+        ..HttpConfig::default()
+    };
+    if let Some(url) = &args.prometheus_url {
+        let config = ObserveConfig {
+            source: SourceConfig::Prometheus(PrometheusConfig {
+                base_url: url.clone(),
+                namespace: args.namespace.clone(),
+                model: None,
+                http,
+            }),
+            window: Default::default(),
+            targets: vec![],
+        };
+        return Ok(Arc::new(CollectorLoads::new(config)));
+    }
+    if !args.scrape.is_empty() {
+        let config = ObserveConfig {
+            source: SourceConfig::Scrape(ScrapeConfig {
+                targets: args.scrape.iter().map(|u| Target::from_url(u)).collect(),
+                http,
+                ..ScrapeConfig::default()
+            }),
+            window: Default::default(),
+            targets: vec![],
+        };
+        return Ok(Arc::new(CollectorLoads::new(config)));
+    }
+    tracing::warn!("no --prometheus-url or --scrape: every model's load is unknown, so wvo only scales up to minimums and never down");
+    Ok(Arc::new(StaticLoads::default()))
+}
+
+async fn run_async(args: &RunArgs) -> Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "wvo".into());
+    let view = Arc::new(RwLock::new(ControllerView::default()));
+    let metrics = Arc::new(Metrics::new());
+    let config = ControllerConfig {
+        inventory_namespace: args.inventory_namespace.clone(),
+        inventory_name: args.inventory_name.clone(),
+        watch_namespace: args.namespace.clone(),
+        options: PlanOptions {
+            headroom: args.headroom,
+            solver: SolverChoice::Auto,
+        },
+        field_manager: "wvo".into(),
+        identity: identity.clone(),
+    };
+    let reconciler = Reconciler::new(
+        client.clone(),
+        config,
+        load_source(args)?,
+        view.clone(),
+        Some(metrics.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", args.listen))?;
+    tracing::info!(address = %args.listen, "status API, /metrics and probes");
+    let app = wvo_controller::status_api::router(view.clone(), metrics.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "status API stopped");
+        }
+    });
+    // Keep the election alive for the life of the loop.
+    let mut election = None;
+    let leader = if args.no_leader_election {
+        runner::always_leader()
+    } else {
+        let e = runner::elect(
+            client,
+            &LeaderConfig {
+                namespace: args.inventory_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity,
+                duration_seconds: args.lease_seconds,
+                grace_seconds: (args.lease_seconds / 3).max(1),
+            },
+        )
+        .await?;
+        let receiver = e.leader.clone();
+        election = Some(e);
+        receiver
+    };
+    runner::run(
+        reconciler,
+        view,
+        Some(metrics),
+        Duration::from_secs(args.interval_seconds.max(1)),
+        leader,
+        shutdown_signal(),
+    )
+    .await;
+    if let Some(e) = election {
+        // Hand the Lease over at once instead of making the other replica wait for expiry.
+        e.release().await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Prints the CRD manifests.
+pub fn crds() -> Result<ExitCode> {
+    print!(
+        "{}",
+        wvo_api::crd::crd_yaml().context("rendering the CRDs")?
+    );
+    Ok(ExitCode::SUCCESS)
+}
