@@ -54,10 +54,11 @@ async fn scales_deployments_to_the_plan_and_reports() {
         .iter()
         .any(|e| e.reason.as_deref() == Some("ScaledUp")));
 
-    let v = view.read().expect("view");
-    assert!(v.ready);
-    assert_eq!(v.models.len(), 1);
-    drop(v);
+    {
+        let v = view.read().expect("view");
+        assert!(v.ready);
+        assert_eq!(v.models.len(), 1);
+    }
     assert!(metrics.encode().contains("wvo_desired_replicas"));
 
     // A second cycle with the same load changes nothing.
@@ -147,7 +148,7 @@ async fn scale_down_waits_for_its_window() {
         cluster.replicas("llama-h100").await,
         cluster.replicas("llama-l40s").await,
     );
-    assert_eq!(up.0 * 10 + up.1 * 3 >= 40, true, "{up:?}");
+    assert!(up.0 * 10 + up.1 * 3 >= 40, "{up:?}");
     cluster.wait_ready("llama-h100", up.0).await;
     cluster.wait_ready("llama-l40s", up.1).await;
     cluster.set_load("llama", 5.0);

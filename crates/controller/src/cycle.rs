@@ -7,7 +7,7 @@
 //!          ─► per model: make-before-break (ready replicas left must absorb the load)
 //! ```
 
-use crate::stabilizer::{Stabilizer, VariantKey};
+use crate::stabilizer::{Stabilizer, Step, VariantKey};
 use std::collections::{BTreeMap, BTreeSet};
 use wvo_api::{AcceleratorType, ModelLoad, ModelSpec, PlanInput, PlanOptions, PlanOutput};
 
@@ -229,12 +229,14 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 None => {
                     let s = state.stabilizer.stabilize(
                         &key,
-                        snapshot.now_seconds,
-                        planned.replicas,
-                        v.replicas,
-                        v.pending_unschedulable,
-                        m.stabilization_seconds,
-                        hold,
+                        Step {
+                            now: snapshot.now_seconds,
+                            recommended: planned.replicas,
+                            current: v.replicas,
+                            pending: v.pending_unschedulable,
+                            window_seconds: m.stabilization_seconds,
+                            hold,
+                        },
                     );
                     (s.desired, s.reason, true)
                 }

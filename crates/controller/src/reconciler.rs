@@ -444,7 +444,7 @@ impl Reconciler {
             .await
             .map_err(kube_err("listing VariantAutoscalings"))?
             .items;
-        list.sort_by(|a, b| (a.namespace(), a.name_any()).cmp(&(b.namespace(), b.name_any())));
+        list.sort_by_key(|va| (va.namespace(), va.name_any()));
 
         let (inventory, inventory_refusal) = match self.read_inventory().await {
             Ok(x) => x,

@@ -19,6 +19,23 @@ pub struct Stabilized {
     pub reason: String,
 }
 
+/// One variant's numbers for one stabilization step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// Time of the step, s.
+    pub now: f64,
+    /// Replicas the optimizer recommends.
+    pub recommended: u32,
+    /// Replicas the workload is set to now.
+    pub current: u32,
+    /// Of those, replicas Pending because no GPU is free.
+    pub pending: u32,
+    /// Scale-down stabilization window, s.
+    pub window_seconds: f64,
+    /// Forbid any scale-down (metrics unknown).
+    pub hold: bool,
+}
+
 /// Recommendation history per variant.
 #[derive(Clone, Debug, Default)]
 pub struct Stabilizer {
@@ -31,20 +48,18 @@ impl Stabilizer {
         Self::default()
     }
 
-    /// Records `recommended` for `key` at `now` (s) and returns the replicas to set, given the
-    /// `current` replicas of which `pending` cannot be scheduled, and the window (s).
+    /// Records the step's recommendation for `key` and returns the replicas to set.
     ///
-    /// `hold` forbids any scale-down (metrics unknown): the result is never below `current`.
-    pub fn stabilize(
-        &mut self,
-        key: &VariantKey,
-        now: f64,
-        recommended: u32,
-        current: u32,
-        pending: u32,
-        window_seconds: f64,
-        hold: bool,
-    ) -> Stabilized {
+    /// With `hold` (metrics unknown) the result is never below `current`.
+    pub fn stabilize(&mut self, key: &VariantKey, step: Step) -> Stabilized {
+        let Step {
+            now,
+            recommended,
+            current,
+            pending,
+            window_seconds,
+            hold,
+        } = step;
         let history = self.history.entry(key.clone()).or_default();
         if history.is_empty() {
             // No history (first sight, or a new leader): the replicas running now count as
@@ -113,39 +128,155 @@ mod tests {
     #[test]
     fn scale_up_is_immediate() {
         let mut s = Stabilizer::new();
-        assert_eq!(s.stabilize(&key(), 0.0, 5, 2, 0, 300.0, false).desired, 5);
+        assert_eq!(
+            s.stabilize(
+                &key(),
+                Step {
+                    now: 0.0,
+                    recommended: 5,
+                    current: 2,
+                    pending: 0,
+                    window_seconds: 300.0,
+                    hold: false
+                }
+            )
+            .desired,
+            5
+        );
     }
 
     #[test]
     fn scale_down_waits_for_the_window() {
         let mut s = Stabilizer::new();
-        assert_eq!(s.stabilize(&key(), 0.0, 6, 6, 0, 300.0, false).desired, 6);
+        assert_eq!(
+            s.stabilize(
+                &key(),
+                Step {
+                    now: 0.0,
+                    recommended: 6,
+                    current: 6,
+                    pending: 0,
+                    window_seconds: 300.0,
+                    hold: false
+                }
+            )
+            .desired,
+            6
+        );
         // The dip starts at t=15: held while the t=0 recommendation of 6 is in the window.
         for t in (15..=300).step_by(15) {
-            let out = s.stabilize(&key(), f64::from(t), 3, 6, 0, 300.0, false);
+            let out = s.stabilize(
+                &key(),
+                Step {
+                    now: f64::from(t),
+                    recommended: 3,
+                    current: 6,
+                    pending: 0,
+                    window_seconds: 300.0,
+                    hold: false,
+                },
+            );
             assert_eq!(out.desired, 6, "t={t}");
             assert!(out.reason.contains("waits"));
         }
         // At t=315 every recommendation in the window is 3.
-        assert_eq!(s.stabilize(&key(), 315.0, 3, 6, 0, 300.0, false).desired, 3);
+        assert_eq!(
+            s.stabilize(
+                &key(),
+                Step {
+                    now: 315.0,
+                    recommended: 3,
+                    current: 6,
+                    pending: 0,
+                    window_seconds: 300.0,
+                    hold: false
+                }
+            )
+            .desired,
+            3
+        );
     }
 
     #[test]
     fn a_brief_dip_does_not_scale_down() {
         let mut s = Stabilizer::new();
-        s.stabilize(&key(), 0.0, 6, 6, 0, 60.0, false);
-        s.stabilize(&key(), 15.0, 2, 6, 0, 60.0, false);
-        s.stabilize(&key(), 30.0, 6, 6, 0, 60.0, false);
+        s.stabilize(
+            &key(),
+            Step {
+                now: 0.0,
+                recommended: 6,
+                current: 6,
+                pending: 0,
+                window_seconds: 60.0,
+                hold: false,
+            },
+        );
+        s.stabilize(
+            &key(),
+            Step {
+                now: 15.0,
+                recommended: 2,
+                current: 6,
+                pending: 0,
+                window_seconds: 60.0,
+                hold: false,
+            },
+        );
+        s.stabilize(
+            &key(),
+            Step {
+                now: 30.0,
+                recommended: 6,
+                current: 6,
+                pending: 0,
+                window_seconds: 60.0,
+                hold: false,
+            },
+        );
         // 60 s after the dip the window still holds the 6 from t=30.
-        assert_eq!(s.stabilize(&key(), 75.0, 2, 6, 0, 60.0, false).desired, 6);
+        assert_eq!(
+            s.stabilize(
+                &key(),
+                Step {
+                    now: 75.0,
+                    recommended: 2,
+                    current: 6,
+                    pending: 0,
+                    window_seconds: 60.0,
+                    hold: false
+                }
+            )
+            .desired,
+            6
+        );
     }
 
     #[test]
     fn pending_replicas_go_at_once() {
         let mut s = Stabilizer::new();
-        s.stabilize(&key(), 0.0, 8, 8, 0, 300.0, false);
+        s.stabilize(
+            &key(),
+            Step {
+                now: 0.0,
+                recommended: 8,
+                current: 8,
+                pending: 0,
+                window_seconds: 300.0,
+                hold: false,
+            },
+        );
         // 3 of 8 cannot get a GPU; the plan moved the demand elsewhere and wants 2.
-        let out = s.stabilize(&key(), 15.0, 2, 8, 3, 300.0, false);
+        let out = s.stabilize(
+            &key(),
+            Step {
+                now: 15.0,
+                recommended: 2,
+                current: 8,
+                pending: 3,
+                window_seconds: 300.0,
+                hold: false,
+            },
+        );
         assert_eq!(out.desired, 5);
         assert!(out.reason.contains("pending"));
     }
@@ -154,10 +285,34 @@ mod tests {
     fn unknown_metrics_never_scale_down() {
         let mut s = Stabilizer::new();
         for t in 0..100 {
-            let out = s.stabilize(&key(), f64::from(t) * 15.0, 1, 4, 0, 30.0, true);
+            let out = s.stabilize(
+                &key(),
+                Step {
+                    now: f64::from(t) * 15.0,
+                    recommended: 1,
+                    current: 4,
+                    pending: 0,
+                    window_seconds: 30.0,
+                    hold: true,
+                },
+            );
             assert_eq!(out.desired, 4);
         }
         // But scale-up still happens.
-        assert_eq!(s.stabilize(&key(), 2000.0, 7, 4, 0, 30.0, true).desired, 7);
+        assert_eq!(
+            s.stabilize(
+                &key(),
+                Step {
+                    now: 2000.0,
+                    recommended: 7,
+                    current: 4,
+                    pending: 0,
+                    window_seconds: 30.0,
+                    hold: true
+                }
+            )
+            .desired,
+            7
+        );
     }
 }
