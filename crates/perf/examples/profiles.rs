@@ -51,6 +51,19 @@ fn closed_loop(profile: &wvo_api::Profile, conc: usize, input: u32, output: u32)
     (itl / n_itl.max(1) as f64, ttft / n.max(1) as f64)
 }
 
+/// (model, accelerator, tp, dtype, concurrency, in, out, published ITL ms, label).
+type Row = (
+    &'static str,
+    &'static str,
+    u32,
+    Dtype,
+    usize,
+    u32,
+    u32,
+    f64,
+    &'static str,
+);
+
 fn main() {
     let cat = Catalog::embedded().expect("catalog");
     let opts = |i: f64, o: f64| EstimateOptions {
@@ -61,7 +74,7 @@ fn main() {
     println!("| # | what | estimate | published | error |");
     println!("|---|---|---|---|---|");
     // Latency rows: (model, accelerator, tp, dtype, conc, in, out, published ITL ms, label)
-    let rows: [(&str, &str, u32, Dtype, usize, u32, u32, f64, &str); 5] = [
+    let rows: [Row; 5] = [
         (
             "llama-3.1-8b",
             "A100-40G",

@@ -370,7 +370,7 @@ impl Catalog {
             nonzero(MF, at("kvHeads"), m.kv_heads)?;
             nonzero(MF, at("headDim"), m.head_dim)?;
             nonzero(MF, at("vocabSize"), m.vocab_size)?;
-            if m.kv_heads > m.attention_heads || m.attention_heads % m.kv_heads != 0 {
+            if m.kv_heads > m.attention_heads || !m.attention_heads.is_multiple_of(m.kv_heads) {
                 return Err(CatalogError::BadEntry {
                     file: MF,
                     field: at("kvHeads"),

@@ -195,7 +195,7 @@ pub fn estimate(
     if tp == 0 || tp > MAX_TP {
         return Err(bad("tp", format!("must be in 1..={MAX_TP} GPUs, got {tp}")));
     }
-    if model.attention_heads % tp != 0 {
+    if !model.attention_heads.is_multiple_of(tp) {
         return Err(bad(
             "tp",
             format!(

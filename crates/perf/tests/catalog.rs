@@ -265,7 +265,7 @@ fn every_catalog_pair_gives_finite_positive_numbers() {
     for m in &cat().models {
         for a in &cat().accelerators {
             for tp in [1, 2, 4, 8] {
-                if m.attention_heads % tp != 0 {
+                if !m.attention_heads.is_multiple_of(tp) {
                     continue;
                 }
                 let e = estimate_by_name(
@@ -315,7 +315,7 @@ proptest! {
         let m = &c.models[mi % c.models.len()];
         let base = &c.accelerators[ai % c.accelerators.len()];
         let tp = 1u32 << tp_pow;
-        prop_assume!(m.attention_heads % tp == 0);
+        prop_assume!(m.attention_heads.is_multiple_of(tp));
         let dtype = [Dtype::Bf16, Dtype::Fp16, Dtype::Fp8][dtype_i];
         let opts = EstimateOptions { avg_input_tokens: input, avg_output_tokens: output, ..Default::default() };
         let slow = estimate(m, base, tp, dtype, &opts).unwrap();
