@@ -449,19 +449,8 @@ impl Reconciler {
         let (inventory, inventory_refusal) = match self.read_inventory().await {
             Ok(x) => x,
             Err(e) => {
-                for va in &list {
-                    let conditions =
-                        vec![condition("Optimized", false, "NoInventory", e.to_string())];
-                    self.write_status(
-                        &vas_api(&self.client, va),
-                        va,
-                        None,
-                        &conditions,
-                        &[],
-                        &mut report,
-                    )
+                self.not_optimized(list.iter(), "NoInventory", &e.to_string(), &mut report)
                     .await;
-                }
                 return Err(e);
             }
         };
@@ -483,30 +472,18 @@ impl Reconciler {
                     report
                         .refused
                         .push((format!("{ns}/{name}"), message.clone()));
-                    let conditions = vec![condition(
-                        "Optimized",
-                        false,
-                        "InvalidSpec",
-                        message.clone(),
-                    )];
                     let newly = !va.status.as_ref().is_some_and(|s| {
                         s.conditions
                             .iter()
                             .any(|c| c.reason == "InvalidSpec" && c.message == message)
                     });
                     if newly {
-                        self.publish(&va.object_ref(&()), true, "InvalidSpec", message)
+                        let note = message.clone();
+                        self.publish(&va.object_ref(&()), true, "InvalidSpec", note)
                             .await;
                     }
-                    self.write_status(
-                        &vas_api(&self.client, va),
-                        va,
-                        None,
-                        &conditions,
-                        &[],
-                        &mut report,
-                    )
-                    .await;
+                    self.not_optimized(std::iter::once(va), "InvalidSpec", &message, &mut report)
+                        .await;
                     continue;
                 }
             };
@@ -586,19 +563,9 @@ impl Reconciler {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = format!("{e}; the previous plan stays in force");
-                for (va, _, _) in &accepted {
-                    let conditions =
-                        vec![condition("Optimized", false, "PlanFailed", message.clone())];
-                    self.write_status(
-                        &vas_api(&self.client, va),
-                        va,
-                        None,
-                        &conditions,
-                        &[],
-                        &mut report,
-                    )
+                let vas = accepted.iter().map(|(va, _, _)| va);
+                self.not_optimized(vas, "PlanFailed", &message, &mut report)
                     .await;
-                }
                 return Err(e.into());
             }
         };
@@ -834,6 +801,22 @@ impl Reconciler {
         }
         report.outcome = Some(outcome);
         Ok(report)
+    }
+
+    /// Marks `vas` `Optimized=False` with `reason` and `message` (nothing else changes).
+    async fn not_optimized<'v>(
+        &self,
+        vas: impl Iterator<Item = &'v VariantAutoscaling>,
+        reason: &str,
+        message: &str,
+        report: &mut CycleReport,
+    ) {
+        let conditions = vec![condition("Optimized", false, reason, message)];
+        for va in vas {
+            let api = vas_api(&self.client, va);
+            self.write_status(&api, va, None, &conditions, &[], report)
+                .await;
+        }
     }
 
     /// Checks one VA against the inventory and service classes; the error names the field.
