@@ -405,6 +405,7 @@ async fn leader_failover_continues_without_undoing_decisions() {
     })
     .await;
     let takeover = died.elapsed();
+    println!("takeover after {takeover:?} (lease 2 s)");
     assert!(
         takeover <= Duration::from_secs(3),
         "took over after {takeover:?}"
