@@ -3,6 +3,7 @@
 //! controller (`Reconciler`) talking to it through the `kube` client.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
@@ -24,6 +25,10 @@ pub const NS: &str = "llm";
 
 /// The inventory used by the fixtures: 8 H100 at $4.10, 16 L40S at $1.30.
 pub const INVENTORY: &str = "accelerators:\n- {name: H100, count: 8, costPerHour: 4.1, nodeSelector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}}\n- {name: L40S, count: 16, costPerHour: 1.3, nodeSelector: {nvidia.com/gpu.product: NVIDIA-L40S}}\nserviceClasses:\n- {name: premium, priority: 100, ttftMs: 500, itlMs: 50}\n";
+
+/// The user the controller's client acts as: the `wvo` ServiceAccount of `deploy/rbac.yaml`
+/// (the emulator records it with every request; it authorizes nothing).
+pub const CONTROLLER_USER: &str = "system:serviceaccount:wvo-system:wvo";
 
 /// An emulated cluster plus the handles a test needs.
 pub struct Cluster {
@@ -181,7 +186,32 @@ impl Cluster {
         );
     }
 
-    /// A controller (reconciler) against this cluster, with its view and metrics.
+    /// A client acting as [`CONTROLLER_USER`], as the controller's own client does.
+    pub fn controller_client(&self) -> Client {
+        self.api.client_as(CONTROLLER_USER).expect("client")
+    }
+
+    /// Creates an autoscaling/v2 HPA on a Deployment in `llm` (CPU target 80%).
+    pub async fn hpa(&self, name: &str, deployment: &str, min: i32, max: i32) {
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), NS);
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+                "minReplicas": min, "maxReplicas": max,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80}}}]
+            }
+        }))
+        .expect("hpa");
+        hpas.create(&PostParams::default(), &hpa)
+            .await
+            .expect("create HPA");
+    }
+
+    /// A controller (reconciler) against this cluster, with its view and metrics. Its client
+    /// acts as [`CONTROLLER_USER`].
     pub fn controller(&self, identity: &str) -> (Reconciler, SharedView, Arc<Metrics>) {
         let view: SharedView = Arc::new(RwLock::new(ControllerView::default()));
         let metrics = Arc::new(Metrics::new());
@@ -190,7 +220,7 @@ impl Cluster {
             ..ControllerConfig::default()
         };
         let reconciler = Reconciler::new(
-            self.api.client().expect("client"),
+            self.controller_client(),
             config,
             Arc::new(self.loads.clone()),
             view.clone(),
