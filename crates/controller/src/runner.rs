@@ -44,13 +44,22 @@ pub struct Election {
 
 impl Election {
     /// Gives the Lease up (the other replica takes over at once) and stops the task.
+    /// Every clone of `leader` must be dropped first: the manager releases when its last
+    /// receiver closes. Gives up after 5 s (the Lease then simply expires).
     pub async fn release(mut self) {
         let Some(task) = self.task.take() else { return };
-        // Closing every receiver makes the manager release the Lease and return.
         let (_, closed) = watch::channel(false);
         self.leader = closed;
-        if let Ok(Ok(manager)) = task.await {
-            let _ = manager.release().await;
+        let abort = task.abort_handle();
+        let released = tokio::time::timeout(Duration::from_secs(5), async move {
+            if let Ok(Ok(manager)) = task.await {
+                let _ = manager.release().await;
+            }
+        })
+        .await;
+        if released.is_err() {
+            abort.abort();
+            tracing::warn!("the Lease was not released in time; it will expire instead");
         }
     }
 }
