@@ -3,33 +3,8 @@
 
 use std::collections::BTreeMap;
 use wvo_api::{AcceleratorType, ModelLoad, ModelSpec, PlanInput, PlanOptions, VariantSpec};
-
-/// A small deterministic PRNG (SplitMix64), so instances are the same on every machine.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform integer in [lo, hi].
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
+// The project's one seeded generator, so instances are the same on every machine.
+use wvo_perf::workload::SplitMix64;
 
 /// Accelerator types of the synthetic fleet: name, $/GPU-hour, relative speed.
 const FLEET: [(&str, f64, f64); 8] = [
@@ -52,7 +27,7 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
     let mut load = BTreeMap::new();
     let mut want = [0.0f64; FLEET.len()];
     for m in 0..models {
-        let size = rng.unit(); // bigger models need more GPUs and serve less per replica
+        let size = rng.unit_half_open(); // bigger models need more GPUs and serve less per replica
         let gpus = if size < 0.6 {
             1
         } else if size < 0.9 {
@@ -60,7 +35,7 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
         } else {
             4
         };
-        let base_rps = 2.0 + 30.0 * rng.unit() / f64::from(gpus);
+        let base_rps = 2.0 + 30.0 * rng.unit_half_open() / f64::from(gpus);
         let n_variants = rng.range(1, 4) as usize;
         let mut variants = Vec::with_capacity(n_variants);
         let mut used = [false; FLEET.len()];
@@ -71,7 +46,7 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
             }
             used[t] = true;
             let (name, _, speed) = FLEET[t];
-            let jitter = 0.8 + 0.4 * rng.unit();
+            let jitter = 0.8 + 0.4 * rng.unit_half_open();
             variants.push(VariantSpec {
                 name: format!("{}-tp{gpus}", name.to_lowercase()),
                 accelerator: name.to_string(),
@@ -84,7 +59,7 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
                 profile: None,
             });
         }
-        let rate = (0.5 + 60.0 * rng.unit().powi(2) * rng.unit()).round();
+        let rate = (0.5 + 60.0 * rng.unit_half_open().powi(2) * rng.unit_half_open()).round();
         // What the cheapest variant alone would need, to size the inventory.
         let (best_t, best_n) = variants
             .iter()
@@ -110,7 +85,7 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
         specs.push(ModelSpec {
             name,
             model_id: None,
-            priority: if rng.unit() < 0.3 { 100 } else { 0 },
+            priority: if rng.unit_half_open() < 0.3 { 100 } else { 0 },
             weight: 1.0,
             slo: None,
             min_replicas: 0,

@@ -36,6 +36,16 @@ impl SplitMix64 {
         ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
+    /// Uniform in [0, 1).
+    pub fn unit_half_open(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform integer in [lo, hi] (`lo <= hi`).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
     /// Exponential with mean 1.
     pub fn exp1(&mut self) -> f64 {
         -self.unit().ln()
