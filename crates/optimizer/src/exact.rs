@@ -221,9 +221,7 @@ pub(crate) fn solve(problem: &Problem) -> Result<(Vec<u32>, Option<f64>), PlanEr
         .iter()
         .map(|m| m.demand.min(m.max_coverable))
         .collect();
-    let mut tiers: Vec<i32> = problem.models.iter().map(|m| m.priority).collect();
-    tiers.sort_unstable_by(|a, b| b.cmp(a));
-    tiers.dedup();
+    let tiers = problem.tiers();
     let mut all_met = problem
         .models
         .iter()

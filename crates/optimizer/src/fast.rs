@@ -590,9 +590,7 @@ fn fair_share(ws: &mut Workspace<'_>) -> Result<Vec<u32>, PlanError> {
         .iter()
         .map(|m| m.demand.min(m.max_coverable))
         .collect();
-    let mut tiers: Vec<i32> = problem.models.iter().map(|m| m.priority).collect();
-    tiers.sort_unstable_by(|a, b| b.cmp(a));
-    tiers.dedup();
+    let tiers = problem.tiers();
     let mut scratch = vec![0u32; problem.variants.len()];
     for &tier in &tiers {
         let mut members: Vec<usize> = (0..models)

@@ -308,6 +308,14 @@ impl Problem {
         })
     }
 
+    /// Distinct priority tiers, highest first.
+    pub fn tiers(&self) -> Vec<i32> {
+        let mut tiers: Vec<i32> = self.models.iter().map(|m| m.priority).collect();
+        tiers.sort_unstable_by(|a, b| b.cmp(a));
+        tiers.dedup();
+        tiers
+    }
+
     /// GPUs of each accelerator type used by replica counts `x` (one entry per variant).
     pub fn usage(&self, x: &[u32]) -> Vec<u64> {
         let mut used = vec![0u64; self.accelerators.len()];
