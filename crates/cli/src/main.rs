@@ -1,5 +1,6 @@
 //! `wvo`: the Workload Variant Optimizer command line.
 
+mod bench;
 mod observe;
 mod plan;
 mod profile;
@@ -29,6 +30,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Print the CustomResourceDefinitions (apply with `wvo crds | kubectl apply -f -`).
     Crds,
+    /// Simulate wvo and its peers (HPA, KEDA, WVA, static, oracle) on the same traffic.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Profile(args) => profile::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Crds => run::crds(),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,112 @@
+//! `wvo bench`: wvo and its peers on the same traffic and the same emulated GPUs, in a
+//! discrete-event simulation on a virtual clock (pure: no I/O apart from reading a scenario
+//! file, no async, no wall clock; deterministic for a seed).
+//!
+//! ```text
+//!  Scenario ─► per model: rate(t) ─► seeded Poisson arrivals ─► gateway
+//!                                                  │ least outstanding requests over ready pods
+//!                                                  │ (queue + timeout while none is ready)
+//!              pods: Pending (no free GPU) ─► Starting (start-up s) ─► Ready ─► Draining
+//!                    each pod = one wvo_perf::batching::Engine (its profile, KV cache)
+//!              every 15 s: scrape (running, waiting, KV usage; arrival/token counters)
+//!              every policy period: Policy::decide(View) ─► desired replicas per variant
+//! ```
+//!
+//! Policies: `wvo` (the controller's `run_cycle`), `hpa`, `keda`, `wva` (crate
+//! `wvo-baselines`), `static` (peak plan) and `oracle` (clairvoyant, instant start-up).
+//! See `docs/bench.md` for the model, the policies and the metrics.
+
+pub mod plot;
+pub mod policy;
+pub mod report;
+pub mod scenario;
+pub mod sim;
+
+pub use policy::{Desired, Policy, View, Wvo, WvoConfig};
+pub use report::{render_table, PolicyReport, Report};
+pub use scenario::{Scenario, BUILT_IN};
+pub use sim::{RunResult, Simulation};
+
+/// Policy names, in report order.
+pub const POLICIES: [&str; 6] = ["wvo", "hpa", "keda", "wva", "static", "oracle"];
+
+/// Errors of the benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The scenario file is not valid YAML of the expected shape.
+    #[error("scenario: {0}")]
+    Parse(String),
+    /// A scenario field has a bad value.
+    #[error("scenario: {field}: {problem}")]
+    Field {
+        /// Path of the field, e.g. `models[0].slo.ttftMs`.
+        field: String,
+        /// What is wrong and what would be right.
+        problem: String,
+    },
+    /// The scenario file cannot be read.
+    #[error("scenario {path}: {message}")]
+    Io {
+        /// The path given.
+        path: String,
+        /// Why it cannot be read.
+        message: String,
+    },
+    /// An unknown policy name.
+    #[error("unknown policy {0:?}: choose from wvo, hpa, keda, wva, static, oracle")]
+    UnknownPolicy(String),
+    /// A policy failed.
+    #[error("policy: {0}")]
+    Policy(String),
+}
+
+impl BenchError {
+    pub(crate) fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        BenchError::Field {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A policy by name with its default configuration.
+pub fn policy_by_name(name: &str) -> Result<Box<dyn Policy>, BenchError> {
+    Ok(match name {
+        "wvo" => Box::new(Wvo::new(WvoConfig::default())),
+        "static" => Box::new(policy::Static::new()),
+        "oracle" => Box::new(policy::Oracle::default()),
+        other => return Err(BenchError::UnknownPolicy(other.to_string())),
+    })
+}
+
+/// Runs `policy` on `scenario` with traffic seed `seed`.
+pub fn run_policy(
+    scenario: &Scenario,
+    policy: Box<dyn Policy>,
+    seed: u64,
+) -> Result<RunResult, BenchError> {
+    Simulation::new(scenario, policy, seed)?.finish()
+}
+
+/// Runs the named policies on `scenario` and reports them (in the order given), with every
+/// run's full result (time series for plots).
+pub fn run(
+    scenario: &Scenario,
+    policies: &[String],
+    seed: u64,
+) -> Result<(Report, Vec<RunResult>), BenchError> {
+    let mut runs = Vec::with_capacity(policies.len());
+    for name in policies {
+        runs.push(run_policy(scenario, policy_by_name(name)?, seed)?);
+    }
+    let report = Report {
+        scenario: scenario.name.clone(),
+        seed,
+        simulated_seconds: scenario.duration_seconds,
+        policies: runs
+            .iter()
+            .map(|r| PolicyReport::from_run(scenario, r))
+            .collect(),
+    };
+    Ok((report, runs))
+}

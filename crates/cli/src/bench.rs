@@ -1,0 +1,73 @@
+//! `wvo bench`: wvo and its peers on the same simulated traffic and GPUs (see docs/bench.md).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wvo_bench::{render_table, Scenario, POLICIES};
+
+/// How to print the report.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OutputFormat {
+    /// The JSON contract (camelCase).
+    Json,
+    /// One aligned row per policy, for people.
+    Table,
+}
+
+/// Arguments of `wvo bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A built-in scenario (steady, step, diurnal, bursty, mixed-fleet, scarce) or a
+    /// scenario file (see examples/bench/).
+    #[arg(long)]
+    pub scenario: String,
+    /// Comma-separated policies to run, in report order.
+    #[arg(long, value_delimiter = ',', default_value = "wvo,hpa,keda,wva,static,oracle")]
+    pub policies: Vec<String>,
+    /// Traffic seed (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulated seconds (default: the scenario's).
+    #[arg(long)]
+    pub duration_seconds: Option<f64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    pub output: OutputFormat,
+    /// Write SVG charts into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Runs `wvo bench`.
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    for p in &args.policies {
+        if !POLICIES.contains(&p.as_str()) {
+            bail!(
+                "--policies: unknown policy {p:?}; choose from {}",
+                POLICIES.join(", ")
+            );
+        }
+    }
+    let mut scenario = Scenario::load(&args.scenario)?;
+    if let Some(d) = args.duration_seconds {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--duration-seconds: must be a finite number > 0, got {d}");
+        }
+        scenario = scenario.with_duration(d);
+    }
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let (report, runs) = wvo_bench::run(&scenario, &args.policies, seed)?;
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir).with_context(|| format!("--plot {}", dir.display()))?;
+        for (name, svg) in wvo_bench::plot::charts(&scenario, &report, &runs) {
+            let path = dir.join(name);
+            std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print!("{}", render_table(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
