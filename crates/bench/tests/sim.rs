@@ -131,9 +131,14 @@ fn seeded_runs_are_reproducible_and_seeds_matter() {
 /// (controller options) change what the bench measures.
 #[test]
 fn controller_options_change_the_wvo_result() {
+    let cap = small("{shape: constant, rate: 1}", 60.0, 1).models[0].variants[0].capacity_rps;
     let s = small(
-        "{shape: bursty, base: 4, peak: 20, periodSeconds: 200, burstSeconds: 60, firstBurstSeconds: 50}",
-        600.0,
+        &format!(
+            "{{shape: bursty, base: {}, peak: {}, periodSeconds: 400, burstSeconds: 150, firstBurstSeconds: 50}}",
+            0.5 * cap,
+            3.0 * cap
+        ),
+        800.0,
         8,
     );
     let with = |config: WvoConfig| run_policy(&s, Box::new(Wvo::new(config)), 1).unwrap();
