@@ -26,7 +26,9 @@ struct Line {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A "nice" upper bound for an axis.
@@ -204,7 +206,10 @@ pub fn charts(scenario: &Scenario, report: &Report, runs: &[RunResult]) -> Vec<(
         files.push((
             format!("replicas-{}.svg", run.policy),
             line_chart(
-                &format!("{}: ready replicas per variant ({})", scenario.name, run.policy),
+                &format!(
+                    "{}: ready replicas per variant ({})",
+                    scenario.name, run.policy
+                ),
                 "time (min)",
                 "ready replicas",
                 &lines,
@@ -231,7 +236,10 @@ pub fn charts(scenario: &Scenario, report: &Report, runs: &[RunResult]) -> Vec<(
         files.push((
             format!("load-capacity-{}.svg", run.policy),
             line_chart(
-                &format!("{}: load vs capacity at the SLO ({})", scenario.name, run.policy),
+                &format!(
+                    "{}: load vs capacity at the SLO ({})",
+                    scenario.name, run.policy
+                ),
                 "time (min)",
                 "req/s",
                 &[load, capacity],

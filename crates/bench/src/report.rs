@@ -143,7 +143,16 @@ pub fn render_table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{:<8} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>9}  per tier",
-        "policy", "GPU-h", "cost $", "attain %", "TTFT p99", "ITL p99", "requests", "dropped", "actions", "recover s"
+        "policy",
+        "GPU-h",
+        "cost $",
+        "attain %",
+        "TTFT p99",
+        "ITL p99",
+        "requests",
+        "dropped",
+        "actions",
+        "recover s"
     );
     for p in &report.policies {
         let tiers: Vec<String> = p

@@ -12,7 +12,14 @@ use wvo_perf::{Dtype, EstimateOptions, TokenMix};
 use crate::BenchError;
 
 /// Names of the built-in scenarios, in report order.
-pub const BUILT_IN: [&str; 6] = ["steady", "step", "diurnal", "bursty", "mixed-fleet", "scarce"];
+pub const BUILT_IN: [&str; 6] = [
+    "steady",
+    "step",
+    "diurnal",
+    "bursty",
+    "mixed-fleet",
+    "scarce",
+];
 
 /// The YAML text of a built-in scenario (the files under `examples/bench/`).
 pub fn built_in_yaml(name: &str) -> Option<&'static str> {
@@ -231,7 +238,9 @@ impl Shape {
                 } = *self
                 {
                     // A burst starting inside the span.
-                    let k = ((from - first_burst_seconds) / period_seconds).ceil().max(0.0);
+                    let k = ((from - first_burst_seconds) / period_seconds)
+                        .ceil()
+                        .max(0.0);
                     if first_burst_seconds + k * period_seconds <= to {
                         best = best.max(peak);
                     }
@@ -479,11 +488,17 @@ impl Scenario {
         if !(file.startup_seconds.is_finite() && file.startup_seconds >= 0.0) {
             return Err(BenchError::field(
                 "startupSeconds",
-                format!("must be a finite number >= 0 s, got {}", file.startup_seconds),
+                format!(
+                    "must be a finite number >= 0 s, got {}",
+                    file.startup_seconds
+                ),
             ));
         }
         if file.inventory.is_empty() {
-            return Err(BenchError::field("inventory", "must list at least one accelerator type"));
+            return Err(BenchError::field(
+                "inventory",
+                "must list at least one accelerator type",
+            ));
         }
         for (i, a) in file.inventory.iter().enumerate() {
             if !(a.cost_per_hour.is_finite() && a.cost_per_hour >= 0.0) {
@@ -646,8 +661,9 @@ fn resolve_profile(
                 ..EstimateOptions::default()
             };
             let tp = c.tp.unwrap_or(v.gpus_per_replica);
-            let e = wvo_perf::estimate_by_name(catalog, &c.catalog, &v.accelerator, tp, dtype, &opts)
-                .map_err(|e| BenchError::field(format!("{at}.profile"), e.to_string()))?;
+            let e =
+                wvo_perf::estimate_by_name(catalog, &c.catalog, &v.accelerator, tp, dtype, &opts)
+                    .map_err(|e| BenchError::field(format!("{at}.profile"), e.to_string()))?;
             let profile = e.profile().ok_or_else(|| {
                 BenchError::field(
                     format!("{at}.profile"),

@@ -214,9 +214,8 @@ impl<'a> Simulation<'a> {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let mut rng = SplitMix64::new(
-                    seed ^ 0x5851_F42D_4C95_7F2D_u64.wrapping_mul(i as u64 + 1),
-                );
+                let mut rng =
+                    SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D_u64.wrapping_mul(i as u64 + 1));
                 let peak = m.traffic.shape.max_rate(0.0, scenario.duration_seconds);
                 let next_s = if peak > 0.0 {
                     rng.exp1() / peak
@@ -298,8 +297,7 @@ impl<'a> Simulation<'a> {
 
     fn check_shape(&self, d: &Desired) -> Result<(), BenchError> {
         let ok = d.len() == self.scenario.models.len()
-            && d
-                .iter()
+            && d.iter()
                 .zip(&self.scenario.models)
                 .all(|(v, m)| v.len() == m.variants.len());
         if ok {
@@ -513,7 +511,9 @@ impl<'a> Simulation<'a> {
         let src = &mut self.sources[mi];
         let accept = src.rng.unit_half_open() * src.peak < model.traffic.shape.rate(now);
         let output = match model.traffic.tokens.output_distribution {
-            OutputDistribution::Geometric => src.rng.geometric(f64::from(model.traffic.tokens.output)),
+            OutputDistribution::Geometric => {
+                src.rng.geometric(f64::from(model.traffic.tokens.output))
+            }
             OutputDistribution::Fixed => model.traffic.tokens.output,
         }
         .clamp(1, self.max_output[mi]);
@@ -698,7 +698,11 @@ impl<'a> Simulation<'a> {
             .collect();
         SeriesPoint {
             t: self.now,
-            rate: s.models.iter().map(|m| m.traffic.shape.rate(self.now)).collect(),
+            rate: s
+                .models
+                .iter()
+                .map(|m| m.traffic.shape.rate(self.now))
+                .collect(),
             capacity,
             ready,
             replicas,

@@ -7,12 +7,20 @@ fn every_built_in_scenario_parses_and_is_its_example_file() {
     for name in BUILT_IN {
         let s = Scenario::load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(s.name, name);
-        let path = format!("{}/../../examples/bench/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../examples/bench/{name}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let from_file = Scenario::load(&path).unwrap();
         assert_eq!(s, from_file, "{name}: built-in differs from {path}");
         for m in &s.models {
             for v in &m.variants {
-                assert!(v.capacity_rps > 0.0, "{name}/{}/{}: no capacity", m.name, v.name);
+                assert!(
+                    v.capacity_rps > 0.0,
+                    "{name}/{}/{}: no capacity",
+                    m.name,
+                    v.name
+                );
             }
         }
     }
@@ -48,16 +56,43 @@ fn defaults_apply_to_a_minimal_file() {
 #[test]
 fn bad_files_name_the_field() {
     let cases = [
-        (GOOD.replace("accelerator: L4", "accelerator: H100"), "models[0].variants[0].accelerator"),
-        (GOOD.replace("ttftMs: 500", "ttftMs: -1"), "models[0].slo.ttftMs"),
-        (GOOD.replace("rate: 2", "rate: -2"), "models[0].traffic.rate"),
-        (GOOD.replace("output: 50", "output: 0"), "models[0].tokens.output"),
-        (GOOD.replace("name: t", "name: t\ndurationSeconds: 0"), "durationSeconds"),
-        (GOOD.replace("name: t", "name: t\ntimeoutSecs: 3"), "timeoutSecs"),
-        (GOOD.replace("shape: constant", "shape: sawtooth"), "sawtooth"),
-        (GOOD.replace("    tokens: {input: 200, output: 50}\n", ""), "tokens"),
         (
-            GOOD.replace("profile: {alpha", "profile: {catalog: no-such-model, tp: 1}, unused: {alpha"),
+            GOOD.replace("accelerator: L4", "accelerator: H100"),
+            "models[0].variants[0].accelerator",
+        ),
+        (
+            GOOD.replace("ttftMs: 500", "ttftMs: -1"),
+            "models[0].slo.ttftMs",
+        ),
+        (
+            GOOD.replace("rate: 2", "rate: -2"),
+            "models[0].traffic.rate",
+        ),
+        (
+            GOOD.replace("output: 50", "output: 0"),
+            "models[0].tokens.output",
+        ),
+        (
+            GOOD.replace("name: t", "name: t\ndurationSeconds: 0"),
+            "durationSeconds",
+        ),
+        (
+            GOOD.replace("name: t", "name: t\ntimeoutSecs: 3"),
+            "timeoutSecs",
+        ),
+        (
+            GOOD.replace("shape: constant", "shape: sawtooth"),
+            "sawtooth",
+        ),
+        (
+            GOOD.replace("    tokens: {input: 200, output: 50}\n", ""),
+            "tokens",
+        ),
+        (
+            GOOD.replace(
+                "profile: {alpha",
+                "profile: {catalog: no-such-model, tp: 1}, unused: {alpha",
+            ),
             "unused",
         ),
     ];

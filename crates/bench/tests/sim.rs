@@ -43,7 +43,10 @@ impl Policy for Fixed {
         f64::INFINITY
     }
     fn initial(&mut self, s: &Scenario) -> Result<Desired, wvo_bench::BenchError> {
-        Ok(s.models.iter().map(|m| vec![self.0; m.variants.len()]).collect())
+        Ok(s.models
+            .iter()
+            .map(|m| vec![self.0; m.variants.len()])
+            .collect())
     }
     fn decide(&mut self, v: &View<'_>) -> Result<Desired, wvo_bench::BenchError> {
         Ok(v.current())

@@ -23,7 +23,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub scenario: String,
     /// Comma-separated policies to run, in report order.
-    #[arg(long, value_delimiter = ',', default_value = "wvo,hpa,keda,wva,static,oracle")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "wvo,hpa,keda,wva,static,oracle"
+    )]
     pub policies: Vec<String>,
     /// Traffic seed (default: the scenario's).
     #[arg(long)]

@@ -49,7 +49,10 @@ fn json_contract_for_a_short_step() {
     assert_eq!(v["seed"], 5);
     assert_eq!(v["simulatedSeconds"].as_f64(), Some(2400.0));
     let policies = v["policies"].as_array().expect("policies array");
-    let names: Vec<&str> = policies.iter().map(|p| p["policy"].as_str().unwrap()).collect();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["wvo", "static", "oracle"]);
     for p in policies {
         let obj = p.as_object().expect("policy object");
@@ -72,7 +75,9 @@ fn json_contract_for_a_short_step() {
         assert_eq!(p["perTier"]["0"].as_f64(), Some(attainment));
     }
     // Same arrivals for every policy.
-    assert!(policies.iter().all(|p| p["requests"] == policies[0]["requests"]));
+    assert!(policies
+        .iter()
+        .all(|p| p["requests"] == policies[0]["requests"]));
     // Static holds the peak plan for the whole run: no scaling, the highest cost.
     assert_eq!(policies[1]["scalingActions"], 0);
     assert!(policies[2]["costDollars"].as_f64() < policies[1]["costDollars"].as_f64());
@@ -117,7 +122,10 @@ fn table_and_plots() {
         "cost-attainment.svg",
     ] {
         let svg = std::fs::read_to_string(dir.join(name)).expect(name);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{name}");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{name}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -126,11 +134,19 @@ fn table_and_plots() {
 fn errors_name_the_flag_or_field() {
     let out = wvo(&["bench", "--scenario", "steady", "--policies", "wvo,cron"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--policies") && stderr(&out).contains("cron"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--policies") && stderr(&out).contains("cron"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = wvo(&["bench", "--scenario", "no-such-scenario"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no-such-scenario"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no-such-scenario"),
+        "{}",
+        stderr(&out)
+    );
 
     let file = std::env::temp_dir().join(format!("wvo-bench-bad-{}.yaml", std::process::id()));
     std::fs::write(
