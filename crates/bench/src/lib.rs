@@ -71,8 +71,13 @@ impl BenchError {
 
 /// A policy by name with its default configuration.
 pub fn policy_by_name(name: &str) -> Result<Box<dyn Policy>, BenchError> {
+    policy_with(name, WvoConfig::default())
+}
+
+/// A policy by name; `wvo` runs with `wvo_config`, the others with their defaults.
+pub fn policy_with(name: &str, wvo_config: WvoConfig) -> Result<Box<dyn Policy>, BenchError> {
     Ok(match name {
-        "wvo" => Box::new(Wvo::new(WvoConfig::default())),
+        "wvo" => Box::new(Wvo::new(wvo_config)),
         "static" => Box::new(policy::Static::new()),
         "oracle" => Box::new(policy::Oracle::default()),
         other => return Err(BenchError::UnknownPolicy(other.to_string())),
@@ -95,9 +100,19 @@ pub fn run(
     policies: &[String],
     seed: u64,
 ) -> Result<(Report, Vec<RunResult>), BenchError> {
+    run_with(scenario, policies, seed, WvoConfig::default())
+}
+
+/// [`run`] with the `wvo` policy configured by `wvo_config`.
+pub fn run_with(
+    scenario: &Scenario,
+    policies: &[String],
+    seed: u64,
+    wvo_config: WvoConfig,
+) -> Result<(Report, Vec<RunResult>), BenchError> {
     let mut runs = Vec::with_capacity(policies.len());
     for name in policies {
-        runs.push(run_policy(scenario, policy_by_name(name)?, seed)?);
+        runs.push(run_policy(scenario, policy_with(name, wvo_config)?, seed)?);
     }
     let report = Report {
         scenario: scenario.name.clone(),

@@ -47,6 +47,8 @@ struct ScenarioFile {
     startup_seconds: f64,
     #[serde(default = "default_timeout")]
     timeout_seconds: f64,
+    #[serde(default = "default_drain")]
+    drain_seconds: f64,
     #[serde(default = "default_seed")]
     seed: u64,
     inventory: Vec<AcceleratorType>,
@@ -61,6 +63,9 @@ fn default_startup() -> f64 {
 }
 fn default_timeout() -> f64 {
     60.0
+}
+fn default_drain() -> f64 {
+    30.0
 }
 fn default_seed() -> u64 {
     1
@@ -445,6 +450,9 @@ pub struct Scenario {
     pub startup_seconds: f64,
     /// A request waiting this long at the gateway (no ready replica) is dropped, s.
     pub timeout_seconds: f64,
+    /// Termination grace period of a pod removed by scale-down: it finishes its requests for
+    /// at most this long, then is killed and what it still holds is dropped, s.
+    pub drain_seconds: f64,
     /// Default seed of the traffic.
     pub seed: u64,
     /// GPUs per type and their price.
@@ -485,6 +493,12 @@ impl Scenario {
         };
         positive("durationSeconds", file.duration_seconds)?;
         positive("timeoutSeconds", file.timeout_seconds)?;
+        if !(file.drain_seconds.is_finite() && file.drain_seconds >= 0.0) {
+            return Err(BenchError::field(
+                "drainSeconds",
+                format!("must be a finite number >= 0 s, got {}", file.drain_seconds),
+            ));
+        }
         if !(file.startup_seconds.is_finite() && file.startup_seconds >= 0.0) {
             return Err(BenchError::field(
                 "startupSeconds",
@@ -618,6 +632,7 @@ impl Scenario {
             duration_seconds: file.duration_seconds,
             startup_seconds: file.startup_seconds,
             timeout_seconds: file.timeout_seconds,
+            drain_seconds: file.drain_seconds,
             seed: file.seed,
             inventory: file.inventory,
             models,

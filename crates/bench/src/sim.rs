@@ -1,7 +1,7 @@
 //! The discrete-event simulator: traffic, gateway, pods on GPUs, scrapes and policy ticks on
 //! one virtual clock. See the crate docs for the model; `docs/bench.md` for the rationale.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use wvo_perf::batching::{Completion, Engine, EngineConfig, Request};
 use wvo_perf::workload::SplitMix64;
@@ -28,8 +28,9 @@ enum PodState {
     Starting { ready_at: f64 },
     /// Serving.
     Ready,
-    /// Removed by scale-down: receives nothing new, finishes what it has, then frees its GPUs.
-    Draining,
+    /// Removed by scale-down: receives nothing new, finishes what it has, then frees its GPUs;
+    /// killed at `until` (s, the termination grace period) with what is left dropped.
+    Draining { until: f64 },
 }
 
 #[derive(Clone, Debug)]
@@ -41,12 +42,13 @@ struct Pod {
     engine: Engine,
     /// Metrics of the last scrape (None until scraped while Ready).
     scraped: Option<PodSample>,
+    /// Ids of the requests on this pod, not finished.
+    in_flight: BTreeSet<u64>,
 }
 
 impl Pod {
     fn outstanding(&self) -> u64 {
-        let g = self.engine.gauges();
-        g.submitted_total - g.finished_total
+        self.in_flight.len() as u64
     }
 
     fn holds_gpus(&self) -> bool {
@@ -286,6 +288,7 @@ impl<'a> Simulation<'a> {
                         state: PodState::Pending,
                         engine,
                         scraped: None,
+                        in_flight: BTreeSet::new(),
                     });
                     sim.next_pod_id += 1;
                 }
@@ -346,6 +349,14 @@ impl<'a> Simulation<'a> {
                     _ => None,
                 })
                 .fold(f64::INFINITY, f64::min);
+            let next_kill = self
+                .pods
+                .iter()
+                .filter_map(|p| match p.state {
+                    PodState::Draining { until } => Some(until),
+                    _ => None,
+                })
+                .fold(f64::INFINITY, f64::min);
             let timeout = self.scenario.timeout_seconds;
             let next_timeout = self
                 .gateway
@@ -355,6 +366,7 @@ impl<'a> Simulation<'a> {
             let next = next_arrival
                 .0
                 .min(next_ready)
+                .min(next_kill)
                 .min(next_timeout)
                 .min(self.next_scrape)
                 .min(self.next_decision);
@@ -364,7 +376,9 @@ impl<'a> Simulation<'a> {
             self.advance_clock(next);
             // Ties: pods becoming ready, then timeouts, then the policy (which sees the
             // previous scrape), then the scrape, then arrivals.
-            if next_ready <= next {
+            if next_kill <= next {
+                self.on_kill();
+            } else if next_ready <= next {
                 self.on_ready();
             } else if next_timeout <= next {
                 self.on_timeouts();
@@ -485,6 +499,38 @@ impl<'a> Simulation<'a> {
         self.dispatch_gateways();
     }
 
+    /// Draining pods past their grace period are killed: what they still hold is dropped.
+    fn on_kill(&mut self) {
+        let now = self.now;
+        let mut i = 0;
+        while i < self.pods.len() {
+            let PodState::Draining { until } = self.pods[i].state else {
+                i += 1;
+                continue;
+            };
+            if until > now {
+                i += 1;
+                continue;
+            }
+            let adv = self.pods[i].engine.advance_to(now * 1000.0);
+            self.record(i, &adv.completions);
+            let mi = self.pods[i].model;
+            for id in std::mem::take(&mut self.pods[i].in_flight) {
+                self.dropped += 1;
+                self.outcomes.push(Outcome {
+                    model: mi,
+                    arrival_s: self.arrival_of[id as usize],
+                    ttft_ms: None,
+                    itl_ms: None,
+                    met: false,
+                });
+            }
+            self.release(i);
+        }
+        let instant = self.policy.instant_startup();
+        self.bind(instant);
+    }
+
     fn on_timeouts(&mut self) {
         let limit = self.now - self.scenario.timeout_seconds;
         for mi in 0..self.gateway.len() {
@@ -572,7 +618,9 @@ impl<'a> Simulation<'a> {
             input_tokens: w.input,
             output_tokens: w.output,
         };
-        if self.pods[pi].engine.submit(req).is_err() {
+        if self.pods[pi].engine.submit(req).is_ok() {
+            self.pods[pi].in_flight.insert(w.id);
+        } else {
             // Cannot happen for a checked scenario (outputs are capped to the KV cache);
             // count it as dropped rather than lose it.
             self.dropped += 1;
@@ -602,6 +650,7 @@ impl<'a> Simulation<'a> {
         let mi = self.pods[pi].model;
         let slo = self.scenario.models[mi].slo;
         for c in completions {
+            self.pods[pi].in_flight.remove(&c.id);
             let id = c.id as usize;
             let arrival_s = self.arrival_of[id];
             let wait_ms = (self.dispatch_of[id] - arrival_s) * 1000.0;
@@ -645,7 +694,9 @@ impl<'a> Simulation<'a> {
         let mut freed = false;
         let mut i = 0;
         while i < self.pods.len() {
-            if self.pods[i].state == PodState::Draining && self.pods[i].outstanding() == 0 {
+            if matches!(self.pods[i].state, PodState::Draining { .. })
+                && self.pods[i].outstanding() == 0
+            {
                 self.release(i);
                 freed = true;
             } else {
@@ -677,7 +728,7 @@ impl<'a> Simulation<'a> {
             if p.state == PodState::Ready {
                 ready[p.model][p.variant] += 1;
             }
-            if p.state != PodState::Draining {
+            if !matches!(p.state, PodState::Draining { .. }) {
                 replicas[p.model][p.variant] += 1;
             }
             if p.holds_gpus() {
@@ -732,7 +783,7 @@ impl<'a> Simulation<'a> {
                                 PodState::Pending => vv.pending += 1,
                                 PodState::Starting { .. } => vv.starting += 1,
                                 PodState::Ready => vv.ready += 1,
-                                PodState::Draining => continue,
+                                PodState::Draining { .. } => continue,
                             }
                             vv.replicas += 1;
                             vv.pods.push(p.scraped.unwrap_or_default());
@@ -783,13 +834,21 @@ impl<'a> Simulation<'a> {
     /// least-loaded ready pods drain), then new pods, then binding.
     fn apply(&mut self, desired: &Desired) -> Result<(), BenchError> {
         let now_ms = self.now * 1000.0;
+        for i in 0..self.pods.len() {
+            let adv = self.pods[i].engine.advance_to(now_ms);
+            self.record(i, &adv.completions);
+        }
         let mut adds = Vec::new();
         for (mi, model) in desired.iter().enumerate() {
             for (vi, &want) in model.iter().enumerate() {
                 let have = self
                     .pods
                     .iter()
-                    .filter(|p| p.model == mi && p.variant == vi && p.state != PodState::Draining)
+                    .filter(|p| {
+                        p.model == mi
+                            && p.variant == vi
+                            && !matches!(p.state, PodState::Draining { .. })
+                    })
                     .count() as u32;
                 if want == have {
                     continue;
@@ -809,15 +868,10 @@ impl<'a> Simulation<'a> {
                             PodState::Pending => 0u8,
                             PodState::Starting { .. } => 1,
                             PodState::Ready => 2,
-                            PodState::Draining => continue,
+                            PodState::Draining { .. } => continue,
                         };
                         // Newest first among pending/starting; least loaded among ready.
-                        let load = if rank == 2 {
-                            p.engine.advance_to(now_ms);
-                            p.outstanding()
-                        } else {
-                            0
-                        };
+                        let load = if rank == 2 { p.outstanding() } else { 0 };
                         let key = (rank, load, u64::MAX - p.id, i);
                         if pick.is_none_or(|k| key < k) {
                             pick = Some(key);
@@ -827,12 +881,10 @@ impl<'a> Simulation<'a> {
                         break;
                     };
                     if rank == 2 && load > 0 {
-                        self.pods[i].state = PodState::Draining;
+                        self.pods[i].state = PodState::Draining {
+                            until: self.now + self.scenario.drain_seconds,
+                        };
                     } else {
-                        if rank == 2 {
-                            let adv = self.pods[i].engine.advance_to(now_ms);
-                            self.record(i, &adv.completions);
-                        }
                         self.release(i);
                     }
                 }
@@ -848,6 +900,7 @@ impl<'a> Simulation<'a> {
                     state: PodState::Pending,
                     engine,
                     scraped: None,
+                    in_flight: BTreeSet::new(),
                 });
                 self.next_pod_id += 1;
             }

@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wvo_bench::{render_table, Scenario, POLICIES};
+use wvo_api::PlanOptions;
+use wvo_bench::{render_table, Scenario, WvoConfig, POLICIES};
 
 /// How to print the report.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,6 +39,9 @@ pub struct BenchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+    /// Planner headroom of the `wvo` policy (as `wvo run --headroom`): plan demand x (1 + H).
+    #[arg(long, default_value_t = 0.0)]
+    pub wvo_headroom: f64,
     /// Write SVG charts into this directory.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -60,8 +64,22 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
         scenario = scenario.with_duration(d);
     }
+    if !(args.wvo_headroom.is_finite() && args.wvo_headroom >= 0.0) {
+        bail!(
+            "--wvo-headroom: must be a finite number >= 0, got {}",
+            args.wvo_headroom
+        );
+    }
     let seed = args.seed.unwrap_or(scenario.seed);
-    let (report, runs) = wvo_bench::run(&scenario, &args.policies, seed)?;
+    let defaults = WvoConfig::default();
+    let wvo = WvoConfig {
+        options: PlanOptions {
+            headroom: args.wvo_headroom,
+            ..defaults.options
+        },
+        ..defaults
+    };
+    let (report, runs) = wvo_bench::run_with(&scenario, &args.policies, seed, wvo)?;
     if let Some(dir) = &args.plot {
         std::fs::create_dir_all(dir).with_context(|| format!("--plot {}", dir.display()))?;
         for (name, svg) in wvo_bench::plot::charts(&scenario, &report, &runs) {
