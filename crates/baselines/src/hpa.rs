@@ -29,9 +29,10 @@
 
 use crate::{invalid, BaselineError, PodMetrics};
 
-/// Calls to [`Hpa::sync`] closer than `sync_period_seconds` minus this to the previous
-/// evaluated sync are not evaluated, s (absorbs float drift of a simulator's clock).
-const SYNC_SLACK_SECONDS: f64 = 1e-3;
+/// Slack on every time comparison (sync period, stabilization windows, policy periods), s:
+/// absorbs the float drift of a simulator's clock, so a sync at 14.999999 s after the previous
+/// one is still "the next sync" and an event 15 s old has left a 15 s period.
+const TIME_SLACK_SECONDS: f64 = 1e-3;
 
 /// Which per-pod vLLM gauge the HPA averages (`type: Pods` metric, `target.type: AverageValue`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -302,7 +303,7 @@ impl Hpa {
     /// pod reports the metric nothing changes.
     pub fn sync(&mut self, now_seconds: f64, current_replicas: u32, pods: &[PodMetrics]) -> u32 {
         if let Some(next) = self.next_sync_seconds() {
-            if now_seconds < next - SYNC_SLACK_SECONDS {
+            if now_seconds < next - TIME_SLACK_SECONDS {
                 return current_replicas;
             }
         }
@@ -490,10 +491,10 @@ impl Hpa {
         let mut up_limit = proposal;
         let mut down_limit = proposal;
         for rec in &self.recommendations {
-            if rec.at_seconds > up_cutoff {
+            if rec.at_seconds > up_cutoff + TIME_SLACK_SECONDS {
                 up_limit = up_limit.min(rec.replicas);
             }
-            if rec.at_seconds > down_cutoff {
+            if rec.at_seconds > down_cutoff + TIME_SLACK_SECONDS {
                 down_limit = down_limit.max(rec.replicas);
             }
         }
@@ -550,7 +551,7 @@ impl Hpa {
     /// Replicas at the start of a policy period of length `period`, s: the current count
     /// minus what was added plus what was removed since `now - period`.
     fn period_start_replicas(&self, now: f64, current: i64, period: f64) -> i64 {
-        let cutoff = now - period;
+        let cutoff = now - period + TIME_SLACK_SECONDS;
         let added: i64 = self
             .scale_up_events
             .iter()
