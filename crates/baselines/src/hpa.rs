@@ -603,9 +603,11 @@ impl Hpa {
     }
 }
 
-/// A metric value as a Kubernetes quantity's milli-value (nearest milli-unit).
+/// A metric value as a Kubernetes quantity's milli-value (nearest milli-unit), capped at 10^15
+/// milli-units (10^12 requests) so sums over pods cannot overflow.
 fn to_milli(value: f64) -> i64 {
-    (value * 1000.0).round() as i64
+    const CAP: f64 = 1e15;
+    (value * 1000.0).round().clamp(-CAP, CAP) as i64
 }
 
 fn ceil_i64(value: f64) -> i64 {

@@ -334,3 +334,10 @@ fn invalid_config_names_the_field() {
     });
     assert_eq!(hpa.sync(0.0, 2, &running(&[50.0; 2])), 2);
 }
+
+#[test]
+fn absurd_samples_do_not_overflow() {
+    let mut hpa = Hpa::new(HpaConfig::running_requests(1, 50));
+    // 1e300 running requests per pod: capped, scales to the policy limit instead of panicking.
+    assert_eq!(hpa.sync(0.0, 3, &running(&[1e300; 3])), 7);
+}
