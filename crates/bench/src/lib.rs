@@ -16,6 +16,7 @@
 //! `wvo-baselines`), `static` (peak plan) and `oracle` (clairvoyant, instant start-up).
 //! See `docs/bench.md` for the model, the policies and the metrics.
 
+pub mod baselines;
 pub mod plot;
 pub mod policy;
 pub mod report;
@@ -78,6 +79,9 @@ pub fn policy_by_name(name: &str) -> Result<Box<dyn Policy>, BenchError> {
 pub fn policy_with(name: &str, wvo_config: WvoConfig) -> Result<Box<dyn Policy>, BenchError> {
     Ok(match name {
         "wvo" => Box::new(Wvo::new(wvo_config)),
+        "hpa" => Box::new(baselines::HpaPolicy::new(baselines::HpaKind::Running)),
+        "keda" => Box::new(baselines::HpaPolicy::new(baselines::HpaKind::Queue)),
+        "wva" => Box::new(baselines::WvaPolicy::new()),
         "static" => Box::new(policy::Static::new()),
         "oracle" => Box::new(policy::Oracle::default()),
         other => return Err(BenchError::UnknownPolicy(other.to_string())),
