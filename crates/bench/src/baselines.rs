@@ -8,7 +8,7 @@ use wvo_baselines::hpa::{Hpa, HpaConfig, MetricSource};
 use wvo_baselines::wva::{wva_decide, WvaConfig, WvaVariant};
 use wvo_baselines::PodMetrics;
 
-use crate::policy::{plan_replicas, Desired, Policy, PodSample, View};
+use crate::policy::{plan_replicas, Desired, PodSample, Policy, View};
 use crate::scenario::{Scenario, Variant};
 use crate::BenchError;
 use wvo_api::PlanOptions;

@@ -679,6 +679,11 @@ impl<'a> Simulation<'a> {
         for i in 0..self.pods.len() {
             let adv = self.pods[i].engine.advance_to(now_ms);
             self.record(i, &adv.completions);
+            if self.now <= 0.0 {
+                // Warm-started pods have served nothing yet at time 0: no sample rather than
+                // an idle one a policy would mistake for no load.
+                continue;
+            }
             let p = &mut self.pods[i];
             p.scraped = (p.state == PodState::Ready).then(|| {
                 let g = p.engine.gauges();
