@@ -61,7 +61,7 @@ proptest! {
     #[test]
     fn requests_are_conserved(
         seed in 0u64..1000,
-        policy in prop::sample::select(vec!["wvo", "static", "oracle"]),
+        policy in prop::sample::select(wvo_bench::POLICIES.to_vec()),
         rate in 1.0f64..30.0,
         factor in 1.0f64..6.0,
         gpus in 1u32..6,
