@@ -17,6 +17,7 @@ pub mod reconciler;
 pub mod runner;
 pub mod stabilizer;
 pub mod status_api;
+pub mod targets;
 pub mod view;
 
 pub use cycle::{
