@@ -1,5 +1,6 @@
 //! `wvo`: the Workload Variant Optimizer command line.
 
+mod demo;
 mod observe;
 mod plan;
 mod profile;
@@ -27,6 +28,8 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// The controller: plan, stabilize, actuate and report every cycle (leader-elected).
     Run(Box<run::RunArgs>),
+    /// The whole system on one machine: emulated cluster, model servers, traffic, controller.
+    Demo(demo::DemoArgs),
     /// Print the CustomResourceDefinitions (apply with `wvo crds | kubectl apply -f -`).
     Crds,
 }
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Observe(args) => observe::run(&args),
         Command::Profile(args) => profile::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Crds => run::crds(),
     };
     match result {
