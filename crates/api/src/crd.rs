@@ -89,7 +89,13 @@ impl InlineProfile {
                 dtype: self.dtype.clone(),
             }));
         }
-        match (self.alpha, self.beta, self.gamma, self.delta, self.max_batch_size) {
+        match (
+            self.alpha,
+            self.beta,
+            self.gamma,
+            self.delta,
+            self.max_batch_size,
+        ) {
             (Some(alpha), Some(beta), Some(gamma), Some(delta), Some(max_batch_size)) => {
                 Ok(plan::ProfileSpec::Inline(plan::Profile {
                     alpha,

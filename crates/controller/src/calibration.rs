@@ -343,9 +343,7 @@ mod tests {
         let o = c.observe(&key(), &evidence(20.0, 9.0, 10.0));
         assert_eq!(o.decode, Some(SampleOutcome::WarmUp));
         assert_eq!(o.prefill, Some(SampleOutcome::WarmUp));
-        let s = c
-            .status(&key(), None, &mix0(), false)
-            .expect("tracked");
+        let s = c.status(&key(), None, &mix0(), false).expect("tracked");
         assert_eq!((s.samples, s.rejected_samples), (0, 2));
         // Unknown age is warm-up too.
         let mut ev = evidence(20.0, 9.0, 0.0);
