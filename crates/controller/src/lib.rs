@@ -10,6 +10,7 @@
 //! The cycle is pure (`cycle::run_cycle`): tests and the benchmark simulator call it
 //! directly with a snapshot; only the reconciler does I/O.
 
+pub mod calibration;
 pub mod cycle;
 pub mod loads;
 pub mod metrics;
