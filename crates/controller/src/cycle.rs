@@ -180,9 +180,11 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 .get(&key)
                 .copied()
                 .unwrap_or(ModelLoad {
+                    // Never observed (e.g. no pod yet): the default token mix, so variants
+                    // with a profile still get a capacity and the other models are planned.
                     arrival_rate: 0.0,
-                    avg_input_tokens: None,
-                    avg_output_tokens: None,
+                    avg_input_tokens: Some(crate::reconciler::DEFAULT_TOKENS.0),
+                    avg_output_tokens: Some(crate::reconciler::DEFAULT_TOKENS.1),
                 }),
         };
         let mut spec = m.spec.clone();

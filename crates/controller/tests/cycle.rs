@@ -232,3 +232,24 @@ fn frozen_workloads_are_planned_around_not_touched() {
     // The other 30 req/s go to L40S.
     assert_eq!(out.models[0].variants[1].desired, 10);
 }
+
+#[test]
+fn a_model_never_observed_with_a_profile_does_not_stop_the_plan() {
+    let mut snap = snapshot(0.0, Err("no pod to scrape".into()), running(1), running(0));
+    snap.models[0].spec.slo = Some(wvo_api::Slo {
+        ttft_ms: 1000.0,
+        itl_ms: 50.0,
+    });
+    snap.models[0].spec.variants[0].max_requests_per_second = None;
+    snap.models[0].spec.variants[0].profile = Some(wvo_api::ProfileSpec::Inline(wvo_api::Profile {
+        alpha: 11.0,
+        beta: 0.1,
+        gamma: 20.0,
+        delta: 0.02,
+        max_batch_size: 256,
+    }));
+    let mut state = CycleState::default();
+    let outcome = run_cycle(&snap, &mut state).expect("planned with the default token mix");
+    // Unknown load holds what serves now.
+    assert_eq!(desired(&outcome), vec![1, 0]);
+}

@@ -304,7 +304,14 @@ pub struct Timing {
     pub period_seconds: f64,
     /// First-scrape gap, wall s.
     pub first_scrape_gap_seconds: f64,
+    /// Span the arrival rate is measured over, wall s: one cycle, but at least
+    /// [`MIN_RATE_WINDOW_SECONDS`] (request rates are not scaled, so a short cycle would
+    /// count too few completions).
+    pub rate_window_seconds: f64,
 }
+
+/// Shortest span an arrival rate is measured over, wall s.
+pub const MIN_RATE_WINDOW_SECONDS: f64 = 4.5;
 
 /// Lowest and highest `--speed`.
 pub const SPEED_RANGE: (f64, f64) = (0.1, 50.0);
@@ -327,6 +334,7 @@ impl Timing {
             startup_seconds: STARTUP_SECONDS / speed,
             period_seconds: PATTERN_PERIOD_SECONDS / speed,
             first_scrape_gap_seconds: (FIRST_SCRAPE_GAP_SECONDS / speed).max(0.2),
+            rate_window_seconds: (CYCLE_SECONDS / speed).max(MIN_RATE_WINDOW_SECONDS),
         })
     }
 }

@@ -173,9 +173,8 @@ pub async fn manage(
     }
     pool.clear();
     targets.set(Vec::new());
-    for (_, r) in running {
-        r.server.shutdown().await;
-    }
+    // Dropping a server stops it at once (its in-flight requests end; the run is over).
+    drop(running);
 }
 
 fn publish(running: &BTreeMap<String, Running>, pool: &Pool, targets: &SharedTargets) {
@@ -208,7 +207,9 @@ async fn drain_and_stop(r: Running, grace: Duration) {
     while r.inflight.load(Ordering::Relaxed) > 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    r.server.shutdown().await;
+    // Dropped, not shut down gracefully: a graceful stop would wait for requests the
+    // stopped engine never finishes.
+    drop(r);
 }
 
 #[cfg(test)]
