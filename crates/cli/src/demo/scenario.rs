@@ -21,7 +21,7 @@ pub const STABILIZATION_SECONDS: f64 = 300.0;
 /// Time from a pod's binding to its readiness, simulated s.
 pub const STARTUP_SECONDS: f64 = 60.0;
 /// Period of the traffic pattern, simulated s.
-pub const PATTERN_PERIOD_SECONDS: f64 = 1200.0;
+pub const PATTERN_PERIOD_SECONDS: f64 = 1800.0;
 /// Gap between the two scrapes of a newly seen pod, simulated s.
 pub const FIRST_SCRAPE_GAP_SECONDS: f64 = 5.0;
 
@@ -232,7 +232,7 @@ pub const MODELS: [Model; 3] = [
         pattern: Pattern::Steps {
             low: 1.0,
             high: 5.0,
-            windows: &[(0.2, 0.3), (0.6, 0.75)],
+            windows: &[(0.25, 0.45), (0.7, 0.8)],
         },
     },
 ];
@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(t.cycle_seconds, 1.5);
         assert_eq!(t.stabilization_seconds, 30);
         assert_eq!(t.startup_seconds, 6.0);
-        assert_eq!(t.period_seconds, 120.0);
+        assert_eq!(t.period_seconds, 180.0);
         assert!(Timing::new(0.0).is_err());
         assert!(Timing::new(f64::NAN).is_err());
         assert!(Timing::new(1000.0).is_err());
