@@ -116,9 +116,11 @@ fn demo_runs_serves_its_api_and_scales_with_the_load() {
                     .iter()
                     .filter_map(|m| m["name"].as_str())
                     .collect();
-                assert_eq!(names.len(), 3, "{body}");
-                assert!(names.contains(&"chat"), "{body}");
-                api_checked = true;
+                // Empty until the first cycle has planned.
+                if !names.is_empty() {
+                    assert_eq!(names, ["chat", "code", "reasoning"], "{body}");
+                    api_checked = true;
+                }
             }
         }
     }
