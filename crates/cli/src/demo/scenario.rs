@@ -206,8 +206,8 @@ pub const MODELS: [Model; 3] = [
         ],
         pattern: Pattern::Steps {
             low: 3.0,
-            high: 12.0,
-            windows: &[(0.08, 0.45)],
+            high: 14.0,
+            windows: &[(0.03, 0.4)],
         },
     },
     Model {
