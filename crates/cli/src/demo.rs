@@ -142,7 +142,8 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
     };
     let loads = ScrapeTargetLoads::new(scrape, wvo_collector::Window::default(), Arc::new(targets))
         .context("setting up the scrape collector")?
-        .with_rate_window(Duration::from_secs_f64(timing.rate_window_seconds));
+        .with_rate_window(Duration::from_secs_f64(timing.rate_window_seconds))
+        .with_queue_growth(true);
     let controller = crate::run::Controller {
         client: api.client().context("a client of the emulated cluster")?,
         config: ControllerConfig {
@@ -426,11 +427,15 @@ impl Summary {
         let all = stats::sum(totals.values());
         let per_model: Vec<String> = totals
             .iter()
-            .map(|(m, c)| match (c.attainment(), c.mean_ttft_ms()) {
-                (Some(a), Some(t)) => format!("{m} {:.1}% mean TTFT {t:.0} ms", 100.0 * a),
-                (Some(a), None) => format!("{m} {:.1}%", 100.0 * a),
-                _ => format!("{m} -"),
-            })
+            .map(
+                |(m, c)| match (c.attainment(), c.mean_ttft_ms(), c.mean_itl_ms()) {
+                    (Some(a), Some(t), Some(i)) => {
+                        format!("{m} {:.1}%, mean TTFT {t:.0} ms ITL {i:.0} ms", 100.0 * a)
+                    }
+                    (Some(a), _, _) => format!("{m} {:.1}%", 100.0 * a),
+                    _ => format!("{m} -"),
+                },
+            )
             .collect();
         let attainment = all
             .attainment()
@@ -448,7 +453,7 @@ impl Summary {
             format!(
                 "requests {}: SLO attainment {attainment} ({}), dropped {}",
                 all.ended,
-                per_model.join(", "),
+                per_model.join("; "),
                 all.dropped
             ),
             format!(

@@ -241,13 +241,14 @@ fn a_model_never_observed_with_a_profile_does_not_stop_the_plan() {
         itl_ms: 50.0,
     });
     snap.models[0].spec.variants[0].max_requests_per_second = None;
-    snap.models[0].spec.variants[0].profile = Some(wvo_api::ProfileSpec::Inline(wvo_api::Profile {
-        alpha: 11.0,
-        beta: 0.1,
-        gamma: 20.0,
-        delta: 0.02,
-        max_batch_size: 256,
-    }));
+    snap.models[0].spec.variants[0].profile =
+        Some(wvo_api::ProfileSpec::Inline(wvo_api::Profile {
+            alpha: 11.0,
+            beta: 0.1,
+            gamma: 20.0,
+            delta: 0.02,
+            max_batch_size: 256,
+        }));
     let mut state = CycleState::default();
     let outcome = run_cycle(&snap, &mut state).expect("planned with the default token mix");
     // Unknown load holds what serves now.

@@ -67,6 +67,12 @@ impl Counts {
         let served = self.ended - self.dropped;
         (served > 0).then(|| self.ttft_ms_sum / served as f64)
     }
+
+    /// Mean ITL of served requests, ms.
+    pub fn mean_itl_ms(&self) -> Option<f64> {
+        let served = self.ended - self.dropped;
+        (served > 0).then(|| self.itl_ms_sum / served as f64)
+    }
 }
 
 /// Per-model counts: since the last [`take_window`](Stats::take_window), and in total.
@@ -140,6 +146,7 @@ mod tests {
         assert_eq!((c.ended, c.met, c.dropped), (4, 1, 1));
         assert_eq!(c.attainment(), Some(0.25));
         assert!((c.mean_ttft_ms().unwrap() - 2900.0 / 3.0).abs() < 1e-9);
+        assert!((c.mean_itl_ms().unwrap() - 140.0 / 3.0).abs() < 1e-9);
         assert_eq!(Counts::default().attainment(), None);
     }
 
