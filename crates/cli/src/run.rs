@@ -154,6 +154,7 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         },
         field_manager: "wvo".into(),
         identity: identity.clone(),
+        calibration: Default::default(),
     };
     let reconciler = Reconciler::new(
         client.clone(),
