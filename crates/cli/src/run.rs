@@ -152,7 +152,7 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         },
         field_manager: "wvo".into(),
         identity: identity.clone(),
-        ..ControllerConfig::default()
+        calibration: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
