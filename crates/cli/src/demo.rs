@@ -36,7 +36,8 @@ use wvo_controller::view::{ControllerView, SharedView};
 #[command(
     after_help = "What --speed N scales (simulated durations divided by N): the control \
 cycle (15 s), the VAs' scale-down stabilization window (300 s), a pod's start-up delay (60 s), \
-the traffic pattern's period (1800 s) and the collector's first-scrape gap (5 s). Not scaled: \
+the traffic pattern's period (1800 s) and the collector's first-scrape gap (5 s); the \
+arrival rate is measured over one cycle but at least 4.5 s of wall time. Not scaled: \
 request rates (req/s are real), the model servers' latencies (they serve in real time) and \
 HTTP. Simulated time = wall time since the traffic started x N."
 )]
