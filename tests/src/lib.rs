@@ -213,12 +213,19 @@ impl Cluster {
     /// A controller (reconciler) against this cluster, with its view and metrics. Its client
     /// acts as [`CONTROLLER_USER`].
     pub fn controller(&self, identity: &str) -> (Reconciler, SharedView, Arc<Metrics>) {
-        let view: SharedView = Arc::new(RwLock::new(ControllerView::default()));
-        let metrics = Arc::new(Metrics::new());
-        let config = ControllerConfig {
+        self.controller_with(ControllerConfig {
             identity: identity.into(),
             ..ControllerConfig::default()
-        };
+        })
+    }
+
+    /// Same with a given configuration.
+    pub fn controller_with(
+        &self,
+        config: ControllerConfig,
+    ) -> (Reconciler, SharedView, Arc<Metrics>) {
+        let view: SharedView = Arc::new(RwLock::new(ControllerView::default()));
+        let metrics = Arc::new(Metrics::new());
         let reconciler = Reconciler::new(
             self.controller_client(),
             config,

@@ -16,20 +16,101 @@ pub struct SloTargets {
     pub itl_ms: f64,
 }
 
-/// Decode/prefill profile of one replica, ms (see `wvo_api::Profile`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Profile of one replica: either numbers (`alpha`, `beta`, `gamma`, `delta`,
+/// `maxBatchSize`; ms, see `wvo_api::Profile`) or a catalog reference (`catalog`, optional
+/// `tp` and `dtype`) that wvo estimates for the variant's accelerator. Either way the
+/// controller then calibrates it online and keeps the result in `status.profiles`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.catalog) ? !(has(self.alpha) || has(self.beta) || has(self.gamma) || has(self.delta) || has(self.maxBatchSize)) : (has(self.alpha) && has(self.beta) && has(self.gamma) && has(self.delta) && has(self.maxBatchSize))").message("give either catalog (with optional tp, dtype) or all of alpha, beta, gamma, delta, maxBatchSize"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.catalog) || !(has(self.tp) || has(self.dtype))").message("tp and dtype only go with catalog"))]
 pub struct InlineProfile {
     /// Decode base time per token, ms.
-    pub alpha: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
     /// Decode time added per request in the batch, ms.
-    pub beta: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     /// Prefill base time, ms.
-    pub gamma: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
     /// Prefill time per input token per request in the batch, ms.
-    pub delta: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
     /// Most requests one replica runs at once.
-    pub max_batch_size: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u32>,
+    /// Catalog model name or Hugging Face id (`wvo profile --list`), e.g. `llama-3.1-8b`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+    /// Tensor-parallel degree for a catalog profile (default: `gpusPerReplica`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tp: Option<u32>,
+    /// Weight dtype for a catalog profile: `bf16`, `fp16` or `fp8` (default: the model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+}
+
+impl InlineProfile {
+    /// Numbers for a profile given inline.
+    pub fn numbers(alpha: f64, beta: f64, gamma: f64, delta: f64, max_batch_size: u32) -> Self {
+        Self {
+            alpha: Some(alpha),
+            beta: Some(beta),
+            gamma: Some(gamma),
+            delta: Some(delta),
+            max_batch_size: Some(max_batch_size),
+            catalog: None,
+            tp: None,
+            dtype: None,
+        }
+    }
+
+    /// A catalog reference.
+    pub fn catalog(model: &str, tp: Option<u32>) -> Self {
+        Self {
+            alpha: None,
+            beta: None,
+            gamma: None,
+            delta: None,
+            max_batch_size: None,
+            catalog: Some(model.to_string()),
+            tp,
+            dtype: None,
+        }
+    }
+
+    /// The plan form, or what is missing (`field` is the path of this profile).
+    pub fn to_plan(&self, field: &str) -> Result<plan::ProfileSpec, crate::InputError> {
+        if let Some(catalog) = &self.catalog {
+            return Ok(plan::ProfileSpec::Catalog(plan::CatalogProfile {
+                catalog: catalog.clone(),
+                tp: self.tp,
+                dtype: self.dtype.clone(),
+            }));
+        }
+        match (
+            self.alpha,
+            self.beta,
+            self.gamma,
+            self.delta,
+            self.max_batch_size,
+        ) {
+            (Some(alpha), Some(beta), Some(gamma), Some(delta), Some(max_batch_size)) => {
+                Ok(plan::ProfileSpec::Inline(plan::Profile {
+                    alpha,
+                    beta,
+                    gamma,
+                    delta,
+                    max_batch_size,
+                }))
+            }
+            _ => Err(crate::InputError::new(
+                field,
+                "give either catalog or all of alpha, beta, gamma, delta, maxBatchSize",
+            )),
+        }
+    }
 }
 
 /// The workload a variant scales: any kind with a `/scale` subresource.
@@ -217,6 +298,76 @@ pub struct VariantStatus {
     pub cost_per_hour: f64,
 }
 
+/// The profile wvo uses for one variant, and what it learned online.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantProfileStatus {
+    /// Variant name.
+    pub name: String,
+    /// Where the prior came from: `inline` or `catalog`.
+    pub source: String,
+    /// The profile planning uses now (the prior until calibration is confident), ms.
+    pub in_use: ProfileNumbers,
+    /// The prior: the inline numbers or the catalog estimate, ms.
+    pub prior: ProfileNumbers,
+    /// Confidence of the calibration, 0..1 (decode fit, prefill fit, minimum of both).
+    pub confidence: ProfileConfidence,
+    /// Samples the decode and prefill fits accepted so far.
+    pub samples: u64,
+    /// Samples ignored as warm-up of new replicas, outliers or invalid, since this leader
+    /// started.
+    #[serde(default)]
+    pub rejected_samples: u64,
+    /// Set when the data contradicts the prior (observed capacity far below the estimate),
+    /// with the numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contradiction: Option<String>,
+    /// The calibration state (JSON of `wvo_perf::calibrate::CalibratedProfile`), so a restart
+    /// or a new leader continues from what was learned. Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
+}
+
+/// Profile numbers, ms (see `wvo_api::Profile`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileNumbers {
+    /// Decode base time per token, ms.
+    pub alpha: f64,
+    /// Decode time added per request in the batch, ms.
+    pub beta: f64,
+    /// Prefill base time, ms.
+    pub gamma: f64,
+    /// Prefill time per input token, ms.
+    pub delta: f64,
+    /// Most requests one replica runs at once.
+    pub max_batch_size: u32,
+}
+
+impl From<plan::Profile> for ProfileNumbers {
+    fn from(p: plan::Profile) -> Self {
+        Self {
+            alpha: p.alpha,
+            beta: p.beta,
+            gamma: p.gamma,
+            delta: p.delta,
+            max_batch_size: p.max_batch_size,
+        }
+    }
+}
+
+/// Confidence of a calibration, 0..1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileConfidence {
+    /// Decode fit (ITL vs running batch), 0..1.
+    pub decode: f64,
+    /// Prefill fit (TTFT vs prompt tokens), 0..1.
+    pub prefill: f64,
+    /// The smaller of both, 0..1.
+    pub overall: f64,
+}
+
 /// One decision, for the short history.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -255,6 +406,9 @@ pub struct VariantAutoscalingStatus {
     /// Per variant.
     #[serde(default)]
     pub variants: Vec<VariantStatus>,
+    /// Per variant with a profile: the profile in use and the online calibration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<VariantProfileStatus>,
     /// The last decision that changed something.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<Decision>,
@@ -428,24 +582,24 @@ impl VariantAutoscaling {
             variants: spec
                 .variants
                 .iter()
-                .map(|v| VariantSpec {
-                    name: v.name.clone(),
-                    accelerator: v.accelerator.clone(),
-                    gpus_per_replica: v.gpus_per_replica,
-                    min_replicas: v.min_replicas,
-                    max_replicas: v.max_replicas,
-                    max_requests_per_second: v.max_requests_per_second,
-                    profile: v.profile.map(|p| {
-                        plan::ProfileSpec::Inline(plan::Profile {
-                            alpha: p.alpha,
-                            beta: p.beta,
-                            gamma: p.gamma,
-                            delta: p.delta,
-                            max_batch_size: p.max_batch_size,
-                        })
-                    }),
+                .enumerate()
+                .map(|(i, v)| {
+                    let profile = v
+                        .profile
+                        .as_ref()
+                        .map(|p| p.to_plan(&format!("spec.variants[{i}].profile")))
+                        .transpose()?;
+                    Ok(VariantSpec {
+                        name: v.name.clone(),
+                        accelerator: v.accelerator.clone(),
+                        gpus_per_replica: v.gpus_per_replica,
+                        min_replicas: v.min_replicas,
+                        max_replicas: v.max_replicas,
+                        max_requests_per_second: v.max_requests_per_second,
+                        profile,
+                    })
                 })
-                .collect(),
+                .collect::<Result<Vec<_>, crate::InputError>>()?,
         })
     }
 }

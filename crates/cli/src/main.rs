@@ -1,6 +1,7 @@
 //! `wvo`: the Workload Variant Optimizer command line.
 
 mod bench;
+mod demo;
 mod observe;
 mod plan;
 mod profile;
@@ -28,6 +29,8 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// The controller: plan, stabilize, actuate and report every cycle (leader-elected).
     Run(Box<run::RunArgs>),
+    /// The whole system on one machine: emulated cluster, model servers, traffic, controller.
+    Demo(demo::DemoArgs),
     /// Print the CustomResourceDefinitions (apply with `wvo crds | kubectl apply -f -`).
     Crds,
     /// Simulate wvo and its peers (HPA, KEDA, WVA, static, oracle) on the same traffic.
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Observe(args) => observe::run(&args),
         Command::Profile(args) => profile::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Crds => run::crds(),
         Command::Bench(args) => bench::run(&args),
     };

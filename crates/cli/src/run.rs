@@ -11,7 +11,7 @@ use wvo_controller::loads::{CollectorLoads, LoadSource, StaticLoads};
 use wvo_controller::metrics::Metrics;
 use wvo_controller::reconciler::{ControllerConfig, Reconciler};
 use wvo_controller::runner::{self, LeaderConfig};
-use wvo_controller::view::ControllerView;
+use wvo_controller::view::{ControllerView, SharedView};
 
 /// Arguments of `wvo run`.
 #[derive(Args, Debug)]
@@ -142,8 +142,6 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "wvo".into());
-    let view = Arc::new(RwLock::new(ControllerView::default()));
-    let metrics = Arc::new(Metrics::new());
     let config = ControllerConfig {
         inventory_namespace: args.inventory_namespace.clone(),
         inventory_name: args.inventory_name.clone(),
@@ -154,61 +152,105 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         },
         field_manager: "wvo".into(),
         identity: identity.clone(),
+        calibration: Default::default(),
     };
-    let reconciler = Reconciler::new(
-        client.clone(),
-        config,
-        load_source(args)?,
-        view.clone(),
-        Some(metrics.clone()),
-    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", args.listen))?;
-    tracing::info!(address = %args.listen, "status API, /metrics and probes");
-    let app = wvo_controller::status_api::router(view.clone(), metrics.clone());
-    tokio::spawn(async move {
+    let election = (!args.no_leader_election).then(|| LeaderConfig {
+        namespace: args.inventory_namespace.clone(),
+        name: args.lease_name.clone(),
+        identity,
+        duration_seconds: args.lease_seconds,
+        grace_seconds: (args.lease_seconds / 3).max(1),
+    });
+    let controller = Controller {
+        client,
+        config,
+        loads: load_source(args)?,
+        listener,
+        interval: Duration::from_secs(args.interval_seconds.max(1)),
+        election,
+        view: Arc::new(RwLock::new(ControllerView::default())),
+        metrics: Arc::new(Metrics::new()),
+    };
+    run_controller(controller, shutdown_signal()).await
+}
+
+/// Everything the controller loop needs, however it was configured (`wvo run` flags, or
+/// `wvo demo` against its emulated cluster).
+pub struct Controller {
+    /// Client of the cluster.
+    pub client: kube::Client,
+    /// Inventory, namespaces, planner options, identity.
+    pub config: ControllerConfig,
+    /// Where each model's load comes from.
+    pub loads: Arc<dyn LoadSource>,
+    /// Bound socket of the status API, /metrics and probes.
+    pub listener: tokio::net::TcpListener,
+    /// Time between control cycles.
+    pub interval: Duration,
+    /// Leader election on a Lease, or None for a single replica.
+    pub election: Option<LeaderConfig>,
+    /// What the status API shows (written after each cycle).
+    pub view: SharedView,
+    /// The controller's own metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves the status API and runs control cycles (as leader) until `shutdown` completes;
+/// releases the Lease on the way out. The one code path of `wvo run` and `wvo demo`.
+pub async fn run_controller(
+    c: Controller,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let reconciler = Reconciler::new(
+        c.client.clone(),
+        c.config,
+        c.loads,
+        c.view.clone(),
+        Some(c.metrics.clone()),
+    );
+    if let Ok(address) = c.listener.local_addr() {
+        tracing::info!(address = %address, "status API, /metrics and probes");
+    }
+    let app = wvo_controller::status_api::router(c.view.clone(), c.metrics.clone());
+    let listener = c.listener;
+    let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "status API stopped");
         }
     });
     // Keep the election alive for the life of the loop.
     let mut election = None;
-    let leader = if args.no_leader_election {
-        runner::always_leader()
-    } else {
-        let e = runner::elect(
-            client,
-            &LeaderConfig {
-                namespace: args.inventory_namespace.clone(),
-                name: args.lease_name.clone(),
-                identity,
-                duration_seconds: args.lease_seconds,
-                grace_seconds: (args.lease_seconds / 3).max(1),
-            },
-        )
-        .await?;
-        let receiver = e.leader.clone();
-        election = Some(e);
-        receiver
+    let leader = match &c.election {
+        None => runner::always_leader(),
+        Some(config) => {
+            let e = runner::elect(c.client, config).await?;
+            let receiver = e.leader.clone();
+            election = Some(e);
+            receiver
+        }
     };
     runner::run(
         reconciler,
-        view,
-        Some(metrics),
-        Duration::from_secs(args.interval_seconds.max(1)),
+        c.view,
+        Some(c.metrics),
+        c.interval,
         leader,
-        shutdown_signal(),
+        shutdown,
     )
     .await;
     if let Some(e) = election {
         // Hand the Lease over at once instead of making the other replica wait for expiry.
         e.release().await;
     }
+    server.abort();
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -208,10 +208,38 @@ impl ScrapeSource {
         out
     }
 
+    /// A source whose targets are given at each collection
+    /// ([`collect_targets`](Self::collect_targets)), for callers whose pods come and go
+    /// (e.g. discovered from the cluster). `cfg.targets` may be empty; URLs are checked
+    /// when collected.
+    pub fn for_changing_targets(cfg: ScrapeConfig, window: Window) -> Result<Self, CollectorError> {
+        let client = http::client(&cfg.http)?;
+        Ok(ScrapeSource {
+            cfg,
+            window,
+            client,
+            last: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// Scrape (twice where needed) and build the observations. Failures become unknown
     /// figures with the reason and entries in `errors`.
     pub async fn collect(&self) -> Observations {
-        let urls: Vec<String> = self.cfg.targets.iter().map(|t| t.url.clone()).collect();
+        self.collect_from(&self.cfg.targets).await
+    }
+
+    /// Like [`collect`](Self::collect) for `targets` instead of the configured ones. The
+    /// previous scrape of a URL is reused when it is still listed; URLs no longer listed
+    /// are forgotten. A URL that is not http(s) is an error for its target.
+    pub async fn collect_targets(&self, targets: &[Target]) -> Observations {
+        let obs = self.collect_from(targets).await;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.retain(|url, _| targets.iter().any(|t| &t.url == url));
+        obs
+    }
+
+    async fn collect_from(&self, targets: &[Target]) -> Observations {
+        let urls: Vec<String> = targets.iter().map(|t| t.url.clone()).collect();
         let reuse_limit = Duration::from_secs_f64(2.0 * self.window.window_seconds.max(1.0));
         let previous: Vec<Option<Snapshot>> = {
             let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -254,12 +282,6 @@ impl ScrapeSource {
                 }
             }
         }
-        observations_from_scrapes(
-            &self.cfg.targets,
-            &scrapes,
-            &self.window,
-            oldest,
-            http::unix_now(),
-        )
+        observations_from_scrapes(targets, &scrapes, &self.window, oldest, http::unix_now())
     }
 }

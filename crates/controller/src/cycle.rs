@@ -55,11 +55,28 @@ pub struct Snapshot {
     pub options: PlanOptions,
 }
 
+/// How long a GPU shortage seen through Pending pods is remembered, s. Without the memory
+/// the cycle after the Pending pods are removed would plan them again (the type looks free),
+/// and the workload would flap between N and N+1 every cycle.
+pub const SHORTAGE_MEMORY_SECONDS: f64 = 300.0;
+
+/// A GPU type found short: Pending pods asked for more than could be placed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Shortage {
+    /// GPUs that were placed (bound) when the shortage was seen.
+    usable: u32,
+    /// The type's inventory count then (a changed count ends the memory).
+    count: u32,
+    /// When it was last seen, s.
+    seen_at: f64,
+}
+
 /// State kept from one cycle to the next.
 #[derive(Clone, Debug, Default)]
 pub struct CycleState {
     stabilizer: Stabilizer,
     last_known_load: BTreeMap<(String, String), ModelLoad>,
+    shortages: BTreeMap<String, Shortage>,
 }
 
 /// The decision for one variant.
@@ -150,12 +167,36 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 }
             }
         }
+        let bound32 = u32::try_from(bound).unwrap_or(u32::MAX);
         if pending > 0 && bound < u64::from(acc.count) {
             inventory_notes.push(format!(
                 "{}: {pending} GPUs requested by Pending pods cannot be placed; planning with the {bound} in use instead of {}",
                 acc.name, acc.count
             ));
-            acc.count = u32::try_from(bound).unwrap_or(acc.count);
+            state.shortages.insert(
+                acc.name.clone(),
+                Shortage {
+                    usable: bound32,
+                    count: acc.count,
+                    seen_at: snapshot.now_seconds,
+                },
+            );
+            acc.count = bound32;
+        } else if let Some(short) = state.shortages.get(&acc.name).copied() {
+            let age = snapshot.now_seconds - short.seen_at;
+            if short.count == acc.count && (0.0..SHORTAGE_MEMORY_SECONDS).contains(&age) {
+                // Still short as far as we know: what is placed now is usable, no more.
+                let usable = short.usable.max(bound32).min(acc.count);
+                if usable < acc.count {
+                    inventory_notes.push(format!(
+                        "{}: planning with {usable} of {} GPUs: Pending pods found no free GPU {:.0} s ago (retried after {SHORTAGE_MEMORY_SECONDS:.0} s)",
+                        acc.name, acc.count, age
+                    ));
+                    acc.count = usable;
+                }
+            } else {
+                state.shortages.remove(&acc.name);
+            }
         }
     }
 
@@ -180,9 +221,11 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 .get(&key)
                 .copied()
                 .unwrap_or(ModelLoad {
+                    // Never observed (e.g. no pod yet): the default token mix, so variants
+                    // with a profile still get a capacity and the other models are planned.
                     arrival_rate: 0.0,
-                    avg_input_tokens: None,
-                    avg_output_tokens: None,
+                    avg_input_tokens: Some(crate::reconciler::DEFAULT_TOKENS.0),
+                    avg_output_tokens: Some(crate::reconciler::DEFAULT_TOKENS.1),
                 }),
         };
         let mut spec = m.spec.clone();

@@ -10,6 +10,7 @@
 //! The cycle is pure (`cycle::run_cycle`): tests and the benchmark simulator call it
 //! directly with a snapshot; only the reconciler does I/O.
 
+pub mod calibration;
 pub mod cycle;
 pub mod loads;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod reconciler;
 pub mod runner;
 pub mod stabilizer;
 pub mod status_api;
+pub mod targets;
 pub mod view;
 
 pub use cycle::{

@@ -15,15 +15,57 @@ pub type Loads = BTreeMap<ModelKey, Result<ModelLoad, String>>;
 /// A boxed future, so sources can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A variant as the load sources know it: (namespace, served model id, variant name).
+pub type VariantObsKey = (String, String, String);
+
+/// A ready pod of a variant, so a source can attribute the pod's series to the variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantPod {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Served model id.
+    pub model: String,
+    /// Variant name.
+    pub variant: String,
+    /// Pod name.
+    pub pod: String,
+}
+
+/// One collection: the load per model and, where the source can attribute pods, the figures
+/// per variant (calibration evidence).
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Load per model.
+    pub loads: Loads,
+    /// Figures per variant (only known variants; may be empty).
+    pub variants: BTreeMap<VariantObsKey, wvo_collector::LoadFigures>,
+}
+
 /// Something that reports the offered load of models.
 pub trait LoadSource: Send + Sync {
     /// The load of each model in `models`; a model with no data maps to `Err(reason)`.
     fn loads<'a>(&'a self, models: &'a [ModelKey]) -> BoxFuture<'a, Loads>;
+
+    /// The loads plus per-variant figures, given the variants' ready pods. The default
+    /// knows no variants.
+    fn observe<'a>(
+        &'a self,
+        models: &'a [ModelKey],
+        pods: &'a [VariantPod],
+    ) -> BoxFuture<'a, Observed> {
+        let _ = pods;
+        Box::pin(async move {
+            Observed {
+                loads: self.loads(models).await,
+                variants: BTreeMap::new(),
+            }
+        })
+    }
 }
 
 /// Loads set by hand (tests, the demo, the simulator): a shared map.
 #[derive(Clone, Debug, Default)]
-pub struct StaticLoads(Arc<RwLock<Loads>>);
+pub struct StaticLoads(Arc<RwLock<Loads>>, Arc<RwLock<Observed>>);
 
 impl StaticLoads {
     /// Sets the load of `model` in `namespace` (or why it is unknown).
@@ -32,9 +74,46 @@ impl StaticLoads {
             map.insert((namespace.to_string(), model.to_string()), load);
         }
     }
+
+    /// Sets the figures of one variant of `model` in `namespace`.
+    pub fn set_variant(
+        &self,
+        namespace: &str,
+        model: &str,
+        variant: &str,
+        figures: wvo_collector::LoadFigures,
+    ) {
+        if let Ok(mut obs) = self.1.write() {
+            obs.variants.insert(
+                (
+                    namespace.to_string(),
+                    model.to_string(),
+                    variant.to_string(),
+                ),
+                figures,
+            );
+        }
+    }
 }
 
 impl LoadSource for StaticLoads {
+    fn observe<'a>(
+        &'a self,
+        models: &'a [ModelKey],
+        _pods: &'a [VariantPod],
+    ) -> BoxFuture<'a, Observed> {
+        Box::pin(async move {
+            Observed {
+                loads: self.loads(models).await,
+                variants: self
+                    .1
+                    .read()
+                    .map(|o| o.variants.clone())
+                    .unwrap_or_default(),
+            }
+        })
+    }
+
     fn loads<'a>(&'a self, models: &'a [ModelKey]) -> BoxFuture<'a, Loads> {
         Box::pin(async move {
             let map = match self.0.read() {
@@ -101,7 +180,65 @@ pub fn loads_from_observations(obs: &wvo_collector::Observations, models: &[Mode
         .collect()
 }
 
+/// The per-variant figures of one collection, for variants the source could attribute
+/// (variant `*` means "all pods of the model" and is skipped).
+pub fn variants_from_observations(
+    obs: &wvo_collector::Observations,
+) -> BTreeMap<VariantObsKey, wvo_collector::LoadFigures> {
+    let mut out = BTreeMap::new();
+    for m in &obs.models {
+        for v in &m.variants {
+            if v.variant != "*" {
+                out.insert(
+                    (m.namespace.clone(), m.model.clone(), v.variant.clone()),
+                    v.figures.clone(),
+                );
+            }
+        }
+    }
+    out
+}
+
 impl LoadSource for CollectorLoads {
+    fn observe<'a>(
+        &'a self,
+        models: &'a [ModelKey],
+        pods: &'a [VariantPod],
+    ) -> BoxFuture<'a, Observed> {
+        Box::pin(async move {
+            let mut config = self.config.clone();
+            // Prometheus: attribute series by (namespace, pod). With no pods known, keep
+            // the configured targets (every pod, variant `*`).
+            if matches!(config.source, wvo_collector::SourceConfig::Prometheus(_))
+                && !pods.is_empty()
+            {
+                config.targets = pods
+                    .iter()
+                    .map(|p| wvo_collector::Target {
+                        namespace: p.namespace.clone(),
+                        model: p.model.clone(),
+                        variant: p.variant.clone(),
+                        pod: p.pod.clone(),
+                        url: String::new(),
+                    })
+                    .collect();
+            }
+            match wvo_collector::observe(&config).await {
+                Ok(obs) => Observed {
+                    loads: loads_from_observations(&obs, models),
+                    variants: variants_from_observations(&obs),
+                },
+                Err(e) => Observed {
+                    loads: models
+                        .iter()
+                        .map(|k| (k.clone(), Err(format!("collector: {e}"))))
+                        .collect(),
+                    variants: BTreeMap::new(),
+                },
+            }
+        })
+    }
+
     fn loads<'a>(&'a self, models: &'a [ModelKey]) -> BoxFuture<'a, Loads> {
         Box::pin(async move {
             match wvo_collector::observe(&self.config).await {

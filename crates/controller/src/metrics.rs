@@ -156,6 +156,11 @@ impl Metrics {
         self.last_cycle.set(now);
     }
 
+    /// Control cycles run so far (`wvo_cycles_total`).
+    pub fn cycles(&self) -> u64 {
+        self.cycles.get()
+    }
+
     /// Sets the desired and current replicas of one variant. When the variant was exported
     /// before with another accelerator, that old series is removed.
     pub fn set_replicas(

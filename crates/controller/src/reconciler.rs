@@ -5,8 +5,9 @@
 //! variant's workload and its `/scale`, the workload's Pods, HPAs. Writes: `/scale` (mode
 //! `scale`), HPA min/max (mode `hpa`), VA `/status` (server-side apply), Events.
 
+use crate::calibration::{Calibrator, VariantEvidence, VariantKey};
 use crate::cycle::{run_cycle, CycleOutcome, CycleState, ModelState, Snapshot, VariantState};
-use crate::loads::{LoadSource, ModelKey};
+use crate::loads::{LoadSource, ModelKey, VariantPod};
 use crate::view::{
     AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, VariantView,
     DECISION_HISTORY,
@@ -22,9 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wvo_api::crd::{
     ActuationMode, Condition, Decision, InventoryConfig, ObservedLoad, VariantAutoscaling,
-    VariantAutoscalingStatus, VariantStatus, INVENTORY_KEY,
+    VariantAutoscalingStatus, VariantProfileStatus, VariantStatus, INVENTORY_KEY,
 };
-use wvo_api::{AcceleratorType, ModelLoad, PlanInput, PlanOptions};
+use wvo_api::{AcceleratorType, ModelLoad, PlanInput, PlanOptions, ProfileSpec};
+use wvo_perf::TokenMix;
 
 /// Token mix assumed for a model whose token means are not observed yet (an idle model):
 /// mean prompt and output tokens.
@@ -48,6 +50,8 @@ pub struct ControllerConfig {
     pub field_manager: String,
     /// This replica's identity (pod name), for Events.
     pub identity: String,
+    /// Online calibration of profiles from the observed per-variant figures.
+    pub calibration: crate::calibration::CalibrationSettings,
 }
 
 impl Default for ControllerConfig {
@@ -59,6 +63,7 @@ impl Default for ControllerConfig {
             options: PlanOptions::default(),
             field_manager: "wvo".into(),
             identity: "wvo".into(),
+            calibration: crate::calibration::CalibrationSettings::default(),
         }
     }
 }
@@ -119,6 +124,10 @@ struct Workload {
     api: Api<DynamicObject>,
     name: String,
     state: VariantState,
+    /// Names of the ready pods.
+    ready_pods: Vec<String>,
+    /// Age of the youngest ready pod, s.
+    youngest_ready_age_s: Option<f64>,
 }
 
 /// The control loop's Kubernetes side, with its state between cycles.
@@ -134,6 +143,7 @@ pub struct Reconciler {
     last_tokens: BTreeMap<ModelKey, (f64, f64)>,
     recorder: Recorder,
     known_vas: BTreeSet<(String, String)>,
+    calibrator: Calibrator,
 }
 
 fn now_rfc3339() -> String {
@@ -169,6 +179,7 @@ impl Reconciler {
             controller: config.field_manager.clone(),
             instance: Some(config.identity.clone()),
         };
+        let calibration = config.calibration;
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -181,6 +192,7 @@ impl Reconciler {
             inventory_text: None,
             last_tokens: BTreeMap::new(),
             known_vas: BTreeSet::new(),
+            calibrator: Calibrator::new(calibration),
         }
     }
 
@@ -341,6 +353,8 @@ impl Reconciler {
                     frozen: Some(format!("scaleTargetRef {what} not found")),
                     ..VariantState::default()
                 },
+                ready_pods: Vec::new(),
+                youngest_ready_age_s: None,
             });
         };
         let scale = api
@@ -361,6 +375,8 @@ impl Reconciler {
             .and_then(|r| u32::try_from(r).ok())
             .unwrap_or(0);
         let mut pending = 0;
+        let mut ready_pods = Vec::new();
+        let mut youngest_ready_age_s: Option<f64> = None;
         if let Some(selector) = selector.filter(|s| !s.is_empty()) {
             let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
             let list = pods
@@ -384,6 +400,25 @@ impl Reconciler {
                             })
                 })
                 .count();
+            let now = k8s_openapi::jiff::Timestamp::now();
+            for p in &list.items {
+                let ready_since = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+                    .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+                if let Some(since) = ready_since {
+                    ready_pods.push(p.name_any());
+                    // Unknown transition time: unknown age (calibration treats it as warm-up).
+                    let age = since.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
+                    youngest_ready_age_s = match (youngest_ready_age_s, age) {
+                        (_, None) => Some(0.0),
+                        (None, Some(a)) => Some(a),
+                        (Some(y), Some(a)) => Some(y.min(a)),
+                    };
+                }
+            }
         }
         let foreign = hpas.iter().find(|h| {
             h.spec.scale_target_ref.kind == target.kind
@@ -408,6 +443,8 @@ impl Reconciler {
                 pending_unschedulable: u32::try_from(pending).unwrap_or(u32::MAX),
                 frozen,
             },
+            ready_pods,
+            youngest_ready_age_s,
         })
     }
 
@@ -512,7 +549,81 @@ impl Reconciler {
             .iter()
             .map(|(va, _, _)| (va.namespace().unwrap_or_default(), va.spec.model_id.clone()))
             .collect();
-        let loads = self.loads.loads(&keys).await;
+        let pods: Vec<VariantPod> = accepted
+            .iter()
+            .zip(&keys)
+            .flat_map(|((va, _, workloads), (ns, model))| {
+                va.spec
+                    .variants
+                    .iter()
+                    .zip(workloads)
+                    .flat_map(move |(v, w)| {
+                        w.ready_pods.iter().map(move |pod| VariantPod {
+                            namespace: ns.clone(),
+                            model: model.clone(),
+                            variant: v.name.clone(),
+                            pod: pod.clone(),
+                        })
+                    })
+            })
+            .collect();
+        let observed = self.loads.observe(&keys, &pods).await;
+        let loads = observed.loads;
+        // Calibrate each profile from its variant's figures; plan with what is in use.
+        let mut live_variants = BTreeSet::new();
+        for ((va, spec, workloads), (ns, model)) in accepted.iter_mut().zip(&keys) {
+            let name = va.name_any();
+            let saved = va
+                .status
+                .as_ref()
+                .map(|s| s.profiles.clone())
+                .unwrap_or_default();
+            for (i, (vs, w)) in spec.variants.iter_mut().zip(workloads.iter()).enumerate() {
+                let (prior, source) = match &vs.profile {
+                    Some(ProfileSpec::Inline(p)) => (*p, "inline"),
+                    Some(ProfileSpec::Catalog(c)) => {
+                        let mix = TokenMix {
+                            avg_input_tokens: DEFAULT_TOKENS.0,
+                            avg_output_tokens: DEFAULT_TOKENS.1,
+                        };
+                        let at = format!("spec.variants[{i}]");
+                        match wvo_optimizer::problem::resolve_catalog(c, vs, &mix, &at) {
+                            Ok(p) => (p, "catalog"),
+                            Err(_) => continue,
+                        }
+                    }
+                    None => continue,
+                };
+                let key = (ns.clone(), name.clone(), vs.name.clone());
+                let saved_state = saved
+                    .iter()
+                    .find(|p| p.name == vs.name)
+                    .and_then(|p| p.calibration.as_deref());
+                self.calibrator.track(&key, prior, source, saved_state);
+                if let Some(f) =
+                    observed
+                        .variants
+                        .get(&(ns.clone(), model.clone(), vs.name.clone()))
+                {
+                    let ms = |x: &wvo_collector::Figure| x.value().map(|v| v * 1000.0);
+                    let evidence = VariantEvidence {
+                        ready_replicas: w.state.ready,
+                        youngest_ready_age_s: w.youngest_ready_age_s,
+                        running: f.running.value(),
+                        waiting: f.waiting.value(),
+                        itl_mean_ms: ms(&f.itl_mean_seconds),
+                        ttft_mean_ms: ms(&f.ttft_mean_seconds),
+                        avg_input_tokens: f.avg_input_tokens.value(),
+                    };
+                    self.calibrator.observe(&key, &evidence);
+                }
+                if let Some(p) = self.calibrator.profile_in_use(&key) {
+                    vs.profile = Some(ProfileSpec::Inline(p));
+                }
+                live_variants.insert(key);
+            }
+        }
+        self.calibrator.retain(&live_variants);
 
         let mut models = Vec::with_capacity(accepted.len());
         for ((va, spec, workloads), key) in accepted.iter().zip(&keys) {
@@ -678,6 +789,7 @@ impl Reconciler {
                     tracing::info!(va = %decision.name, variant = %d.name, reason = %d.reason, "not actuated");
                 }
             }
+            let (profiles, persisted) = self.profile_statuses(va, spec, decision);
             let conditions = self.conditions_for(
                 va,
                 spec,
@@ -685,6 +797,7 @@ impl Reconciler {
                 &outcome,
                 inventory_refusal.as_deref(),
                 &actuation_errors,
+                &profiles,
             );
             if let Some(refused) = conditions
                 .iter()
@@ -705,15 +818,21 @@ impl Reconciler {
                 }
             }
             report.errors.extend(actuation_errors);
-            self.write_status(
-                &vas_api(&self.client, va),
-                va,
-                Some(decision),
-                &conditions,
-                &changes,
-                &mut report,
-            )
-            .await;
+            let written = self
+                .write_status(
+                    &vas_api(&self.client, va),
+                    va,
+                    Some((decision, profiles)),
+                    &conditions,
+                    &changes,
+                    &mut report,
+                )
+                .await;
+            if written {
+                for key in &persisted {
+                    self.calibrator.mark_persisted(key);
+                }
+            }
             model_views.push(ModelView {
                 namespace: ns,
                 name: decision.name.clone(),
@@ -848,9 +967,78 @@ impl Reconciler {
         probe
             .validate()
             .map_err(|e| e.to_string().replacen("models[0]", "spec", 1))?;
+        // A catalog profile must resolve (known model, catalog accelerator, fits).
+        let mix = TokenMix {
+            avg_input_tokens: DEFAULT_TOKENS.0,
+            avg_output_tokens: DEFAULT_TOKENS.1,
+        };
+        for (i, v) in spec.variants.iter().enumerate() {
+            if let Some(ProfileSpec::Catalog(c)) = &v.profile {
+                wvo_optimizer::problem::resolve_catalog(c, v, &mix, &format!("spec.variants[{i}]"))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         Ok(spec)
     }
 
+    /// The `status.profiles` entries of a VA, and the variants whose calibration state they
+    /// carry anew. An entry is refreshed when its calibration learned
+    /// `persist_every_samples` more samples or a contradiction appears or clears; otherwise
+    /// the previous entry stays, so status is not rewritten every cycle.
+    fn profile_statuses(
+        &self,
+        va: &VariantAutoscaling,
+        spec: &wvo_api::ModelSpec,
+        decision: &crate::cycle::ModelDecision,
+    ) -> (Vec<VariantProfileStatus>, Vec<VariantKey>) {
+        let ns = va.namespace().unwrap_or_default();
+        let name = va.name_any();
+        let previous = va
+            .status
+            .as_ref()
+            .map(|s| s.profiles.as_slice())
+            .unwrap_or(&[]);
+        let mix = TokenMix {
+            avg_input_tokens: decision
+                .load_used
+                .avg_input_tokens
+                .unwrap_or(DEFAULT_TOKENS.0),
+            avg_output_tokens: decision
+                .load_used
+                .avg_output_tokens
+                .unwrap_or(DEFAULT_TOKENS.1)
+                .max(1.0),
+        };
+        let mut out = Vec::new();
+        let mut persisted = Vec::new();
+        for v in &va.spec.variants {
+            let key = (ns.clone(), name.clone(), v.name.clone());
+            let prev = previous.iter().find(|p| p.name == v.name);
+            let persist = self.calibrator.should_persist(&key)
+                || prev.is_none_or(|p| p.calibration.is_none());
+            let Some(mut entry) = self
+                .calibrator
+                .status(&key, spec.slo.as_ref(), &mix, persist)
+            else {
+                continue;
+            };
+            if persist {
+                persisted.push(key);
+            } else if let Some(p) = prev {
+                if p.contradiction.is_some() == entry.contradiction.is_some()
+                    && p.prior == entry.prior
+                {
+                    entry = p.clone();
+                } else {
+                    entry.calibration.clone_from(&p.calibration);
+                }
+            }
+            out.push(entry);
+        }
+        (out, persisted)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn conditions_for(
         &self,
         va: &VariantAutoscaling,
@@ -859,6 +1047,7 @@ impl Reconciler {
         outcome: &CycleOutcome,
         inventory_refusal: Option<&str>,
         actuation_errors: &[String],
+        profiles: &[VariantProfileStatus],
     ) -> Vec<ConditionView> {
         let mut out = Vec::new();
         out.push(match &decision.metrics_unknown {
@@ -884,27 +1073,57 @@ impl Reconciler {
                 w.contains(&format!("\"{plan_name}\"")) && w.contains("cannot meet the SLO")
             })
             .collect();
-        out.push(if unreachable.is_empty() {
+        let contradicted: Vec<String> = profiles
+            .iter()
+            .filter_map(|p| {
+                p.contradiction
+                    .as_ref()
+                    .map(|c| format!("{} (prior from {}): {c}", p.name, p.source))
+            })
+            .collect();
+        out.push(if !unreachable.is_empty() || !contradicted.is_empty() {
+            if unreachable.is_empty() {
+                condition(
+                    "ProfileReady",
+                    false,
+                    "ProfileContradicted",
+                    format!(
+                        "{}; planning uses the calibrated profile",
+                        contradicted.join("; ")
+                    ),
+                )
+            } else {
+                condition(
+                    "ProfileReady",
+                    false,
+                    "SloUnreachable",
+                    unreachable
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            }
+        } else {
             let estimated = spec.variants.iter().filter(|v| v.profile.is_some()).count();
+            let calibrated: Vec<String> = profiles
+                .iter()
+                .filter(|p| p.in_use != p.prior)
+                .map(|p| format!("{} (confidence {:.2})", p.name, p.confidence.overall))
+                .collect();
+            let learned = if calibrated.is_empty() {
+                String::new()
+            } else {
+                format!("; calibrated online: {}", calibrated.join(", "))
+            };
             condition(
                 "ProfileReady",
                 true,
                 "ProfilesKnown",
                 format!(
-                    "{} variants with a measured capacity, {estimated} from a profile",
+                    "{} variants with a measured capacity, {estimated} from a profile{learned}",
                     spec.variants.len() - estimated
                 ),
-            )
-        } else {
-            condition(
-                "ProfileReady",
-                false,
-                "SloUnreachable",
-                unreachable
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "),
             )
         });
         out.push(match inventory_refusal {
@@ -1009,11 +1228,11 @@ impl Reconciler {
         &self,
         api: &Api<VariantAutoscaling>,
         va: &VariantAutoscaling,
-        decision: Option<&crate::cycle::ModelDecision>,
+        decision: Option<(&crate::cycle::ModelDecision, Vec<VariantProfileStatus>)>,
         conditions: &[ConditionView],
         changes: &[Decision],
         report: &mut CycleReport,
-    ) {
+    ) -> bool {
         let previous = va.status.clone().unwrap_or_default();
         let now = now_rfc3339();
         let generation = va.metadata.generation;
@@ -1047,7 +1266,8 @@ impl Reconciler {
             last_decision: previous.last_decision.clone(),
             ..previous.clone()
         };
-        if let Some(d) = decision {
+        if let Some((d, profiles)) = decision {
+            status.profiles = profiles;
             status.observed_load = Some(ObservedLoad {
                 arrival_rate: d.load_used.arrival_rate,
                 avg_input_tokens: d.load_used.avg_input_tokens,
@@ -1080,7 +1300,7 @@ impl Reconciler {
         let excess = status.decisions.len().saturating_sub(STATUS_DECISIONS);
         status.decisions.drain(..excess);
         if status == previous {
-            return;
+            return true;
         }
         let body = json!({
             "apiVersion": "wvo.dev/v1alpha1",
@@ -1098,7 +1318,9 @@ impl Reconciler {
             if let Some(m) = &self.metrics {
                 m.count_error("status");
             }
+            return false;
         }
+        true
     }
 }
 

@@ -175,6 +175,65 @@ fn pending_pods_are_missing_supply_not_a_freeze() {
 }
 
 #[test]
+fn a_shortage_is_remembered_so_pending_pods_do_not_flap() {
+    let mut state = CycleState::default();
+    run_cycle(
+        &snapshot(0.0, load(60.0), running(6), running(0)),
+        &mut state,
+    )
+    .expect("cycle");
+    let h100 = VariantState {
+        replicas: 6,
+        ready: 3,
+        pending_unschedulable: 3,
+        frozen: None,
+    };
+    let out = run_cycle(&snapshot(15.0, load(60.0), h100, running(10)), &mut state).expect("cycle");
+    assert_eq!(desired(&out), vec![3, 10]);
+    // Next cycle: the Pending pods are gone, so H100 looks free again; it must not be planned
+    // back to 6 (they would only go Pending again).
+    let out = run_cycle(
+        &snapshot(30.0, load(60.0), running(3), running(10)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert_eq!(desired(&out), vec![3, 10]);
+    assert!(
+        out.inventory_notes
+            .iter()
+            .any(|n| n.starts_with("H100: planning with 3 of 8")),
+        "{:?}",
+        out.inventory_notes
+    );
+    // After the memory runs out the planner tries the cheaper type again.
+    let later = 15.0 + wvo_controller::cycle::SHORTAGE_MEMORY_SECONDS + 1.0;
+    let out = run_cycle(
+        &snapshot(later, load(60.0), running(3), running(10)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert_eq!(out.models[0].variants[0].planned, 6);
+    assert!(out.inventory_notes.is_empty(), "{:?}", out.inventory_notes);
+}
+
+#[test]
+fn a_changed_inventory_ends_the_shortage_memory() {
+    let mut state = CycleState::default();
+    let h100 = VariantState {
+        replicas: 6,
+        ready: 3,
+        pending_unschedulable: 3,
+        frozen: None,
+    };
+    run_cycle(&snapshot(0.0, load(60.0), h100, running(0)), &mut state).expect("cycle");
+    // Nodes were added: the count changed, so the planner may use them at once.
+    let mut snap = snapshot(15.0, load(60.0), running(3), running(10));
+    snap.inventory[0].count = 16;
+    let out = run_cycle(&snap, &mut state).expect("cycle");
+    assert_eq!(out.models[0].variants[0].planned, 6);
+}
+
+#[test]
 fn make_before_break_when_moving_between_variants() {
     let mut state = CycleState::default();
     let mut snap = snapshot(0.0, load(30.0), running(3), running(0));
@@ -231,4 +290,26 @@ fn frozen_workloads_are_planned_around_not_touched() {
     assert!(h100.reason.contains("HPA prod/other"));
     // The other 30 req/s go to L40S.
     assert_eq!(out.models[0].variants[1].desired, 10);
+}
+
+#[test]
+fn a_model_never_observed_with_a_profile_does_not_stop_the_plan() {
+    let mut snap = snapshot(0.0, Err("no pod to scrape".into()), running(1), running(0));
+    snap.models[0].spec.slo = Some(wvo_api::Slo {
+        ttft_ms: 1000.0,
+        itl_ms: 50.0,
+    });
+    snap.models[0].spec.variants[0].max_requests_per_second = None;
+    snap.models[0].spec.variants[0].profile =
+        Some(wvo_api::ProfileSpec::Inline(wvo_api::Profile {
+            alpha: 11.0,
+            beta: 0.1,
+            gamma: 20.0,
+            delta: 0.02,
+            max_batch_size: 256,
+        }));
+    let mut state = CycleState::default();
+    let outcome = run_cycle(&snap, &mut state).expect("planned with the default token mix");
+    // Unknown load holds what serves now.
+    assert_eq!(desired(&outcome), vec![1, 0]);
 }

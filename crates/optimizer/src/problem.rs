@@ -97,7 +97,7 @@ fn max_coverable(variants: &[VariantInfo], max_total: u32) -> f64 {
 /// token mix for the context length. Errors name the field: unknown model
 /// (`profile.catalog`), accelerator not in the catalog (`accelerator`), bad `tp`/`dtype`, or a
 /// model that does not fit (`profile`).
-fn resolve_catalog(
+pub fn resolve_catalog(
     c: &CatalogProfile,
     vs: &VariantSpec,
     mix: &TokenMix,
