@@ -150,6 +150,42 @@ fn plan_name(m: &ModelState) -> String {
     format!("{}/{}", m.namespace, m.name)
 }
 
+/// Per accelerator type that is contended (keeping every placed replica and adding every
+/// planned one would not fit its usable count), the highest priority of a model that plans
+/// more replicas of that type than it has placed. Lower tiers' scale-downs of that type then
+/// skip the stabilization window and make-before-break: strict tiers hold in actuation too,
+/// not only in the plan.
+fn reclaiming_tiers<'a>(
+    snapshot: &'a Snapshot,
+    inventory: &[AcceleratorType],
+    plan: &PlanOutput,
+) -> BTreeMap<&'a str, i32> {
+    let mut claim: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut needed: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut offset = 0;
+    for m in &snapshot.models {
+        for (vi, (vs, v)) in m.spec.variants.iter().zip(&m.variants).enumerate() {
+            let planned = plan.variants.get(offset + vi).map_or(0, |p| p.replicas);
+            let placed = v.replicas - v.pending_unschedulable.min(v.replicas);
+            *needed.entry(vs.accelerator.as_str()).or_default() +=
+                u64::from(planned.max(placed)) * u64::from(vs.gpus_per_replica);
+            if planned > placed {
+                let e = claim.entry(vs.accelerator.as_str()).or_insert(i32::MIN);
+                *e = (*e).max(m.spec.priority);
+            }
+        }
+        offset += m.variants.len();
+    }
+    claim.retain(|acc, _| {
+        let usable = inventory
+            .iter()
+            .find(|a| a.name == *acc)
+            .map_or(0, |a| u64::from(a.count));
+        needed.get(acc).copied().unwrap_or(0) > usable
+    });
+    claim
+}
+
 /// Runs one cycle.
 pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOutcome, CycleError> {
     // Pending pods are missing supply: cap each type where they wait at what is bound now.
@@ -256,6 +292,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     }
 
     let plan = wvo_optimizer::plan(&input)?;
+    let reclaim = reclaiming_tiers(snapshot, &input.inventory, &plan);
 
     let mut keep = BTreeSet::new();
     let mut models = Vec::with_capacity(snapshot.models.len());
@@ -263,10 +300,16 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     for (mi, m) in snapshot.models.iter().enumerate() {
         let hold = m.load.is_err();
         let mut variants = Vec::with_capacity(m.variants.len());
+        let mut reclaimed = Vec::with_capacity(m.variants.len());
         for (vi, (vs, v)) in m.spec.variants.iter().zip(&m.variants).enumerate() {
             let planned = &plan.variants[offset + vi];
             let key: VariantKey = (m.namespace.clone(), m.name.clone(), vs.name.clone());
             keep.insert(key.clone());
+            // A strictly higher tier waits for GPUs of this type: give them up now.
+            let reclaimed_by = reclaim
+                .get(vs.accelerator.as_str())
+                .copied()
+                .filter(|&p| p > m.spec.priority && planned.replicas < v.replicas);
             let (desired, reason, may_actuate) = match &v.frozen {
                 Some(why) => (v.replicas, format!("not actuated: {why}"), false),
                 None => {
@@ -277,13 +320,28 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             recommended: planned.replicas,
                             current: v.replicas,
                             pending: v.pending_unschedulable,
-                            window_seconds: m.stabilization_seconds,
+                            window_seconds: if reclaimed_by.is_some() {
+                                0.0
+                            } else {
+                                m.stabilization_seconds
+                            },
                             hold,
                         },
                     );
-                    (s.desired, s.reason, true)
+                    match reclaimed_by {
+                        Some(p) if s.desired < v.replicas => (
+                            s.desired,
+                            format!(
+                                "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
+                                s.reason, vs.accelerator
+                            ),
+                            true,
+                        ),
+                        _ => (s.desired, s.reason, true),
+                    }
                 }
             };
+            reclaimed.push(reclaimed_by.is_some());
             let price = if planned.replicas > 0 {
                 planned.cost_per_hour / f64::from(planned.replicas)
             } else {
@@ -326,9 +384,9 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 .sum();
             let drops_ready = variants.iter().any(|d| d.desired < d.ready);
             if drops_ready && remaining < demand && remaining < now_serving {
-                for d in &mut variants {
+                for (d, &reclaimed) in variants.iter_mut().zip(&reclaimed) {
                     let keep_ready = d.ready.min(d.current);
-                    if d.may_actuate && d.desired < keep_ready {
+                    if d.may_actuate && d.desired < keep_ready && !reclaimed {
                         d.reason = format!(
                             "scale-down to {} held: the ready replicas left ({remaining:.2} req/s) would not absorb {demand:.2} req/s until new replicas are ready",
                             d.desired

@@ -313,3 +313,66 @@ fn a_model_never_observed_with_a_profile_does_not_stop_the_plan() {
     // Unknown load holds what serves now.
     assert_eq!(desired(&outcome), vec![1, 0]);
 }
+
+/// Two models on the same 8 H100: `chat` (priority 100) and `batch` (priority 0), 10 req/s
+/// per replica, window 300 s.
+fn tiers(now: f64, chat_rate: f64, chat: VariantState, batch: VariantState) -> Snapshot {
+    let model = |name: &str, priority: i32, state: VariantState, rate: f64| ModelState {
+        namespace: "prod".into(),
+        name: name.into(),
+        spec: ModelSpec {
+            name: String::new(),
+            model_id: None,
+            priority,
+            weight: 1.0,
+            slo: None,
+            min_replicas: 0,
+            max_replicas: None,
+            variants: vec![variant("h100", "H100", 10.0)],
+        },
+        variants: vec![state],
+        stabilization_seconds: 300.0,
+        load: load(rate),
+    };
+    Snapshot {
+        now_seconds: now,
+        inventory: vec![acc("H100", 8, 4.0)],
+        models: vec![
+            model("chat", 100, chat, chat_rate),
+            model("batch", 0, batch, 60.0),
+        ],
+        options: PlanOptions::default(),
+    }
+}
+
+#[test]
+fn a_higher_tier_waiting_for_gpus_reclaims_them_without_the_window() {
+    let mut state = CycleState::default();
+    let out = run_cycle(&tiers(0.0, 20.0, running(2), running(6)), &mut state).expect("cycle");
+    assert_eq!(out.models[0].variants[0].desired, 2);
+    assert_eq!(out.models[1].variants[0].desired, 6);
+    // chat doubles: the plan gives it 4 of the 8 H100 and batch 4. batch's scale-down is not
+    // stabilized (chat would wait 300 s for its GPUs) nor held by make-before-break.
+    let out = run_cycle(&tiers(15.0, 40.0, running(2), running(6)), &mut state).expect("cycle");
+    assert_eq!(out.models[0].variants[0].desired, 4);
+    let batch = &out.models[1].variants[0];
+    assert_eq!(batch.desired, 4, "{}", batch.reason);
+    assert!(
+        batch.reason.contains("priority 100 waits for H100"),
+        "{}",
+        batch.reason
+    );
+}
+
+#[test]
+fn without_contention_a_lower_tier_still_waits_for_its_window() {
+    let mut state = CycleState::default();
+    run_cycle(&tiers(0.0, 10.0, running(1), running(6)), &mut state).expect("cycle");
+    // batch's own demand halves while chat grows within the free GPUs: no reclaim, the window
+    // applies.
+    let mut snap = tiers(15.0, 20.0, running(1), running(6));
+    snap.models[1].load = load(30.0);
+    let out = run_cycle(&snap, &mut state).expect("cycle");
+    assert_eq!(out.models[0].variants[0].desired, 2);
+    assert_eq!(out.models[1].variants[0].desired, 6);
+}
