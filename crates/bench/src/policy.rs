@@ -162,7 +162,7 @@ impl Default for WvoConfig {
     fn default() -> Self {
         WvoConfig {
             stabilization_seconds: 300.0,
-            options: PlanOptions::default(),
+            options: wvo_controller::reconciler::ControllerConfig::default().options,
             period_seconds: 15.0,
         }
     }

@@ -40,7 +40,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
     /// Planner headroom of the `wvo` policy (as `wvo run --headroom`): plan demand x (1 + H).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_HEADROOM)]
     pub wvo_headroom: f64,
     /// Write SVG charts into this directory.
     #[arg(long)]

@@ -44,7 +44,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Plan for demand x (1 + headroom).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_HEADROOM)]
     pub headroom: f64,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "wvo-leader")]

@@ -32,6 +32,12 @@ use wvo_perf::TokenMix;
 /// mean prompt and output tokens.
 pub const DEFAULT_TOKENS: (f64, f64) = (512.0, 256.0);
 
+/// Default planning headroom of the controller: plan for demand x 1.1. The capacity at the SLO
+/// is where the *mean* TTFT and ITL meet their targets; with no margin, Poisson bursts and the
+/// lag of the rate estimate put a share of requests over the SLO (measured with `wvo bench`,
+/// docs/bench.md). `wvo plan` keeps 0 (offline planning states its own headroom).
+pub const DEFAULT_HEADROOM: f64 = 0.1;
+
 /// Decisions kept in a VA's status.
 pub const STATUS_DECISIONS: usize = 10;
 
@@ -60,7 +66,10 @@ impl Default for ControllerConfig {
             inventory_namespace: "wvo-system".into(),
             inventory_name: "wvo-inventory".into(),
             watch_namespace: None,
-            options: PlanOptions::default(),
+            options: PlanOptions {
+                headroom: DEFAULT_HEADROOM,
+                ..PlanOptions::default()
+            },
             field_manager: "wvo".into(),
             identity: "wvo".into(),
             calibration: crate::calibration::CalibrationSettings::default(),
