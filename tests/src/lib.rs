@@ -215,6 +215,11 @@ impl Cluster {
     pub fn controller(&self, identity: &str) -> (Reconciler, SharedView, Arc<Metrics>) {
         self.controller_with(ControllerConfig {
             identity: identity.into(),
+            // The tests check exact replica counts for given loads: no planning headroom.
+            options: wvo_api::PlanOptions {
+                headroom: 0.0,
+                ..ControllerConfig::default().options
+            },
             ..ControllerConfig::default()
         })
     }
