@@ -165,13 +165,7 @@ impl ScrapeSource {
                 problem: "at least one URL is needed".into(),
             });
         }
-        let client = http::client(&cfg.http)?;
-        Ok(ScrapeSource {
-            cfg,
-            window,
-            client,
-            last: Mutex::new(HashMap::new()),
-        })
+        Self::for_changing_targets(cfg, window)
     }
 
     async fn scrape_all(&self, urls: &[String]) -> Vec<Result<Snapshot, String>> {
