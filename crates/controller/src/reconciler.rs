@@ -38,6 +38,9 @@ pub const DEFAULT_TOKENS: (f64, f64) = (512.0, 256.0);
 /// docs/bench.md). `wvo plan` keeps 0 (offline planning states its own headroom).
 pub const DEFAULT_HEADROOM: f64 = 0.1;
 
+/// The profile calibration starts from, and where it came from (`inline` or `catalog`).
+type Prior = (wvo_api::Profile, &'static str);
+
 /// Decisions kept in a VA's status.
 pub const STATUS_DECISIONS: usize = 10;
 
@@ -509,11 +512,15 @@ impl Reconciler {
         // Valid VAs, their workloads, and their loads.
         let mut hpas_by_ns: BTreeMap<String, Vec<HorizontalPodAutoscaler>> = BTreeMap::new();
         let mut accepted: Vec<(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)> = Vec::new();
+        let mut priors_by_va: BTreeMap<(String, String), Vec<Option<Prior>>> = BTreeMap::new();
         for va in &list {
             let ns = va.namespace().unwrap_or_default();
             let name = va.name_any();
             let spec = match self.check_va(va, &inventory, &classes) {
-                Ok(spec) => spec,
+                Ok((spec, priors)) => {
+                    priors_by_va.insert((ns.clone(), name.clone()), priors);
+                    spec
+                }
                 Err(message) => {
                     report
                         .refused
@@ -588,20 +595,11 @@ impl Reconciler {
                 .map(|s| s.profiles.clone())
                 .unwrap_or_default();
             for (i, (vs, w)) in spec.variants.iter_mut().zip(workloads.iter()).enumerate() {
-                let (prior, source) = match &vs.profile {
-                    Some(ProfileSpec::Inline(p)) => (*p, "inline"),
-                    Some(ProfileSpec::Catalog(c)) => {
-                        let mix = TokenMix {
-                            avg_input_tokens: DEFAULT_TOKENS.0,
-                            avg_output_tokens: DEFAULT_TOKENS.1,
-                        };
-                        let at = format!("spec.variants[{i}]");
-                        match wvo_optimizer::problem::resolve_catalog(c, vs, &mix, &at) {
-                            Ok(p) => (p, "catalog"),
-                            Err(_) => continue,
-                        }
-                    }
-                    None => continue,
+                let Some((prior, source)) = priors_by_va
+                    .get(&(ns.clone(), name.clone()))
+                    .and_then(|p| p.get(i).copied().flatten())
+                else {
+                    continue;
                 };
                 let key = (ns.clone(), name.clone(), vs.name.clone());
                 let saved_state = saved
@@ -953,7 +951,7 @@ impl Reconciler {
         va: &VariantAutoscaling,
         inventory: &[AcceleratorType],
         classes: &[wvo_api::crd::ServiceClass],
-    ) -> Result<wvo_api::ModelSpec, String> {
+    ) -> Result<(wvo_api::ModelSpec, Vec<Option<Prior>>), String> {
         let name = format!("{}/{}", va.namespace().unwrap_or_default(), va.name_any());
         let spec = va
             .to_model_spec(&name, classes)
@@ -976,18 +974,30 @@ impl Reconciler {
         probe
             .validate()
             .map_err(|e| e.to_string().replacen("models[0]", "spec", 1))?;
-        // A catalog profile must resolve (known model, catalog accelerator, fits).
+        // A catalog profile must resolve (known model, catalog accelerator, fits); the
+        // result is the prior calibration starts from.
         let mix = TokenMix {
             avg_input_tokens: DEFAULT_TOKENS.0,
             avg_output_tokens: DEFAULT_TOKENS.1,
         };
+        let mut priors = Vec::with_capacity(spec.variants.len());
         for (i, v) in spec.variants.iter().enumerate() {
-            if let Some(ProfileSpec::Catalog(c)) = &v.profile {
-                wvo_optimizer::problem::resolve_catalog(c, v, &mix, &format!("spec.variants[{i}]"))
-                    .map_err(|e| e.to_string())?;
-            }
+            priors.push(match &v.profile {
+                Some(ProfileSpec::Inline(p)) => Some((*p, "inline")),
+                Some(ProfileSpec::Catalog(c)) => Some((
+                    wvo_optimizer::problem::resolve_catalog(
+                        c,
+                        v,
+                        &mix,
+                        &format!("spec.variants[{i}]"),
+                    )
+                    .map_err(|e| e.to_string())?,
+                    "catalog",
+                )),
+                None => None,
+            });
         }
-        Ok(spec)
+        Ok((spec, priors))
     }
 
     /// The `status.profiles` entries of a VA, and the variants whose calibration state they
