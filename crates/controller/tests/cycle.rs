@@ -41,6 +41,16 @@ fn running(n: u32) -> VariantState {
     }
 }
 
+/// 6 replicas set, 3 of them Pending for lack of a GPU, 3 ready.
+fn six_with_three_pending() -> VariantState {
+    VariantState {
+        replicas: 6,
+        ready: 3,
+        pending_unschedulable: 3,
+        frozen: None,
+    }
+}
+
 /// One model with an H100 variant (10 req/s, $4) and an L40S variant (3 req/s, $1.30... made
 /// dearer per req/s here: $1.50), window 300 s.
 fn snapshot(
@@ -161,12 +171,7 @@ fn pending_pods_are_missing_supply_not_a_freeze() {
     // The plan wanted 6 H100 (60 req/s) but only 3 found a GPU: 3 are Pending. The H100 type is
     // capped at the 3 in use and the rest of the demand moves to L40S now; the pending
     // replicas are dropped at once instead of waiting for the window.
-    let h100 = VariantState {
-        replicas: 6,
-        ready: 3,
-        pending_unschedulable: 3,
-        frozen: None,
-    };
+    let h100 = six_with_three_pending();
     let out = run_cycle(&snapshot(15.0, load(60.0), h100, running(0)), &mut state).expect("cycle");
     assert_eq!(out.models[0].variants[0].planned, 3);
     assert_eq!(out.models[0].variants[1].planned, 10); // 30 req/s left at 3 req/s each
@@ -182,12 +187,7 @@ fn a_shortage_is_remembered_so_pending_pods_do_not_flap() {
         &mut state,
     )
     .expect("cycle");
-    let h100 = VariantState {
-        replicas: 6,
-        ready: 3,
-        pending_unschedulable: 3,
-        frozen: None,
-    };
+    let h100 = six_with_three_pending();
     let out = run_cycle(&snapshot(15.0, load(60.0), h100, running(10)), &mut state).expect("cycle");
     assert_eq!(desired(&out), vec![3, 10]);
     // Next cycle: the Pending pods are gone, so H100 looks free again; it must not be planned
@@ -219,12 +219,7 @@ fn a_shortage_is_remembered_so_pending_pods_do_not_flap() {
 #[test]
 fn a_changed_inventory_ends_the_shortage_memory() {
     let mut state = CycleState::default();
-    let h100 = VariantState {
-        replicas: 6,
-        ready: 3,
-        pending_unschedulable: 3,
-        frozen: None,
-    };
+    let h100 = six_with_three_pending();
     run_cycle(&snapshot(0.0, load(60.0), h100, running(0)), &mut state).expect("cycle");
     // Nodes were added: the count changed, so the planner may use them at once.
     let mut snap = snapshot(15.0, load(60.0), running(3), running(10));
