@@ -21,6 +21,7 @@ fn figures(ready: f64, batch: f64, itl_ms: f64, ttft_ms: f64) -> LoadFigures {
         avg_output_tokens: known(128.0),
         running: known(batch * ready),
         waiting: known(0.0),
+        in_flight_growth_rps: known(0.0),
         kv_usage: known(0.3),
         kv_capacity_tokens: Figure::unknown("not reported"),
         ttft_mean_seconds: known(ttft_ms / 1000.0),

@@ -143,8 +143,7 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
     };
     let loads = ScrapeTargetLoads::new(scrape, wvo_collector::Window::default(), Arc::new(targets))
         .context("setting up the scrape collector")?
-        .with_rate_window(Duration::from_secs_f64(timing.rate_window_seconds))
-        .with_queue_growth(true);
+        .with_rate_window(Duration::from_secs_f64(timing.rate_window_seconds));
     let controller = crate::run::Controller {
         client: api.client().context("a client of the emulated cluster")?,
         config: ControllerConfig {

@@ -177,6 +177,29 @@ fn scalar_figure(slots: &[&Slot], window: &Window, s: Scalar, average: bool) -> 
     }
 }
 
+/// The sum of `parts`: known when every part is (oldest age, metrics joined), else the
+/// first part's reason.
+fn sum_figures(parts: &[Figure]) -> Figure {
+    let mut value = 0.0;
+    let mut age: f64 = 0.0;
+    let mut metrics = Vec::new();
+    for part in parts {
+        match part {
+            Figure::Known {
+                value: v,
+                age_seconds,
+                metric,
+            } => {
+                value += v;
+                age = age.max(*age_seconds);
+                metrics.push(metric.as_str());
+            }
+            Figure::Unknown { reason } => return Figure::unknown(reason.clone()),
+        }
+    }
+    Figure::known(value, age, metrics_of(metrics.into_iter()))
+}
+
 /// Merge histograms bucket-wise (only `le` bounds every pod has).
 fn merge_hists(hs: &[&HistReading]) -> HistReading {
     let mut common: Option<BTreeSet<u64>> = None;
@@ -362,6 +385,10 @@ pub fn figures(slots: &[&Slot], window: &Window) -> LoadFigures {
         ),
         running: scalar_figure(slots, window, Scalar::Running, false),
         waiting: scalar_figure(slots, window, Scalar::Waiting, false),
+        in_flight_growth_rps: sum_figures(&[
+            scalar_figure(slots, window, Scalar::RunningGrowth, false),
+            scalar_figure(slots, window, Scalar::WaitingGrowth, false),
+        ]),
         kv_usage: scalar_figure(slots, window, Scalar::KvUsage, true),
         kv_capacity_tokens: kv_capacity,
         ttft_mean_seconds: ttft_mean,

@@ -47,6 +47,9 @@ pub enum Kind {
     GaugeSum,
     /// Gauge averaged over a pod's series.
     GaugeAvg,
+    /// Slope of a gauge over the window, per second, summed over a pod's series (two
+    /// scrapes: their difference over the gap; Prometheus: `deriv`).
+    GaugeSlope,
 }
 
 /// Scalar signals read per pod.
@@ -66,11 +69,15 @@ pub enum Scalar {
     Waiting,
     /// KV-cache usage, 0..1.
     KvUsage,
+    /// Growth of the running batch over the window, requests/s.
+    RunningGrowth,
+    /// Growth of the server's queue over the window, requests/s.
+    WaitingGrowth,
 }
 
 impl Scalar {
     /// All scalar signals.
-    pub const ALL: [Scalar; 7] = [
+    pub const ALL: [Scalar; 9] = [
         Scalar::RequestRate,
         Scalar::PromptTokenRate,
         Scalar::GenerationTokenRate,
@@ -78,6 +85,8 @@ impl Scalar {
         Scalar::Running,
         Scalar::Waiting,
         Scalar::KvUsage,
+        Scalar::RunningGrowth,
+        Scalar::WaitingGrowth,
     ];
 
     /// Candidate sample names, first preferred.
@@ -98,8 +107,12 @@ impl Scalar {
                 "vllm:num_preemptions_total",
                 "sglang:num_retracted_requests_total",
             ],
-            Scalar::Running => &["vllm:num_requests_running", "sglang:num_running_reqs"],
-            Scalar::Waiting => &["vllm:num_requests_waiting", "sglang:num_queue_reqs"],
+            Scalar::Running | Scalar::RunningGrowth => {
+                &["vllm:num_requests_running", "sglang:num_running_reqs"]
+            }
+            Scalar::Waiting | Scalar::WaitingGrowth => {
+                &["vllm:num_requests_waiting", "sglang:num_queue_reqs"]
+            }
             Scalar::KvUsage => &[
                 "vllm:kv_cache_usage_perc",
                 "vllm:gpu_cache_usage_perc",
@@ -117,6 +130,7 @@ impl Scalar {
             | Scalar::PreemptionRate => Kind::Counter,
             Scalar::Running | Scalar::Waiting => Kind::GaugeSum,
             Scalar::KvUsage => Kind::GaugeAvg,
+            Scalar::RunningGrowth | Scalar::WaitingGrowth => Kind::GaugeSlope,
         }
     }
 
@@ -130,6 +144,8 @@ impl Scalar {
             Scalar::Running => "running",
             Scalar::Waiting => "waiting",
             Scalar::KvUsage => "kv_usage",
+            Scalar::RunningGrowth => "running_growth",
+            Scalar::WaitingGrowth => "waiting_growth",
         }
     }
 }

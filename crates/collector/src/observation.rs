@@ -95,6 +95,11 @@ pub struct LoadFigures {
     pub running: Figure,
     /// Requests waiting in the servers' queues now (sum over replicas), requests.
     pub waiting: Figure,
+    /// Growth of the requests in the servers (running + waiting) over the window, sum over
+    /// replicas, req/s: arrivals minus completions. Positive while a saturated server's
+    /// queue builds up (its completions then under-read the demand); negative while a
+    /// backlog drains.
+    pub in_flight_growth_rps: Figure,
     /// KV-cache usage now, mean over replicas, fraction 0..1.
     pub kv_usage: Figure,
     /// KV-cache capacity, sum over replicas, tokens (`num_gpu_blocks * block_size`).

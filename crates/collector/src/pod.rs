@@ -199,6 +199,25 @@ fn gauge(cur: &Exposition, name: &str, model: &str, kind: Kind) -> Option<Result
     }))
 }
 
+/// Change per second of gauge `name` from the previous scrape `prev` (taken `dt` s
+/// earlier) to `now` (the current value, or why it is missing).
+fn gauge_slope(
+    prev: &Exposition,
+    now: Result<f64, Missing>,
+    dt: f64,
+    name: &str,
+    model: &str,
+) -> Result<f64, Missing> {
+    let now = now?;
+    let before = gauge(prev, name, model, Kind::GaugeSum)
+        .unwrap_or_else(|| Err(format!("{name} not in the previous scrape")))?;
+    if dt > 0.0 {
+        Ok((now - before) / dt)
+    } else {
+        Err("scrapes at the same instant".into())
+    }
+}
+
 /// Histogram increase between scrapes for family `family` and `model`, summed over
 /// series (engines). `prev = None` reads the current totals as they are.
 fn hist_increase(
@@ -369,6 +388,11 @@ pub fn from_scrapes(
                             }
                         })
                     }),
+                    None => cur.has(name).then(|| Err(no_prev.clone())),
+                },
+                Kind::GaugeSlope => match prev {
+                    Some((p, dt)) => gauge(cur, name, model, Kind::GaugeSum)
+                        .map(|now| gauge_slope(p, now, dt, name, model)),
                     None => cur.has(name).then(|| Err(no_prev.clone())),
                 },
                 kind => gauge(cur, name, model, kind),

@@ -106,6 +106,7 @@ pub fn queries(window_s: u64, sel: &str) -> Vec<Query> {
                     Kind::Counter => format!("sum by ({BY}) (rate({n}{{{sel}}}[{w}]))"),
                     Kind::GaugeSum => format!("sum by ({BY}) ({n}{{{sel}}})"),
                     Kind::GaugeAvg => format!("avg by ({BY}) ({n}{{{sel}}})"),
+                    Kind::GaugeSlope => format!("sum by ({BY}) (deriv({n}{{{sel}}}[{w}]))"),
                 };
                 tagged(e, n)
             })

@@ -18,7 +18,7 @@ fn cell(f: &Figure, scale: f64, decimals: usize) -> String {
 fn row(out: &mut String, name: &str, variant: &str, pods: usize, f: &LoadFigures, gw: &str) {
     let _ = writeln!(
         out,
-        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5}",
+        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5}",
         name,
         variant,
         pods,
@@ -27,6 +27,7 @@ fn row(out: &mut String, name: &str, variant: &str, pods: usize, f: &LoadFigures
         cell(&f.avg_output_tokens, 1.0, 0),
         cell(&f.running, 1.0, 0),
         cell(&f.waiting, 1.0, 0),
+        cell(&f.in_flight_growth_rps, 1.0, 2),
         cell(&f.kv_usage, 100.0, 0),
         cell(&f.kv_capacity_tokens, 1.0, 0),
         format!(
@@ -52,6 +53,7 @@ fn reasons(out: &mut String, who: &str, f: &LoadFigures) {
         ("avgOutputTokens", &f.avg_output_tokens),
         ("running", &f.running),
         ("waiting", &f.waiting),
+        ("inFlightGrowthRps", &f.in_flight_growth_rps),
         ("kvUsage", &f.kv_usage),
         ("kvCapacityTokens", &f.kv_capacity_tokens),
         ("ttftMeanSeconds", &f.ttft_mean_seconds),
@@ -70,7 +72,8 @@ fn reasons(out: &mut String, who: &str, f: &LoadFigures) {
 /// A fixed-width table: one line per model (variant `ALL`) and per variant, then the
 /// reasons of every unknown figure (`?`) and the collection errors.
 ///
-/// Units: RPS req/s; IN/OUT tokens per request; KV% percent; KVCAP tokens;
+/// Units: RPS req/s (completions); GROW/s growth of running + waiting, req/s; IN/OUT
+/// tokens per request; KV% percent; KVCAP tokens;
 /// TTFT ms (mean/p95); ITL ms (mean/p95); PRE/s preemptions per s; GWQ gateway queue.
 pub fn render_table(obs: &Observations) -> String {
     let mut out = String::new();
@@ -81,8 +84,8 @@ pub fn render_table(obs: &Observations) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5}",
-        "MODEL", "VARIANT", "PODS", "RPS", "IN", "OUT", "RUN", "WAIT", "KV%", "KVCAP",
+        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5}",
+        "MODEL", "VARIANT", "PODS", "RPS", "IN", "OUT", "RUN", "WAIT", "GROW/s", "KV%", "KVCAP",
         "TTFT ms", "ITL ms", "PRE/s", "READY", "GWQ"
     );
     let mut notes = String::new();

@@ -298,6 +298,54 @@ fn rates_come_from_two_scrapes_and_survive_a_restart() {
 }
 
 #[test]
+fn in_flight_growth_comes_from_two_scrapes_of_the_gauges() {
+    let a = text::parse(
+        "vllm:num_requests_running{model_name=\"m\"} 10\nvllm:num_requests_waiting{model_name=\"m\"} 0\nvllm:request_success_total{model_name=\"m\"} 100\n",
+    )
+    .expect("parses");
+    // 5 s later: 20 requests completed, the batch grew by 6 and 4 are waiting.
+    let b = text::parse(
+        "vllm:num_requests_running{model_name=\"m\"} 16\nvllm:num_requests_waiting{model_name=\"m\"} 4\nvllm:request_success_total{model_name=\"m\"} 120\n",
+    )
+    .expect("parses");
+    let obs = observe_one(pod::from_scrapes("ns", "p", "m", Some((&a, 5.0)), &b, 1.0));
+    let f = &obs.model("m").expect("model").figures;
+    assert_eq!(val(&f.arrival_rate_rps), 4.0);
+    // (6 + 4) more requests in the server over 5 s: 2 req/s arrived beyond completions.
+    assert!(close(val(&f.in_flight_growth_rps), 2.0));
+    assert_eq!(
+        f.in_flight_growth_rps.metric(),
+        Some("vllm:num_requests_running,vllm:num_requests_waiting")
+    );
+    // A draining backlog is a negative growth.
+    let back = observe_one(pod::from_scrapes("ns", "p", "m", Some((&b, 5.0)), &a, 1.0));
+    let fb = &back.model("m").expect("model").figures;
+    assert!(close(val(&fb.in_flight_growth_rps), -2.0));
+    // One scrape, or a gauge the previous scrape lacked: unknown with the reason.
+    let one = observe_one(pod::from_scrapes("ns", "p", "m", None, &b, 1.0));
+    let f1 = &one.model("m").expect("model").figures;
+    assert!(f1
+        .in_flight_growth_rps
+        .reason()
+        .is_some_and(|r| r.contains("two scrapes")));
+    let no_waiting =
+        text::parse("vllm:num_requests_running{model_name=\"m\"} 10\n").expect("parses");
+    let late = observe_one(pod::from_scrapes(
+        "ns",
+        "p",
+        "m",
+        Some((&no_waiting, 5.0)),
+        &b,
+        1.0,
+    ));
+    let fl = &late.model("m").expect("model").figures;
+    assert!(fl
+        .in_flight_growth_rps
+        .reason()
+        .is_some_and(|r| r.contains("vllm:num_requests_waiting not in the previous scrape")));
+}
+
+#[test]
 fn stale_pod_makes_group_unknown() {
     let b = text::parse("vllm:num_requests_running{model_name=\"m\"} 1\n").expect("parses");
     let pf = pod::from_scrapes("ns", "p", "m", None, &b, 500.0);

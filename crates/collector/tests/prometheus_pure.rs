@@ -52,6 +52,19 @@ fn one_query_per_signal_grouped_by_pod_with_all_names() {
     }
     assert!(kv.promql.contains("by (namespace, model_name, pod)"));
     assert!(kv.promql.contains("namespace=\"ns\""));
+    for (id, name) in [
+        ("running_growth", "vllm:num_requests_running"),
+        ("waiting_growth", "vllm:num_requests_waiting"),
+    ] {
+        let q = qs.iter().find(|q| q.id == id).expect("growth query");
+        assert!(
+            q.promql.contains(&format!(
+                "sum by (namespace, model_name, pod) (deriv({name}{{namespace=\"ns\"}}[60s]))"
+            )),
+            "{}",
+            q.promql
+        );
+    }
     let rate = qs.iter().find(|q| q.id == "request_rate").expect("rate");
     assert!(rate
         .promql

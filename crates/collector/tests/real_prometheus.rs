@@ -381,3 +381,117 @@ async fn prometheus_source_matches_emulated_load() {
     load_b.abort();
     drop(prom);
 }
+
+/// A saturated server completes at its throughput while its queue grows: completions alone
+/// under-read the demand, and completions plus the growth of the requests in the server
+/// give it back, from Prometheus (`deriv`) and from two direct scrapes alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_growth_gives_back_the_demand_of_a_saturated_server() {
+    wvo_collector::install_crypto_provider();
+    // Two requests at a time: ~15 req/s at most for this token mix, offered 40 req/s.
+    let small = Profile {
+        max_batch_size: 2,
+        ..profile()
+    };
+    let offered = 40.0;
+    let server = Arc::new(
+        ModelServer::start(ServerConfig {
+            replica: ReplicaConfig::new("m", small),
+            speed: 1.0,
+        })
+        .await
+        .expect("server"),
+    );
+    let prom = start_prometheus(&[(&server.addr().to_string(), "pod-s")]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let ready = format!("{}/-/ready", prom.url);
+    wait_for("prometheus ready", Duration::from_secs(30), || {
+        let c = client.clone();
+        let u = ready.clone();
+        async move {
+            c.get(&u)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    // At most 60 s of offered requests; the test reads after ~15 s.
+    let load = start_load(server.clone(), offered, 2400, Log::default());
+    let q = format!(
+        "{}/api/v1/query?query={}",
+        prom.url,
+        "count%20by%20(pod)%20(count_over_time(vllm%3Anum_requests_waiting%7Bpod%3D%22pod-s%22%7D%5B15s%5D)%20%3E%3D%2012)%20and%20on()%20(sum(vllm%3Anum_requests_waiting)%20%3E%2050)"
+    );
+    wait_for(
+        "12 s of samples while a queue builds",
+        Duration::from_secs(40),
+        || {
+            let c = client.clone();
+            let u = q.clone();
+            async move {
+                let Ok(r) = c.get(&u).send().await else {
+                    return false;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    return false;
+                };
+                v["data"]["result"].as_array().is_some_and(|a| a.len() == 1)
+            }
+        },
+    )
+    .await;
+    let window = Window {
+        window_seconds: 10.0,
+        max_age_seconds: 30.0,
+    };
+    let targets = vec![Target {
+        namespace: "ns".into(),
+        model: "m".into(),
+        variant: "small".into(),
+        pod: "pod-s".into(),
+        url: server.metrics_url(),
+    }];
+    let prometheus = ObserveConfig {
+        source: SourceConfig::Prometheus(PrometheusConfig {
+            base_url: prom.url.clone(),
+            namespace: Some("ns".into()),
+            model: None,
+            http: HttpConfig::default(),
+        }),
+        window,
+        targets: targets.clone(),
+    };
+    let scrape = ObserveConfig {
+        source: SourceConfig::Scrape(ScrapeConfig {
+            targets,
+            http: HttpConfig::default(),
+            interval: Duration::from_secs(3),
+        }),
+        window,
+        targets: vec![],
+    };
+    for (what, cfg) in [("prometheus", prometheus), ("scrape", scrape)] {
+        let obs = observe(&cfg).await.expect("observe");
+        println!("{}", wvo_collector::render_table(&obs));
+        assert!(obs.errors.is_empty(), "{what}: {:?}", obs.errors);
+        let f = &obs.model("m").expect("model m").figures;
+        let completions = f.arrival_rate_rps.value().expect("completion rate known");
+        let growth = f.in_flight_growth_rps.value().expect("growth known");
+        assert!(
+            completions < 0.6 * offered,
+            "{what}: the server is saturated, completions {completions:.1} req/s of {offered}"
+        );
+        within(
+            Some(completions + growth),
+            offered,
+            0.15,
+            &format!("{what}: completions + growth"),
+        );
+    }
+    load.abort();
+    drop(prom);
+}

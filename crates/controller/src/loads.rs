@@ -146,8 +146,9 @@ impl CollectorLoads {
     }
 }
 
-/// Maps one collection onto the requested models: a model is known when its arrival rate
-/// is; token means are passed on when known.
+/// Maps one collection onto the requested models: a model is known when its completion
+/// rate is; its arrival rate is that plus the growth of its requests in the servers
+/// ([`arrivals`]); token means are passed on when known.
 pub fn loads_from_observations(obs: &wvo_collector::Observations, models: &[ModelKey]) -> Loads {
     models
         .iter()
@@ -163,7 +164,7 @@ pub fn loads_from_observations(obs: &wvo_collector::Observations, models: &[Mode
                 }),
                 Some(m) => match m.figures.arrival_rate_rps.value() {
                     Some(rate) => Ok(ModelLoad {
-                        arrival_rate: rate,
+                        arrival_rate: arrivals(rate, &m.figures.in_flight_growth_rps),
                         avg_input_tokens: m.figures.avg_input_tokens.value(),
                         avg_output_tokens: m.figures.avg_output_tokens.value(),
                     }),
@@ -182,6 +183,17 @@ pub fn loads_from_observations(obs: &wvo_collector::Observations, models: &[Mode
 
 /// The per-variant figures of one collection, for variants the source could attribute
 /// (variant `*` means "all pods of the model" and is skipped).
+/// The arrival rate behind a completion rate (req/s): completions plus the growth of the
+/// requests in the servers when that is known (a saturated server completes at its
+/// throughput while its queue grows, so completions alone under-read the demand), never
+/// below 0. With the growth unknown (e.g. a pod's first scrape), the completions.
+pub fn arrivals(completions_rps: f64, in_flight_growth: &wvo_collector::Figure) -> f64 {
+    match in_flight_growth.value() {
+        Some(growth) if growth.is_finite() => (completions_rps + growth).max(0.0),
+        _ => completions_rps,
+    }
+}
+
 pub fn variants_from_observations(
     obs: &wvo_collector::Observations,
 ) -> BTreeMap<VariantObsKey, wvo_collector::LoadFigures> {
@@ -249,5 +261,77 @@ impl LoadSource for CollectorLoads {
                     .collect(),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wvo_collector::Figure;
+
+    #[test]
+    fn arrivals_are_completions_plus_the_growth_in_the_servers() {
+        let known = |v: f64| Figure::known(v, 1.0, "vllm:num_requests_waiting");
+        // 4 req/s completed while the servers' requests grew by 10 req/s: 14 req/s arrived.
+        assert_eq!(arrivals(4.0, &known(10.0)), 14.0);
+        // A draining backlog lowers it, never below zero.
+        assert_eq!(arrivals(4.0, &known(-1.5)), 2.5);
+        assert_eq!(arrivals(4.0, &known(-10.0)), 0.0);
+        // Growth unknown or not a number: completions only.
+        assert_eq!(arrivals(4.0, &Figure::unknown("one scrape so far")), 4.0);
+        assert_eq!(arrivals(4.0, &known(f64::NAN)), 4.0);
+    }
+
+    #[test]
+    fn observed_loads_use_the_arrivals() {
+        let figures = |rate: f64, growth: Figure| wvo_collector::LoadFigures {
+            arrival_rate_rps: Figure::known(rate, 1.0, "vllm:request_success_total"),
+            avg_input_tokens: Figure::known(512.0, 1.0, "t"),
+            avg_output_tokens: Figure::unknown("no requests finished in the window"),
+            running: Figure::known(30.0, 1.0, "t"),
+            waiting: Figure::known(12.0, 1.0, "t"),
+            in_flight_growth_rps: growth,
+            kv_usage: Figure::known(0.9, 1.0, "t"),
+            kv_capacity_tokens: Figure::unknown("t"),
+            ttft_mean_seconds: Figure::unknown("t"),
+            ttft_p95_seconds: Figure::unknown("t"),
+            itl_mean_seconds: Figure::unknown("t"),
+            itl_p95_seconds: Figure::unknown("t"),
+            preemptions_per_second: Figure::unknown("t"),
+            ready_replicas: Figure::known(1.0, 1.0, "t"),
+            pending_replicas: Figure::unknown("t"),
+        };
+        let model = |name: &str, f: wvo_collector::LoadFigures| wvo_collector::ModelObservation {
+            namespace: "ns".into(),
+            model: name.into(),
+            gateway_queue: Figure::unknown("no gateway"),
+            figures: f,
+            variants: vec![],
+        };
+        let obs = wvo_collector::Observations {
+            source: "test".into(),
+            window_seconds: 60.0,
+            max_age_seconds: 60.0,
+            collected_at_unix_seconds: 0.0,
+            models: vec![
+                model("saturated", figures(5.0, Figure::known(3.0, 1.0, "g"))),
+                model("first-scrape", figures(5.0, Figure::unknown("two scrapes"))),
+            ],
+            errors: vec![],
+        };
+        let keys: Vec<ModelKey> = vec![
+            ("ns".into(), "saturated".into()),
+            ("ns".into(), "first-scrape".into()),
+            ("ns".into(), "absent".into()),
+        ];
+        let loads = loads_from_observations(&obs, &keys);
+        let rate = |k: &ModelKey| loads[k].as_ref().map(|l| l.arrival_rate).ok();
+        assert_eq!(rate(&keys[0]), Some(8.0));
+        assert_eq!(rate(&keys[1]), Some(5.0));
+        assert!(loads[&keys[2]]
+            .as_ref()
+            .is_err_and(|e| e.contains("absent")));
+        let tokens = loads[&keys[0]].as_ref().map(|l| l.avg_input_tokens).ok();
+        assert_eq!(tokens, Some(Some(512.0)));
     }
 }

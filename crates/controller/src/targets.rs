@@ -48,17 +48,6 @@ pub struct ScrapeTargetLoads {
     provider: Arc<dyn TargetProvider>,
     rate_window: Duration,
     history: Mutex<History>,
-    queue_growth: bool,
-    queues: Mutex<BTreeMap<ModelKey, QueueReading>>,
-}
-
-/// A model's requests in the servers (running + waiting) at one collection, and which pods
-/// they were counted on.
-#[derive(Clone, Debug, PartialEq)]
-struct QueueReading {
-    at: Instant,
-    in_system: f64,
-    pods: Vec<String>,
 }
 
 /// Past collections: when each was made, and each model's arrival rate then (req/s).
@@ -83,8 +72,6 @@ impl ScrapeTargetLoads {
             provider,
             rate_window: Duration::ZERO,
             history: Mutex::new(VecDeque::new()),
-            queue_growth: false,
-            queues: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -95,56 +82,6 @@ impl ScrapeTargetLoads {
     pub fn with_rate_window(mut self, window: Duration) -> Self {
         self.rate_window = window;
         self
-    }
-
-    /// Counts arrivals rather than completions: each model's rate becomes the completion
-    /// rate plus the growth of its requests in the servers (running + waiting) since the
-    /// last collection, when both are known on the same pods. A saturated server completes
-    /// at its throughput while its queue grows; completions alone under-read the demand.
-    /// Default: off (completions only, as the collector reports).
-    pub fn with_queue_growth(mut self, on: bool) -> Self {
-        self.queue_growth = on;
-        self
-    }
-
-    fn add_queue_growth(
-        &self,
-        obs: &wvo_collector::Observations,
-        targets: &[Target],
-        loads: &mut Loads,
-    ) {
-        if !self.queue_growth {
-            return;
-        }
-        let now = Instant::now();
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, load) in loads.iter_mut() {
-            let found = obs
-                .models
-                .iter()
-                .find(|m| m.model == key.1 && (m.namespace == key.0 || m.namespace.is_empty()));
-            let in_system =
-                found.and_then(|m| Some(m.figures.running.value()? + m.figures.waiting.value()?));
-            let Some(in_system) = in_system.filter(|q| q.is_finite()) else {
-                queues.remove(key);
-                continue;
-            };
-            let mut pods: Vec<String> = targets
-                .iter()
-                .filter(|t| t.model == key.1 && t.namespace == key.0)
-                .map(|t| t.url.clone())
-                .collect();
-            pods.sort();
-            let reading = QueueReading {
-                at: now,
-                in_system,
-                pods,
-            };
-            if let (Ok(load), Some(before)) = (load.as_mut(), queues.get(key)) {
-                load.arrival_rate = with_growth(load.arrival_rate, before, &reading);
-            }
-            queues.insert(key.clone(), reading);
-        }
     }
 
     fn smooth(&self, loads: &mut Loads) {
@@ -179,16 +116,6 @@ impl ScrapeTargetLoads {
             }
         }
     }
-}
-
-/// Completion rate `rate` plus the growth of the requests in the system from `before` to
-/// `now`, per second, when both were counted on the same pods (else `rate`); never < 0.
-fn with_growth(rate: f64, before: &QueueReading, now: &QueueReading) -> f64 {
-    let dt = now.at.duration_since(before.at).as_secs_f64();
-    if before.pods != now.pods || dt <= 0.0 {
-        return rate;
-    }
-    (rate + (now.in_system - before.in_system) / dt).max(0.0)
 }
 
 /// Time-weighted mean rate of `key` over `points` (age in s, oldest first, rates per
@@ -227,7 +154,6 @@ impl ScrapeTargetLoads {
         }
         let obs = self.source.collect_targets(&targets).await;
         let mut loads = loads_from_observations(&obs, models);
-        self.add_queue_growth(&obs, &targets, &mut loads);
         self.smooth(&mut loads);
         Observed {
             loads,
@@ -258,35 +184,6 @@ mod tests {
 
     fn key() -> ModelKey {
         ("ns".into(), "m".into())
-    }
-
-    #[test]
-    fn arrivals_are_completions_plus_queue_growth_on_the_same_pods() {
-        let t0 = Instant::now();
-        let reading = |secs: u64, q: f64, pods: &[&str]| QueueReading {
-            at: t0 + Duration::from_secs(secs),
-            in_system: q,
-            pods: pods.iter().map(|p| p.to_string()).collect(),
-        };
-        // 4 req/s completed while 20 more requests piled up in 2 s: 14 req/s arrived.
-        assert_eq!(
-            with_growth(4.0, &reading(0, 10.0, &["a"]), &reading(2, 30.0, &["a"])),
-            14.0
-        );
-        // A draining queue lowers it, never below zero.
-        assert_eq!(
-            with_growth(4.0, &reading(0, 30.0, &["a"]), &reading(2, 0.0, &["a"])),
-            0.0
-        );
-        // A pod came or went: its requests are not arrivals; completions only.
-        assert_eq!(
-            with_growth(
-                4.0,
-                &reading(0, 10.0, &["a"]),
-                &reading(2, 30.0, &["a", "b"])
-            ),
-            4.0
-        );
     }
 
     #[test]
