@@ -152,37 +152,98 @@ fn plan_name(m: &ModelState) -> String {
 
 /// Per accelerator type that is contended (keeping every placed replica and adding every
 /// planned one would not fit its usable count), the highest priority of a model that plans
-/// more replicas of that type than it has placed. Lower tiers' scale-downs of that type then
-/// skip the stabilization window and make-before-break: strict tiers hold in actuation too,
-/// not only in the plan.
+/// more replicas of that type than it has placed **and** could not get that capacity from
+/// GPUs that are free now on its other variants' types. Lower tiers' scale-downs of that type
+/// then skip the stabilization window and make-before-break: strict tiers hold in actuation
+/// too, not only in the plan. A higher tier that merely moves to a cheaper type (capacity
+/// elsewhere is free) claims nothing: the lower tier's replicas move with make-before-break.
 fn reclaiming_tiers<'a>(
     snapshot: &'a Snapshot,
     inventory: &[AcceleratorType],
     plan: &PlanOutput,
 ) -> BTreeMap<&'a str, i32> {
-    let mut claim: BTreeMap<&str, i32> = BTreeMap::new();
+    let usable = |acc: &str| {
+        inventory
+            .iter()
+            .find(|a| a.name == acc)
+            .map_or(0, |a| u64::from(a.count))
+    };
+    // (model, variant spec, planned, placed, capacity of one replica in req/s)
+    let mut rows = Vec::new();
     let mut needed: BTreeMap<&str, u64> = BTreeMap::new();
     let mut offset = 0;
     for m in &snapshot.models {
         for (vi, (vs, v)) in m.spec.variants.iter().zip(&m.variants).enumerate() {
-            let planned = plan.variants.get(offset + vi).map_or(0, |p| p.replicas);
+            let planned_variant = plan.variants.get(offset + vi);
+            let planned = planned_variant.map_or(0, |p| p.replicas);
+            let capacity = planned_variant.map_or(0.0, |p| p.capacity_rps);
             let placed = v.replicas - v.pending_unschedulable.min(v.replicas);
             *needed.entry(vs.accelerator.as_str()).or_default() +=
                 u64::from(planned.max(placed)) * u64::from(vs.gpus_per_replica);
-            if planned > placed {
-                let e = claim.entry(vs.accelerator.as_str()).or_insert(i32::MIN);
-                *e = (*e).max(m.spec.priority);
-            }
+            rows.push((m, vs, planned, placed, capacity));
         }
         offset += m.variants.len();
     }
-    claim.retain(|acc, _| {
-        let usable = inventory
+    let contended: BTreeSet<&str> = needed
+        .iter()
+        .filter(|(acc, n)| **n > usable(acc))
+        .map(|(acc, _)| *acc)
+        .collect();
+    // GPUs left free on uncontended types, handed out to claimants in snapshot order.
+    let mut spare: BTreeMap<&str, u64> = needed
+        .iter()
+        .filter(|(acc, _)| !contended.contains(*acc))
+        .map(|(acc, n)| (*acc, usable(acc) - n))
+        .collect();
+    let mut claim: BTreeMap<&str, i32> = BTreeMap::new();
+    for m in &snapshot.models {
+        let own: Vec<_> = rows.iter().filter(|r| std::ptr::eq(r.0, m)).collect();
+        let wanted: f64 = own
             .iter()
-            .find(|a| a.name == *acc)
-            .map_or(0, |a| u64::from(a.count));
-        needed.get(acc).copied().unwrap_or(0) > usable
-    });
+            .filter(|r| r.2 > r.3 && contended.contains(r.1.accelerator.as_str()))
+            .map(|r| f64::from(r.2 - r.3) * r.4)
+            .sum();
+        if wanted <= 0.0 {
+            continue;
+        }
+        let mut elsewhere = 0.0;
+        let mut taken: Vec<(&str, u64)> = Vec::new();
+        for r in own
+            .iter()
+            .filter(|r| !contended.contains(r.1.accelerator.as_str()))
+        {
+            let acc = r.1.accelerator.as_str();
+            let gpus = u64::from(r.1.gpus_per_replica.max(1));
+            let free = spare.get(acc).copied().unwrap_or(0);
+            let room =
+                r.1.max_replicas
+                    .map_or(u64::MAX, |max| u64::from(max.saturating_sub(r.2.max(r.3))));
+            let more = (free / gpus).min(room);
+            let useful = more.min((((wanted - elsewhere) / r.4.max(1e-9)).ceil()) as u64);
+            if useful > 0 && r.4 > 0.0 {
+                elsewhere += useful as f64 * r.4;
+                taken.push((acc, useful * gpus));
+            }
+            if elsewhere >= wanted {
+                break;
+            }
+        }
+        if elsewhere >= wanted {
+            for (acc, gpus) in taken {
+                if let Some(free) = spare.get_mut(acc) {
+                    *free -= gpus;
+                }
+            }
+            continue;
+        }
+        for r in own
+            .iter()
+            .filter(|r| r.2 > r.3 && contended.contains(r.1.accelerator.as_str()))
+        {
+            let e = claim.entry(r.1.accelerator.as_str()).or_insert(i32::MIN);
+            *e = (*e).max(m.spec.priority);
+        }
+    }
     claim
 }
 

@@ -371,3 +371,41 @@ fn without_contention_a_lower_tier_still_waits_for_its_window() {
     assert_eq!(out.models[0].variants[0].desired, 2);
     assert_eq!(out.models[1].variants[0].desired, 6);
 }
+
+#[test]
+fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim() {
+    // chat (priority 100) and batch (priority 0) fill the 8 H100; 8 A100 are free. chat is
+    // slow on A100 (5 req/s), batch is not (10 req/s). When chat doubles, the cheapest plan
+    // moves two batch replicas to A100 and gives their H100 to chat: a move for cost, while
+    // chat could be served on the free A100 at once. batch's H100 replicas are not taken
+    // from under it: its scale-down waits for its window and its new replicas.
+    let two_types = |now: f64, chat_rate: f64| {
+        let mut snap = tiers(now, chat_rate, running(2), running(6));
+        snap.inventory.push(acc("A100", 8, 6.0));
+        snap.models[0]
+            .spec
+            .variants
+            .push(variant("a100", "A100", 5.0));
+        snap.models[1]
+            .spec
+            .variants
+            .push(variant("a100", "A100", 10.0));
+        for m in &mut snap.models {
+            m.variants.push(running(0));
+        }
+        snap
+    };
+    let mut state = CycleState::default();
+    run_cycle(&two_types(0.0, 20.0), &mut state).expect("cycle");
+    let out = run_cycle(&two_types(15.0, 40.0), &mut state).expect("cycle");
+    let plan: Vec<u32> = out.plan.variants.iter().map(|v| v.replicas).collect();
+    assert_eq!(plan, vec![4, 0, 4, 2], "chat h100/a100, batch h100/a100");
+    let batch = &out.models[1].variants;
+    assert_eq!(batch[0].desired, 6, "{}", batch[0].reason);
+    assert!(
+        batch[0].reason.contains("stabilization window"),
+        "{}",
+        batch[0].reason
+    );
+    assert_eq!(batch[1].desired, 2);
+}
