@@ -6,9 +6,11 @@
 use serde_json::Value;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 use wvo_api::Profile;
+use wvo_sim::model_server::paced::{finished_between, paced_load, FinishedLog};
 use wvo_sim::model_server::{MetricsFlavor, ModelServer, ReplicaConfig, ServerConfig};
 
 /// What a finished `wvo` run printed.
@@ -95,41 +97,14 @@ async fn server(model: &str, flavor: MetricsFlavor) -> Arc<ModelServer> {
     )
 }
 
-/// Completion times seen by the load generator.
-type Log = Arc<Mutex<Vec<Instant>>>;
-
-/// Offers `rps` requests per second (128 prompt / 16 output tokens) on a fixed schedule,
-/// at most `max` requests, logging each completion.
-fn start_load(
-    server: Arc<ModelServer>,
-    rps: f64,
-    max: u32,
-    log: Log,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let start = tokio::time::Instant::now();
-        let mut inflight = tokio::task::JoinSet::new();
-        for i in 0..max {
-            tokio::time::sleep_until(start + Duration::from_secs_f64(f64::from(i) / rps)).await;
-            let s = server.clone();
-            let log = log.clone();
-            inflight.spawn(async move {
-                if s.submit(128, 16).await.is_ok() {
-                    if let Ok(mut l) = log.lock() {
-                        l.push(Instant::now());
-                    }
-                }
-            });
-        }
-        while inflight.join_next().await.is_some() {}
-    })
+/// Completions per second in `[from, to]`.
+fn served_rate(log: &FinishedLog, from: Instant, to: Instant) -> f64 {
+    finished_between(log, from, to).len() as f64 / to.duration_since(from).as_secs_f64()
 }
 
-/// Completions per second in `[from, to]`.
-fn served_rate(log: &Log, from: Instant, to: Instant) -> f64 {
-    let l = log.lock().map(|l| l.clone()).unwrap_or_default();
-    let n = l.iter().filter(|t| **t >= from && **t <= to).count();
-    n as f64 / to.duration_since(from).as_secs_f64()
+/// 128 prompt and 16 output tokens per request.
+fn start_load(server: Arc<ModelServer>, rps: f64, max: u32, log: FinishedLog) -> JoinHandle<()> {
+    paced_load(server, rps, max, vec![(128, 16)], log)
 }
 
 fn free_port() -> u16 {
@@ -146,7 +121,7 @@ fn known(fig: &Value) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_json_matches_emulated_load() {
     let s = server("meta-llama/Llama-3.1-8B-Instruct", MetricsFlavor::VllmV1).await;
-    let log: Log = Arc::default();
+    let log: FinishedLog = Arc::default();
     let rps = 20.0;
     let load = start_load(s.clone(), rps, 1200, log.clone());
 

@@ -8,13 +8,14 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wvo_api::Profile;
 use wvo_collector::{
     observe, Flavor, HttpConfig, ObserveConfig, PrometheusConfig, ScrapeConfig, SourceConfig,
     Target, Window,
 };
+use wvo_sim::model_server::paced::{finished_between, paced_load, FinishedLog};
 use wvo_sim::model_server::{MetricsFlavor, ModelServer, ReplicaConfig, ServerConfig};
 
 /// Owns the Prometheus process and its temp dir; kills and removes them on drop.
@@ -106,49 +107,18 @@ where
     panic!("timed out after {deadline:?} waiting for {what}");
 }
 
-/// Completions seen by the load generator: (finish time, input, output).
-type Log = Arc<Mutex<Vec<(Instant, u32, u32)>>>;
-
-/// Offer `rps` requests per second to `server` (alternating 100/300 prompt tokens and
-/// 10/30 output tokens) until `stop` or `max` requests.
-fn start_load(
-    server: Arc<ModelServer>,
-    rps: f64,
-    max: u32,
-    log: Log,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let start = tokio::time::Instant::now();
-        let mut inflight = tokio::task::JoinSet::new();
-        for i in 0..max {
-            tokio::time::sleep_until(start + Duration::from_secs_f64(f64::from(i) / rps)).await;
-            let (inp, out) = if i % 2 == 0 { (100, 10) } else { (300, 30) };
-            let s = server.clone();
-            let log = log.clone();
-            inflight.spawn(async move {
-                if s.submit(inp, out).await.is_ok() {
-                    if let Ok(mut l) = log.lock() {
-                        l.push((Instant::now(), inp, out));
-                    }
-                }
-            });
-        }
-        while inflight.join_next().await.is_some() {}
-    })
-}
-
-fn served_in_window(log: &Log, window: Duration) -> (f64, f64, f64) {
-    let l = log.lock().map(|l| l.clone()).unwrap_or_default();
+/// The completions in the trailing `window`: rate (req/s), mean input and output tokens.
+fn served_in_window(log: &FinishedLog, window: Duration) -> (f64, f64, f64) {
     let now = Instant::now();
-    let w: Vec<_> = l
-        .iter()
-        .filter(|(t, _, _)| now.duration_since(*t) <= window)
-        .collect();
+    let w = finished_between(log, now.checked_sub(window).unwrap_or(now), now);
     let n = w.len() as f64;
-    let inp = w.iter().map(|x| f64::from(x.1)).sum::<f64>() / n;
-    let out = w.iter().map(|x| f64::from(x.2)).sum::<f64>() / n;
+    let inp = w.iter().map(|f| f64::from(f.input_tokens)).sum::<f64>() / n;
+    let out = w.iter().map(|f| f64::from(f.output_tokens)).sum::<f64>() / n;
     (n / window.as_secs_f64(), inp, out)
 }
+
+/// Alternating 100/300 prompt tokens and 10/30 output tokens.
+const MIX: [(u32, u32); 2] = [(100, 10), (300, 30)];
 
 fn within(got: Option<f64>, want: f64, tol: f64, what: &str) {
     let Some(g) = got else {
@@ -220,9 +190,9 @@ async fn prometheus_source_matches_emulated_load() {
     .await;
 
     // Known load: 12 req/s on a, 6 req/s on b, bounded to 50 s worth of requests.
-    let (log_a, log_b): (Log, Log) = Default::default();
-    let load_a = start_load(a.clone(), 12.0, 600, log_a.clone());
-    let load_b = start_load(b.clone(), 6.0, 300, log_b.clone());
+    let (log_a, log_b): (FinishedLog, FinishedLog) = Default::default();
+    let load_a = paced_load(a.clone(), 12.0, 600, MIX.to_vec(), log_a.clone());
+    let load_b = paced_load(b.clone(), 6.0, 300, MIX.to_vec(), log_b.clone());
 
     // Wait until Prometheus has > 12 s of samples from both pods (rate window 10 s).
     let q = format!(
@@ -420,7 +390,13 @@ async fn queue_growth_gives_back_the_demand_of_a_saturated_server() {
     })
     .await;
     // At most 60 s of offered requests; the test reads after ~15 s.
-    let load = start_load(server.clone(), offered, 2400, Log::default());
+    let load = paced_load(
+        server.clone(),
+        offered,
+        2400,
+        MIX.to_vec(),
+        FinishedLog::default(),
+    );
     let q = format!(
         "{}/api/v1/query?query={}",
         prom.url,

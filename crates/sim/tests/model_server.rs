@@ -1,5 +1,6 @@
 //! The emulated vLLM server: in-process core and HTTP.
 
+use std::sync::Arc;
 use std::time::Duration;
 use wvo_api::Profile;
 use wvo_sim::model_server::{MetricsFlavor, ModelServer, Replica, ReplicaConfig, ServerConfig};
@@ -174,4 +175,52 @@ async fn http_completions_and_metrics() {
         (3, 354, 13)
     );
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_load_offers_its_mix_and_logs_every_completion() {
+    use wvo_sim::model_server::paced::{finished_between, paced_load, FinishedLog};
+    let server = Arc::new(
+        ModelServer::start(ServerConfig {
+            replica: ReplicaConfig::new("m", profile()),
+            speed: 1.0,
+        })
+        .await
+        .expect("server"),
+    );
+    let log = FinishedLog::default();
+    let from = std::time::Instant::now();
+    let load = paced_load(
+        server.clone(),
+        50.0,
+        10,
+        vec![(100, 4), (200, 8)],
+        log.clone(),
+    );
+    tokio::time::timeout(Duration::from_secs(20), load)
+        .await
+        .expect("10 requests finish within 20 s")
+        .expect("load task");
+    let done = finished_between(&log, from, std::time::Instant::now());
+    assert_eq!(done.len(), 10);
+    for (input, output) in [(100, 4), (200, 8)] {
+        let n = done
+            .iter()
+            .filter(|f| f.input_tokens == input && f.output_tokens == output)
+            .count();
+        assert_eq!(n, 5, "requests of {input}/{output} tokens");
+    }
+    assert_eq!(server.served().finished, 10);
+    // Nothing offered without a mix or with a rate that is not positive.
+    for (rps, mix) in [
+        (50.0, vec![]),
+        (0.0, vec![(1, 1)]),
+        (f64::NAN, vec![(1, 1)]),
+    ] {
+        let empty = FinishedLog::default();
+        paced_load(server.clone(), rps, 5, mix, empty.clone())
+            .await
+            .expect("load task");
+        assert!(empty.lock().map(|l| l.is_empty()).unwrap_or(false));
+    }
 }

@@ -21,6 +21,7 @@
 //! generates exactly `max_tokens` tokens (`finish_reason: "length"`).
 
 pub mod exposition;
+pub mod paced;
 mod replica;
 
 pub use replica::{MetricsFlavor, Replica, ReplicaConfig, Served};
