@@ -153,6 +153,9 @@ pub struct WvoConfig {
     pub stabilization_seconds: f64,
     /// Planner options (`wvo run --headroom`).
     pub options: PlanOptions,
+    /// Scale-down hysteresis margin, a fraction of the observed arrival rate
+    /// (`wvo run --scale-down-margin`).
+    pub scale_down_margin: f64,
     /// Seconds between cycles (`wvo run --interval-seconds`, default 15).
     pub period_seconds: f64,
 }
@@ -160,9 +163,11 @@ pub struct WvoConfig {
 impl Default for WvoConfig {
     /// What `wvo run` does by default.
     fn default() -> Self {
+        let controller = wvo_controller::reconciler::ControllerConfig::default();
         WvoConfig {
             stabilization_seconds: 300.0,
-            options: wvo_controller::reconciler::ControllerConfig::default().options,
+            options: controller.options,
+            scale_down_margin: controller.scale_down_margin,
             period_seconds: 15.0,
         }
     }
@@ -235,6 +240,7 @@ impl Policy for Wvo {
             inventory: s.inventory.clone(),
             models,
             options: self.config.options,
+            scale_down_margin: self.config.scale_down_margin,
         };
         match run_cycle(&snapshot, &mut self.state) {
             Ok(outcome) => Ok(outcome

@@ -171,3 +171,35 @@ fn controller_options_change_the_wvo_result() {
     );
     assert!(eager.cost_dollars < base.cost_dollars);
 }
+
+/// A constant load between the scale-up threshold of 3 replicas (capacity / 1.1) and the
+/// scale-down band (capacity / 1.15): Poisson noise in the 60 s rate window makes the plan
+/// flap 3 -> 4 -> 3 without the band; with the controller's default margin it stays up.
+#[test]
+fn the_scale_down_band_stops_flapping_at_a_replica_boundary() {
+    let cap = small("{shape: constant, rate: 1}", 60.0, 1).models[0].variants[0].capacity_rps;
+    let s = small(
+        &format!("{{shape: constant, rate: {}}}", 3.0 * cap / 1.125),
+        3600.0,
+        8,
+    );
+    let with = |margin: f64| {
+        run_policy(
+            &s,
+            Box::new(Wvo::new(WvoConfig {
+                scale_down_margin: margin,
+                ..WvoConfig::default()
+            })),
+            1,
+        )
+        .unwrap()
+    };
+    let band = with(WvoConfig::default().scale_down_margin);
+    let off = with(0.0);
+    assert!(
+        off.scaling_actions >= 4 && band.scaling_actions * 2 <= off.scaling_actions,
+        "band: {} actions, no band: {}",
+        band.scaling_actions,
+        off.scaling_actions
+    );
+}

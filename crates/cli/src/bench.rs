@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Planner headroom of the `wvo` policy (as `wvo run --headroom`): plan demand x (1 + H).
     #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_HEADROOM)]
     pub wvo_headroom: f64,
+    /// Scale-down hysteresis margin of the `wvo` policy (as `wvo run --scale-down-margin`).
+    #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_SCALE_DOWN_MARGIN)]
+    pub wvo_scale_down_margin: f64,
     /// Write SVG charts into this directory.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -70,6 +73,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             args.wvo_headroom
         );
     }
+    if !(args.wvo_scale_down_margin.is_finite() && args.wvo_scale_down_margin >= 0.0) {
+        bail!(
+            "--wvo-scale-down-margin: must be a finite number >= 0, got {}",
+            args.wvo_scale_down_margin
+        );
+    }
     let seed = args.seed.unwrap_or(scenario.seed);
     let defaults = WvoConfig::default();
     let wvo = WvoConfig {
@@ -77,6 +86,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             headroom: args.wvo_headroom,
             ..defaults.options
         },
+        scale_down_margin: args.wvo_scale_down_margin,
         ..defaults
     };
     let (report, runs) = wvo_bench::run_with(&scenario, &args.policies, seed, wvo)?;

@@ -46,6 +46,11 @@ pub struct RunArgs {
     /// Plan for demand x (1 + headroom).
     #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_HEADROOM)]
     pub headroom: f64,
+    /// Scale-down hysteresis margin, a fraction of the observed load: scale up below
+    /// demand x (1 + headroom), scale down only as far as demand x (1 + headroom + margin) is
+    /// still served. 0 turns the band off.
+    #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_SCALE_DOWN_MARGIN)]
+    pub scale_down_margin: f64,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "wvo-leader")]
     pub lease_name: String,
@@ -73,6 +78,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         anyhow::bail!(
             "--headroom: must be a finite number >= 0, got {}",
             args.headroom
+        );
+    }
+    if !(args.scale_down_margin.is_finite() && args.scale_down_margin >= 0.0) {
+        anyhow::bail!(
+            "--scale-down-margin: must be a finite number >= 0, got {}",
+            args.scale_down_margin
         );
     }
     if args.prometheus_url.is_some() && !args.scrape.is_empty() {
@@ -150,6 +161,7 @@ async fn run_async(args: &RunArgs) -> Result<()> {
             headroom: args.headroom,
             solver: SolverChoice::Auto,
         },
+        scale_down_margin: args.scale_down_margin,
         field_manager: "wvo".into(),
         identity: identity.clone(),
         calibration: Default::default(),

@@ -140,6 +140,19 @@ fn errors_name_the_flag_or_field() {
         stderr(&out)
     );
 
+    let out = wvo(&[
+        "bench",
+        "--scenario",
+        "steady",
+        "--wvo-scale-down-margin=NaN",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--wvo-scale-down-margin"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = wvo(&["bench", "--scenario", "no-such-scenario"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -154,4 +154,13 @@ fn run_refuses_bad_flags_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--headroom"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wvo"))
+        .args(["run", "--scale-down-margin=-0.5", "--no-leader-election"])
+        .output()
+        .expect("run wvo");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--scale-down-margin"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }

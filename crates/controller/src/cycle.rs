@@ -3,13 +3,17 @@
 //!
 //! ```text
 //! Snapshot ─► PlanInput (pending pods shrink the inventory; unknown load holds) ─► optimizer
+//!          ─► per model: scale-down band (a scale-down keeps what serves demand x
+//!             (1 + headroom + margin))
 //!          ─► per variant: stabilizer (scale-up now, scale-down after its window)
 //!          ─► per model: make-before-break (ready replicas left must absorb the load)
 //! ```
 
 use crate::stabilizer::{Stabilizer, Step, VariantKey};
 use std::collections::{BTreeMap, BTreeSet};
-use wvo_api::{AcceleratorType, ModelLoad, ModelSpec, PlanInput, PlanOptions, PlanOutput};
+use wvo_api::{
+    AcceleratorType, ModelLoad, ModelSpec, PlanInput, PlanOptions, PlanOutput, VariantPlan,
+};
 
 /// Observed state of one variant's workload.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -53,6 +57,14 @@ pub struct Snapshot {
     pub models: Vec<ModelState>,
     /// Planner options (headroom, solver).
     pub options: PlanOptions,
+    /// Scale-down hysteresis margin, a fraction of the observed arrival rate (dimensionless,
+    /// e.g. 0.05). A model scales up when its replicas serve less than
+    /// `arrival * (1 + headroom)` req/s (the plan), but a scale-down of placed replicas only
+    /// goes as far as the replicas left still serve `arrival * (1 + headroom + margin)` req/s,
+    /// and only once that held for the whole stabilization window. 0 turns the band off; a
+    /// negative or non-finite value counts as 0. Reclaims by a higher tier and scale-downs of
+    /// a GPU type another model waits for are not held.
+    pub scale_down_margin: f64,
 }
 
 /// How long a GPU shortage seen through Pending pods is remembered, s. Without the memory
@@ -157,6 +169,8 @@ fn plan_name(m: &ModelState) -> String {
 /// then skip the stabilization window and make-before-break: strict tiers hold in actuation
 /// too, not only in the plan. A higher tier that merely moves to a cheaper type (capacity
 /// elsewhere is free) claims nothing: the lower tier's replicas move with make-before-break.
+/// No model's scale-down of a type in the result is held by the scale-down band (its GPUs
+/// are claimed by a higher tier).
 fn reclaiming_tiers<'a>(
     snapshot: &'a Snapshot,
     inventory: &[AcceleratorType],
@@ -245,6 +259,125 @@ fn reclaiming_tiers<'a>(
         }
     }
     claim
+}
+
+/// Replicas of a variant that are placed (hold their GPUs): set minus Pending-unschedulable.
+fn placed(v: &VariantState) -> u32 {
+    v.replicas - v.pending_unschedulable.min(v.replicas)
+}
+
+/// Placed replicas of a variant once it is set to `replicas`: a scale-down removes the
+/// Pending ones first; new replicas count as placed (the plan placed them).
+fn placed_after(v: &VariantState, replicas: u32) -> u32 {
+    if replicas >= v.replicas {
+        placed(v) + (replicas - v.replicas)
+    } else {
+        replicas.min(placed(v))
+    }
+}
+
+/// Capacity of the placed replicas once each variant is set to `replicas[i]`, req/s.
+fn placed_capacity_rps(states: &[VariantState], planned: &[VariantPlan], replicas: &[u32]) -> f64 {
+    states
+        .iter()
+        .zip(planned)
+        .zip(replicas)
+        .map(|((v, p), &r)| p.capacity_rps * f64::from(placed_after(v, r)))
+        .sum()
+}
+
+/// True when `capacity_rps` serves `required_rps`, up to rounding.
+fn covers(capacity_rps: f64, required_rps: f64) -> bool {
+    capacity_rps >= required_rps * (1.0 - 1e-9)
+}
+
+/// One model's scale-down hysteresis band.
+struct Band {
+    /// Per variant, the replicas to recommend to the stabilizer: the plan's, raised (never
+    /// above what is placed now, nor above the variant's or the model's max) so that a
+    /// scale-down leaves enough capacity for `required_rps`.
+    recommended: Vec<u32>,
+    /// Capacity the plan's scale-down would leave placed, req/s.
+    plan_capacity_rps: f64,
+    /// `arrival * (1 + headroom + margin)`, req/s.
+    required_rps: f64,
+}
+
+/// The band of one model: when the plan removes placed replicas and what would be left serves
+/// less than `required_rps`, keeps some of them, one at a time (first of the variants the
+/// plan keeps; the cheapest replica that closes the gap alone, else the cheapest per req/s),
+/// until it does or every removed replica is kept. Variants with `restorable[i] == false`
+/// (frozen, or a GPU type another model waits for) get the plan as it is. Scale-ups are
+/// untouched. `price_per_replica` is in $/h, `required_rps` in req/s.
+fn scale_down_band(
+    spec: &ModelSpec,
+    states: &[VariantState],
+    planned: &[VariantPlan],
+    price_per_replica: &[f64],
+    restorable: &[bool],
+    required_rps: f64,
+) -> Band {
+    let mut recommended: Vec<u32> = planned.iter().map(|p| p.replicas).collect();
+    let plan_capacity_rps = placed_capacity_rps(states, planned, &recommended);
+    let removes = |i: usize, recommended: &[u32]| recommended[i] < placed(&states[i]);
+    let band = |recommended| Band {
+        recommended,
+        plan_capacity_rps,
+        required_rps,
+    };
+    if covers(plan_capacity_rps, required_rps)
+        || !(0..states.len()).any(|i| restorable[i] && removes(i, &recommended))
+    {
+        return band(recommended);
+    }
+    // Each variant may keep up to what is placed now, within its own max and the model's.
+    let ceiling: Vec<u32> = (0..states.len())
+        .map(|i| {
+            if restorable[i] && planned[i].capacity_rps > 0.0 {
+                placed(&states[i]).min(spec.variants[i].max_replicas.unwrap_or(u32::MAX))
+            } else {
+                recommended[i]
+            }
+        })
+        .collect();
+    let planned_total: u64 = recommended.iter().map(|&r| u64::from(r)).sum();
+    let mut model_room = spec
+        .max_replicas
+        .map_or(u64::MAX, |max| u64::from(max).saturating_sub(planned_total));
+    let mut capacity = plan_capacity_rps;
+    // One replica at a time, from the variants the plan keeps if they have any to keep (a
+    // variant the plan gives up is kept last): the cheapest replica that closes the gap
+    // alone, else the cheapest per req/s (ties: the VA's order).
+    let price_per_rps = |i: usize| price_per_replica[i] / planned[i].capacity_rps;
+    while !covers(capacity, required_rps) && model_room > 0 {
+        let gap = required_rps - capacity;
+        let open = |i: &usize| recommended[*i] < ceiling[*i];
+        let kept: Vec<usize> = (0..states.len())
+            .filter(|i| open(i) && planned[*i].replicas > 0)
+            .collect();
+        let candidates = if kept.is_empty() {
+            (0..states.len()).filter(open).collect()
+        } else {
+            kept
+        };
+        let closing = candidates
+            .iter()
+            .copied()
+            .filter(|&i| covers(planned[i].capacity_rps, gap))
+            .min_by(|&a, &b| price_per_replica[a].total_cmp(&price_per_replica[b]));
+        let Some(i) = closing.or_else(|| {
+            candidates
+                .iter()
+                .copied()
+                .min_by(|&a, &b| price_per_rps(a).total_cmp(&price_per_rps(b)))
+        }) else {
+            break;
+        };
+        recommended[i] += 1;
+        model_room -= 1;
+        capacity += planned[i].capacity_rps;
+    }
+    band(recommended)
 }
 
 /// Runs one cycle.
@@ -355,15 +488,57 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     let plan = wvo_optimizer::plan(&input)?;
     let reclaim = reclaiming_tiers(snapshot, &input.inventory, &plan);
 
+    let margin = if snapshot.scale_down_margin.is_finite() {
+        snapshot.scale_down_margin.max(0.0)
+    } else {
+        0.0
+    };
     let mut keep = BTreeSet::new();
     let mut models = Vec::with_capacity(snapshot.models.len());
     let mut offset = 0;
     for (mi, m) in snapshot.models.iter().enumerate() {
         let hold = m.load.is_err();
+        let planned_variants = &plan.variants[offset..offset + m.variants.len()];
+        let prices: Vec<f64> = m
+            .spec
+            .variants
+            .iter()
+            .zip(planned_variants)
+            .map(|(vs, planned)| {
+                if planned.replicas > 0 {
+                    planned.cost_per_hour / f64::from(planned.replicas)
+                } else {
+                    input
+                        .inventory
+                        .iter()
+                        .find(|a| a.name == vs.accelerator)
+                        .map_or(0.0, |a| a.cost_per_hour * f64::from(vs.gpus_per_replica))
+                }
+            })
+            .collect();
+        // The band keeps no GPUs a higher tier claims: such a type is left to the plan (and
+        // to the reclaim below).
+        let restorable: Vec<bool> = m
+            .spec
+            .variants
+            .iter()
+            .zip(&m.variants)
+            .map(|(vs, v)| v.frozen.is_none() && !reclaim.contains_key(vs.accelerator.as_str()))
+            .collect();
+        let band = (!hold && margin > 0.0).then(|| {
+            scale_down_band(
+                &input.models[mi],
+                &m.variants,
+                planned_variants,
+                &prices,
+                &restorable,
+                load_used[mi].arrival_rate * (1.0 + snapshot.options.headroom + margin),
+            )
+        });
         let mut variants = Vec::with_capacity(m.variants.len());
         let mut reclaimed = Vec::with_capacity(m.variants.len());
         for (vi, (vs, v)) in m.spec.variants.iter().zip(&m.variants).enumerate() {
-            let planned = &plan.variants[offset + vi];
+            let planned = &planned_variants[vi];
             let key: VariantKey = (m.namespace.clone(), m.name.clone(), vs.name.clone());
             keep.insert(key.clone());
             // A strictly higher tier waits for GPUs of this type: give them up now.
@@ -371,6 +546,9 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 .get(vs.accelerator.as_str())
                 .copied()
                 .filter(|&p| p > m.spec.priority && planned.replicas < v.replicas);
+            let recommended = band
+                .as_ref()
+                .map_or(planned.replicas, |b| b.recommended[vi]);
             let (desired, reason, may_actuate) = match &v.frozen {
                 Some(why) => (v.replicas, format!("not actuated: {why}"), false),
                 None => {
@@ -378,7 +556,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                         &key,
                         Step {
                             now: snapshot.now_seconds,
-                            recommended: planned.replicas,
+                            recommended,
                             current: v.replicas,
                             pending: v.pending_unschedulable,
                             window_seconds: if reclaimed_by.is_some() {
@@ -389,31 +567,32 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             hold,
                         },
                     );
-                    match reclaimed_by {
-                        Some(p) if s.desired < v.replicas => (
-                            s.desired,
-                            format!(
-                                "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
-                                s.reason, vs.accelerator
-                            ),
-                            true,
+                    let reason = match (reclaimed_by, &band) {
+                        (Some(p), _) if s.desired < v.replicas => format!(
+                            "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
+                            s.reason, vs.accelerator
                         ),
-                        _ => (s.desired, s.reason, true),
-                    }
+                        (_, Some(b)) if recommended > planned.replicas => {
+                            let why = format!(
+                                "the plan's {} would leave {:.2} req/s, below the scale-down band of {:.2} req/s ({:.2} req/s x (1 + {} headroom + {margin} margin))",
+                                planned.replicas,
+                                b.plan_capacity_rps,
+                                b.required_rps,
+                                load_used[mi].arrival_rate,
+                                snapshot.options.headroom
+                            );
+                            if recommended >= v.replicas {
+                                format!("hold at {}: {why}", v.replicas)
+                            } else {
+                                format!("{}; keeps {recommended}: {why}", s.reason)
+                            }
+                        }
+                        _ => s.reason,
+                    };
+                    (s.desired, reason, true)
                 }
             };
             reclaimed.push(reclaimed_by.is_some());
-            let price = if planned.replicas > 0 {
-                planned.cost_per_hour / f64::from(planned.replicas)
-            } else {
-                plan.accelerators
-                    .iter()
-                    .zip(&input.inventory)
-                    .find(|(a, _)| a.name == vs.accelerator)
-                    .map_or(0.0, |(_, inv)| {
-                        inv.cost_per_hour * f64::from(vs.gpus_per_replica)
-                    })
-            };
             variants.push(VariantDecision {
                 name: vs.name.clone(),
                 accelerator: vs.accelerator.clone(),
@@ -424,7 +603,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 desired,
                 capacity_rps: planned.capacity_rps,
                 cost_per_hour: 0.0,
-                price_per_replica: price,
+                price_per_replica: prices[vi],
                 reason,
                 may_actuate,
             });

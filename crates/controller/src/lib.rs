@@ -3,7 +3,7 @@
 //! ```text
 //!  VAs, inventory, workloads, pods ─┐
 //!  collector observations ──────────┴─► Snapshot ─► run_cycle (pure) ─► CycleOutcome
-//!                                                     optimizer · stabilizer · make-before-break
+//!                                     optimizer · scale-down band · stabilizer · make-before-break
 //!  CycleOutcome ─► actuator (/scale, HPA bounds, metric, dry-run) ─► VA status, Events, API
 //! ```
 //!

@@ -1,7 +1,9 @@
-//! The pure control cycle: scale-up now, scale-down after its window, unknown metrics hold,
-//! Pending pods are missing supply, make-before-break, frozen workloads untouched.
+//! The pure control cycle: scale-up now, scale-down after its window and only out of the
+//! hysteresis band, unknown metrics hold, Pending pods are missing supply, make-before-break,
+//! frozen workloads untouched, higher tiers reclaim contended GPUs at once.
 
 use wvo_api::{AcceleratorType, ModelLoad, ModelSpec, PlanOptions, VariantSpec};
+use wvo_controller::reconciler::DEFAULT_SCALE_DOWN_MARGIN;
 use wvo_controller::{run_cycle, CycleState, ModelState, Snapshot, VariantState};
 
 fn acc(name: &str, count: u32, cost: f64) -> AcceleratorType {
@@ -52,7 +54,8 @@ fn six_with_three_pending() -> VariantState {
 }
 
 /// One model with an H100 variant (10 req/s, $4) and an L40S variant (3 req/s, $1.30... made
-/// dearer per req/s here: $1.50), window 300 s.
+/// dearer per req/s here: $1.50), window 300 s, no planning headroom, the controller's default
+/// scale-down margin.
 fn snapshot(
     now: f64,
     rate: Result<ModelLoad, String>,
@@ -80,6 +83,7 @@ fn snapshot(
             load: rate,
         }],
         options: PlanOptions::default(),
+        scale_down_margin: DEFAULT_SCALE_DOWN_MARGIN,
     }
 }
 
@@ -113,10 +117,10 @@ fn scale_down_waits_for_its_window() {
         &mut state,
     )
     .expect("cycle");
-    // Load falls to 10 req/s: the plan wants 1 H100, but the window holds 4 for 300 s.
+    // Load falls to 9 req/s: the plan wants 1 H100, but the window holds 4 for 300 s.
     for t in (15..=300).step_by(15) {
         let out = run_cycle(
-            &snapshot(f64::from(t), load(10.0), running(4), running(0)),
+            &snapshot(f64::from(t), load(9.0), running(4), running(0)),
             &mut state,
         )
         .expect("cycle");
@@ -124,7 +128,7 @@ fn scale_down_waits_for_its_window() {
         assert_eq!(desired(&out), vec![4, 0], "t={t}");
     }
     let out = run_cycle(
-        &snapshot(315.0, load(10.0), running(4), running(0)),
+        &snapshot(315.0, load(9.0), running(4), running(0)),
         &mut state,
     )
     .expect("cycle");
@@ -230,12 +234,13 @@ fn a_changed_inventory_ends_the_shortage_memory() {
 
 #[test]
 fn make_before_break_when_moving_between_variants() {
+    // 28.5 req/s: 10 L40S (30 req/s) also cover the scale-down band (28.5 x 1.05).
     let mut state = CycleState::default();
-    let mut snap = snapshot(0.0, load(30.0), running(3), running(0));
+    let mut snap = snapshot(0.0, load(28.5), running(3), running(0));
     snap.models[0].stabilization_seconds = 0.0;
     run_cycle(&snap, &mut state).expect("cycle");
     // L40S becomes far cheaper than H100 per req/s.
-    let mut snap = snapshot(1.0, load(30.0), running(3), running(0));
+    let mut snap = snapshot(1.0, load(28.5), running(3), running(0));
     snap.inventory[1].cost_per_hour = 0.5;
     snap.models[0].stabilization_seconds = 0.0;
     let out = run_cycle(&snap, &mut state).expect("cycle");
@@ -245,7 +250,7 @@ fn make_before_break_when_moving_between_variants() {
     assert_eq!(out.models[0].variants[0].desired, 3);
     assert!(out.models[0].variants[0].reason.contains("held"));
     // Once the L40S replicas are ready, the H100 ones go.
-    let mut snap = snapshot(16.0, load(30.0), running(3), running(10));
+    let mut snap = snapshot(16.0, load(28.5), running(3), running(10));
     snap.inventory[1].cost_per_hour = 0.5;
     snap.models[0].stabilization_seconds = 0.0;
     let out = run_cycle(&snap, &mut state).expect("cycle");
@@ -258,13 +263,13 @@ fn a_new_leader_waits_a_full_window_before_scaling_down() {
     // the window instead of undoing the running allocation at once.
     let mut state = CycleState::default();
     let out = run_cycle(
-        &snapshot(1000.0, load(10.0), running(4), running(0)),
+        &snapshot(1000.0, load(9.0), running(4), running(0)),
         &mut state,
     )
     .expect("cycle");
     assert_eq!(desired(&out), vec![4, 0]);
     let out = run_cycle(
-        &snapshot(1301.0, load(10.0), running(4), running(0)),
+        &snapshot(1301.0, load(9.0), running(4), running(0)),
         &mut state,
     )
     .expect("cycle");
@@ -337,6 +342,7 @@ fn tiers(now: f64, chat_rate: f64, chat: VariantState, batch: VariantState) -> S
             model("batch", 0, batch, 60.0),
         ],
         options: PlanOptions::default(),
+        scale_down_margin: DEFAULT_SCALE_DOWN_MARGIN,
     }
 }
 
@@ -408,4 +414,278 @@ fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim() {
         batch[0].reason
     );
     assert_eq!(batch[1].desired, 2);
+}
+
+// The scale-down hysteresis band. One model, one H100 variant of 10 req/s per replica ($4),
+// window 300 s, planned with the controller's 0.1 headroom and a 0.05 margin: 3 replicas
+// (30 req/s) are planned up to 30 / 1.1 = 27.27 req/s, and 4 go back to 3 only at or below
+// 30 / 1.15 = 26.09 req/s.
+
+const HEADROOM: f64 = 0.1;
+const MARGIN: f64 = 0.05;
+
+fn one_variant(now: f64, rate: f64, h100: VariantState, margin: f64) -> Snapshot {
+    let mut snap = snapshot(now, load(rate), h100, running(0));
+    snap.models[0].spec.variants.truncate(1);
+    snap.models[0].variants.truncate(1);
+    snap.options.headroom = HEADROOM;
+    snap.scale_down_margin = margin;
+    snap
+}
+
+/// Runs `rates` (one per 15 s cycle from `start`) against a workload that does what the cycle
+/// decided (new replicas ready by the next cycle); returns the decision of each cycle.
+fn follow(
+    state: &mut CycleState,
+    start: f64,
+    replicas: &mut u32,
+    rates: &[f64],
+    margin: f64,
+) -> Vec<wvo_controller::cycle::VariantDecision> {
+    let mut out = Vec::with_capacity(rates.len());
+    for (i, &rate) in rates.iter().enumerate() {
+        let now = start + 15.0 * i as f64;
+        let cycle =
+            run_cycle(&one_variant(now, rate, running(*replicas), margin), state).expect("cycle");
+        let decision = cycle.models[0].variants[0].clone();
+        *replicas = decision.desired;
+        out.push(decision);
+    }
+    out
+}
+
+fn desired_of(decisions: &[wvo_controller::cycle::VariantDecision]) -> Vec<u32> {
+    decisions.iter().map(|d| d.desired).collect()
+}
+
+#[test]
+fn noise_around_a_replica_boundary_does_not_flap() {
+    // For an hour the observed load sits just below the 3-replica threshold (27.0-27.2 req/s)
+    // and goes just above it (27.5) one cycle in 25 (every 375 s, longer than the window).
+    let rates: Vec<f64> = (0..240u32)
+        .map(|i| {
+            if i % 25 == 1 {
+                27.5
+            } else {
+                27.0 + 0.1 * f64::from(i % 3)
+            }
+        })
+        .collect();
+    let mut state = CycleState::default();
+    let mut replicas = 3;
+    let with_band = follow(&mut state, 0.0, &mut replicas, &rates, MARGIN);
+    // Up to 4 at the first excursion, and there it stays: 3 replicas (30 req/s) never cover
+    // 27.0 x 1.15 = 31.05 req/s.
+    let counts = desired_of(&with_band);
+    assert_eq!(counts[0], 3);
+    assert!(counts[1..].iter().all(|&r| r == 4), "{counts:?}");
+    let last = &with_band[239];
+    assert_eq!((last.planned, last.desired), (3, 4));
+    assert!(
+        last.reason.starts_with("hold at 4") && last.reason.contains("scale-down band"),
+        "{}",
+        last.reason
+    );
+
+    // The same loads without the band: 3 -> 4 -> 3 -> 4 ... once per excursion.
+    let mut state = CycleState::default();
+    let mut replicas = 3;
+    let without = desired_of(&follow(&mut state, 0.0, &mut replicas, &rates, 0.0));
+    let downs = without.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!(downs >= 8, "{without:?}");
+}
+
+#[test]
+fn a_clear_load_drop_still_scales_down_after_the_window() {
+    let mut state = CycleState::default();
+    let mut replicas = 4;
+    follow(&mut state, 0.0, &mut replicas, &[27.5; 4], MARGIN);
+    assert_eq!(replicas, 4);
+    // The load falls to 20 req/s at t = 60: 3 replicas cover 20 x 1.15 = 23 req/s, so only the
+    // window holds the 4, until 300 s after the last recommendation of 4 (t = 45).
+    let after = desired_of(&follow(
+        &mut state,
+        60.0,
+        &mut replicas,
+        &[20.0; 21],
+        MARGIN,
+    ));
+    assert!(after[..20].iter().all(|&r| r == 4), "{after:?}");
+    assert_eq!(after[20], 3, "{after:?}"); // t = 360
+}
+
+#[test]
+fn a_scale_down_goes_as_far_as_the_band_allows() {
+    let mut state = CycleState::default();
+    let mut replicas = 6;
+    follow(&mut state, 0.0, &mut replicas, &[50.0], MARGIN);
+    assert_eq!(replicas, 6);
+    // 26.5 req/s from t = 15: the plan wants 3 (30 >= 29.15), the band 4 (30 < 30.475 <= 40).
+    // After the window (t = 315), 6 -> 4, not 6 -> 3.
+    let after = follow(&mut state, 15.0, &mut replicas, &[26.5; 21], MARGIN);
+    let counts = desired_of(&after);
+    assert!(counts[..20].iter().all(|&r| r == 6), "{counts:?}");
+    assert_eq!((after[20].planned, after[20].desired), (3, 4));
+    assert!(after[20].reason.contains("keeps 4"), "{}", after[20].reason);
+}
+
+#[test]
+fn the_band_keeps_an_old_replica_when_a_model_moves_between_variants() {
+    // L40S becomes far cheaper per req/s ($0.50 for 3 req/s): at 29 req/s the plan moves to 10
+    // L40S (30 req/s). The band wants 29 x 1.05 = 30.45 req/s: one H100 stays.
+    let snap = |now: f64, margin: f64| {
+        let mut snap = snapshot(now, load(29.0), running(3), running(10));
+        snap.inventory[1].cost_per_hour = 0.5;
+        snap.models[0].stabilization_seconds = 0.0;
+        snap.scale_down_margin = margin;
+        snap
+    };
+    let mut state = CycleState::default();
+    run_cycle(&snap(0.0, MARGIN), &mut state).expect("cycle");
+    let out = run_cycle(&snap(1.0, MARGIN), &mut state).expect("cycle");
+    assert_eq!(
+        out.models[0]
+            .variants
+            .iter()
+            .map(|v| v.planned)
+            .collect::<Vec<_>>(),
+        vec![0, 10]
+    );
+    assert_eq!(desired(&out), vec![1, 10]);
+    // With the band off the H100 replicas all go.
+    let mut state = CycleState::default();
+    run_cycle(&snap(0.0, 0.0), &mut state).expect("cycle");
+    let out = run_cycle(&snap(1.0, 0.0), &mut state).expect("cycle");
+    assert_eq!(desired(&out), vec![0, 10]);
+}
+
+#[test]
+fn the_band_keeps_the_cheapest_replica_that_closes_the_gap() {
+    // 5 H100 + 4 L40S serve 28.9 req/s; the band wants 28.9 x 1.05 = 30.345 req/s.
+    let run = |l40s_price: f64| {
+        let snap = |now: f64| {
+            let mut snap = snapshot(now, load(28.9), running(5), running(4));
+            snap.inventory[1].cost_per_hour = l40s_price;
+            snap.models[0].stabilization_seconds = 0.0;
+            snap
+        };
+        let mut state = CycleState::default();
+        run_cycle(&snap(0.0), &mut state).expect("cycle");
+        let out = run_cycle(&snap(1.0), &mut state).expect("cycle");
+        let planned: Vec<u32> = out.models[0].variants.iter().map(|v| v.planned).collect();
+        (planned, desired(&out))
+    };
+    // L40S at $1.20: the plan keeps 2 H100 + 3 L40S (29 req/s, $11.60). One more L40S ($1.20)
+    // closes the 1.345 req/s gap: it stays, not a third H100 ($4), which is as cheap per req/s.
+    assert_eq!(run(1.2), (vec![2, 3], vec![2, 4]));
+    // L40S at $1.50: the plan gives L40S up (3 H100, $12). A variant the plan gives up is kept
+    // last: a fourth H100 stays, not one L40S.
+    assert_eq!(run(1.5), (vec![3, 0], vec![4, 0]));
+}
+
+#[test]
+fn the_band_does_not_hold_a_reclaim_by_a_higher_tier() {
+    let mut state = CycleState::default();
+    let mut snap = tiers(0.0, 20.0, running(2), running(6));
+    snap.models[1].load = load(39.0);
+    run_cycle(&snap, &mut state).expect("cycle");
+    // chat doubles: it gets 4 of the 8 H100, batch 4 (40 req/s for 39: inside the band, 39 x
+    // 1.05 = 40.95). batch gives up 2 H100 at once all the same.
+    let mut snap = tiers(15.0, 40.0, running(2), running(6));
+    snap.models[1].load = load(39.0);
+    let out = run_cycle(&snap, &mut state).expect("cycle");
+    assert_eq!(out.models[0].variants[0].desired, 4);
+    let batch = &out.models[1].variants[0];
+    assert_eq!((batch.planned, batch.desired), (4, 4), "{}", batch.reason);
+    assert!(
+        batch.reason.contains("priority 100 waits"),
+        "{}",
+        batch.reason
+    );
+}
+
+#[test]
+fn the_band_does_not_keep_gpus_another_model_of_the_same_tier_waits_for() {
+    let mut state = CycleState::default();
+    let mut snap = tiers(0.0, 20.0, running(2), running(6));
+    snap.models[0].spec.priority = 0;
+    snap.models[1].load = load(39.0);
+    run_cycle(&snap, &mut state).expect("cycle");
+    // chat (same tier now) doubles; its 2 new replicas wait for GPUs batch still holds.
+    let chat = VariantState {
+        replicas: 4,
+        ready: 2,
+        pending_unschedulable: 2,
+        frozen: None,
+    };
+    for t in (15..=330).step_by(15) {
+        let mut snap = tiers(f64::from(t), 40.0, chat.clone(), running(6));
+        snap.models[0].spec.priority = 0;
+        snap.models[1].load = load(39.0);
+        let out = run_cycle(&snap, &mut state).expect("cycle");
+        let batch = &out.models[1].variants[0];
+        assert_eq!(batch.planned, 4, "t={t}");
+        // No reclaim between equals: the window applies; after it, batch goes to the plan's 4
+        // although 40 req/s is inside its band (39 x 1.05).
+        let expected = if t <= 300 { 6 } else { 4 };
+        assert_eq!(batch.desired, expected, "t={t}: {}", batch.reason);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the load does (None: metrics unknown that cycle): every variant is set at least
+    /// to the plan (so a model the plan serves gets `demand x (1 + headroom)`), never above its
+    /// max, and whenever replicas go, those left serve `arrival x (1 + headroom + margin)`.
+    #[test]
+    fn the_band_never_undercuts_the_plan_nor_breaks_max(
+        rates in proptest::collection::vec(proptest::option::weighted(0.9, 0.0f64..70.0), 1..30),
+        headroom in 0.0f64..0.3,
+        margin in 0.0f64..0.2,
+        window in proptest::sample::select(vec![0.0, 30.0, 300.0]),
+        h100_max in 1u32..=8,
+        start in (0u32..=8, 0u32..=12),
+    ) {
+        let mut state = CycleState::default();
+        let mut current = (start.0.min(h100_max), start.1);
+        let mut ready = current;
+        for (i, rate) in rates.iter().enumerate() {
+            let observed = rate.map_or_else(|| Err("scrape failed".to_string()), load);
+            let mut snap = snapshot(
+                60.0 * i as f64,
+                observed,
+                VariantState { ready: ready.0, ..running(current.0) },
+                VariantState { ready: ready.1, ..running(current.1) },
+            );
+            snap.options.headroom = headroom;
+            snap.scale_down_margin = margin;
+            snap.models[0].stabilization_seconds = window;
+            snap.models[0].spec.variants[0].max_replicas = Some(h100_max);
+            let out = run_cycle(&snap, &mut state).expect("cycle");
+            let model = &out.models[0];
+            let capacity: f64 = model
+                .variants
+                .iter()
+                .map(|v| v.capacity_rps * f64::from(v.desired))
+                .sum();
+            for v in &model.variants {
+                proptest::prop_assert!(v.desired >= v.planned, "{v:?}");
+            }
+            proptest::prop_assert!(model.variants[0].desired <= h100_max);
+            if model.satisfaction >= 1.0 {
+                proptest::prop_assert!(capacity >= model.demand_rps * (1.0 - 1e-9));
+            }
+            let removes = model.variants.iter().any(|v| v.desired < v.current);
+            if let (true, Some(rate)) = (removes, rate) {
+                let band = rate * (1.0 + headroom + margin);
+                proptest::prop_assert!(
+                    capacity >= band * (1.0 - 1e-9),
+                    "{capacity} req/s left for {band} req/s: {model:?}"
+                );
+            }
+            ready = current;
+            current = (model.variants[0].desired, model.variants[1].desired);
+        }
+    }
 }
