@@ -107,6 +107,76 @@ where
     panic!("timed out after {deadline:?} waiting for {what}");
 }
 
+/// The Prometheus source on `prom`, namespace `ns`, series attributed by `targets`.
+fn prometheus_source(prom: &Prom, window: Window, targets: Vec<Target>) -> ObserveConfig {
+    ObserveConfig {
+        source: SourceConfig::Prometheus(PrometheusConfig {
+            base_url: prom.url.clone(),
+            namespace: Some("ns".into()),
+            model: None,
+            http: HttpConfig::default(),
+        }),
+        window,
+        targets,
+    }
+}
+
+/// The direct-scrape source on `targets`' URLs, two scrapes 3 s apart.
+fn scrape_source(targets: Vec<Target>, window: Window) -> ObserveConfig {
+    ObserveConfig {
+        source: SourceConfig::Scrape(ScrapeConfig {
+            targets,
+            http: HttpConfig::default(),
+            interval: Duration::from_secs(3),
+        }),
+        window,
+        targets: vec![],
+    }
+}
+
+/// Waits until Prometheus answers `/-/ready`.
+async fn wait_until_ready(prom: &Prom, client: &reqwest::Client) {
+    let ready = format!("{}/-/ready", prom.url);
+    wait_for("prometheus ready", Duration::from_secs(30), || {
+        let c = client.clone();
+        let u = ready.clone();
+        async move {
+            c.get(&u)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+}
+
+/// Waits until the URL-encoded instant query `query` returns `series` series.
+async fn wait_for_series(
+    prom: &Prom,
+    client: &reqwest::Client,
+    what: &str,
+    query: &str,
+    series: usize,
+) {
+    let url = format!("{}/api/v1/query?query={query}", prom.url);
+    wait_for(what, Duration::from_secs(40), || {
+        let c = client.clone();
+        let u = url.clone();
+        async move {
+            let Ok(r) = c.get(&u).send().await else {
+                return false;
+            };
+            let Ok(v) = r.json::<serde_json::Value>().await else {
+                return false;
+            };
+            v["data"]["result"]
+                .as_array()
+                .is_some_and(|a| a.len() == series)
+        }
+    })
+    .await;
+}
+
 /// The completions in the trailing `window`: rate (req/s), mean input and output tokens.
 fn served_in_window(log: &FinishedLog, window: Duration) -> (f64, f64, f64) {
     let now = Instant::now();
@@ -176,18 +246,7 @@ async fn prometheus_source_matches_emulated_load() {
         .timeout(Duration::from_secs(2))
         .build()
         .expect("client");
-    let ready = format!("{}/-/ready", prom.url);
-    wait_for("prometheus ready", Duration::from_secs(30), || {
-        let c = client.clone();
-        let u = ready.clone();
-        async move {
-            c.get(&u)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
+    wait_until_ready(&prom, &client).await;
 
     // Known load: 12 req/s on a, 6 req/s on b, bounded to 50 s worth of requests.
     let (log_a, log_b): (FinishedLog, FinishedLog) = Default::default();
@@ -195,27 +254,12 @@ async fn prometheus_source_matches_emulated_load() {
     let load_b = paced_load(b.clone(), 6.0, 300, MIX.to_vec(), log_b.clone());
 
     // Wait until Prometheus has > 12 s of samples from both pods (rate window 10 s).
-    let q = format!(
-        "{}/api/v1/query?query={}",
-        prom.url,
-        "count%20by%20(pod)%20(count_over_time(vllm%3Anum_requests_running%5B15s%5D)%20%3E%3D%2012)"
-    );
-    wait_for(
+    wait_for_series(
+        &prom,
+        &client,
         "12 s of scraped samples of both pods",
-        Duration::from_secs(40),
-        || {
-            let c = client.clone();
-            let u = q.clone();
-            async move {
-                let Ok(r) = c.get(&u).send().await else {
-                    return false;
-                };
-                let Ok(v) = r.json::<serde_json::Value>().await else {
-                    return false;
-                };
-                v["data"]["result"].as_array().is_some_and(|a| a.len() == 2)
-            }
-        },
+        "count%20by%20(pod)%20(count_over_time(vllm%3Anum_requests_running%5B15s%5D)%20%3E%3D%2012)",
+        2,
     )
     .await;
 
@@ -239,16 +283,7 @@ async fn prometheus_source_matches_emulated_load() {
             url: b.metrics_url(),
         },
     ];
-    let cfg = ObserveConfig {
-        source: SourceConfig::Prometheus(PrometheusConfig {
-            base_url: prom.url.clone(),
-            namespace: Some("ns".into()),
-            model: None,
-            http: HttpConfig::default(),
-        }),
-        window,
-        targets: targets.clone(),
-    };
+    let cfg = prometheus_source(&prom, window, targets.clone());
     let obs = observe(&cfg).await.expect("observe");
     let (rate_a, in_a, out_a) = served_in_window(&log_a, Duration::from_secs(10));
     let (rate_b, in_b, out_b) = served_in_window(&log_b, Duration::from_secs(10));
@@ -319,15 +354,7 @@ async fn prometheus_source_matches_emulated_load() {
     }
 
     // The scrape source on the same servers agrees (rates from two scrapes 3 s apart).
-    let scrape = ObserveConfig {
-        source: SourceConfig::Scrape(ScrapeConfig {
-            targets,
-            http: HttpConfig::default(),
-            interval: Duration::from_secs(3),
-        }),
-        window,
-        targets: vec![],
-    };
+    let scrape = scrape_source(targets, window);
     let obs = observe(&scrape).await.expect("observe scrape");
     let (rate_a, in_a, _) = served_in_window(&log_a, Duration::from_secs(3));
     println!("{}", wvo_collector::render_table(&obs));
@@ -377,18 +404,7 @@ async fn queue_growth_gives_back_the_demand_of_a_saturated_server() {
         .timeout(Duration::from_secs(2))
         .build()
         .expect("client");
-    let ready = format!("{}/-/ready", prom.url);
-    wait_for("prometheus ready", Duration::from_secs(30), || {
-        let c = client.clone();
-        let u = ready.clone();
-        async move {
-            c.get(&u)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
+    wait_until_ready(&prom, &client).await;
     // At most 60 s of offered requests; the test reads after ~15 s.
     let load = paced_load(
         server.clone(),
@@ -397,27 +413,12 @@ async fn queue_growth_gives_back_the_demand_of_a_saturated_server() {
         MIX.to_vec(),
         FinishedLog::default(),
     );
-    let q = format!(
-        "{}/api/v1/query?query={}",
-        prom.url,
-        "count%20by%20(pod)%20(count_over_time(vllm%3Anum_requests_waiting%7Bpod%3D%22pod-s%22%7D%5B15s%5D)%20%3E%3D%2012)%20and%20on()%20(sum(vllm%3Anum_requests_waiting)%20%3E%2050)"
-    );
-    wait_for(
+    wait_for_series(
+        &prom,
+        &client,
         "12 s of samples while a queue builds",
-        Duration::from_secs(40),
-        || {
-            let c = client.clone();
-            let u = q.clone();
-            async move {
-                let Ok(r) = c.get(&u).send().await else {
-                    return false;
-                };
-                let Ok(v) = r.json::<serde_json::Value>().await else {
-                    return false;
-                };
-                v["data"]["result"].as_array().is_some_and(|a| a.len() == 1)
-            }
-        },
+        "count%20by%20(pod)%20(count_over_time(vllm%3Anum_requests_waiting%7Bpod%3D%22pod-s%22%7D%5B15s%5D)%20%3E%3D%2012)%20and%20on()%20(sum(vllm%3Anum_requests_waiting)%20%3E%2050)",
+        1,
     )
     .await;
     let window = Window {
@@ -431,25 +432,8 @@ async fn queue_growth_gives_back_the_demand_of_a_saturated_server() {
         pod: "pod-s".into(),
         url: server.metrics_url(),
     }];
-    let prometheus = ObserveConfig {
-        source: SourceConfig::Prometheus(PrometheusConfig {
-            base_url: prom.url.clone(),
-            namespace: Some("ns".into()),
-            model: None,
-            http: HttpConfig::default(),
-        }),
-        window,
-        targets: targets.clone(),
-    };
-    let scrape = ObserveConfig {
-        source: SourceConfig::Scrape(ScrapeConfig {
-            targets,
-            http: HttpConfig::default(),
-            interval: Duration::from_secs(3),
-        }),
-        window,
-        targets: vec![],
-    };
+    let prometheus = prometheus_source(&prom, window, targets.clone());
+    let scrape = scrape_source(targets, window);
     for (what, cfg) in [("prometheus", prometheus), ("scrape", scrape)] {
         let obs = observe(&cfg).await.expect("observe");
         println!("{}", wvo_collector::render_table(&obs));
