@@ -13,6 +13,7 @@ use crate::stabilizer::{Stabilizer, Step, VariantKey};
 use std::collections::{BTreeMap, BTreeSet};
 use wvo_api::{
     AcceleratorType, ModelLoad, ModelSpec, PlanInput, PlanOptions, PlanOutput, VariantPlan,
+    VariantSpec,
 };
 
 /// Observed state of one variant's workload.
@@ -176,26 +177,45 @@ fn reclaiming_tiers<'a>(
     inventory: &[AcceleratorType],
     plan: &PlanOutput,
 ) -> BTreeMap<&'a str, i32> {
+    /// One variant as the reclaim sees it.
+    struct VariantUse<'s> {
+        spec: &'s VariantSpec,
+        planned: u32,
+        placed: u32,
+        /// Capacity of one replica, req/s.
+        capacity_rps: f64,
+    }
+    impl VariantUse<'_> {
+        fn accelerator(&self) -> &str {
+            self.spec.accelerator.as_str()
+        }
+    }
     let usable = |acc: &str| {
         inventory
             .iter()
             .find(|a| a.name == acc)
             .map_or(0, |a| u64::from(a.count))
     };
-    // (model, variant spec, planned, placed, capacity of one replica in req/s)
-    let mut rows = Vec::new();
+    // Per model (snapshot order), its variants.
+    let mut per_model: Vec<Vec<VariantUse>> = Vec::with_capacity(snapshot.models.len());
     let mut needed: BTreeMap<&str, u64> = BTreeMap::new();
     let mut offset = 0;
     for m in &snapshot.models {
+        let mut uses = Vec::with_capacity(m.variants.len());
         for (vi, (vs, v)) in m.spec.variants.iter().zip(&m.variants).enumerate() {
             let planned_variant = plan.variants.get(offset + vi);
             let planned = planned_variant.map_or(0, |p| p.replicas);
-            let capacity = planned_variant.map_or(0.0, |p| p.capacity_rps);
-            let placed = v.replicas - v.pending_unschedulable.min(v.replicas);
+            let placed = placed(v);
             *needed.entry(vs.accelerator.as_str()).or_default() +=
                 u64::from(planned.max(placed)) * u64::from(vs.gpus_per_replica);
-            rows.push((m, vs, planned, placed, capacity));
+            uses.push(VariantUse {
+                spec: vs,
+                planned,
+                placed,
+                capacity_rps: planned_variant.map_or(0.0, |p| p.capacity_rps),
+            });
         }
+        per_model.push(uses);
         offset += m.variants.len();
     }
     let contended: BTreeSet<&str> = needed
@@ -210,33 +230,30 @@ fn reclaiming_tiers<'a>(
         .map(|(acc, n)| (*acc, usable(acc) - n))
         .collect();
     let mut claim: BTreeMap<&str, i32> = BTreeMap::new();
-    for m in &snapshot.models {
-        let own: Vec<_> = rows.iter().filter(|r| std::ptr::eq(r.0, m)).collect();
-        let wanted: f64 = own
+    for (m, uses) in snapshot.models.iter().zip(&per_model) {
+        let claiming =
+            |u: &&VariantUse| u.planned > u.placed && contended.contains(u.accelerator());
+        let wanted: f64 = uses
             .iter()
-            .filter(|r| r.2 > r.3 && contended.contains(r.1.accelerator.as_str()))
-            .map(|r| f64::from(r.2 - r.3) * r.4)
+            .filter(claiming)
+            .map(|u| f64::from(u.planned - u.placed) * u.capacity_rps)
             .sum();
         if wanted <= 0.0 {
             continue;
         }
         let mut elsewhere = 0.0;
         let mut taken: Vec<(&str, u64)> = Vec::new();
-        for r in own
-            .iter()
-            .filter(|r| !contended.contains(r.1.accelerator.as_str()))
-        {
-            let acc = r.1.accelerator.as_str();
-            let gpus = u64::from(r.1.gpus_per_replica.max(1));
-            let free = spare.get(acc).copied().unwrap_or(0);
-            let room =
-                r.1.max_replicas
-                    .map_or(u64::MAX, |max| u64::from(max.saturating_sub(r.2.max(r.3))));
+        for u in uses.iter().filter(|u| !contended.contains(u.accelerator())) {
+            let gpus = u64::from(u.spec.gpus_per_replica.max(1));
+            let free = spare.get(u.accelerator()).copied().unwrap_or(0);
+            let room = u.spec.max_replicas.map_or(u64::MAX, |max| {
+                u64::from(max.saturating_sub(u.planned.max(u.placed)))
+            });
             let more = (free / gpus).min(room);
-            let useful = more.min((((wanted - elsewhere) / r.4.max(1e-9)).ceil()) as u64);
-            if useful > 0 && r.4 > 0.0 {
-                elsewhere += useful as f64 * r.4;
-                taken.push((acc, useful * gpus));
+            let useful = more.min(((wanted - elsewhere) / u.capacity_rps.max(1e-9)).ceil() as u64);
+            if useful > 0 && u.capacity_rps > 0.0 {
+                elsewhere += useful as f64 * u.capacity_rps;
+                taken.push((u.accelerator(), useful * gpus));
             }
             if elsewhere >= wanted {
                 break;
@@ -250,11 +267,8 @@ fn reclaiming_tiers<'a>(
             }
             continue;
         }
-        for r in own
-            .iter()
-            .filter(|r| r.2 > r.3 && contended.contains(r.1.accelerator.as_str()))
-        {
-            let e = claim.entry(r.1.accelerator.as_str()).or_insert(i32::MIN);
+        for u in uses.iter().filter(claiming) {
+            let e = claim.entry(u.spec.accelerator.as_str()).or_insert(i32::MIN);
             *e = (*e).max(m.spec.priority);
         }
     }
@@ -393,7 +407,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 if spec.accelerator == acc.name {
                     let gpus = u64::from(spec.gpus_per_replica);
                     pending += u64::from(v.pending_unschedulable) * gpus;
-                    bound += u64::from(v.replicas - v.pending_unschedulable.min(v.replicas)) * gpus;
+                    bound += u64::from(placed(v)) * gpus;
                 }
             }
         }
@@ -462,7 +476,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         spec.name = plan_name(m);
         let mut current = BTreeMap::new();
         for (vs, v) in spec.variants.iter_mut().zip(&m.variants) {
-            let serving = v.replicas - v.pending_unschedulable.min(v.replicas);
+            let serving = placed(v);
             current.insert(vs.name.clone(), serving);
             if v.frozen.is_some() {
                 // Not ours to change: plan around it as it is.
