@@ -1,16 +1,11 @@
 //! `wvo bench`: the JSON contract, reproducible bytes for a seed, the table, SVG plots, and
 //! errors that name the field or flag.
 
-use std::process::{Command, Output};
+mod common;
 
-fn wvo(args: &[&str]) -> Output {
-    // Run from another directory: built-in scenarios are embedded, not read from ./examples.
-    Command::new(env!("CARGO_BIN_EXE_wvo"))
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("wvo runs")
-}
+use std::process::Output;
+
+use common::wvo_elsewhere as wvo;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -13,6 +13,9 @@ use wvo_api::Profile;
 use wvo_sim::model_server::paced::{finished_between, paced_load, FinishedLog};
 use wvo_sim::model_server::{MetricsFlavor, ModelServer, ReplicaConfig, ServerConfig};
 
+mod common;
+use common::free_port;
+
 /// What a finished `wvo` run printed.
 struct Run {
     code: Option<i32>,
@@ -105,11 +108,6 @@ fn served_rate(log: &FinishedLog, from: Instant, to: Instant) -> f64 {
 /// 128 prompt and 16 output tokens per request.
 fn start_load(server: Arc<ModelServer>, rps: f64, max: u32, log: FinishedLog) -> JoinHandle<()> {
     paced_load(server, rps, max, vec![(128, 16)], log)
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    l.local_addr().expect("addr").port()
 }
 
 fn known(fig: &Value) -> Option<f64> {

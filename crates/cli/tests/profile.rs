@@ -1,16 +1,11 @@
 //! `wvo profile`: the JSON contract, fits:false, unknown names, --list, and a plan file with
 //! catalog profiles.
 
-use std::process::{Command, Output};
+mod common;
 
-fn wvo(args: &[&str]) -> Output {
-    // Run from another directory: the catalog is embedded, not read from ./models.
-    Command::new(env!("CARGO_BIN_EXE_wvo"))
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("wvo runs")
-}
+use std::process::Output;
+
+use common::wvo_elsewhere as wvo;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(

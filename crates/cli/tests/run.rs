@@ -5,36 +5,21 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wvo_sim::kube_api::{gpu_node, KubeApiOptions, KubeApiServer};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+mod common;
+use common::{free_port, http_get};
 
-/// GET on loopback with a short timeout; (status line, body).
-fn get(port: u16, path: &str) -> Option<(String, String)> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
+/// GET on loopback with a short timeout; (status code, body).
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get(
+        ([127, 0, 0, 1], port).into(),
+        path,
         Duration::from_millis(300),
+        Duration::from_secs(2),
     )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
 #[test]
@@ -124,7 +109,7 @@ async fn run_scales_to_the_minimum_and_serves_the_status_api() {
             .ok()
             .and_then(|d| d.spec.replicas)
             .unwrap_or(0);
-        let ready = get(port, "/readyz").is_some_and(|(status, _)| status.contains("200"));
+        let ready = get(port, "/readyz").is_some_and(|(code, _)| code == 200);
         if replicas == 2 && ready {
             break;
         }
@@ -138,8 +123,8 @@ async fn run_scales_to_the_minimum_and_serves_the_status_api() {
         replicas, 2,
         "wvo run did not scale to minReplicas; stderr: {stderr}"
     );
-    let (status, body) = models.expect("status API answered");
-    assert!(status.contains("200"), "{status}");
+    let (code, body) = models.expect("status API answered");
+    assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"modelID\":\"m\""), "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
