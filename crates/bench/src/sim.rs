@@ -341,22 +341,15 @@ impl<'a> Simulation<'a> {
                 .enumerate()
                 .map(|(i, s)| (s.next_s, i))
                 .fold((f64::INFINITY, 0), |a, b| if b.0 < a.0 { b } else { a });
-            let next_ready = self
-                .pods
-                .iter()
-                .filter_map(|p| match p.state {
-                    PodState::Starting { ready_at } => Some(ready_at),
-                    _ => None,
-                })
-                .fold(f64::INFINITY, f64::min);
-            let next_kill = self
-                .pods
-                .iter()
-                .filter_map(|p| match p.state {
-                    PodState::Draining { until } => Some(until),
-                    _ => None,
-                })
-                .fold(f64::INFINITY, f64::min);
+            // The next pod to become ready and the next drain to end, in one pass.
+            let (mut next_ready, mut next_kill) = (f64::INFINITY, f64::INFINITY);
+            for p in &self.pods {
+                match p.state {
+                    PodState::Starting { ready_at } => next_ready = next_ready.min(ready_at),
+                    PodState::Draining { until } => next_kill = next_kill.min(until),
+                    _ => {}
+                }
+            }
             let timeout = self.scenario.timeout_seconds;
             let next_timeout = self
                 .gateway
