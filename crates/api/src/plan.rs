@@ -217,6 +217,22 @@ pub struct PlanOptions {
     /// Algorithm choice. Default `auto`.
     #[serde(default)]
     pub solver: SolverChoice,
+    /// Seconds of solve time for the whole plan; the planner returns the best plan found by
+    /// then. Default (None) [`DEFAULT_TIME_LIMIT_SECONDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_seconds: Option<f64>,
+}
+
+/// Solve time for a whole plan when `options.timeLimitSeconds` is not given, seconds.
+pub const DEFAULT_TIME_LIMIT_SECONDS: f64 = 10.0;
+
+impl PlanOptions {
+    /// Seconds of solve time for the whole plan: `timeLimitSeconds`, or
+    /// [`DEFAULT_TIME_LIMIT_SECONDS`] when not given.
+    pub fn time_limit_seconds(&self) -> f64 {
+        self.time_limit_seconds
+            .unwrap_or(DEFAULT_TIME_LIMIT_SECONDS)
+    }
 }
 
 impl Default for PlanOptions {
@@ -224,6 +240,7 @@ impl Default for PlanOptions {
         Self {
             headroom: 0.0,
             solver: SolverChoice::Auto,
+            time_limit_seconds: None,
         }
     }
 }

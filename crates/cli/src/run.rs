@@ -160,6 +160,7 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         options: PlanOptions {
             headroom: args.headroom,
             solver: SolverChoice::Auto,
+            time_limit_seconds: None,
         },
         scale_down_margin: args.scale_down_margin,
         field_manager: "wvo".into(),
