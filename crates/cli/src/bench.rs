@@ -67,9 +67,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
         scenario = scenario.with_duration(d);
     }
-    if !(args.wvo_headroom.is_finite() && args.wvo_headroom >= 0.0) {
+    if !(0.0..=wvo_api::validate::MAX_HEADROOM).contains(&args.wvo_headroom) {
         bail!(
-            "--wvo-headroom: must be a finite number >= 0, got {}",
+            "--wvo-headroom: must be a finite number between 0 and {} (fraction of demand), got {}",
+            wvo_api::validate::MAX_HEADROOM,
             args.wvo_headroom
         );
     }

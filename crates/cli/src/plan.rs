@@ -39,10 +39,15 @@ pub struct PlanArgs {
     pub solver: Option<SolverArg>,
 }
 
-/// Parses plan input text: JSON when it looks like JSON, YAML otherwise.
+/// Parses plan input text: JSON when it looks like JSON, YAML otherwise. Either way a
+/// parse error names the field path (`inventory[0].count: invalid value: ...`).
 pub fn parse_input(text: &str, origin: &str) -> Result<PlanInput> {
     if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).with_context(|| format!("{origin}: invalid JSON plan input"))
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut de)
+            .map_err(anyhow::Error::from)
+            .and_then(|input| de.end().map(|()| input).map_err(anyhow::Error::from))
+            .with_context(|| format!("{origin}: invalid JSON plan input"))
     } else {
         serde_norway::from_str(text).with_context(|| format!("{origin}: invalid YAML plan input"))
     }

@@ -74,9 +74,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    if !(args.headroom.is_finite() && args.headroom >= 0.0) {
+    if !(0.0..=wvo_api::validate::MAX_HEADROOM).contains(&args.headroom) {
         anyhow::bail!(
-            "--headroom: must be a finite number >= 0, got {}",
+            "--headroom: must be a finite number between 0 and {} (fraction of demand), got {}",
+            wvo_api::validate::MAX_HEADROOM,
             args.headroom
         );
     }

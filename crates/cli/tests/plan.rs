@@ -148,3 +148,140 @@ fn missing_file_is_an_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no/such/file.yaml"), "{err}");
 }
+
+/// A one-model input (JSON) with `cost`, `rps`, `rate` and `headroom` filled in.
+fn one_model(cost: &str, rps: &str, rate: &str, headroom: &str) -> String {
+    format!(
+        r#"{{"inventory": [{{"name": "T", "count": 2, "costPerHour": {cost}}}],
+            "models": [{{"name": "m", "variants": [{{"name": "v", "accelerator": "T", "maxRequestsPerSecond": {rps}}}]}}],
+            "load": {{"m": {{"arrivalRate": {rate}}}}},
+            "options": {{"headroom": {headroom}}}}}"#
+    )
+}
+
+/// Runs `wvo plan -` on `input`, expects exit 2 with one line on stderr and nothing on
+/// stdout, and returns that line.
+fn refused(input: &str) -> String {
+    let out = wvo(&["plan", "-", "-o", "json"], Some(input));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{input}\nstderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+fn assert_names(err: &str, field: &str, range: &str) {
+    assert!(err.contains(field), "{err} should name {field}");
+    assert!(
+        err.contains(range),
+        "{err} should state the range {range:?}"
+    );
+}
+
+#[test]
+fn huge_cost_per_hour_exits_2_naming_the_field_and_range() {
+    let err = refused(&one_model("1e308", "10", "5", "0"));
+    assert_names(
+        &err,
+        "inventory[0].costPerHour",
+        "must be between 0 and 1000000 $/h (got 1e308)",
+    );
+}
+
+#[test]
+fn huge_arrival_rate_exits_2_naming_the_field_and_range() {
+    let err = refused(&one_model("1.0", "10", "1e308", "0"));
+    assert_names(
+        &err,
+        "load.m.arrivalRate",
+        "between 0 and 1e9 req/s (got 1e308)",
+    );
+}
+
+#[test]
+fn huge_headroom_exits_2_naming_the_field_and_range() {
+    let err = refused(&one_model("1.0", "10", "5", "1e308"));
+    assert_names(&err, "options.headroom", "between 0 and 100");
+    assert!(err.contains("(got 1e308)"), "{err}");
+}
+
+#[test]
+fn huge_max_requests_per_second_exits_2_naming_the_field_and_range() {
+    let err = refused(&one_model("1.0", "1e308", "5", "0"));
+    assert_names(
+        &err,
+        "models[0].variants[0].maxRequestsPerSecond",
+        "between 1e-6 and 1e9 req/s per replica (got 1e308)",
+    );
+}
+
+#[test]
+fn yaml_huge_cost_per_hour_exits_2_naming_the_field_and_range() {
+    let input = "inventory: [{name: T, count: 2, costPerHour: 1.0e+308}]\nmodels: [{name: m, variants: [{name: v, accelerator: T, maxRequestsPerSecond: 10}]}]\nload: {m: {arrivalRate: 5}}\n";
+    let err = refused(input);
+    assert_names(
+        &err,
+        "inventory[0].costPerHour",
+        "between 0 and 1000000 $/h",
+    );
+}
+
+#[test]
+fn json_negative_count_exits_2_naming_the_field_path() {
+    let input =
+        r#"{"inventory":[{"name":"H100","count":-1,"costPerHour":1.0}],"models":[],"load":{}}"#;
+    let err = refused(input);
+    assert!(err.contains("inventory[0].count"), "{err}");
+    assert!(
+        err.contains("invalid value: integer `-1`, expected u32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_type_errors_name_nested_field_paths() {
+    let input = r#"{"inventory": [{"name": "T", "count": 2, "costPerHour": 1.0}],
+        "models": [{"name": "m", "variants": [{"name": "v", "accelerator": "T", "gpusPerReplica": 1.5, "maxRequestsPerSecond": 10}]}],
+        "load": {"m": {"arrivalRate": 5}}}"#;
+    let err = refused(input);
+    assert!(
+        err.contains("models[0].variants[0].gpusPerReplica"),
+        "{err}"
+    );
+    let input = r#"{"inventory": [{"name": "T", "count": 2, "costPerHour": 1.0}],
+        "models": [{"name": "m", "variants": [{"name": "v", "accelerator": "T", "maxRequestsPerSecond": 10}]}],
+        "load": {"m": {"arrivalRate": "fast"}}}"#;
+    let err = refused(input);
+    assert!(err.contains("load.m.arrivalRate"), "{err}");
+    // Trailing text after the object is still refused.
+    let err = refused(r#"{"inventory": [], "models": []} extra"#);
+    assert!(err.contains("invalid JSON plan input"), "{err}");
+}
+
+#[test]
+fn yaml_negative_count_exits_2_naming_the_field_path() {
+    let input = "inventory: [{name: H100, count: -1, costPerHour: 1.0}]\nmodels: []\n";
+    let err = refused(input);
+    assert!(err.contains("inventory[0].count"), "{err}");
+}
+
+#[test]
+fn empty_plan_costs_zero_not_negative_zero() {
+    let out = wvo(
+        &["plan", "-", "-o", "json"],
+        Some(r#"{"inventory": [], "models": []}"#),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("-0.0"), "negative zero in {text}");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(plan["totalCostPerHour"].as_f64(), Some(0.0), "{text}");
+}
