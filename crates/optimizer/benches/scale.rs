@@ -74,12 +74,18 @@ fn main() {
             let mut outcome = None;
             for _ in 0..runs {
                 let started = Instant::now();
-                let result = wvo_optimizer::solve(&problem, SolverChoice::Fast).expect("plan");
+                let result = wvo_optimizer::solve(
+                    &problem,
+                    SolverChoice::Fast,
+                    &wvo_optimizer::Deadline::none(),
+                )
+                .expect("plan");
                 times.push(started.elapsed().as_secs_f64() * 1e3);
                 outcome = Some(result);
             }
             peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
-            let (x, lb, _) = outcome.expect("at least one run");
+            let solution = outcome.expect("at least one run");
+            let (x, lb) = (solution.x, solution.lower_bound);
             let cost = problem.cost(&x);
             let usage = problem.usage(&x);
             binding = binding.max(

@@ -3,25 +3,35 @@
 //! reference in tests.
 //!
 //! Per priority tier, highest first: the largest max-min level `t` such that every member
-//! covers `min(1, t*weight) * demand` (bisection on `t`, each step a feasibility MILP); then
-//! the most total served rate in the tier at that level. Those levels become constraints.
-//! Last: minimum cost at all levels, then fewest changes from the current replicas at that cost.
+//! covers `min(1, t*weight) * capTarget` (one "maximize t" MILP per distinct weight in the
+//! tier: progressive filling, members whose weight saturates first are fixed at full and the
+//! rest re-solved); then the most total served rate in the tier at that level. Those levels
+//! become constraints. Last: minimum cost at all levels, then fewest changes from the current
+//! replicas at that cost. Every MILP gets the time left before the plan's [`Deadline`].
 
 use crate::problem::{Problem, RATE_TOLERANCE, TOLERANCE};
-use crate::PlanError;
-use good_lp::solvers::highs::highs;
+use crate::{Deadline, PlanError};
+use good_lp::solvers::highs::{highs, HighsPresolveType};
 use good_lp::{
     constraint, variable, Expression, ProblemVariables, ResolutionError, Solution, SolutionStatus,
     SolverModel, Variable,
 };
 
-/// Seconds HiGHS may spend on one MILP.
-const TIME_LIMIT_SECONDS: f64 = 20.0;
+/// Most seconds HiGHS may spend on one MILP (the plan's deadline usually binds first).
+const TIME_LIMIT_SECONDS: f64 = 3600.0;
 
 /// What one solve asks for.
 enum Objective {
     /// Any feasible point.
     Feasibility,
+    /// Largest `t` in `[0, t_max]` with `cover_m >= t * weight_m * capTarget_m` for every
+    /// model in `open` (the value returned is the level the integer plan really reaches).
+    MaxLevel {
+        /// Members still below full, with their cap targets, req/s.
+        open: Vec<(usize, f64)>,
+        /// Upper end of the level.
+        t_max: f64,
+    },
     /// Most total served rate over these models.
     MaxServed(Vec<usize>),
     /// Least cost.
@@ -45,11 +55,32 @@ enum Solved {
     Infeasible,
 }
 
+/// Solves one MILP. HiGHS' presolve has been seen to call a feasible model infeasible (a
+/// plan the previous step found violates none of the rows), so "infeasible" is confirmed
+/// once with presolve off before it is believed.
 fn solve_milp(
     problem: &Problem,
     levels: &Levels,
     objective: &Objective,
+    deadline: &Deadline,
 ) -> Result<Solved, PlanError> {
+    match solve_milp_with(problem, levels, objective, deadline, true)? {
+        Solved::Infeasible => solve_milp_with(problem, levels, objective, deadline, false),
+        plan => Ok(plan),
+    }
+}
+
+fn solve_milp_with(
+    problem: &Problem,
+    levels: &Levels,
+    objective: &Objective,
+    deadline: &Deadline,
+    presolve: bool,
+) -> Result<Solved, PlanError> {
+    let seconds = deadline.remaining_seconds().min(TIME_LIMIT_SECONDS);
+    if seconds <= 0.0 {
+        return Err(PlanError::Timeout);
+    }
     let mut vars = ProblemVariables::new();
     let x: Vec<Variable> = problem
         .variants
@@ -94,6 +125,10 @@ fn solve_milp(
             served_vars[m] = Some(vars.add(variable().min(0.0).max(model.demand)));
         }
     }
+    let level_var = match objective {
+        Objective::MaxLevel { t_max, .. } => Some(vars.add(variable().min(0.0).max(*t_max))),
+        _ => None,
+    };
     let mut deltas = Vec::new();
     if matches!(objective, Objective::MinChanges(_)) {
         deltas = problem
@@ -110,6 +145,7 @@ fn solve_milp(
             .filter_map(|&m| served_vars[m])
             .map(Expression::from)
             .sum::<Expression>(),
+        Objective::MaxLevel { .. } => level_var.map_or_else(|| cost.clone(), |t| -t),
         Objective::MinCost => cost.clone(),
         Objective::MinChanges(_) => deltas.iter().copied().map(Expression::from).sum(),
     };
@@ -117,7 +153,10 @@ fn solve_milp(
         .minimise(goal)
         .using(highs)
         .set_threads(1)
-        .set_time_limit(TIME_LIMIT_SECONDS);
+        .set_time_limit(seconds);
+    if !presolve {
+        model = model.set_presolve(HighsPresolveType::Off);
+    }
     model = model
         .set_mip_rel_gap(0.0)
         .map_err(|e| PlanError::Solver(e.to_string()))?
@@ -147,6 +186,18 @@ fn solve_milp(
             model = model.with(constraint!(s <= cover_of(m)));
         }
     }
+    if let (Objective::MaxLevel { open, .. }, Some(t)) = (objective, level_var) {
+        for &(m, cap) in open {
+            // In units of the cap target, so every row is O(1) whatever the rates.
+            let share: Expression = problem.models[m]
+                .variants
+                .clone()
+                .map(|v| (problem.variants[v].capacity / cap) * x[v])
+                .sum();
+            let weight = problem.models[m].weight;
+            model = model.with(constraint!(share - weight * t >= -1e-9));
+        }
+    }
     for (members, total) in &levels.served {
         let sum: Expression = members
             .iter()
@@ -166,9 +217,7 @@ fn solve_milp(
     match model.solve() {
         Ok(solution) => {
             if matches!(solution.status(), SolutionStatus::TimeLimit) {
-                return Err(PlanError::Solver(format!(
-                    "the exact MILP did not finish within {TIME_LIMIT_SECONDS} s"
-                )));
+                return Err(PlanError::Timeout);
             }
             let values: Vec<u32> = x
                 .iter()
@@ -178,6 +227,12 @@ fn solve_milp(
                 Objective::MaxServed(members) => {
                     members.iter().map(|&m| problem.served(m, &values)).sum()
                 }
+                Objective::MaxLevel { open, t_max } => open
+                    .iter()
+                    .map(|&(m, cap)| {
+                        problem.coverage(m, &values) / (problem.models[m].weight * cap)
+                    })
+                    .fold(*t_max, f64::min),
                 _ => problem.cost(&values),
             };
             Ok(Solved::Plan(values, value))
@@ -193,97 +248,97 @@ fn solve_milp(
     }
 }
 
-/// The max-min level plan `x` gives `members`: the largest `t` with
-/// `cover_m >= min(1, t*weight_m) * cap_target_m` for all of them (infinite when all are met).
-fn tier_level(problem: &Problem, members: &[usize], cap_target: &[f64], x: &[u32]) -> f64 {
-    members
-        .iter()
-        .filter(|&&m| !crate::problem::meets(problem.coverage(m, x), cap_target[m]))
-        .map(|&m| problem.coverage(m, x) / (problem.models[m].weight * cap_target[m]))
-        .fold(f64::INFINITY, f64::min)
-}
-
 /// The exact plan and, when all demand is met, its cost as the (tight) lower bound.
-pub(crate) fn solve(problem: &Problem) -> Result<(Vec<u32>, Option<f64>), PlanError> {
+/// [`PlanError::Timeout`] when the deadline passes first.
+pub(crate) fn solve(
+    problem: &Problem,
+    deadline: &Deadline,
+) -> Result<(Vec<u32>, Option<f64>), PlanError> {
     if problem.variants.is_empty() {
         return Ok((Vec::new(), Some(0.0)));
     }
+    let milp =
+        |levels: &Levels, objective: &Objective| solve_milp(problem, levels, objective, deadline);
     let models = problem.models.len();
     let mut levels = Levels {
         cover: vec![0.0; models],
         served: Vec::new(),
     };
-    if let Solved::Infeasible = solve_milp(problem, &levels, &Objective::Feasibility)? {
+    if let Solved::Infeasible = milp(&levels, &Objective::Feasibility)? {
         return Err(PlanError::floors_exceed_inventory(problem));
     }
-    let cap_target: Vec<f64> = problem
-        .models
-        .iter()
-        .map(|m| m.demand.min(m.max_coverable))
-        .collect();
-    let tiers = problem.tiers();
+    let cap_target: Vec<f64> = (0..models).map(|m| problem.cap_target(m)).collect();
     let mut all_met = problem
         .models
         .iter()
         .all(|m| m.demand <= m.max_coverable * (1.0 + RATE_TOLERANCE));
-    for tier in tiers {
+    let lost = |step: &str| {
+        PlanError::Solver(format!(
+            "the exact MILP lost feasibility between steps (at {step})"
+        ))
+    };
+    for tier in problem.tiers() {
         let members: Vec<usize> = (0..models)
-            .filter(|&m| problem.models[m].priority == tier)
+            .filter(|&m| problem.models[m].priority == tier && cap_target[m] > 0.0)
             .collect();
-        let at_level = |levels: &Levels, t: f64| {
-            let mut next = levels.clone();
-            for &m in &members {
-                next.cover[m] = (t * problem.models[m].weight).min(1.0) * cap_target[m];
-            }
-            next
-        };
-        let t_full = members
-            .iter()
-            .map(|&m| 1.0 / problem.models[m].weight)
-            .fold(0.0, f64::max);
-        let full = at_level(&levels, t_full);
-        if let Solved::Plan(..) = solve_milp(problem, &full, &Objective::Feasibility)? {
+        let mut full = levels.clone();
+        for &m in &members {
+            full.cover[m] = cap_target[m];
+        }
+        if let Solved::Plan(..) = milp(&full, &Objective::Feasibility)? {
             levels = full;
             continue;
         }
         all_met = false;
-        let (mut lo, mut hi) = (0.0, t_full);
-        let mut achieved = 0.0;
-        while hi - lo > 1e-7 * hi {
-            let mid = 0.5 * (lo + hi);
-            match solve_milp(problem, &at_level(&levels, mid), &Objective::Feasibility)? {
-                Solved::Plan(x, _) => {
-                    // The level the integer plan really reaches (the solver accepts targets
-                    // within its feasibility tolerance; the constraint must not).
-                    achieved = tier_level(problem, &members, &cap_target, &x).min(t_full);
-                    lo = mid.max(achieved.min(hi));
-                }
-                Solved::Infeasible => hi = mid,
+        // Progressive filling: each round maximizes the level of the members still open; when
+        // it reaches 1/weight of the heaviest open members, they are full and leave the round.
+        let mut open: Vec<usize> = members.clone();
+        let mut level = 0.0;
+        for _round in 0..=members.len() {
+            let Some(w_top) = open
+                .iter()
+                .map(|&m| problem.models[m].weight)
+                .max_by(f64::total_cmp)
+            else {
+                break;
+            };
+            let t_max = 1.0 / w_top;
+            let objective = Objective::MaxLevel {
+                open: open.iter().map(|&m| (m, cap_target[m])).collect(),
+                t_max,
+            };
+            let Solved::Plan(_, achieved) = milp(&levels, &objective)? else {
+                return Err(lost("max level"));
+            };
+            level = achieved.clamp(0.0, t_max);
+            if achieved < t_max * (1.0 - 1e-9) {
+                break;
             }
+            let (saturated, rest): (Vec<usize>, Vec<usize>) = open
+                .iter()
+                .partition(|&&m| problem.models[m].weight >= w_top * (1.0 - 1e-12));
+            for m in saturated {
+                levels.cover[m] = cap_target[m];
+            }
+            open = rest;
         }
-        levels = at_level(&levels, achieved);
-        match solve_milp(problem, &levels, &Objective::MaxServed(members.clone()))? {
+        for &m in &open {
+            levels.cover[m] = (level * problem.models[m].weight).min(1.0) * cap_target[m];
+        }
+        match milp(&levels, &Objective::MaxServed(members.clone()))? {
             Solved::Plan(_, served) => {
                 let slack = RATE_TOLERANCE * served.max(1.0);
                 levels.served.push((members, served - slack));
             }
-            Solved::Infeasible => {
-                return Err(PlanError::Solver(
-                    "the exact MILP lost feasibility between steps".into(),
-                ))
-            }
+            Solved::Infeasible => return Err(lost("max served")),
         }
     }
-    let Solved::Plan(_, min_cost) = solve_milp(problem, &levels, &Objective::MinCost)? else {
-        return Err(PlanError::Solver(
-            "the exact MILP lost feasibility between steps".into(),
-        ));
+    let Solved::Plan(_, min_cost) = milp(&levels, &Objective::MinCost)? else {
+        return Err(lost("min cost"));
     };
     let max_cost = min_cost + TOLERANCE * min_cost.abs().max(1.0) + 1e-9;
-    let Solved::Plan(x, _) = solve_milp(problem, &levels, &Objective::MinChanges(max_cost))? else {
-        return Err(PlanError::Solver(
-            "the exact MILP lost feasibility between steps".into(),
-        ));
+    let Solved::Plan(x, _) = milp(&levels, &Objective::MinChanges(max_cost))? else {
+        return Err(lost("min changes"));
     };
     Ok((x, all_met.then_some(min_cost)))
 }

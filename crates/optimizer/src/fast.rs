@@ -19,7 +19,7 @@
 
 use crate::problem::{meets, Problem, TOLERANCE};
 use crate::subproblem::{SubInput, SubSolver};
-use crate::PlanError;
+use crate::{Deadline, PlanError};
 
 /// Relative optimality gap at which the dual ascent stops.
 const GAP_TARGET: f64 = 8e-4;
@@ -29,6 +29,51 @@ const MAX_ITERATIONS: usize = 300;
 const GIVE_UP_ITERATIONS: usize = 80;
 /// Rounds of one-model-at-a-time local search.
 const LOCAL_SEARCH_ROUNDS: usize = 4;
+/// Most bisection steps on a tier's level with the greedy placement.
+const GREEDY_PROBES: usize = 48;
+/// Most bisection steps on a tier's level with the joint re-placement of all tiers so far.
+const JOINT_PROBES: usize = 14;
+/// Subgradient iterations of one joint re-placement probe.
+const JOINT_ITERATIONS: usize = 60;
+/// Share of the time left that the joint re-placement of one tier may use.
+const JOINT_TIME_SHARE: f64 = 0.5;
+
+/// How long one [`Workspace::min_cost`] run may search.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Most subgradient iterations.
+    iterations: usize,
+    /// Iterations without a feasible plan after which the run gives up.
+    give_up: usize,
+    /// Whether to lower cost by local search and pair moves once a plan is found.
+    polish: bool,
+}
+
+impl Limits {
+    /// A full run: the all-demand plan and the floors.
+    const FULL: Limits = Limits {
+        iterations: MAX_ITERATIONS,
+        give_up: GIVE_UP_ITERATIONS,
+        polish: true,
+    };
+    /// A joint re-placement probe: does this set of targets fit?
+    const PROBE: Limits = Limits {
+        iterations: JOINT_ITERATIONS,
+        give_up: JOINT_ITERATIONS,
+        polish: false,
+    };
+}
+
+/// What one [`Workspace::min_cost`] run found.
+struct MinCost {
+    /// The cheapest plan found that meets every target and fits (None when none was found).
+    x: Option<Vec<u32>>,
+    /// Proven lower bound on that cost (None when some target cannot be covered at all).
+    lower_bound: Option<f64>,
+    /// The multipliers at the best bound, $/GPU-hour per accelerator type: high on the
+    /// types the targets contend for.
+    lambda: Vec<f64>,
+}
 
 /// A plan from the fast path.
 pub(crate) struct FastOutcome {
@@ -43,14 +88,16 @@ struct Workspace<'p> {
     problem: &'p Problem,
     solver: SubSolver,
     prices: Vec<f64>,
+    deadline: Deadline,
 }
 
 impl<'p> Workspace<'p> {
-    fn new(problem: &'p Problem) -> Self {
+    fn new(problem: &'p Problem, deadline: Deadline) -> Self {
         Self {
             problem,
             solver: SubSolver::default(),
             prices: Vec::new(),
+            deadline,
         }
     }
 
@@ -131,9 +178,9 @@ impl<'p> Workspace<'p> {
     }
 
     /// Minimum cost meeting `targets`: dual ascent for the bound, repair and local search for
-    /// the plan. `x` is None when no feasible plan was found; the bound is None when some
-    /// model cannot cover its target even with unlimited GPUs.
-    fn min_cost(&mut self, targets: &[f64]) -> (Option<Vec<u32>>, Option<f64>) {
+    /// the plan, starting from multipliers `start` (zero when None), within `limits` and the
+    /// deadline.
+    fn min_cost(&mut self, targets: &[f64], start: Option<&[f64]>, limits: Limits) -> MinCost {
         let problem = self.problem;
         let types = problem.accelerators.len();
         let capacity: Vec<f64> = problem
@@ -141,21 +188,41 @@ impl<'p> Workspace<'p> {
             .iter()
             .map(|a| f64::from(a.count))
             .collect();
-        let mut lambda = vec![0.0; types];
+        let mut lambda = start.map_or_else(|| vec![0.0; types], <[f64]>::to_vec);
         let mut x_lambda = vec![0u32; problem.variants.len()];
         let mut obj = vec![0.0; problem.models.len()];
         for m in 0..problem.models.len() {
             let range = problem.models[m].variants.clone();
             match self.solve_model(m, Some(&lambda), targets[m], None, &mut x_lambda[range]) {
                 Some(o) => obj[m] = o,
-                None => return (None, None),
+                None => {
+                    return MinCost {
+                        x: None,
+                        lower_bound: None,
+                        lambda,
+                    }
+                }
             }
         }
-        let mut best_lb = obj.iter().sum::<f64>();
+        let dual = |obj: &[f64], lambda: &[f64]| {
+            obj.iter().sum::<f64>()
+                - lambda
+                    .iter()
+                    .zip(&capacity)
+                    .map(|(l, c)| l * c)
+                    .sum::<f64>()
+        };
+        let mut best_lb = dual(&obj, &lambda);
         let mut best_lambda = lambda.clone();
         if self.fits(&x_lambda) {
-            self.local_search(&mut x_lambda, targets, None);
-            return (Some(x_lambda), Some(best_lb));
+            if limits.polish {
+                self.local_search(&mut x_lambda, targets, None);
+            }
+            return MinCost {
+                x: Some(x_lambda),
+                lower_bound: Some(best_lb),
+                lambda,
+            };
         }
         let mut best_x = self.repair(&x_lambda, &lambda, targets);
         let mut ub = best_x.as_ref().map(|x| problem.cost(x));
@@ -173,13 +240,18 @@ impl<'p> Workspace<'p> {
             })
             .collect();
         let mut dirty = vec![false; problem.models.len()];
-        for iteration in 0..MAX_ITERATIONS {
+        for iteration in 0..limits.iterations {
             match ub {
                 Some(ub) if ub - best_lb <= GAP_TARGET * ub.abs().max(1e-9) => break,
-                // No repair has found room for all demand: most likely there is none, and
-                // the caller falls back to fair share.
-                None if iteration >= GIVE_UP_ITERATIONS => break,
+                // No repair has found room for all targets: most likely there is none, and
+                // the caller falls back to fair share (or a lower level).
+                None if iteration >= limits.give_up => break,
+                // Found one and only asked whether one exists.
+                Some(_) if !limits.polish => break,
                 _ => {}
+            }
+            if self.deadline.expired() {
+                break;
             }
             let usage = problem.usage(&x_lambda);
             let subgradient: Vec<f64> = usage
@@ -199,12 +271,7 @@ impl<'p> Workspace<'p> {
             if norm <= 0.0 {
                 break;
             }
-            let current_l = obj.iter().sum::<f64>()
-                - lambda
-                    .iter()
-                    .zip(&capacity)
-                    .map(|(l, c)| l * c)
-                    .sum::<f64>();
+            let current_l = dual(&obj, &lambda);
             let gap = match ub {
                 Some(ub) => (ub - current_l).max(1e-6 * ub.abs().max(1.0)),
                 None => 0.05 * best_lb.abs().max(1.0),
@@ -232,12 +299,7 @@ impl<'p> Workspace<'p> {
                     obj[m] = o;
                 }
             }
-            let l = obj.iter().sum::<f64>()
-                - lambda
-                    .iter()
-                    .zip(&capacity)
-                    .map(|(l, c)| l * c)
-                    .sum::<f64>();
+            let l = dual(&obj, &lambda);
             if l > best_lb + TOLERANCE * best_lb.abs().max(1.0) {
                 best_lb = l;
                 best_lambda.clone_from(&lambda);
@@ -280,7 +342,7 @@ impl<'p> Workspace<'p> {
                 )
                 .is_some();
         }
-        if all {
+        if all && (limits.polish || best_x.is_none()) {
             if let Some(x) = self.repair(&x_best_lambda, &best_lambda, targets) {
                 let c = problem.cost(&x);
                 if ub.is_none_or(|u| c < u) {
@@ -288,16 +350,20 @@ impl<'p> Workspace<'p> {
                 }
             }
         }
-        if let Some(x) = best_x.as_mut() {
+        if let Some(x) = best_x.as_mut().filter(|_| limits.polish) {
             self.local_search(x, targets, None);
             for _ in 0..LOCAL_SEARCH_ROUNDS {
-                if !self.pair_moves(x, targets) {
+                if self.deadline.expired() || !self.pair_moves(x, targets) {
                     break;
                 }
                 self.local_search(x, targets, None);
             }
         }
-        (best_x, Some(best_lb))
+        MinCost {
+            x: best_x,
+            lower_bound: Some(best_lb),
+            lambda: best_lambda,
+        }
     }
 
     /// Turns the per-model answers `x_lambda` at multipliers `lambda` into a plan that fits:
@@ -551,18 +617,21 @@ impl Workspace<'_> {
 
 /// Minimum-cost plan that meets every model's demand, with its lower bound; falls back to
 /// [`fair_share`] when the demand cannot all be met.
-pub(crate) fn solve(problem: &Problem) -> Result<FastOutcome, PlanError> {
-    let mut ws = Workspace::new(problem);
+pub(crate) fn solve(problem: &Problem, deadline: &Deadline) -> Result<FastOutcome, PlanError> {
+    let mut ws = Workspace::new(problem, *deadline);
     let demands: Vec<f64> = problem.models.iter().map(|m| m.demand).collect();
-    let (x, lower_bound) = ws.min_cost(&demands);
-    if let Some(x) = x {
-        return Ok(FastOutcome { x, lower_bound });
+    let all = ws.min_cost(&demands, None, Limits::FULL);
+    if let Some(x) = all.x {
+        return Ok(FastOutcome {
+            x,
+            lower_bound: all.lower_bound,
+        });
     }
-    let x = fair_share(&mut ws)?;
+    let x = fair_share(&mut ws, &all.lambda)?;
     let all_met = (0..problem.models.len()).all(|m| meets(problem.coverage(m, &x), demands[m]));
     Ok(FastOutcome {
         x,
-        lower_bound: if all_met { lower_bound } else { None },
+        lower_bound: if all_met { all.lower_bound } else { None },
     })
 }
 
@@ -575,41 +644,77 @@ fn level(problem: &Problem, m: usize, x: &[u32]) -> f64 {
     problem.served(m, x) / (model.weight * model.demand)
 }
 
-/// Fair-share plan when GPUs are too few (see the module docs).
-fn fair_share(ws: &mut Workspace<'_>) -> Result<Vec<u32>, PlanError> {
+/// Accelerator types model `m` can serve on.
+fn usable_types(problem: &Problem, m: usize) -> usize {
+    let mut t: Vec<usize> = problem.variants[problem.models[m].variants.clone()]
+        .iter()
+        .filter(|v| v.capacity > 0.0)
+        .map(|v| v.accelerator)
+        .collect();
+    t.sort_unstable();
+    t.dedup();
+    t.len()
+}
+
+/// Places `members` at level `t` one by one (in the given order) into the GPUs `free`,
+/// each at least cost under `prices` (plain prices when None); writes into `out`. Returns
+/// false when some member does not fit (`out` is then partly written).
+fn place_greedy(
+    ws: &mut Workspace<'_>,
+    members: &[usize],
+    t: f64,
+    free: &[u64],
+    prices: Option<&[f64]>,
+    out: &mut [u32],
+) -> bool {
+    let problem = ws.problem;
+    let mut left = free.to_vec();
+    let mut scratch = vec![0u32; problem.variants.len()];
+    for &m in members {
+        let model = &problem.models[m];
+        let target = (t * model.weight).min(1.0) * problem.cap_target(m);
+        let range = model.variants.clone();
+        if ws
+            .solve_model(m, prices, target, Some(&left), &mut scratch[range.clone()])
+            .is_none()
+        {
+            return false;
+        }
+        out[range.clone()].copy_from_slice(&scratch[range]);
+        ws.add_usage(m, out, &mut left, -1);
+    }
+    true
+}
+
+/// Fair-share plan when GPUs are too few (see the module docs). Per tier, highest first:
+///
+/// 1. a bisection on the tier's level placing its members greedily (least flexible first)
+///    into the GPUs the tiers above left, once at plain prices and once at the contention
+///    prices `contention` (so members stay off the types the others fight over);
+/// 2. a bisection above that level where each probe re-places every model of this tier and
+///    the tiers above jointly (higher tiers held at the rate they already serve), so a higher
+///    tier moves to the types lower tiers cannot use instead of locking them out;
+/// 3. idle GPUs to the tier's unmet members; their served rates are then held.
+///
+/// Last, cost is lowered at the rates reached and idle GPUs go to unmet demand, tier by tier.
+fn fair_share(ws: &mut Workspace<'_>, contention: &[f64]) -> Result<Vec<u32>, PlanError> {
     let problem = ws.problem;
     let models = problem.models.len();
     let zero = vec![0.0; models];
-    let (floors, _) = ws.min_cost(&zero);
-    let Some(mut x) = floors else {
+    let Some(mut x) = ws.min_cost(&zero, None, Limits::FULL).x else {
         return Err(PlanError::floors_exceed_inventory(problem));
     };
-    // What each model can be asked to cover: its demand, capped by its replica bounds.
-    let cap_target: Vec<f64> = problem
-        .models
-        .iter()
-        .map(|m| m.demand.min(m.max_coverable))
-        .collect();
     let tiers = problem.tiers();
-    let mut scratch = vec![0u32; problem.variants.len()];
+    // Rate each model of a planned tier must keep covering, req/s.
+    let mut held = vec![0.0; models];
+    let mut lambda: Vec<f64> = contention.to_vec();
     for &tier in &tiers {
         let mut members: Vec<usize> = (0..models)
             .filter(|&m| problem.models[m].priority == tier)
             .collect();
-        // Least flexible first: fewer usable accelerator types, then larger demand.
         members.sort_by(|&a, &b| {
-            let types = |m: usize| {
-                let mut t: Vec<usize> = problem.variants[problem.models[m].variants.clone()]
-                    .iter()
-                    .filter(|v| v.capacity > 0.0)
-                    .map(|v| v.accelerator)
-                    .collect();
-                t.sort_unstable();
-                t.dedup();
-                t.len()
-            };
-            types(a)
-                .cmp(&types(b))
+            usable_types(problem, a)
+                .cmp(&usable_types(problem, b))
                 .then(
                     problem.models[b]
                         .demand
@@ -617,61 +722,79 @@ fn fair_share(ws: &mut Workspace<'_>) -> Result<Vec<u32>, PlanError> {
                 )
                 .then(a.cmp(&b))
         });
+        let t_full = members
+            .iter()
+            .map(|&m| 1.0 / problem.models[m].weight)
+            .fold(0.0, f64::max);
         let mut free = ws.free(&x);
         for &m in &members {
             ws.add_usage(m, &x, &mut free, 1);
         }
         let floors = x.clone();
-        // Places the tier's members at level t; returns false (state untouched) if they don't fit.
-        let mut place = |ws: &mut Workspace<'_>, t: f64, out: &mut Vec<u32>| -> bool {
-            let mut left = free.clone();
-            for &m in &members {
-                let model = &problem.models[m];
-                let target = (t * model.weight).min(1.0) * cap_target[m];
-                let range = model.variants.clone();
-                if ws
-                    .solve_model(m, None, target, Some(&left), &mut scratch[range.clone()])
-                    .is_none()
-                {
-                    return false;
-                }
-                out[range.clone()].copy_from_slice(&scratch[range]);
-                ws.add_usage(m, out, &mut left, -1);
-            }
-            true
-        };
-        let t_full = members
-            .iter()
-            .map(|&m| 1.0 / problem.models[m].weight)
-            .fold(0.0, f64::max);
         let mut candidate = floors.clone();
-        if place(ws, t_full, &mut candidate) {
+        let mut lo = problem.tier_level(&members, &x);
+        if place_greedy(ws, &members, t_full, &free, None, &mut candidate) {
             x = candidate;
+            lo = t_full;
         } else {
-            let (mut lo, mut hi) = (0.0, t_full);
-            let mut best = if place(ws, 0.0, &mut candidate) {
-                Some(candidate.clone())
-            } else {
-                None
-            };
-            for _ in 0..48 {
-                if hi - lo <= 1e-7 * hi {
+            for prices in [None, Some(contention)] {
+                let (mut low, mut hi) = (0.0, t_full);
+                for _ in 0..GREEDY_PROBES {
+                    if hi - low <= 1e-7 * hi || ws.deadline.expired() {
+                        break;
+                    }
+                    let mid = 0.5 * (low + hi);
+                    candidate.clone_from(&floors);
+                    if place_greedy(ws, &members, mid, &free, prices, &mut candidate) {
+                        // The level the integer plan really reaches can pass the probe's.
+                        let achieved = problem.tier_level(&members, &candidate).min(t_full);
+                        low = mid.max(achieved.min(hi));
+                        if achieved > lo {
+                            lo = achieved;
+                            x.clone_from(&candidate);
+                        }
+                    } else {
+                        hi = mid;
+                    }
+                }
+            }
+        }
+        if lo < t_full * (1.0 - 1e-9) {
+            let joint = ws.deadline.share(JOINT_TIME_SHARE);
+            let mut hi = t_full;
+            let mut targets = vec![0.0; models];
+            for _ in 0..JOINT_PROBES {
+                if hi - lo <= 1e-6 * hi || joint.expired() {
                     break;
                 }
                 let mid = 0.5 * (lo + hi);
-                candidate.clone_from(&floors);
-                if place(ws, mid, &mut candidate) {
-                    lo = mid;
-                    best = Some(candidate.clone());
-                } else {
-                    hi = mid;
+                for m in 0..models {
+                    targets[m] = if problem.models[m].priority > tier {
+                        held[m]
+                    } else if problem.models[m].priority == tier {
+                        (mid * problem.models[m].weight).min(1.0) * problem.cap_target(m)
+                    } else {
+                        0.0
+                    };
                 }
-            }
-            if let Some(best) = best {
-                x = best;
+                let saved = std::mem::replace(&mut ws.deadline, joint);
+                let probe = ws.min_cost(&targets, Some(&lambda), Limits::PROBE);
+                ws.deadline = saved;
+                match probe.x {
+                    Some(plan) => {
+                        let achieved = problem.tier_level(&members, &plan).min(t_full);
+                        lo = mid.max(achieved.min(hi));
+                        x = plan;
+                        lambda = probe.lambda;
+                    }
+                    None => hi = mid,
+                }
             }
         }
         grow(problem, &mut x, &members);
+        for &m in &members {
+            held[m] = problem.served(m, &x);
+        }
     }
     // Lower cost at the levels reached, tier by tier; GPUs that frees go to unmet demand of
     // that tier and the tiers above it before any lower tier may re-solve into them.
@@ -684,6 +807,9 @@ fn fair_share(ws: &mut Workspace<'_>) -> Result<Vec<u32>, PlanError> {
         })
         .collect();
     for _ in 0..LOCAL_SEARCH_ROUNDS {
+        if ws.deadline.expired() {
+            break;
+        }
         let mut changed = false;
         for k in 0..tiers.len() {
             let served: Vec<f64> = (0..models).map(|m| problem.served(m, &x)).collect();
@@ -696,7 +822,120 @@ fn fair_share(ws: &mut Workspace<'_>) -> Result<Vec<u32>, PlanError> {
             break;
         }
     }
+    // Strict tiers, whatever the joint re-placements freed late: an unmet model takes the
+    // GPUs lower tiers hold above their floors on a type it can use. Then work conservation:
+    // no unmet model while a type it can use has room for one more of its replicas.
+    preempt_lower_tiers(problem, &mut x, &members_of);
+    for members in &members_of {
+        grow(problem, &mut x, members);
+    }
     Ok(x)
+}
+
+/// For each tier from the highest (`members_of` in tier order), gives its unmet members
+/// (lowest level first) replicas made of free GPUs plus GPUs taken from lower-tier replicas
+/// above their minimums on the same type, while that is possible. Returns whether any moved.
+fn preempt_lower_tiers(problem: &Problem, x: &mut [u32], members_of: &[Vec<usize>]) -> bool {
+    let mut moved = false;
+    let mut free: Vec<u64> = problem
+        .accelerators
+        .iter()
+        .zip(problem.usage(x))
+        .map(|(a, u)| u64::from(a.count).saturating_sub(u))
+        .collect();
+    for (k, members) in members_of.iter().enumerate() {
+        let lower: Vec<usize> = members_of[k + 1..].iter().flatten().copied().collect();
+        if lower.is_empty() {
+            break;
+        }
+        let mut unmet: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&m| !meets(problem.coverage(m, x), problem.cap_target(m)))
+            .collect();
+        unmet.sort_by(|&a, &b| level(problem, a, x).total_cmp(&level(problem, b, x)));
+        for m in unmet {
+            // Bounded: each pass adds one replica to m or stops.
+            let most = problem.models[m].max_replicas;
+            for _ in 0..most {
+                if meets(problem.coverage(m, x), problem.cap_target(m)) {
+                    break;
+                }
+                let count: u32 = x[problem.models[m].variants.clone()].iter().sum();
+                if count >= problem.models[m].max_replicas {
+                    break;
+                }
+                // Lower-tier GPUs above minimums, per type.
+                let mut reclaimable = vec![0u64; problem.accelerators.len()];
+                for &l in &lower {
+                    let model = &problem.models[l];
+                    let total: u32 = x[model.variants.clone()].iter().sum();
+                    let mut spare_replicas = total.saturating_sub(model.min_replicas);
+                    for vi in model.variants.clone() {
+                        let v = &problem.variants[vi];
+                        let spare = x[vi].saturating_sub(v.min_replicas).min(spare_replicas);
+                        spare_replicas -= spare;
+                        reclaimable[v.accelerator] += u64::from(spare) * u64::from(v.gpus);
+                    }
+                }
+                let pick = problem.models[m]
+                    .variants
+                    .clone()
+                    .filter(|&vi| {
+                        let v = &problem.variants[vi];
+                        v.capacity > 0.0
+                            && x[vi] < v.max_replicas
+                            && free[v.accelerator] + reclaimable[v.accelerator]
+                                >= u64::from(v.gpus)
+                    })
+                    .min_by(|&a, &b| {
+                        let ra = problem.variants[a].price / problem.variants[a].capacity;
+                        let rb = problem.variants[b].price / problem.variants[b].capacity;
+                        ra.total_cmp(&rb).then(a.cmp(&b))
+                    });
+                let Some(vi) = pick else { break };
+                let (a, need) = (
+                    problem.variants[vi].accelerator,
+                    u64::from(problem.variants[vi].gpus),
+                );
+                // Take from the lowest tier first, the best-served model first.
+                let mut donors: Vec<usize> = lower.clone();
+                donors.sort_by(|&p, &q| {
+                    problem.models[p]
+                        .priority
+                        .cmp(&problem.models[q].priority)
+                        .then(level(problem, q, x).total_cmp(&level(problem, p, x)))
+                });
+                for l in donors {
+                    if free[a] >= need {
+                        break;
+                    }
+                    let model = &problem.models[l];
+                    for ui in model.variants.clone() {
+                        let u = &problem.variants[ui];
+                        if u.accelerator != a {
+                            continue;
+                        }
+                        while free[a] < need && x[ui] > u.min_replicas {
+                            let total: u32 = x[model.variants.clone()].iter().sum();
+                            if total <= model.min_replicas {
+                                break;
+                            }
+                            x[ui] -= 1;
+                            free[a] += u64::from(u.gpus);
+                        }
+                    }
+                }
+                if free[a] < need {
+                    break;
+                }
+                x[vi] += 1;
+                free[a] -= need;
+                moved = true;
+            }
+        }
+    }
+    moved
 }
 
 /// Adds replicas one at a time to the unmet member with the lowest service level, on its

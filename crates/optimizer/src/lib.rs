@@ -1,5 +1,5 @@
 //! Global placement of model variants on a heterogeneous GPU inventory (pure: no I/O, no
-//! async, no clock but the solve timer).
+//! async, no clock but the solve timer and the plan's [`Deadline`]).
 //!
 //! ```text
 //!  PlanInput ─► Problem (capacities from wvo-perf) ─┬─ exact::solve  (MILP, HiGHS)   small problems
@@ -14,12 +14,14 @@
 //! then minimum cost at those service levels. Every plan carries a proven lower bound on cost
 //! when all demand is met.
 
+mod deadline;
 mod exact;
 mod fast;
 pub mod problem;
 mod subproblem;
 pub mod synthetic;
 
+pub use deadline::Deadline;
 pub use problem::Problem;
 use std::time::Instant;
 use wvo_api::{
@@ -29,6 +31,24 @@ use wvo_api::{
 
 /// Problems with at most this many variants use the exact MILP under `solver: auto`.
 pub const EXACT_MAX_VARIANTS: usize = 24;
+
+/// Under `solver: auto`, a scarce problem (the decomposition cannot meet all demand) with at
+/// most this many variants is also solved exactly in the time left before the deadline, and
+/// the better plan by the fair-share order (tier levels, then served, then cost) is kept.
+pub const EXACT_SCARCE_MAX_VARIANTS: usize = 240;
+
+/// A solved plan: replicas per variant and how they were found.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    /// Replicas per variant, in [`Problem::variants`] order.
+    pub x: Vec<u32>,
+    /// Proven lower bound on the cost of meeting all demand, $/h (None when not all is met).
+    pub lower_bound: Option<f64>,
+    /// The algorithm whose plan this is: `milp` or `decomposition`.
+    pub solver: &'static str,
+    /// What the solve could not do in time (the deadline cut the exact path short).
+    pub notes: Vec<String>,
+}
 
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +65,9 @@ pub enum PlanError {
     /// The MILP solver failed.
     #[error("solver: {0}")]
     Solver(String),
+    /// The exact path did not finish before the plan's deadline.
+    #[error("options.timeLimitSeconds: the exact MILP did not finish in the time left; raise timeLimitSeconds or use solver: auto")]
+    Timeout,
 }
 
 impl PlanError {
@@ -71,7 +94,8 @@ impl PlanError {
     }
 }
 
-/// Plans replicas for `input`: validates it, derives capacities, solves, and reports.
+/// Plans replicas for `input`: validates it, derives capacities, solves within
+/// `options.timeLimitSeconds`, and reports.
 ///
 /// ```
 /// let input: wvo_api::PlanInput = serde_json::from_str(r#"{
@@ -86,33 +110,98 @@ impl PlanError {
 /// ```
 pub fn plan(input: &PlanInput) -> Result<PlanOutput, PlanError> {
     let started = Instant::now();
+    let deadline = Deadline::after(input.options.time_limit_seconds());
     let problem = Problem::from_input(input)?;
-    let (x, lower_bound, solver) = solve(&problem, input.options.solver)?;
-    let mut output = report(&problem, &x, lower_bound, solver);
+    let solution = solve(&problem, input.options.solver, &deadline)?;
+    let mut output = report(&problem, &solution.x, solution.lower_bound, solution.solver);
+    output.warnings.extend(solution.notes);
     output.solve_millis = started.elapsed().as_secs_f64() * 1e3;
     Ok(output)
 }
 
-/// Solves a built problem with the chosen algorithm: replicas per variant, the lower bound
-/// (when all demand is met), and the algorithm's name.
+/// Solves a built problem with the chosen algorithm before `deadline`. `exact` falls back
+/// to the decomposition's plan (with a note) when the MILP cannot finish in time; `auto`
+/// uses the MILP for small problems and, for scarce ones up to
+/// [`EXACT_SCARCE_MAX_VARIANTS`], keeps whichever of the two plans shares GPUs better.
 pub fn solve(
     problem: &Problem,
     choice: SolverChoice,
-) -> Result<(Vec<u32>, Option<f64>, &'static str), PlanError> {
-    let exact = match choice {
-        SolverChoice::Exact => true,
-        SolverChoice::Fast => false,
-        SolverChoice::Auto => problem.variants.len() <= EXACT_MAX_VARIANTS,
-    };
-    if exact {
-        match exact::solve(problem) {
-            Ok((x, lb)) => return Ok((x, lb, "milp")),
+    deadline: &Deadline,
+) -> Result<Solution, PlanError> {
+    let mut notes = Vec::new();
+    let small = problem.variants.len() <= EXACT_MAX_VARIANTS;
+    if choice == SolverChoice::Exact || (choice == SolverChoice::Auto && small) {
+        match exact::solve(problem, deadline) {
+            Ok((x, lower_bound)) => {
+                return Ok(Solution {
+                    x,
+                    lower_bound,
+                    solver: "milp",
+                    notes,
+                })
+            }
+            Err(PlanError::Timeout) => notes.push(
+                "solver: the exact MILP did not finish within options.timeLimitSeconds; this is the decomposition's plan"
+                    .to_string(),
+            ),
             Err(PlanError::Solver(_)) if choice == SolverChoice::Auto => {}
             Err(e) => return Err(e),
         }
     }
-    let outcome = fast::solve(problem)?;
-    Ok((outcome.x, outcome.lower_bound, "decomposition"))
+    let outcome = fast::solve(problem, deadline)?;
+    let fast = Solution {
+        x: outcome.x,
+        lower_bound: outcome.lower_bound,
+        solver: "decomposition",
+        notes,
+    };
+    let scarce = fast.lower_bound.is_none();
+    if choice != SolverChoice::Auto
+        || small
+        || !scarce
+        || problem.variants.len() > EXACT_SCARCE_MAX_VARIANTS
+    {
+        return Ok(fast);
+    }
+    match exact::solve(problem, deadline) {
+        Ok((x, lower_bound)) if fair_order(problem, &x, &fast.x).is_ge() => Ok(Solution {
+            x,
+            lower_bound,
+            solver: "milp",
+            notes: fast.notes,
+        }),
+        _ => Ok(fast),
+    }
+}
+
+/// Compares two plans by the fair-share semantics: tier levels from the highest tier, then
+/// the tier's served rate, then lower cost. `Greater` means `a` is the better plan.
+pub fn fair_order(problem: &Problem, a: &[u32], b: &[u32]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let close = |p: f64, q: f64| (p - q).abs() <= 1e-6 * p.abs().max(q.abs()).max(1.0);
+    for tier in problem.tiers() {
+        let members: Vec<usize> = (0..problem.models.len())
+            .filter(|&m| problem.models[m].priority == tier)
+            .collect();
+        let (la, lb) = (
+            problem.tier_level(&members, a),
+            problem.tier_level(&members, b),
+        );
+        if !close(la, lb) {
+            return la.total_cmp(&lb);
+        }
+        let served = |x: &[u32]| members.iter().map(|&m| problem.served(m, x)).sum::<f64>();
+        let (sa, sb) = (served(a), served(b));
+        if !close(sa, sb) {
+            return sa.total_cmp(&sb);
+        }
+    }
+    let (ca, cb) = (problem.cost(a), problem.cost(b));
+    if close(ca, cb) {
+        Ordering::Equal
+    } else {
+        cb.total_cmp(&ca)
+    }
 }
 
 /// Builds the output for replica counts `x`.
@@ -206,6 +295,7 @@ pub fn report(problem: &Problem, x: &[u32], lower_bound: Option<f64>, solver: &s
 }
 
 /// Rounds to 6 decimals so printed plans are stable across platforms' last-bit differences.
+/// Adds 0.0 so an empty sum (-0.0 in IEEE arithmetic) prints as 0.
 fn round6(v: f64) -> f64 {
-    (v * 1e6).round() / 1e6
+    (v * 1e6).round() / 1e6 + 0.0
 }

@@ -32,7 +32,9 @@ pub struct ModelInfo {
     pub max_replicas: u32,
     /// Index range of this model's variants in [`Problem::variants`].
     pub variants: std::ops::Range<usize>,
-    /// Highest rate the model's replica bounds allow, ignoring the inventory, req/s.
+    /// Highest rate the model's own replica bounds (`maxReplicas`) allow, ignoring the
+    /// inventory, req/s (infinite when unbounded). Fair share measures satisfaction against
+    /// `min(demand, max_coverable)`: a cap the user set counts as met, a GPU shortage does not.
     pub max_coverable: f64,
 }
 
@@ -72,22 +74,38 @@ pub struct Problem {
     pub warnings: Vec<String>,
 }
 
-/// Highest coverage (req/s) reachable with per-variant bounds and a model-wide replica cap.
-fn max_coverable(variants: &[VariantInfo], max_total: u32) -> f64 {
+/// Highest coverage (req/s) reachable within the user's replica bounds alone: per-variant
+/// `maxReplicas` (`user_max`, None = unbounded) and the model-wide `max_total` (None =
+/// unbounded). Infinite when some usable variant is unbounded and so is the model.
+fn max_coverable(
+    variants: &[VariantInfo],
+    user_max: &[Option<u32>],
+    max_total: Option<u32>,
+) -> f64 {
     let mut covered: f64 = variants
         .iter()
         .map(|v| f64::from(v.min_replicas) * v.capacity)
         .sum();
-    let mut left = max_total.saturating_sub(variants.iter().map(|v| v.min_replicas).sum());
-    let mut by_capacity: Vec<&VariantInfo> = variants.iter().collect();
-    by_capacity.sort_by(|a, b| b.capacity.total_cmp(&a.capacity));
-    for v in by_capacity {
-        if left == 0 {
-            break;
+    let floors: u64 = variants.iter().map(|v| u64::from(v.min_replicas)).sum();
+    let mut left = max_total.map(|t| u64::from(t).saturating_sub(floors));
+    let mut by_capacity: Vec<(&VariantInfo, Option<u32>)> =
+        variants.iter().zip(user_max.iter().copied()).collect();
+    by_capacity.sort_by(|a, b| b.0.capacity.total_cmp(&a.0.capacity));
+    for (v, max) in by_capacity {
+        if v.capacity <= 0.0 || left == Some(0) {
+            continue;
         }
-        let take = (v.max_replicas - v.min_replicas).min(left);
-        covered += f64::from(take) * v.capacity;
-        left -= take;
+        let room = max.map(|m| u64::from(m.saturating_sub(v.min_replicas)));
+        let take = match (room, left) {
+            (None, None) => return f64::INFINITY,
+            (Some(r), None) => r,
+            (None, Some(l)) => l,
+            (Some(r), Some(l)) => r.min(l),
+        };
+        covered += take as f64 * v.capacity;
+        if let Some(l) = left.as_mut() {
+            *l -= take;
+        }
     }
     covered
 }
@@ -184,6 +202,7 @@ impl Problem {
                     avg_output_tokens: None,
                 });
             let first = variants.len();
+            let mut user_max = Vec::with_capacity(spec.variants.len());
             for (vi, vs) in spec.variants.iter().enumerate() {
                 let accelerator = accelerators
                     .iter()
@@ -232,6 +251,7 @@ impl Problem {
                         ))
                     }
                 };
+                user_max.push(vs.max_replicas);
                 let inventory_max = accelerators[accelerator].count / vs.gpus_per_replica;
                 let max_replicas = vs.max_replicas.unwrap_or(u32::MAX).min(inventory_max);
                 if vs.min_replicas > max_replicas {
@@ -282,12 +302,29 @@ impl Problem {
                 ));
             }
             let demand = load.arrival_rate * (1.0 + input.options.headroom);
-            let max_coverable = max_coverable(&variants[range.clone()], max_replicas);
+            let max_coverable =
+                max_coverable(&variants[range.clone()], &user_max, spec.max_replicas);
             if demand > max_coverable * (1.0 + 1e-9) {
                 warnings.push(format!(
-                    "model \"{}\": demand {:.3} req/s is more than its replica bounds allow ({:.3} req/s)",
+                    "model \"{}\": demand {:.3} req/s is more than its maxReplicas bounds allow ({:.3} req/s); it is planned at that cap and counts as fully served there",
                     spec.name, demand, max_coverable
                 ));
+            } else {
+                let in_inventory = variants[range.clone()]
+                    .iter()
+                    .map(|v| f64::from(v.max_replicas) * v.capacity)
+                    .sum::<f64>();
+                if demand > in_inventory * (1.0 + 1e-9) {
+                    let types: Vec<&str> = variants[range.clone()]
+                        .iter()
+                        .filter(|v| v.capacity > 0.0)
+                        .map(|v| accelerators[v.accelerator].name.as_str())
+                        .collect();
+                    warnings.push(format!(
+                        "model \"{}\": demand {:.3} req/s is more than all the GPUs of its types ({}) could serve ({:.3} req/s)",
+                        spec.name, demand, types.join(", "), in_inventory
+                    ));
+                }
             }
             models.push(ModelInfo {
                 name: spec.name.clone(),
@@ -316,6 +353,23 @@ impl Problem {
         tiers
     }
 
+    /// The max-min service level plan `x` gives `members` (DESIGN.md's fair share): the
+    /// largest `t` with `coverage_m >= min(1, t * weight_m) * cap_target_m` for each of them;
+    /// `max(1/weight)` over the members when all are fully served.
+    pub fn tier_level(&self, members: &[usize], x: &[u32]) -> f64 {
+        let t_full = members
+            .iter()
+            .map(|&m| 1.0 / self.models[m].weight)
+            .fold(0.0, f64::max);
+        members
+            .iter()
+            .filter_map(|&m| {
+                let (cover, cap) = (self.coverage(m, x), self.cap_target(m));
+                (!meets(cover, cap)).then(|| cover / (self.models[m].weight * cap))
+            })
+            .fold(t_full, f64::min)
+    }
+
     /// GPUs of each accelerator type used by replica counts `x` (one entry per variant).
     pub fn usage(&self, x: &[u32]) -> Vec<u64> {
         let mut used = vec![0u64; self.accelerators.len()];
@@ -341,6 +395,12 @@ impl Problem {
             .zip(&x[self.models[m].variants.clone()])
             .map(|(v, &n)| v.capacity * f64::from(n))
             .sum()
+    }
+
+    /// What fair share asks model `m` to cover at full satisfaction: its demand, capped only
+    /// by its own `maxReplicas` bounds (never by the inventory), req/s.
+    pub fn cap_target(&self, m: usize) -> f64 {
+        self.models[m].demand.min(self.models[m].max_coverable)
     }
 
     /// Rate the plan serves for model `m`: `min(demand, coverage)`, req/s.

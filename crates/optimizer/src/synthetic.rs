@@ -112,3 +112,107 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
         options: PlanOptions::default(),
     }
 }
+
+/// A seeded scarce instance like a platform team's mixed fleet under pressure: `models`
+/// models on `types` accelerator types (3 to 8), three priority tiers (1000, 100, 0), 1–3
+/// variants per model with 1, 2 or 4 GPUs per replica, weights 1–3, and an inventory of
+/// about `scarcity` (e.g. 0.5) of the GPUs the cheapest placement of all demand would want.
+pub fn scarce_instance(models: usize, types: usize, seed: u64, scarcity: f64) -> PlanInput {
+    let types = types.clamp(3, FLEET.len());
+    let mut rng = SplitMix64::new(seed ^ 0x5ca2_ce00);
+    let mut specs = Vec::with_capacity(models);
+    let mut load = BTreeMap::new();
+    let mut want = vec![0.0f64; types];
+    for m in 0..models {
+        let size = rng.unit_half_open();
+        let gpus = if size < 0.55 {
+            1
+        } else if size < 0.85 {
+            2
+        } else {
+            4
+        };
+        let base_rps = 1.0 + 12.0 * rng.unit_half_open() / f64::from(gpus);
+        let n_variants = (rng.range(1, 3) as usize).min(types);
+        let mut used = vec![false; types];
+        let mut variants = Vec::with_capacity(n_variants);
+        for _ in 0..n_variants {
+            let mut t = rng.range(0, types as u64 - 1) as usize;
+            while used[t] {
+                t = (t + 1) % types;
+            }
+            used[t] = true;
+            let (name, _, speed) = FLEET[t];
+            let jitter = 0.8 + 0.4 * rng.unit_half_open();
+            variants.push(VariantSpec {
+                name: format!("{}-tp{gpus}", name.to_lowercase()),
+                accelerator: name.to_string(),
+                gpus_per_replica: gpus,
+                min_replicas: 0,
+                max_replicas: None,
+                max_requests_per_second: Some(
+                    (base_rps * speed * jitter * 1000.0).round() / 1000.0,
+                ),
+                profile: None,
+            });
+        }
+        let rate = (1.0 + 40.0 * rng.unit_half_open().powi(2)).round();
+        if let Some((t, gpus_needed)) = variants
+            .iter()
+            .map(|v| {
+                let t = FLEET.iter().position(|f| f.0 == v.accelerator).unwrap_or(0);
+                let rps = v.max_requests_per_second.unwrap_or(1.0);
+                let n = (rate / rps).ceil() * f64::from(v.gpus_per_replica);
+                (t, n, n * FLEET[t].1)
+            })
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(t, n, _)| (t, n))
+        {
+            want[t] += gpus_needed;
+        }
+        let tier = rng.unit_half_open();
+        let name = format!("model-{m:05}");
+        load.insert(
+            name.clone(),
+            ModelLoad {
+                arrival_rate: rate,
+                avg_input_tokens: Some(512.0),
+                avg_output_tokens: Some(256.0),
+            },
+        );
+        specs.push(ModelSpec {
+            name,
+            model_id: None,
+            priority: if tier < 0.2 {
+                1000
+            } else if tier < 0.5 {
+                100
+            } else {
+                0
+            },
+            weight: f64::from(rng.range(1, 3) as u32),
+            slo: None,
+            min_replicas: 0,
+            max_replicas: None,
+            variants,
+        });
+    }
+    let total: f64 = want.iter().sum();
+    let inventory = FLEET[..types]
+        .iter()
+        .enumerate()
+        .map(|(t, (name, cost, _))| AcceleratorType {
+            name: name.to_string(),
+            // Spread the scarce total over every type, a little more where it is wanted.
+            count: ((0.5 * want[t] + 0.5 * total / types as f64) * scarcity).round() as u32,
+            cost_per_hour: *cost,
+        })
+        .collect();
+    PlanInput {
+        inventory,
+        models: specs,
+        load,
+        current: BTreeMap::new(),
+        options: PlanOptions::default(),
+    }
+}

@@ -151,7 +151,29 @@ fn idle_gpus_go_to_unmet_demand_of_a_lower_tier() {
         assert!(plan
             .warnings
             .iter()
-            .any(|w| w.contains("\"high\"") && w.contains("replica bounds")));
+            .any(|w| w.contains("\"high\"") && w.contains("maxReplicas bounds")));
+    }
+}
+
+#[test]
+fn satisfaction_is_served_over_demand_not_over_what_the_inventory_holds() {
+    // 4 GPUs of one type, 1 req/s per replica, demands 100 and 4. Max-min of served/demand:
+    // k replicas for "big" give min(k/100, (4-k)/4), largest at k = 3: 0.03 and 0.25.
+    // (Measured against an inventory-capped demand of 4 each, it would be 2 and 2.)
+    let big = model("big", vec![var("v", "T", 1, 1.0)]);
+    let small = model("small", vec![var("v", "T", 1, 1.0)]);
+    let input = input(vec![acc("T", 4, 1.0)], vec![big, small], &[100.0, 4.0]);
+    for plan in both(&input) {
+        assert_eq!(replicas(&plan), vec![3, 1], "{}", plan.solver);
+        assert!((plan.models[0].satisfaction - 0.03).abs() < 1e-9);
+        assert!((plan.models[1].satisfaction - 0.25).abs() < 1e-9);
+        let warning = plan
+            .warnings
+            .iter()
+            .find(|w| w.contains("\"big\""))
+            .expect("a warning names the model whose demand the GPUs cannot serve");
+        assert!(warning.contains("GPUs of its types (T)"), "{warning}");
+        assert!(!warning.contains("maxReplicas"), "{warning}");
     }
 }
 

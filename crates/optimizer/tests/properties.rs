@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use wvo_api::SolverChoice;
-use wvo_optimizer::{solve, Problem};
+use wvo_optimizer::Problem;
 
 proptest! {
     #![proptest_config(config(96))]
@@ -42,7 +42,7 @@ fn exact_matches_brute_force(input: wvo_api::PlanInput) -> Result<(), TestCaseEr
         return Ok(());
     };
     let reference = brute_force(&problem);
-    let result = solve(&problem, SolverChoice::Exact);
+    let result = solved(&problem, SolverChoice::Exact);
     match (reference, result) {
         (None, Err(e)) => prop_assert!(e.to_string().contains("minReplicas")),
         (None, Ok(_)) => prop_assert!(false, "exact found a plan where none exists"),
@@ -86,7 +86,7 @@ fn fast_valid_and_bounded(input: wvo_api::PlanInput) -> Result<(), TestCaseError
         return Ok(());
     };
     let (x, lb, _) =
-        solve(&problem, SolverChoice::Fast).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        solved(&problem, SolverChoice::Fast).map_err(|e| TestCaseError::fail(e.to_string()))?;
     check_invariants(&problem, &x).map_err(TestCaseError::fail)?;
     check_tier_order(&problem, &x).map_err(TestCaseError::fail)?;
     let all_met = (0..problem.models.len())
@@ -107,7 +107,7 @@ fn fast_invariants_at_scale(seed: u64, models: usize, tight: u32) -> Result<(), 
     let input = wvo_optimizer::synthetic::instance(models, seed, f64::from(tight) / 100.0);
     let problem = Problem::from_input(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let (x, lb, _) =
-        solve(&problem, SolverChoice::Fast).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        solved(&problem, SolverChoice::Fast).map_err(|e| TestCaseError::fail(e.to_string()))?;
     check_invariants(&problem, &x).map_err(TestCaseError::fail)?;
     check_tier_order(&problem, &x).map_err(TestCaseError::fail)?;
     if let Some(lb) = lb {

@@ -323,3 +323,12 @@ pub fn check_tier_order(problem: &Problem, x: &[u32]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Solves `problem` with `choice` and no deadline: `(replicas, lower bound, solver)`.
+pub fn solved(
+    problem: &Problem,
+    choice: SolverChoice,
+) -> Result<(Vec<u32>, Option<f64>, &'static str), wvo_optimizer::PlanError> {
+    let s = wvo_optimizer::solve(problem, choice, &wvo_optimizer::Deadline::none())?;
+    Ok((s.x, s.lower_bound, s.solver))
+}
