@@ -885,8 +885,7 @@ fn preempt_lower_tiers(problem: &Problem, x: &mut [u32], members_of: &[Vec<usize
                         let v = &problem.variants[vi];
                         v.capacity > 0.0
                             && x[vi] < v.max_replicas
-                            && free[v.accelerator] + reclaimable[v.accelerator]
-                                >= u64::from(v.gpus)
+                            && free[v.accelerator] + reclaimable[v.accelerator] >= u64::from(v.gpus)
                     })
                     .min_by(|&a, &b| {
                         let ra = problem.variants[a].price / problem.variants[a].capacity;
