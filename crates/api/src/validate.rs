@@ -809,27 +809,21 @@ mod tests {
             "greater than 0 and at most 1000000 ms",
             |i, v| inline(i).alpha = v,
         );
-        bounds(
-            &format!("{at}.beta"),
-            &[0.0, MAX_PROFILE_MS],
-            &[MAX_PROFILE_MS + 0.01, 1e308],
-            "between 0 and 1000000 ms",
-            |i, v| inline(i).beta = v,
-        );
-        bounds(
-            &format!("{at}.gamma"),
-            &[0.0, MAX_PROFILE_MS],
-            &[MAX_PROFILE_MS + 0.01, 1e308],
-            "between 0 and 1000000 ms",
-            |i, v| inline(i).gamma = v,
-        );
-        bounds(
-            &format!("{at}.delta"),
-            &[0.0, MAX_PROFILE_MS],
-            &[MAX_PROFILE_MS + 0.01, 1e308],
-            "between 0 and 1000000 ms",
-            |i, v| inline(i).delta = v,
-        );
+        type Setter = fn(&mut PlanInput, f64);
+        let others: [(&str, Setter); 3] = [
+            ("beta", |i, v| inline(i).beta = v),
+            ("gamma", |i, v| inline(i).gamma = v),
+            ("delta", |i, v| inline(i).delta = v),
+        ];
+        for (coefficient, set) in others {
+            bounds(
+                &format!("{at}.{coefficient}"),
+                &[0.0, MAX_PROFILE_MS],
+                &[MAX_PROFILE_MS + 0.01, 1e308],
+                "between 0 and 1000000 ms",
+                set,
+            );
+        }
     }
 
     #[test]

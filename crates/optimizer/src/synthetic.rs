@@ -37,28 +37,7 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
         };
         let base_rps = 2.0 + 30.0 * rng.unit_half_open() / f64::from(gpus);
         let n_variants = rng.range(1, 4) as usize;
-        let mut variants = Vec::with_capacity(n_variants);
-        let mut used = [false; FLEET.len()];
-        for _ in 0..n_variants {
-            let mut t = rng.range(0, FLEET.len() as u64 - 1) as usize;
-            while used[t] {
-                t = (t + 1) % FLEET.len();
-            }
-            used[t] = true;
-            let (name, _, speed) = FLEET[t];
-            let jitter = 0.8 + 0.4 * rng.unit_half_open();
-            variants.push(VariantSpec {
-                name: format!("{}-tp{gpus}", name.to_lowercase()),
-                accelerator: name.to_string(),
-                gpus_per_replica: gpus,
-                min_replicas: 0,
-                max_replicas: None,
-                max_requests_per_second: Some(
-                    (base_rps * speed * jitter * 1000.0).round() / 1000.0,
-                ),
-                profile: None,
-            });
-        }
+        let variants = random_variants(&mut rng, FLEET.len(), n_variants, gpus, base_rps);
         let rate = (0.5 + 60.0 * rng.unit_half_open().powi(2) * rng.unit_half_open()).round();
         // What the cheapest variant alone would need, to size the inventory.
         let (best_t, best_n) = variants
@@ -113,6 +92,38 @@ pub fn instance(models: usize, seed: u64, tightness: f64) -> PlanInput {
     }
 }
 
+/// `count` variants of `gpus` GPUs per replica on distinct types among the first `types` of
+/// [`FLEET`], each serving about `base_rps` req/s scaled by its type's speed (±20%).
+fn random_variants(
+    rng: &mut SplitMix64,
+    types: usize,
+    count: usize,
+    gpus: u32,
+    base_rps: f64,
+) -> Vec<VariantSpec> {
+    let mut used = vec![false; types];
+    let mut variants = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut t = rng.range(0, types as u64 - 1) as usize;
+        while used[t] {
+            t = (t + 1) % types;
+        }
+        used[t] = true;
+        let (name, _, speed) = FLEET[t];
+        let jitter = 0.8 + 0.4 * rng.unit_half_open();
+        variants.push(VariantSpec {
+            name: format!("{}-tp{gpus}", name.to_lowercase()),
+            accelerator: name.to_string(),
+            gpus_per_replica: gpus,
+            min_replicas: 0,
+            max_replicas: None,
+            max_requests_per_second: Some((base_rps * speed * jitter * 1000.0).round() / 1000.0),
+            profile: None,
+        });
+    }
+    variants
+}
+
 /// A seeded scarce instance like a platform team's mixed fleet under pressure: `models`
 /// models on `types` accelerator types (3 to 8), three priority tiers (1000, 100, 0), 1–3
 /// variants per model with 1, 2 or 4 GPUs per replica, weights 1–3, and an inventory of
@@ -134,28 +145,7 @@ pub fn scarce_instance(models: usize, types: usize, seed: u64, scarcity: f64) ->
         };
         let base_rps = 1.0 + 12.0 * rng.unit_half_open() / f64::from(gpus);
         let n_variants = (rng.range(1, 3) as usize).min(types);
-        let mut used = vec![false; types];
-        let mut variants = Vec::with_capacity(n_variants);
-        for _ in 0..n_variants {
-            let mut t = rng.range(0, types as u64 - 1) as usize;
-            while used[t] {
-                t = (t + 1) % types;
-            }
-            used[t] = true;
-            let (name, _, speed) = FLEET[t];
-            let jitter = 0.8 + 0.4 * rng.unit_half_open();
-            variants.push(VariantSpec {
-                name: format!("{}-tp{gpus}", name.to_lowercase()),
-                accelerator: name.to_string(),
-                gpus_per_replica: gpus,
-                min_replicas: 0,
-                max_replicas: None,
-                max_requests_per_second: Some(
-                    (base_rps * speed * jitter * 1000.0).round() / 1000.0,
-                ),
-                profile: None,
-            });
-        }
+        let variants = random_variants(&mut rng, types, n_variants, gpus, base_rps);
         let rate = (1.0 + 40.0 * rng.unit_half_open().powi(2)).round();
         if let Some((t, gpus_needed)) = variants
             .iter()

@@ -44,36 +44,6 @@ fn levels_against_exact(problem: &Problem, x: &[u32], exact: &[u32]) -> Result<b
     Ok(true)
 }
 
-/// Work conservation: no model below full satisfaction while a type it can use has room for
-/// one more of its replicas (within its bounds).
-fn check_work_conserving(problem: &Problem, x: &[u32]) -> Result<(), String> {
-    let used = problem.usage(x);
-    for (m, model) in problem.models.iter().enumerate() {
-        if problem.coverage(m, x) >= cap_target(problem, m) * (1.0 - 1e-7) {
-            continue;
-        }
-        let count: u32 = x[model.variants.clone()].iter().sum();
-        if count >= model.max_replicas {
-            continue;
-        }
-        for vi in model.variants.clone() {
-            let v = &problem.variants[vi];
-            let free = u64::from(problem.accelerators[v.accelerator].count) - used[v.accelerator];
-            if v.capacity > 0.0 && x[vi] < v.max_replicas && free >= u64::from(v.gpus) {
-                return Err(format!(
-                    "model {} is at {:.4} of its demand while {free} {} GPUs are free for its variant {} ({} GPUs)",
-                    model.name,
-                    problem.coverage(m, x) / model.demand,
-                    problem.accelerators[v.accelerator].name,
-                    v.name,
-                    v.gpus
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 #[test]
 fn default_solver_reaches_the_exact_tier_levels_on_200_scarce_fleets() {
     let mut compared = 0;

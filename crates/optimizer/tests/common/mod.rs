@@ -284,10 +284,10 @@ pub fn brute_force(problem: &Problem) -> Option<(f64, u64, Vec<f64>, Vec<f64>)> 
     Some((cost, changes, levels, served))
 }
 
-/// Strict tiers: an unmet model never has a variant (with room in its bounds) whose GPUs are
-/// free or held above their floors by lower-priority models on its accelerator type.
-pub fn check_tier_order(problem: &Problem, x: &[u32]) -> Result<(), String> {
-    let used = problem.usage(x);
+/// `(model, variant)` pairs where the model is below its cap target with room in its own
+/// bounds, and the variant can serve and has room in its bounds.
+fn unmet_with_room(problem: &Problem, x: &[u32]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
     for (m, model) in problem.models.iter().enumerate() {
         if problem.coverage(m, x) >= cap_target(problem, m) * (1.0 - 1e-7) {
             continue;
@@ -296,29 +296,58 @@ pub fn check_tier_order(problem: &Problem, x: &[u32]) -> Result<(), String> {
         if count >= model.max_replicas {
             continue;
         }
-        for vi in model.variants.clone() {
+        pairs.extend(model.variants.clone().filter_map(|vi| {
             let v = &problem.variants[vi];
-            if v.capacity <= 0.0 || x[vi] >= v.max_replicas {
-                continue;
-            }
-            let a = v.accelerator;
-            let free = u64::from(problem.accelerators[a].count) - used[a];
-            let lower: u64 = problem
-                .variants
-                .iter()
-                .zip(x)
-                .filter(|(u, _)| {
-                    u.accelerator == a && problem.models[u.model].priority < model.priority
-                })
-                .filter(|(u, _)| problem.models[u.model].min_replicas == 0)
-                .map(|(u, &n)| u64::from(n - u.min_replicas) * u64::from(u.gpus))
-                .sum();
-            if free + lower >= u64::from(v.gpus) {
-                return Err(format!(
-                    "model {} (priority {}) is unmet but {free} free + {lower} lower-tier {} GPUs could run its variant {} ({} GPUs)",
-                    model.name, model.priority, problem.accelerators[a].name, v.name, v.gpus
-                ));
-            }
+            (v.capacity > 0.0 && x[vi] < v.max_replicas).then_some((m, vi))
+        }));
+    }
+    pairs
+}
+
+/// Strict tiers: an unmet model never has a variant (with room in its bounds) whose GPUs are
+/// free or held above their floors by lower-priority models on its accelerator type.
+pub fn check_tier_order(problem: &Problem, x: &[u32]) -> Result<(), String> {
+    let used = problem.usage(x);
+    for (m, vi) in unmet_with_room(problem, x) {
+        let (model, v) = (&problem.models[m], &problem.variants[vi]);
+        let a = v.accelerator;
+        let free = u64::from(problem.accelerators[a].count) - used[a];
+        let lower: u64 = problem
+            .variants
+            .iter()
+            .zip(x)
+            .filter(|(u, _)| {
+                u.accelerator == a && problem.models[u.model].priority < model.priority
+            })
+            .filter(|(u, _)| problem.models[u.model].min_replicas == 0)
+            .map(|(u, &n)| u64::from(n - u.min_replicas) * u64::from(u.gpus))
+            .sum();
+        if free + lower >= u64::from(v.gpus) {
+            return Err(format!(
+                "model {} (priority {}) is unmet but {free} free + {lower} lower-tier {} GPUs could run its variant {} ({} GPUs)",
+                model.name, model.priority, problem.accelerators[a].name, v.name, v.gpus
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Work conservation: no model below full satisfaction while a type it can use has room for
+/// one more of its replicas (within its bounds).
+pub fn check_work_conserving(problem: &Problem, x: &[u32]) -> Result<(), String> {
+    let used = problem.usage(x);
+    for (m, vi) in unmet_with_room(problem, x) {
+        let (model, v) = (&problem.models[m], &problem.variants[vi]);
+        let free = u64::from(problem.accelerators[v.accelerator].count) - used[v.accelerator];
+        if free >= u64::from(v.gpus) {
+            return Err(format!(
+                "model {} is at {:.4} of its demand while {free} {} GPUs are free for its variant {} ({} GPUs)",
+                model.name,
+                problem.coverage(m, x) / model.demand,
+                problem.accelerators[v.accelerator].name,
+                v.name,
+                v.gpus
+            ));
         }
     }
     Ok(())
