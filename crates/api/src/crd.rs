@@ -10,10 +10,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SloTargets {
-    /// Target mean time to first token, ms (queueing included).
+    /// Target time to first token, ms (queueing included): the mean, or the value
+    /// `percentile` percent of requests stay within.
     pub ttft_ms: f64,
-    /// Target mean inter-token latency, ms.
+    /// Target inter-token latency, ms: the mean, or the value `percentile` percent of
+    /// requests stay within.
     pub itl_ms: f64,
+    /// Share of requests, percent (more than 50, at most 99.9), that must meet both targets.
+    /// Absent: the targets are means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
 }
 
 /// Profile of one replica: either numbers (`alpha`, `beta`, `gamma`, `delta`,
@@ -452,10 +458,14 @@ pub struct ServiceClass {
     /// Priority tier.
     #[serde(default)]
     pub priority: i32,
-    /// Target mean TTFT, ms.
+    /// Target TTFT, ms (the mean, or at `percentile`).
     pub ttft_ms: f64,
-    /// Target mean ITL, ms.
+    /// Target ITL, ms (the mean, or at `percentile`).
     pub itl_ms: f64,
+    /// Share of requests, percent (more than 50, at most 99.9), that must meet both
+    /// targets. Absent: the targets are means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
 }
 
 /// Content of the inventory ConfigMap (key `inventory.yaml`).
@@ -566,10 +576,12 @@ impl VariantAutoscaling {
             .map(|s| plan::Slo {
                 ttft_ms: s.ttft_ms,
                 itl_ms: s.itl_ms,
+                percentile: s.percentile,
             })
             .or(class.map(|c| plan::Slo {
                 ttft_ms: c.ttft_ms,
                 itl_ms: c.itl_ms,
+                percentile: c.percentile,
             }));
         Ok(ModelSpec {
             name: name.to_string(),

@@ -40,10 +40,35 @@ pub struct AcceleratorType {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Slo {
-    /// Target mean time to first token, ms (queueing included).
+    /// Target time to first token, ms (queueing included): the mean, or with `percentile`
+    /// the value that share of requests stays within.
     pub ttft_ms: f64,
-    /// Target mean inter-token latency, ms.
+    /// Target inter-token latency of a request (the mean gap between its tokens), ms: the
+    /// mean over requests, or with `percentile` the value that share of requests stays within.
     pub itl_ms: f64,
+    /// Share of requests, in percent (more than 50, at most 99.9), that must meet **both**
+    /// targets. Absent: the targets are means over requests (the planner's older semantics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
+}
+
+impl Slo {
+    /// Targets on the mean TTFT and mean ITL, ms.
+    pub fn mean(ttft_ms: f64, itl_ms: f64) -> Self {
+        Slo {
+            ttft_ms,
+            itl_ms,
+            percentile: None,
+        }
+    }
+
+    /// What the targets mean, for messages: `"mean"` or e.g. `"p99"`.
+    pub fn semantics(&self) -> String {
+        match self.percentile {
+            None => "mean".to_string(),
+            Some(p) => format!("p{}", crate::validate::short_number(p)),
+        }
+    }
 }
 
 /// One served model and the ways it can be served.

@@ -56,8 +56,18 @@ pub const MIN_OUTPUT_TOKENS: f64 = 1.0;
 /// Most replicas accepted in any `minReplicas`, `maxReplicas` or `current` count, replicas.
 pub const MAX_REPLICAS: u32 = 1_000_000;
 
+/// Lowest SLO `percentile` (exclusive), percent: below the median a percentile target says
+/// less than the mean does.
+pub const MIN_SLO_PERCENTILE: f64 = 50.0;
+/// Highest SLO `percentile`, percent: beyond it a few requests decide a whole replica count.
+pub const MAX_SLO_PERCENTILE: f64 = 99.9;
+
 /// A number for a message: plain when short (`1000000`, `0.5`), else in exponent form
 /// (`1e308`, `1e-6`), so a hostile value does not print as hundreds of digits.
+pub fn short_number(v: f64) -> String {
+    num(v)
+}
+
 fn num(v: f64) -> String {
     if v == 0.0 || !v.is_finite() || (1e-3..1e7).contains(&v.abs()) {
         format!("{v}")
@@ -263,6 +273,15 @@ impl PlanInput {
                     "ms",
                 )?;
                 above_up_to(format!("{at}.slo.itlMs"), slo.itl_ms, 0.0, MAX_SLO_MS, "ms")?;
+                if let Some(p) = slo.percentile {
+                    above_up_to(
+                        format!("{at}.slo.percentile"),
+                        p,
+                        MIN_SLO_PERCENTILE,
+                        MAX_SLO_PERCENTILE,
+                        "%",
+                    )?;
+                }
             }
             let load = self.load.get(&model.name);
             let mut variant_names = BTreeSet::new();
@@ -580,6 +599,7 @@ mod tests {
                 slo: Some(Slo {
                     ttft_ms: 500.0,
                     itl_ms: 50.0,
+                    percentile: None,
                 }),
                 min_replicas: 0,
                 max_replicas: Some(10),
@@ -794,6 +814,17 @@ mod tests {
             |i, v| {
                 if let Some(slo) = i.models[0].slo.as_mut() {
                     slo.itl_ms = v;
+                }
+            },
+        );
+        bounds(
+            "models[0].slo.percentile",
+            &[50.000001, 90.0, 99.0, MAX_SLO_PERCENTILE],
+            &[50.0, 10.0, 99.95, 100.0, f64::NAN],
+            "greater than 50 and at most 99.9 %",
+            |i, v| {
+                if let Some(slo) = i.models[0].slo.as_mut() {
+                    slo.percentile = Some(v);
                 }
             },
         );

@@ -136,7 +136,11 @@ pub fn run(args: &ProfileArgs) -> Result<ExitCode> {
             Some(p) => {
                 replica_capacity(
                     &p,
-                    &Slo { ttft_ms, itl_ms },
+                    &Slo {
+                        ttft_ms,
+                        itl_ms,
+                        percentile: None,
+                    },
                     &TokenMix {
                         avg_input_tokens: opts.avg_input_tokens,
                         avg_output_tokens: opts.avg_output_tokens,

@@ -379,6 +379,7 @@ mod tests {
         let slo = Slo {
             ttft_ms: 1000.0,
             itl_ms: 40.0,
+            percentile: None,
         };
         let mix = TokenMix {
             avg_input_tokens: 500.0,

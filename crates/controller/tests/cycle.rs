@@ -298,6 +298,7 @@ fn a_model_never_observed_with_a_profile_does_not_stop_the_plan() {
     snap.models[0].spec.slo = Some(wvo_api::Slo {
         ttft_ms: 1000.0,
         itl_ms: 50.0,
+        percentile: None,
     });
     snap.models[0].spec.variants[0].max_requests_per_second = None;
     snap.models[0].spec.variants[0].profile =

@@ -134,6 +134,7 @@ fn missing_token_mix_for_a_profile() {
     i.models[0].slo = Some(wvo_api::Slo {
         ttft_ms: 500.0,
         itl_ms: 50.0,
+        percentile: None,
     });
     i.models[0].variants[0].max_requests_per_second = None;
     i.models[0].variants[0].profile = Some(

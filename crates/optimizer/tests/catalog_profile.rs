@@ -83,6 +83,7 @@ fn catalog_profile_gives_the_estimators_capacity() {
         &wvo_api::Slo {
             ttft_ms: 800.0,
             itl_ms: 40.0,
+            percentile: None,
         },
         &wvo_perf::TokenMix {
             avg_input_tokens: 1024.0,

@@ -221,6 +221,7 @@ fn profile_capacity_comes_from_the_perf_model() {
     let slo = Slo {
         ttft_ms: 500.0,
         itl_ms: 50.0,
+        percentile: None,
     };
     let mut v = var("h100", "H100", 1, 1.0);
     v.max_requests_per_second = None;
@@ -279,6 +280,7 @@ fn unreachable_slo_gets_no_replicas_and_says_so() {
     m.slo = Some(Slo {
         ttft_ms: 500.0,
         itl_ms: 50.0,
+        percentile: None,
     });
     let mut input = input(vec![acc("T", 16, 1.0)], vec![m], &[10.0]);
     let load = input.load.get_mut("m").expect("load");

@@ -8,6 +8,7 @@ fn main() -> Result<(), PerfError> {
     let slo = Slo {
         ttft_ms: 500.0,
         itl_ms: 50.0,
+        percentile: None,
     };
     let mix = TokenMix {
         avg_input_tokens: 512.0,

@@ -27,6 +27,7 @@ fn cases() -> Vec<Case> {
             slo: Slo {
                 ttft_ms: 500.0,
                 itl_ms: 50.0,
+                percentile: None,
             },
             mix: TokenMix {
                 avg_input_tokens: 512.0,
@@ -45,6 +46,7 @@ fn cases() -> Vec<Case> {
             slo: Slo {
                 ttft_ms: 2000.0,
                 itl_ms: 50.0,
+                percentile: None,
             },
             mix: TokenMix {
                 avg_input_tokens: 512.0,
@@ -63,6 +65,7 @@ fn cases() -> Vec<Case> {
             slo: Slo {
                 ttft_ms: 250.0,
                 itl_ms: 100.0,
+                percentile: None,
             },
             mix: TokenMix {
                 avg_input_tokens: 2048.0,

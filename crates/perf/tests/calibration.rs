@@ -291,6 +291,7 @@ fn capacity_from_the_calibrated_profile_matches_the_engine() {
     let slo = Slo {
         ttft_ms: 1000.0,
         itl_ms: 20.0,
+        percentile: None,
     };
     let mix = TokenMix {
         avg_input_tokens: 800.0,
@@ -320,6 +321,7 @@ fn contradiction_is_flagged_and_state_round_trips() {
     let slo = Slo {
         ttft_ms: 1000.0,
         itl_ms: 20.0,
+        percentile: None,
     };
     let mix = TokenMix {
         avg_input_tokens: 800.0,

@@ -13,6 +13,7 @@ const H100: Profile = Profile {
 const SLO: Slo = Slo {
     ttft_ms: 500.0,
     itl_ms: 50.0,
+    percentile: None,
 };
 const MIX: TokenMix = TokenMix {
     avg_input_tokens: 512.0,

@@ -33,7 +33,11 @@ fn mix() -> impl Strategy<Value = TokenMix> {
 }
 
 fn slo() -> impl Strategy<Value = Slo> {
-    (50.0..5000.0f64, 5.0..200.0f64).prop_map(|(ttft_ms, itl_ms)| Slo { ttft_ms, itl_ms })
+    (50.0..5000.0f64, 5.0..200.0f64).prop_map(|(ttft_ms, itl_ms)| Slo {
+        ttft_ms,
+        itl_ms,
+        percentile: None,
+    })
 }
 
 fn cap(p: &Profile, s: &Slo, m: &TokenMix) -> f64 {
@@ -47,7 +51,7 @@ proptest! {
     fn looser_slo_never_lowers_capacity(
         p in profile(), s in slo(), m in mix(), more_ttft in 1.0..3.0f64, more_itl in 1.0..3.0f64,
     ) {
-        let loose = Slo { ttft_ms: s.ttft_ms * more_ttft, itl_ms: s.itl_ms * more_itl };
+        let loose = Slo { ttft_ms: s.ttft_ms * more_ttft, itl_ms: s.itl_ms * more_itl, percentile: None };
         let (tight, looser) = (cap(&p, &s, &m), cap(&p, &loose, &m));
         prop_assert!(looser >= tight * (1.0 - SLACK), "{tight} -> {looser}");
     }

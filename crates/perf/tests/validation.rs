@@ -68,6 +68,7 @@ fn h100_8b_model_matches_engine() {
         Slo {
             ttft_ms: 500.0,
             itl_ms: 50.0,
+            percentile: None,
         },
         TokenMix {
             avg_input_tokens: 512.0,
@@ -90,6 +91,7 @@ fn l4_8b_itl_bound_model_matches_engine() {
         Slo {
             ttft_ms: 2000.0,
             itl_ms: 50.0,
+            percentile: None,
         },
         TokenMix {
             avg_input_tokens: 512.0,
@@ -112,6 +114,7 @@ fn long_prompts_ttft_bound_model_matches_engine() {
         Slo {
             ttft_ms: 250.0,
             itl_ms: 100.0,
+            percentile: None,
         },
         TokenMix {
             avg_input_tokens: 2048.0,
