@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use wvo_api::{ModelLoad, PlanInput, PlanOptions};
-use wvo_controller::cycle::{run_cycle, CycleState, ModelState, Snapshot, VariantState};
+use wvo_controller::cycle::{
+    run_cycle, CycleState, DemandInputs, DemandOptions, ModelState, Snapshot, VariantState,
+};
 
 use crate::scenario::Scenario;
 use crate::BenchError;
@@ -35,6 +37,12 @@ pub struct ObservedLoad {
     pub avg_input_tokens: f64,
     /// Mean generated tokens of the requests finished in the window, tokens.
     pub avg_output_tokens: f64,
+    /// Requests waiting at the last scrape: in the servers' queues plus the gateway's
+    /// queue gauge, requests.
+    pub waiting: f64,
+    /// Mean KV-cache usage of the ready pods at the last scrape, 0..1 (None with no pod
+    /// scraped).
+    pub kv_usage: Option<f64>,
 }
 
 /// One variant (one Deployment) as the Kubernetes API shows it now.
@@ -50,6 +58,9 @@ pub struct VariantView {
     pub pending: u32,
     /// Last scraped metrics of each of its pods.
     pub pods: Vec<PodSample>,
+    /// The last start-up seen of one of its pods (GPUs bound to Ready, as pod conditions
+    /// show), s; None before any pod started.
+    pub startup_seconds: Option<f64>,
 }
 
 /// One model as a policy sees it.
@@ -158,6 +169,8 @@ pub struct WvoConfig {
     pub scale_down_margin: f64,
     /// Seconds between cycles (`wvo run --interval-seconds`, default 15).
     pub period_seconds: f64,
+    /// Demand estimation (`wvo run`'s defaults); None plans for the observed rate as it is.
+    pub demand: Option<DemandOptions>,
 }
 
 impl Default for WvoConfig {
@@ -169,6 +182,7 @@ impl Default for WvoConfig {
             options: controller.options,
             scale_down_margin: controller.scale_down_margin,
             period_seconds: 15.0,
+            demand: controller.demand,
         }
     }
 }
@@ -233,6 +247,17 @@ impl Policy for Wvo {
                         avg_output_tokens: Some(l.avg_output_tokens),
                     })
                     .ok_or_else(|| "no metrics scraped yet".to_string()),
+                demand: DemandInputs {
+                    waiting: mv.load.map(|l| l.waiting),
+                    kv_usage: mv.load.and_then(|l| l.kv_usage),
+                    // The slowest start-up seen among its variants' pods.
+                    startup_seconds: mv
+                        .variants
+                        .iter()
+                        .filter_map(|v| v.startup_seconds)
+                        .reduce(f64::max),
+                    ..DemandInputs::default()
+                },
             })
             .collect();
         let snapshot = Snapshot {
@@ -241,6 +266,7 @@ impl Policy for Wvo {
             models,
             options: self.config.options,
             scale_down_margin: self.config.scale_down_margin,
+            demand: self.config.demand,
         };
         match run_cycle(&snapshot, &mut self.state) {
             Ok(outcome) => Ok(outcome

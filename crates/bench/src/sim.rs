@@ -44,6 +44,8 @@ struct Pod {
     scraped: Option<PodSample>,
     /// Ids of the requests on this pod, not finished.
     in_flight: BTreeSet<u64>,
+    /// When it got its GPUs, s (None while Pending).
+    bound_at: Option<f64>,
 }
 
 impl Pod {
@@ -73,13 +75,29 @@ struct Source {
     next_s: f64,
 }
 
-/// Per-model counters as a scrape sees them.
+/// Per-model counters of finished requests (the servers' `request_success_total` and token
+/// counters, summed over pods).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Counters {
-    arrivals: u64,
     finished: u64,
     input_tokens: u64,
     output_tokens: u64,
+}
+
+/// One model at one scrape, as the collector reads it: counters, and gauges summed over the
+/// pods scraped (Ready and Draining: a terminating pod is scraped until it is gone).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ModelScrape {
+    counters: Counters,
+    /// `num_requests_running + num_requests_waiting`, summed, requests.
+    in_flight: u64,
+    /// `num_requests_waiting`, summed, requests.
+    waiting: u64,
+    /// The gateway's queue gauge (the EPP's flow-control queue size), requests.
+    gateway_queue: u64,
+    /// Sum of `kv_cache_usage_perc` over Ready pods, and their number.
+    kv_sum: f64,
+    kv_pods: u32,
 }
 
 /// One point of the time series (taken at every scrape).
@@ -174,8 +192,10 @@ pub struct Simulation<'a> {
     free_gpus: Vec<u32>,
     gpu_seconds: Vec<f64>,
     counters: Vec<Counters>,
-    /// Scrape history: (time, counters per model).
-    history: VecDeque<(f64, Vec<Counters>)>,
+    /// Scrape history: (time, what each model's scrape showed).
+    history: VecDeque<(f64, Vec<ModelScrape>)>,
+    /// Per model, per variant: the last start-up seen (GPUs bound to Ready), s.
+    observed_startup: Vec<Vec<Option<f64>>>,
     next_scrape: f64,
     next_decision: f64,
     outcomes: Vec<Outcome>,
@@ -259,6 +279,11 @@ impl<'a> Simulation<'a> {
             gpu_seconds: vec![0.0; scenario.inventory.len()],
             counters: vec![Counters::default(); scenario.models.len()],
             history: VecDeque::new(),
+            observed_startup: scenario
+                .models
+                .iter()
+                .map(|m| vec![None; m.variants.len()])
+                .collect(),
             next_scrape: 0.0,
             next_decision: if period.is_finite() && period > 0.0 {
                 period
@@ -289,6 +314,7 @@ impl<'a> Simulation<'a> {
                         engine,
                         scraped: None,
                         in_flight: BTreeSet::new(),
+                        bound_at: None,
                     });
                     sim.next_pod_id += 1;
                 }
@@ -454,6 +480,7 @@ impl<'a> Simulation<'a> {
             if let Some(ai) = self.accelerator_index(m, v) {
                 if self.free_gpus[ai] >= need {
                     self.free_gpus[ai] -= need;
+                    self.pods[i].bound_at = Some(self.now);
                     self.pods[i].state = if instant || startup <= 0.0 {
                         PodState::Ready
                     } else {
@@ -484,6 +511,9 @@ impl<'a> Simulation<'a> {
             if let PodState::Starting { ready_at } = p.state {
                 if ready_at <= now {
                     p.state = PodState::Ready;
+                    if let Some(bound) = p.bound_at {
+                        self.observed_startup[p.model][p.variant] = Some(now - bound);
+                    }
                     // An idle engine's clock starts when it starts serving.
                     p.engine.advance_to(now_ms);
                 }
@@ -565,8 +595,6 @@ impl<'a> Simulation<'a> {
         self.arrival_of.push(now);
         self.dispatch_of.push(now);
         self.model_of.push(mi as u32);
-        let c = &mut self.counters[mi];
-        c.arrivals += 1;
         let w = Waiting {
             id,
             arrival_s: now,
@@ -705,7 +733,30 @@ impl<'a> Simulation<'a> {
             let instant = self.policy.instant_startup();
             self.bind(instant);
         }
-        self.history.push_back((self.now, self.counters.clone()));
+        let mut scrape: Vec<ModelScrape> = self
+            .counters
+            .iter()
+            .zip(&self.gateway)
+            .map(|(c, q)| ModelScrape {
+                counters: *c,
+                gateway_queue: q.len() as u64,
+                ..ModelScrape::default()
+            })
+            .collect();
+        for p in &self.pods {
+            if !matches!(p.state, PodState::Ready | PodState::Draining { .. }) {
+                continue;
+            }
+            let g = p.engine.gauges();
+            let m = &mut scrape[p.model];
+            m.in_flight += (g.running + g.waiting) as u64;
+            m.waiting += g.waiting as u64;
+            if p.state == PodState::Ready {
+                m.kv_sum += g.kv_cache_usage;
+                m.kv_pods += 1;
+            }
+        }
+        self.history.push_back((self.now, scrape));
         while self
             .history
             .front()
@@ -786,26 +837,36 @@ impl<'a> Simulation<'a> {
                             vv.replicas += 1;
                             vv.pods.push(p.scraped.unwrap_or_default());
                         }
+                        vv.startup_seconds = self.observed_startup[mi][vi];
                         vv
                     })
                     .collect();
+                // What wvo's collector computes: completions plus the growth of the
+                // requests in the servers over the window (vLLM has no arrival counter);
+                // the gateway is seen only through its queue gauge.
                 let load = match (oldest, latest) {
-                    (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => {
-                        let (a, b) = (c0[mi], c1[mi]);
-                        let done = b.finished - a.finished;
+                    (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => {
+                        let (a, b) = (s0[mi], s1[mi]);
+                        let dt = t1 - t0;
+                        let done = b.counters.finished - a.counters.finished;
+                        let growth = b.in_flight as f64 - a.in_flight as f64;
                         let mix = m.mix();
                         Some(ObservedLoad {
-                            arrival_rate: (b.arrivals - a.arrivals) as f64 / (t1 - t0),
+                            arrival_rate: ((done as f64 + growth) / dt).max(0.0),
                             avg_input_tokens: if done > 0 {
-                                (b.input_tokens - a.input_tokens) as f64 / done as f64
+                                (b.counters.input_tokens - a.counters.input_tokens) as f64
+                                    / done as f64
                             } else {
                                 mix.avg_input_tokens
                             },
                             avg_output_tokens: if done > 0 {
-                                (b.output_tokens - a.output_tokens) as f64 / done as f64
+                                (b.counters.output_tokens - a.counters.output_tokens) as f64
+                                    / done as f64
                             } else {
                                 mix.avg_output_tokens
                             },
+                            waiting: (b.waiting + b.gateway_queue) as f64,
+                            kv_usage: (b.kv_pods > 0).then(|| b.kv_sum / f64::from(b.kv_pods)),
                         })
                     }
                     _ => None,
@@ -899,6 +960,7 @@ impl<'a> Simulation<'a> {
                     engine,
                     scraped: None,
                     in_flight: BTreeSet::new(),
+                    bound_at: None,
                 });
                 self.next_pod_id += 1;
             }

@@ -146,7 +146,16 @@ fn controller_options_change_the_wvo_result() {
     );
     let with = |config: WvoConfig| run_policy(&s, Box::new(Wvo::new(config)), 1).unwrap();
     let base = with(WvoConfig::default());
-    let headroom = with(WvoConfig {
+    // Headroom on a flat load, where nothing else (bursts, backlog, the start-up horizon) moves
+    // the plan: 1.6 replicas' worth at +10 % needs 2, at +100 % 4.
+    let flat = small(
+        &format!("{{shape: constant, rate: {}}}", 1.6 * cap),
+        600.0,
+        8,
+    );
+    let on_flat = |config: WvoConfig| run_policy(&flat, Box::new(Wvo::new(config)), 1).unwrap();
+    let flat_base = on_flat(WvoConfig::default());
+    let headroom = on_flat(WvoConfig {
         options: PlanOptions {
             headroom: 1.0,
             ..PlanOptions::default()
@@ -154,10 +163,10 @@ fn controller_options_change_the_wvo_result() {
         ..WvoConfig::default()
     });
     assert!(
-        headroom.cost_dollars > base.cost_dollars * 1.2,
+        headroom.cost_dollars > flat_base.cost_dollars * 1.4,
         "headroom 1.0 costs {} $, headroom 0 {} $",
         headroom.cost_dollars,
-        base.cost_dollars
+        flat_base.cost_dollars
     );
     let eager = with(WvoConfig {
         stabilization_seconds: 0.0,
@@ -202,4 +211,77 @@ fn the_scale_down_band_stops_flapping_at_a_replica_boundary() {
         band.scaling_actions,
         off.scaling_actions
     );
+}
+
+/// What a [`Watcher`] was shown per decision: (time s, load, start-up of variant 0 s).
+type Seen = std::rc::Rc<
+    std::cell::RefCell<Vec<(f64, Option<wvo_bench::policy::ObservedLoad>, Option<f64>)>>,
+>;
+
+/// Records what a policy is shown and keeps `replicas` of every variant (0 at the start).
+struct Watcher {
+    replicas: u32,
+    seen: Seen,
+}
+
+impl Policy for Watcher {
+    fn name(&self) -> String {
+        "watcher".into()
+    }
+    fn period_seconds(&self) -> f64 {
+        15.0
+    }
+    fn initial(&mut self, s: &Scenario) -> Result<Desired, wvo_bench::BenchError> {
+        Ok(s.models.iter().map(|m| vec![0; m.variants.len()]).collect())
+    }
+    fn decide(&mut self, v: &View<'_>) -> Result<Desired, wvo_bench::BenchError> {
+        let m = &v.models[0];
+        self.seen
+            .borrow_mut()
+            .push((v.now, m.load, m.variants[0].startup_seconds));
+        Ok(v.scenario
+            .models
+            .iter()
+            .map(|m| vec![self.replicas; m.variants.len()])
+            .collect())
+    }
+}
+
+#[test]
+fn policies_see_completions_and_queue_growth_not_the_gateways_arrival_counter() {
+    // 10 req/s from t = 0 with no replica until the first decision (15 s), then one replica
+    // that starts in 30 s: requests wait at the gateway meanwhile.
+    let s = small("{shape: constant, rate: 10}", 400.0, 2);
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let watcher = Watcher {
+        replicas: 1,
+        seen: seen.clone(),
+    };
+    let mut sim = Simulation::new(&s, Box::new(watcher), 3).unwrap();
+    sim.run_until(400.0).unwrap();
+    let seen = seen.borrow();
+    // Before the replica is ready, nothing completes and no server holds a request: the
+    // observed arrival rate is 0, and the waiting requests are the gateway's queue gauge.
+    let early: Vec<_> = seen
+        .iter()
+        .filter(|(t, _, _)| *t > 15.0 && *t <= 45.0)
+        .collect();
+    assert!(!early.is_empty());
+    for (t, load, _) in &early {
+        let l = load.expect("two scrapes by then");
+        assert_eq!(l.arrival_rate, 0.0, "at {t}: {l:?}");
+        assert!(
+            l.waiting >= 100.0,
+            "at {t}: the gateway holds ~10 req/s: {l:?}"
+        );
+    }
+    // Once serving (and the backlog drained), completions plus in-flight growth read the
+    // offered 10 req/s, and the start-up the pod took is visible.
+    let late: Vec<_> = seen.iter().filter(|(t, _, _)| *t >= 300.0).collect();
+    for (t, load, startup) in &late {
+        let l = load.expect("scraped");
+        assert!((l.arrival_rate - 10.0).abs() < 3.0, "at {t}: {l:?}");
+        assert_eq!(*startup, Some(30.0));
+        assert!(l.kv_usage.is_some());
+    }
 }

@@ -167,6 +167,10 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         field_manager: "wvo".into(),
         identity: identity.clone(),
         calibration: Default::default(),
+        demand: Some(wvo_controller::cycle::DemandOptions {
+            cycle_seconds: args.interval_seconds.max(1) as f64,
+            ..Default::default()
+        }),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

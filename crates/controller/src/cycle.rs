@@ -45,6 +45,60 @@ pub struct ModelState {
     pub stabilization_seconds: f64,
     /// Observed load, or why it is unknown.
     pub load: Result<ModelLoad, String>,
+    /// What the collector saw beyond the arrival rate, and the VA's demand settings (used
+    /// when the snapshot has [`DemandOptions`]).
+    pub demand: DemandInputs,
+}
+
+/// One model's observations beyond the arrival rate, and its VA's demand settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DemandInputs {
+    /// Requests waiting now: in the servers' queues plus the gateway's queue, requests;
+    /// None when unknown.
+    pub waiting: Option<f64>,
+    /// Mean KV-cache usage of the ready replicas now, 0..1; None when unknown.
+    pub kv_usage: Option<f64>,
+    /// Start-up of a new replica, s: set on the VA, or learned from pod ready times; None
+    /// uses [`DemandOptions::default_startup_seconds`].
+    pub startup_seconds: Option<f64>,
+    /// The VA turned the forecast off.
+    pub forecast_off: bool,
+    /// The load's period as the VA gives it, s; None finds it from the rate history.
+    pub forecast_period_seconds: Option<f64>,
+}
+
+/// How the cycle turns observations into the demand it plans for (`wvo_demand`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DemandOptions {
+    /// Seconds between cycles (`wvo run --interval-seconds`).
+    pub cycle_seconds: f64,
+    /// The collector's rate window, s.
+    pub window_seconds: f64,
+    /// Mean age of the scraped metrics when a cycle reads them, s.
+    pub scrape_age_seconds: f64,
+    /// Start-up of a new replica when neither the VA nor pod history tells, s.
+    pub default_startup_seconds: f64,
+    /// Time constant of the slow fall of the demand, s.
+    pub fall_seconds: f64,
+    /// The backlog adds at most this multiple of the demand, dimensionless.
+    pub backlog_cap: f64,
+}
+
+/// Start-up of a new replica when neither the VA nor its pods tell, s.
+pub const DEFAULT_STARTUP_SECONDS: f64 = 120.0;
+
+impl Default for DemandOptions {
+    /// `wvo run`'s defaults: 15 s cycles, a 60 s window scraped every 15 s.
+    fn default() -> Self {
+        DemandOptions {
+            cycle_seconds: 15.0,
+            window_seconds: 60.0,
+            scrape_age_seconds: 15.0,
+            default_startup_seconds: DEFAULT_STARTUP_SECONDS,
+            fall_seconds: 60.0,
+            backlog_cap: 1.0,
+        }
+    }
 }
 
 /// Everything one cycle needs.
@@ -66,6 +120,9 @@ pub struct Snapshot {
     /// negative or non-finite value counts as 0. Reclaims by a higher tier and scale-downs of
     /// a GPU type another model waits for are not held.
     pub scale_down_margin: f64,
+    /// Demand estimation (fast rise, backlog, start-up horizon, forecast); None plans for
+    /// the observed arrival rate as it is.
+    pub demand: Option<DemandOptions>,
 }
 
 /// How long a GPU shortage seen through Pending pods is remembered, s. Without the memory
@@ -90,6 +147,32 @@ pub struct CycleState {
     stabilizer: Stabilizer,
     last_known_load: BTreeMap<(String, String), ModelLoad>,
     shortages: BTreeMap<String, Shortage>,
+    /// Demand state per model (rate history, level, forecast checks).
+    demand: BTreeMap<(String, String), wvo_demand::ModelDemand>,
+    /// Capacity of one replica per variant as last planned, req/s.
+    capacity: BTreeMap<VariantKey, f64>,
+}
+
+impl CycleState {
+    /// The rate history of a model (for status and restore), if it has one.
+    pub fn demand_history(&self, namespace: &str, name: &str) -> Option<&wvo_demand::History> {
+        self.demand
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(wvo_demand::ModelDemand::history)
+    }
+
+    /// Restores a model's rate history (after a restart or a failover).
+    pub fn restore_demand_history(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        history: wvo_demand::History,
+    ) {
+        self.demand
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default()
+            .restore_history(history);
+    }
 }
 
 /// The decision for one variant.
@@ -138,6 +221,9 @@ pub struct ModelDecision {
     pub demand_rps: f64,
     /// Share of demand the plan serves (0..1).
     pub satisfaction: f64,
+    /// How the planned arrival rate was made from the observations (None without
+    /// [`DemandOptions`] or with unknown metrics).
+    pub demand: Option<wvo_demand::Demand>,
 }
 
 /// What a cycle produced.
@@ -394,6 +480,62 @@ fn scale_down_band(
     band(recommended)
 }
 
+/// The demand to plan `m` for this cycle: its observed `load` and signals through its
+/// `wvo_demand` state (created on first sight).
+fn estimate_demand(
+    now: f64,
+    m: &ModelState,
+    load: &ModelLoad,
+    opts: &DemandOptions,
+    state: &mut CycleState,
+) -> wvo_demand::Demand {
+    let mut ready_capacity = Some(0.0);
+    let mut ready_replicas = 0u32;
+    for (vs, v) in m.spec.variants.iter().zip(&m.variants) {
+        let key: VariantKey = (m.namespace.clone(), m.name.clone(), vs.name.clone());
+        ready_replicas = ready_replicas.saturating_add(v.ready);
+        ready_capacity = match (ready_capacity, state.capacity.get(&key)) {
+            (Some(total), Some(c)) => Some(total + c * f64::from(v.ready)),
+            (Some(total), None) if v.ready == 0 => Some(total),
+            _ => None,
+        };
+    }
+    let startup = m
+        .demand
+        .startup_seconds
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(opts.default_startup_seconds);
+    let settings = wvo_demand::Settings {
+        horizon_seconds: startup + opts.cycle_seconds,
+        lag_seconds: opts.window_seconds / 2.0 + opts.scrape_age_seconds,
+        window_seconds: opts.window_seconds,
+        fall_seconds: opts.fall_seconds,
+        ttft_seconds: m.spec.slo.map_or(1.0, |s| s.ttft_ms / 1000.0),
+        backlog_cap: opts.backlog_cap,
+        ready_capacity_rps: ready_capacity,
+        ready_replicas,
+        stabilization_seconds: m.stabilization_seconds,
+        forecast: wvo_demand::ForecastSettings {
+            enabled: !m.demand.forecast_off,
+            period_seconds: m.demand.forecast_period_seconds,
+            ..wvo_demand::ForecastSettings::default()
+        },
+    };
+    state
+        .demand
+        .entry((m.namespace.clone(), m.name.clone()))
+        .or_default()
+        .update(
+            &wvo_demand::Observation {
+                at_seconds: now,
+                arrival_rps: load.arrival_rate,
+                waiting: m.demand.waiting,
+                kv_usage: m.demand.kv_usage,
+            },
+            &settings,
+        )
+}
+
 /// Runs one cycle.
 pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOutcome, CycleError> {
     // Pending pods are missing supply: cap each type where they wait at what is bound now.
@@ -452,25 +594,37 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         options: snapshot.options,
     };
     let mut load_used = Vec::with_capacity(snapshot.models.len());
+    let mut demands: Vec<Option<wvo_demand::Demand>> = Vec::with_capacity(snapshot.models.len());
     for m in &snapshot.models {
         let key = (m.namespace.clone(), m.name.clone());
         let hold = m.load.is_err();
         let load = match &m.load {
             Ok(load) => {
-                state.last_known_load.insert(key, *load);
-                *load
+                state.last_known_load.insert(key.clone(), *load);
+                let demand = snapshot
+                    .demand
+                    .map(|opts| estimate_demand(snapshot.now_seconds, m, load, &opts, state));
+                let planned = ModelLoad {
+                    arrival_rate: demand.as_ref().map_or(load.arrival_rate, |d| d.plan_rps),
+                    ..*load
+                };
+                demands.push(demand);
+                planned
             }
-            Err(_) => state
-                .last_known_load
-                .get(&key)
-                .copied()
-                .unwrap_or(ModelLoad {
-                    // Never observed (e.g. no pod yet): the default token mix, so variants
-                    // with a profile still get a capacity and the other models are planned.
-                    arrival_rate: 0.0,
-                    avg_input_tokens: Some(crate::reconciler::DEFAULT_TOKENS.0),
-                    avg_output_tokens: Some(crate::reconciler::DEFAULT_TOKENS.1),
-                }),
+            Err(_) => {
+                demands.push(None);
+                state
+                    .last_known_load
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(ModelLoad {
+                        // Never observed (e.g. no pod yet): the default token mix, so variants
+                        // with a profile still get a capacity and the other models are planned.
+                        arrival_rate: 0.0,
+                        avg_input_tokens: Some(crate::reconciler::DEFAULT_TOKENS.0),
+                        avg_output_tokens: Some(crate::reconciler::DEFAULT_TOKENS.1),
+                    })
+            }
         };
         let mut spec = m.spec.clone();
         spec.name = plan_name(m);
@@ -501,6 +655,16 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
 
     let plan = wvo_optimizer::plan(&input)?;
     let reclaim = reclaiming_tiers(snapshot, &input.inventory, &plan);
+    {
+        let mut offset = 0;
+        for m in &snapshot.models {
+            for (vs, planned) in m.spec.variants.iter().zip(&plan.variants[offset..]) {
+                let key: VariantKey = (m.namespace.clone(), m.name.clone(), vs.name.clone());
+                state.capacity.insert(key, planned.capacity_rps);
+            }
+            offset += m.variants.len();
+        }
+    }
 
     let margin = if snapshot.scale_down_margin.is_finite() {
         snapshot.scale_down_margin.max(0.0)
@@ -576,7 +740,12 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             window_seconds: if reclaimed_by.is_some() {
                                 0.0
                             } else {
-                                m.stabilization_seconds
+                                demands[mi]
+                                    .as_ref()
+                                    .and_then(|d| d.scale_down_window_seconds)
+                                    .map_or(m.stabilization_seconds, |w| {
+                                        w.min(m.stabilization_seconds)
+                                    })
                             },
                             hold,
                         },
@@ -661,9 +830,17 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             metrics_unknown: m.load.clone().err(),
             demand_rps: model_plan.demand_rps,
             satisfaction: model_plan.satisfaction,
+            demand: demands[mi].clone(),
         });
     }
     state.stabilizer.retain(&keep);
+    state.capacity.retain(|k, _| keep.contains(k));
+    let models_now: BTreeSet<(String, String)> = snapshot
+        .models
+        .iter()
+        .map(|m| (m.namespace.clone(), m.name.clone()))
+        .collect();
+    state.demand.retain(|k, _| models_now.contains(k));
     Ok(CycleOutcome {
         plan,
         models,

@@ -39,6 +39,42 @@ pub struct Observed {
     pub loads: Loads,
     /// Figures per variant (only known variants; may be empty).
     pub variants: BTreeMap<VariantObsKey, wvo_collector::LoadFigures>,
+    /// Per model, what the demand estimate reads beyond the arrival rate (only models the
+    /// source saw; may be empty).
+    pub signals: BTreeMap<ModelKey, ModelSignals>,
+}
+
+/// A model's queue and cache figures now.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ModelSignals {
+    /// Requests waiting in the servers' queues plus the gateway's queue, requests; None
+    /// when neither is known.
+    pub waiting: Option<f64>,
+    /// Mean KV-cache usage of the ready replicas, 0..1; None when unknown.
+    pub kv_usage: Option<f64>,
+}
+
+/// The signals of each observed model: servers' waiting requests plus the gateway queue
+/// (either may be unknown), and the KV-cache usage.
+pub fn signals_from_observations(
+    obs: &wvo_collector::Observations,
+) -> BTreeMap<ModelKey, ModelSignals> {
+    obs.models
+        .iter()
+        .map(|m| {
+            let waiting = match (m.figures.waiting.value(), m.gateway_queue.value()) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            };
+            (
+                (m.namespace.clone(), m.model.clone()),
+                ModelSignals {
+                    waiting,
+                    kv_usage: m.figures.kv_usage.value(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// Something that reports the offered load of models.
@@ -57,7 +93,7 @@ pub trait LoadSource: Send + Sync {
         Box::pin(async move {
             Observed {
                 loads: self.loads(models).await,
-                variants: BTreeMap::new(),
+                ..Observed::default()
             }
         })
     }
@@ -110,6 +146,7 @@ impl LoadSource for StaticLoads {
                     .read()
                     .map(|o| o.variants.clone())
                     .unwrap_or_default(),
+                signals: self.1.read().map(|o| o.signals.clone()).unwrap_or_default(),
             }
         })
     }
@@ -239,13 +276,14 @@ impl LoadSource for CollectorLoads {
                 Ok(obs) => Observed {
                     loads: loads_from_observations(&obs, models),
                     variants: variants_from_observations(&obs),
+                    signals: signals_from_observations(&obs),
                 },
                 Err(e) => Observed {
                     loads: models
                         .iter()
                         .map(|k| (k.clone(), Err(format!("collector: {e}"))))
                         .collect(),
-                    variants: BTreeMap::new(),
+                    ..Observed::default()
                 },
             }
         })

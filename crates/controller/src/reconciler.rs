@@ -73,6 +73,9 @@ pub struct ControllerConfig {
     pub identity: String,
     /// Online calibration of profiles from the observed per-variant figures.
     pub calibration: crate::calibration::CalibrationSettings,
+    /// Demand estimation (fast rise, backlog, start-up horizon, forecast); None plans for
+    /// the observed arrival rate as it is.
+    pub demand: Option<crate::cycle::DemandOptions>,
 }
 
 impl Default for ControllerConfig {
@@ -89,6 +92,7 @@ impl Default for ControllerConfig {
             field_manager: "wvo".into(),
             identity: "wvo".into(),
             calibration: crate::calibration::CalibrationSettings::default(),
+            demand: Some(crate::cycle::DemandOptions::default()),
         }
     }
 }
@@ -598,6 +602,7 @@ impl Reconciler {
             .collect();
         let observed = self.loads.observe(&keys, &pods).await;
         let loads = observed.loads;
+        let signals = observed.signals;
         // Calibrate each profile from its variant's figures; plan with what is in use.
         let mut live_variants = BTreeSet::new();
         for ((va, spec, workloads), (ns, model)) in accepted.iter_mut().zip(&keys) {
@@ -674,6 +679,11 @@ impl Reconciler {
                 variants: workloads.iter().map(|w| w.state.clone()).collect(),
                 stabilization_seconds: f64::from(va.spec.scale_down_stabilization_seconds),
                 load,
+                demand: crate::cycle::DemandInputs {
+                    waiting: signals.get(key).and_then(|x| x.waiting),
+                    kv_usage: signals.get(key).and_then(|x| x.kv_usage),
+                    ..crate::cycle::DemandInputs::default()
+                },
             });
         }
         // The unknown-load path needs token means too when profiles are used.
@@ -689,6 +699,7 @@ impl Reconciler {
             models,
             options: self.config.options,
             scale_down_margin: self.config.scale_down_margin,
+            demand: self.config.demand,
         };
         let solve_started = std::time::Instant::now();
         let outcome = match run_cycle(&snapshot, &mut self.state) {

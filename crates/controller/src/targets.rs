@@ -149,7 +149,7 @@ impl ScrapeTargetLoads {
                 .collect();
             return Observed {
                 loads,
-                variants: Default::default(),
+                ..Observed::default()
             };
         }
         let obs = self.source.collect_targets(&targets).await;
@@ -158,6 +158,7 @@ impl ScrapeTargetLoads {
         Observed {
             loads,
             variants: variants_from_observations(&obs),
+            signals: crate::loads::signals_from_observations(&obs),
         }
     }
 }

@@ -81,9 +81,11 @@ fn snapshot(
             variants: vec![h100, l40s],
             stabilization_seconds: 300.0,
             load: rate,
+            demand: wvo_controller::cycle::DemandInputs::default(),
         }],
         options: PlanOptions::default(),
         scale_down_margin: DEFAULT_SCALE_DOWN_MARGIN,
+        demand: None,
     }
 }
 
@@ -334,6 +336,7 @@ fn tiers(now: f64, chat_rate: f64, chat: VariantState, batch: VariantState) -> S
         variants: vec![state],
         stabilization_seconds: 300.0,
         load: load(rate),
+        demand: wvo_controller::cycle::DemandInputs::default(),
     };
     Snapshot {
         now_seconds: now,
@@ -344,6 +347,7 @@ fn tiers(now: f64, chat_rate: f64, chat: VariantState, batch: VariantState) -> S
         ],
         options: PlanOptions::default(),
         scale_down_margin: DEFAULT_SCALE_DOWN_MARGIN,
+        demand: None,
     }
 }
 
