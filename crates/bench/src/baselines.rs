@@ -46,14 +46,27 @@ pub enum HpaKind {
 #[derive(Debug)]
 pub struct HpaPolicy {
     kind: HpaKind,
+    /// Target per pod, requests (None: the flavour's default, 2 running or 5 waiting).
+    target: Option<f64>,
     hpas: Vec<Hpa>,
 }
 
 impl HpaPolicy {
-    /// One HPA per model.
+    /// One HPA per model, with the flavour's default target.
     pub fn new(kind: HpaKind) -> Self {
         HpaPolicy {
             kind,
+            target: None,
+            hpas: Vec::new(),
+        }
+    }
+
+    /// One HPA per model with `target` requests per pod (running for [`HpaKind::Running`],
+    /// waiting for [`HpaKind::Queue`]).
+    pub fn with_target(kind: HpaKind, target: f64) -> Self {
+        HpaPolicy {
+            kind,
+            target: Some(target),
             hpas: Vec::new(),
         }
     }
@@ -82,11 +95,19 @@ impl Policy for HpaPolicy {
                 let v = &m.variants[0];
                 let min = v.min_replicas.max(1);
                 let max = inventory_max(scenario, v).max(min);
+                let with_target = |mut c: HpaConfig| {
+                    if let Some(t) = self.target {
+                        c.target_average_value = t;
+                    }
+                    c
+                };
                 match self.kind {
-                    HpaKind::Running => Hpa::new(HpaConfig::running_requests(min, max)),
+                    HpaKind::Running => {
+                        Hpa::new(with_target(HpaConfig::running_requests(min, max)))
+                    }
                     // KEDA registers its trigger as an External AverageValue metric.
                     HpaKind::Queue => Hpa::with_source(
-                        HpaConfig::keda_queue_depth(min, max),
+                        with_target(HpaConfig::keda_queue_depth(min, max)),
                         MetricSource::ExternalAverageValue,
                     ),
                 }

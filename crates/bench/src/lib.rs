@@ -22,9 +22,11 @@ pub mod policy;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod trace;
+pub mod tune;
 
 pub use policy::{Desired, Policy, View, Wvo, WvoConfig};
-pub use report::{render_table, PolicyReport, Report};
+pub use report::{render_table, PolicyReport, Report, Tuning};
 pub use scenario::{Scenario, BUILT_IN};
 pub use sim::{RunResult, Simulation};
 
@@ -52,6 +54,18 @@ pub enum BenchError {
         path: String,
         /// Why it cannot be read.
         message: String,
+    },
+    /// A row of a trace file is bad.
+    #[error("trace {file}: line {line}: column {column}: {problem}")]
+    Trace {
+        /// The trace file as the scenario names it.
+        file: String,
+        /// 1-based line of the file.
+        line: usize,
+        /// Column name (`TIMESTAMP`, `ContextTokens`, `GeneratedTokens`), or `header`/`row`.
+        column: String,
+        /// What is wrong.
+        problem: String,
     },
     /// An unknown policy name.
     #[error("unknown policy {0:?}: choose from wvo, hpa, keda, wva, static, oracle")]
@@ -114,18 +128,64 @@ pub fn run_with(
     seed: u64,
     wvo_config: WvoConfig,
 ) -> Result<(Report, Vec<RunResult>), BenchError> {
-    let mut runs = Vec::with_capacity(policies.len());
+    run_with_options(
+        scenario,
+        policies,
+        seed,
+        &RunOptions {
+            wvo: wvo_config,
+            tune_baselines: false,
+        },
+    )
+}
+
+/// How [`run_with_options`] runs the policies.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunOptions {
+    /// Configuration of the `wvo` policy.
+    pub wvo: WvoConfig,
+    /// Also report `hpa-tuned` and `keda-tuned` (after the named policies): HPA and KEDA at
+    /// the cheapest target whose attainment reaches wvo's (see [`tune`]). Needs `wvo` among
+    /// the policies.
+    pub tune_baselines: bool,
+}
+
+/// Runs the named policies (in the order given), then the tuned baselines when asked, and
+/// reports them with every run's full result (time series for plots).
+pub fn run_with_options(
+    scenario: &Scenario,
+    policies: &[String],
+    seed: u64,
+    options: &RunOptions,
+) -> Result<(Report, Vec<RunResult>), BenchError> {
+    let wvo_at = policies.iter().position(|p| p == "wvo");
+    if options.tune_baselines && wvo_at.is_none() {
+        return Err(BenchError::Policy(
+            "tuning the baselines needs wvo among the policies: its attainment is the goal".into(),
+        ));
+    }
+    let mut runs = Vec::with_capacity(policies.len() + 2);
     for name in policies {
-        runs.push(run_policy(scenario, policy_with(name, wvo_config)?, seed)?);
+        runs.push(run_policy(scenario, policy_with(name, options.wvo)?, seed)?);
+    }
+    let mut rows: Vec<PolicyReport> = runs
+        .iter()
+        .map(|r| PolicyReport::from_run(scenario, r))
+        .collect();
+    if let (true, Some(w)) = (options.tune_baselines, wvo_at) {
+        let goal = rows[w].slo_attainment;
+        for kind in [baselines::HpaKind::Running, baselines::HpaKind::Queue] {
+            let tuned = tune::tune(scenario, kind, goal, seed)?;
+            rows.push(tuned.report);
+            runs.push(tuned.run);
+        }
     }
     let report = Report {
         scenario: scenario.name.clone(),
         seed,
         simulated_seconds: scenario.duration_seconds,
-        policies: runs
-            .iter()
-            .map(|r| PolicyReport::from_run(scenario, r))
-            .collect(),
+        scored_seconds: scenario.duration_seconds - scenario.warmup_seconds,
+        policies: rows,
     };
     Ok((report, runs))
 }

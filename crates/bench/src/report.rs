@@ -20,6 +20,8 @@ pub struct Report {
     pub seed: u64,
     /// Simulated time, s.
     pub simulated_seconds: f64,
+    /// Scored time: the simulated time after the scenario's warm-up, s.
+    pub scored_seconds: f64,
     /// One entry per policy, in the order asked.
     pub policies: Vec<PolicyReport>,
 }
@@ -51,6 +53,26 @@ pub struct PolicyReport {
     pub recovery_seconds: Option<f64>,
     /// Attainment per priority tier (key: the priority).
     pub per_tier: BTreeMap<String, f64>,
+    /// The setting a tuned baseline ran with (e.g. `{"targetRunningPerPod": 12}`); absent for
+    /// the policies' own defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// How a tuned baseline's setting was chosen; absent for untuned policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<Tuning>,
+}
+
+/// How `--tune-baselines` chose a baseline's setting.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tuning {
+    /// The attainment to reach: wvo's in the same run, 0..1.
+    pub attainment_goal: f64,
+    /// True when the chosen setting reaches it (the cheapest that does); false: none tried
+    /// does, and the chosen one has the best attainment.
+    pub reached: bool,
+    /// Settings tried (one simulation each), in order.
+    pub tried: Vec<u32>,
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -71,13 +93,15 @@ pub fn percentile(xs: &mut [f64], q: f64) -> f64 {
 /// Recovery after each upward load step of any model: seconds from the step to the start of
 /// the first 30 s window (windows start every 10 s, requests counted by arrival time) whose
 /// attainment is at least [`RECOVERY_TARGET`]; a step that never recovers before the next
-/// step (or the end) counts the whole span. Mean over steps; None without steps.
+/// step (or the end) counts the whole span. Steps before the warm-up are not scored. Mean
+/// over steps; None without steps.
 pub fn recovery_seconds(scenario: &Scenario, buckets: &[(u64, u64)]) -> Option<f64> {
     let end = scenario.duration_seconds;
     let mut steps: Vec<f64> = scenario
         .models
         .iter()
         .flat_map(|m| m.traffic.shape.steps(end))
+        .filter(|&t| t >= scenario.warmup_seconds)
         .collect();
     steps.sort_by(f64::total_cmp);
     steps.dedup();
@@ -128,6 +152,8 @@ impl PolicyReport {
                 .iter()
                 .map(|&(p, n, met)| (p.to_string(), round(share(met, n), 4)))
                 .collect(),
+            config: None,
+            tuning: None,
         }
     }
 }
@@ -135,14 +161,22 @@ impl PolicyReport {
 /// A fixed-width table of the report, one row per policy.
 pub fn render_table(report: &Report) -> String {
     let mut out = String::new();
+    let _ = if report.scored_seconds < report.simulated_seconds {
+        writeln!(
+            out,
+            "scenario {} (seed {}, {} s simulated, the last {} s scored)",
+            report.scenario, report.seed, report.simulated_seconds, report.scored_seconds
+        )
+    } else {
+        writeln!(
+            out,
+            "scenario {} (seed {}, {} s simulated)",
+            report.scenario, report.seed, report.simulated_seconds
+        )
+    };
     let _ = writeln!(
         out,
-        "scenario {} (seed {}, {} s simulated)",
-        report.scenario, report.seed, report.simulated_seconds
-    );
-    let _ = writeln!(
-        out,
-        "{:<8} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>9}  per tier",
+        "{:<10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>9}  per tier",
         "policy",
         "GPU-h",
         "cost $",
@@ -161,9 +195,22 @@ pub fn render_table(report: &Report) -> String {
             .rev()
             .map(|(k, v)| format!("{k}:{:.2}%", v * 100.0))
             .collect();
+        let mut extra = String::new();
+        if let Some(serde_json::Value::Object(c)) = &p.config {
+            for (k, v) in c {
+                let _ = write!(extra, "  {k}={v}");
+            }
+        }
+        if let Some(t) = p.tuning.as_ref().filter(|t| !t.reached) {
+            let _ = write!(
+                extra,
+                " (goal {:.2}% not reached)",
+                t.attainment_goal * 100.0
+            );
+        }
         let _ = writeln!(
             out,
-            "{:<8} {:>9.2} {:>9.2} {:>10.2} {:>10.0} {:>9.1} {:>9} {:>8} {:>8} {:>9}  {}",
+            "{:<10} {:>9.2} {:>9.2} {:>10.2} {:>10.0} {:>9.1} {:>9} {:>8} {:>8} {:>9}  {}{}",
             p.policy,
             p.gpu_hours,
             p.cost_dollars,
@@ -175,7 +222,8 @@ pub fn render_table(report: &Report) -> String {
             p.scaling_actions,
             p.recovery_seconds
                 .map_or_else(|| "-".to_string(), |r| format!("{r:.0}")),
-            tiers.join(" ")
+            tiers.join(" "),
+            extra
         );
     }
     out

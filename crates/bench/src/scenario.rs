@@ -2,24 +2,36 @@
 //!
 //! A scenario is a YAML file (see `examples/bench/`); the built-in ones are those files,
 //! embedded. [`Scenario::parse`] checks everything and resolves catalog profiles once (at the
-//! model's mean token mix), so the simulator and the planner use the same numbers.
+//! model's mean token mix), so the simulator and the planner use the same numbers. Files a
+//! scenario names (trace CSVs) are relative to the scenario file's directory; the built-in
+//! scenarios embed theirs.
 
 use serde::Deserialize;
 use std::f64::consts::PI;
+use std::path::Path;
+use std::sync::Arc;
 use wvo_api::{AcceleratorType, Profile, ProfileSpec, Slo};
 use wvo_perf::{Dtype, EstimateOptions, TokenMix};
 
+use crate::trace::{Replay, Trace};
 use crate::BenchError;
 
 /// Names of the built-in scenarios, in report order.
-pub const BUILT_IN: [&str; 6] = [
+pub const BUILT_IN: [&str; 9] = [
     "steady",
     "step",
     "diurnal",
     "bursty",
     "mixed-fleet",
     "scarce",
+    "trace",
+    "flash-crowd",
+    "multi-tier",
 ];
+
+/// A rise of a `piecewise` shape to at least 1.5x within this many seconds counts as an
+/// upward load step (for `recoverySeconds`), s.
+pub const STEP_RISE_SECONDS: f64 = 60.0;
 
 /// The YAML text of a built-in scenario (the files under `examples/bench/`).
 pub fn built_in_yaml(name: &str) -> Option<&'static str> {
@@ -30,8 +42,45 @@ pub fn built_in_yaml(name: &str) -> Option<&'static str> {
         "bursty" => include_str!("../../../examples/bench/bursty.yaml"),
         "mixed-fleet" => include_str!("../../../examples/bench/mixed-fleet.yaml"),
         "scarce" => include_str!("../../../examples/bench/scarce.yaml"),
+        "trace" => include_str!("../../../examples/bench/trace.yaml"),
+        "flash-crowd" => include_str!("../../../examples/bench/flash-crowd.yaml"),
+        "multi-tier" => include_str!("../../../examples/bench/multi-tier.yaml"),
         _ => return None,
     })
+}
+
+/// A file the built-in scenarios name (under `examples/bench/`), embedded.
+pub fn built_in_file(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "trace.csv" => include_str!("../../../examples/bench/trace.csv"),
+        _ => return None,
+    })
+}
+
+/// Where the files a scenario names come from.
+enum Files<'a> {
+    /// Relative to this directory.
+    Dir(&'a Path),
+    /// The embedded files of the built-in scenarios.
+    BuiltIn,
+}
+
+impl Files<'_> {
+    /// (name for messages, contents) of `file`; the error says why it cannot be read.
+    fn read(&self, file: &str) -> Result<(String, String), String> {
+        match self {
+            Files::Dir(dir) => {
+                let path = dir.join(file);
+                let name = path.display().to_string();
+                std::fs::read_to_string(&path)
+                    .map(|text| (name.clone(), text))
+                    .map_err(|e| format!("cannot read {name}: {e}"))
+            }
+            Files::BuiltIn => built_in_file(file)
+                .map(|text| (file.to_string(), text.to_string()))
+                .ok_or_else(|| format!("{file} is not a file of the built-in scenarios")),
+        }
+    }
 }
 
 /// The scenario file as written.
@@ -51,6 +100,8 @@ struct ScenarioFile {
     drain_seconds: f64,
     #[serde(default = "default_seed")]
     seed: u64,
+    #[serde(default)]
+    warmup_seconds: f64,
     inventory: Vec<AcceleratorType>,
     models: Vec<ModelFile>,
 }
@@ -82,7 +133,8 @@ struct ModelFile {
     min_replicas: u32,
     variants: Vec<VariantFile>,
     traffic: Shape,
-    tokens: Tokens,
+    #[serde(default)]
+    tokens: Option<Tokens>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -135,8 +187,51 @@ pub struct Tokens {
 pub struct Traffic {
     /// Shape of the rate over time.
     pub shape: Shape,
-    /// Token counts.
-    pub tokens: Tokens,
+    /// Token counts of generated requests; None for a trace, whose rows bring their own.
+    pub tokens: Option<Tokens>,
+}
+
+impl Traffic {
+    /// Mean token mix: the trace's mean prompt and generated tokens, or `tokens`.
+    pub fn mix(&self) -> TokenMix {
+        match (&self.shape, &self.tokens) {
+            (
+                Shape::Trace {
+                    replay: Some(r), ..
+                },
+                _,
+            ) => TokenMix {
+                avg_input_tokens: r.trace.mean_input,
+                avg_output_tokens: r.trace.mean_output,
+            },
+            (_, Some(t)) => TokenMix {
+                avg_input_tokens: f64::from(t.input),
+                avg_output_tokens: f64::from(t.output),
+            },
+            _ => TokenMix {
+                avg_input_tokens: 0.0,
+                avg_output_tokens: 1.0,
+            },
+        }
+    }
+
+    /// Largest prompt a request of this traffic has, tokens.
+    pub fn max_input(&self) -> u32 {
+        match (&self.shape, &self.tokens) {
+            (
+                Shape::Trace {
+                    replay: Some(r), ..
+                },
+                _,
+            ) => r.trace.max_input,
+            (_, Some(t)) => t.input,
+            _ => 0,
+        }
+    }
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 /// Rate shapes. All rates in req/s, times in s from the start.
@@ -185,12 +280,39 @@ pub enum Shape {
         #[serde(default)]
         first_burst_seconds: f64,
     },
+    /// Piecewise linear through `points` (`[t, rate]`: s, req/s; times non-decreasing; two
+    /// points at the same time make a jump, the later one holds from then on); the first
+    /// point's rate before it, the last point's after it.
+    #[serde(rename_all = "camelCase")]
+    Piecewise {
+        /// `[time s, rate req/s]` pairs, times non-decreasing.
+        points: Vec<[f64; 2]>,
+    },
+    /// Replay of a per-request CSV (Azure LLM inference trace format, see
+    /// [`crate::trace`]): each row one request with its own prompt and output tokens.
+    #[serde(rename_all = "camelCase")]
+    Trace {
+        /// The CSV, relative to the scenario file's directory.
+        file: String,
+        /// Copies of each row (expected): > 1 replays rows several times (a seeded extra
+        /// copy for the fractional part), < 1 keeps a row with that probability. Default 1.
+        #[serde(default = "one_f64")]
+        rate_scale: f64,
+        /// Stretch of time: a row at trace time x arrives at x * timeScale s. Default 1.
+        #[serde(default = "one_f64")]
+        time_scale: f64,
+        /// The loaded trace (set by [`Scenario::parse`]; None: no arrivals, rate 0).
+        #[serde(skip)]
+        replay: Option<Arc<Replay>>,
+    },
 }
 
 impl Shape {
     /// Rate at time `t` (s), req/s.
     pub fn rate(&self, t: f64) -> f64 {
         match *self {
+            Shape::Piecewise { ref points } => piecewise_rate(points, t),
+            Shape::Trace { ref replay, .. } => replay.as_ref().map_or(0.0, |r| r.rate(t)),
             Shape::Constant { rate } => rate,
             Shape::Step {
                 rate,
@@ -232,6 +354,17 @@ impl Shape {
     pub fn max_rate(&self, from: f64, to: f64) -> f64 {
         match *self {
             Shape::Constant { rate } => rate,
+            Shape::Piecewise { ref points } => {
+                // Linear between points: the ends and every point inside.
+                points
+                    .iter()
+                    .filter(|p| p[0] >= from && p[0] <= to)
+                    .map(|p| p[1])
+                    .fold(self.rate(from).max(self.rate(to)), f64::max)
+            }
+            Shape::Trace { ref replay, .. } => {
+                replay.as_ref().map_or(0.0, |r| r.max_rate(from, to))
+            }
             Shape::Step { .. } | Shape::Bursty { .. } => {
                 // Piecewise constant: the ends and every change point inside.
                 let mut best = self.rate(from).max(self.rate(to));
@@ -263,8 +396,24 @@ impl Shape {
     }
 
     /// Times of upward load steps (a jump to at least 1.5x the rate before) up to `until`, s.
+    /// A `piecewise` rise to at least 1.5x within [`STEP_RISE_SECONDS`] counts from its start
+    /// (consecutive rising segments once); a trace has none.
     pub fn steps(&self, until: f64) -> Vec<f64> {
         match *self {
+            Shape::Piecewise { ref points } => {
+                let mut out = Vec::new();
+                let mut rising = false;
+                for w in points.windows(2) {
+                    let (a, b) = (w[0], w[1]);
+                    let step =
+                        b[1] > a[1] && b[1] >= 1.5 * a[1] && b[0] - a[0] <= STEP_RISE_SECONDS;
+                    if step && !rising && a[0] > 0.0 && a[0] < until {
+                        out.push(a[0]);
+                    }
+                    rising = step;
+                }
+                out
+            }
             Shape::Step {
                 factor, at_seconds, ..
             } if factor >= 1.5 && at_seconds < until => vec![at_seconds],
@@ -289,6 +438,18 @@ impl Shape {
         }
     }
 
+    /// The shape's name as written in files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Shape::Constant { .. } => "constant",
+            Shape::Step { .. } => "step",
+            Shape::Diurnal { .. } => "diurnal",
+            Shape::Bursty { .. } => "bursty",
+            Shape::Piecewise { .. } => "piecewise",
+            Shape::Trace { .. } => "trace",
+        }
+    }
+
     fn check(&self, at: &str) -> Result<(), BenchError> {
         let rate_ok = |field: &str, v: f64| {
             if v.is_finite() && v >= 0.0 {
@@ -310,8 +471,59 @@ impl Shape {
                 ))
             }
         };
+        let positive_scale = |field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 1e6 {
+                Ok(())
+            } else {
+                Err(BenchError::field(
+                    format!("{at}.{field}"),
+                    format!("must be a finite factor > 0 (at most 1e6), got {v}"),
+                ))
+            }
+        };
         match *self {
             Shape::Constant { rate } => rate_ok("rate", rate),
+            Shape::Piecewise { ref points } => {
+                if points.is_empty() {
+                    return Err(BenchError::field(
+                        format!("{at}.points"),
+                        "must list at least one [t, rate] point",
+                    ));
+                }
+                for (i, p) in points.iter().enumerate() {
+                    if !(p[0].is_finite() && p[0] >= 0.0) {
+                        return Err(BenchError::field(
+                            format!("{at}.points[{i}]"),
+                            format!("time must be a finite number >= 0 s, got {}", p[0]),
+                        ));
+                    }
+                    if !(p[1].is_finite() && p[1] >= 0.0) {
+                        return Err(BenchError::field(
+                            format!("{at}.points[{i}]"),
+                            format!("rate must be a finite rate >= 0 req/s, got {}", p[1]),
+                        ));
+                    }
+                    if i > 0 && p[0] < points[i - 1][0] {
+                        return Err(BenchError::field(
+                            format!("{at}.points[{i}]"),
+                            format!(
+                                "times must not decrease: {} s after {} s",
+                                p[0],
+                                points[i - 1][0]
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Shape::Trace {
+                rate_scale,
+                time_scale,
+                ..
+            } => {
+                positive_scale("rateScale", rate_scale)?;
+                positive_scale("timeScale", time_scale)
+            }
             Shape::Step {
                 rate,
                 factor,
@@ -360,6 +572,17 @@ impl Shape {
     }
 }
 
+/// Rate of a piecewise-linear shape at `t` (s), req/s.
+fn piecewise_rate(points: &[[f64; 2]], t: f64) -> f64 {
+    let i = points.partition_point(|p| p[0] <= t);
+    match (i.checked_sub(1).map(|k| points[k]), points.get(i)) {
+        (None, Some(b)) => b[1],
+        (Some(a), None) => a[1],
+        (Some(a), Some(b)) => a[1] + (b[1] - a[1]) * (t - a[0]) / (b[0] - a[0]),
+        (None, None) => 0.0,
+    }
+}
+
 /// One variant of a model, resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Variant {
@@ -404,10 +627,7 @@ pub struct Model {
 impl Model {
     /// Mean token mix of the model's traffic.
     pub fn mix(&self) -> TokenMix {
-        TokenMix {
-            avg_input_tokens: f64::from(self.traffic.tokens.input),
-            avg_output_tokens: f64::from(self.traffic.tokens.output),
-        }
+        self.traffic.mix()
     }
 
     /// The model in the planner's form (inline profiles, the model's SLO).
@@ -455,6 +675,9 @@ pub struct Scenario {
     pub drain_seconds: f64,
     /// Default seed of the traffic.
     pub seed: u64,
+    /// Nothing before this time is scored (requests arriving before it, GPU time, scaling
+    /// actions); traffic runs and policies act from 0, s.
+    pub warmup_seconds: f64,
     /// GPUs per type and their price.
     pub inventory: Vec<AcceleratorType>,
     /// Models in file order.
@@ -465,7 +688,7 @@ impl Scenario {
     /// A built-in scenario by name, or a scenario file by path.
     pub fn load(name_or_path: &str) -> Result<Scenario, BenchError> {
         if let Some(yaml) = built_in_yaml(name_or_path) {
-            return Scenario::parse(yaml);
+            return Scenario::parse_with(yaml, &Files::BuiltIn);
         }
         let text = std::fs::read_to_string(name_or_path).map_err(|e| BenchError::Io {
             path: name_or_path.to_string(),
@@ -474,11 +697,24 @@ impl Scenario {
                 BUILT_IN.join(", ")
             ),
         })?;
-        Scenario::parse(&text)
+        let dir = Path::new(name_or_path)
+            .parent()
+            .unwrap_or_else(|| Path::new("."));
+        Scenario::parse_in(&text, dir)
     }
 
-    /// Parses and checks a scenario; errors name the offending field.
+    /// Parses and checks a scenario (files it names relative to the current directory);
+    /// errors name the offending field.
     pub fn parse(yaml: &str) -> Result<Scenario, BenchError> {
+        Scenario::parse_in(yaml, Path::new("."))
+    }
+
+    /// Parses and checks a scenario whose files (trace CSVs) are relative to `dir`.
+    pub fn parse_in(yaml: &str, dir: &Path) -> Result<Scenario, BenchError> {
+        Scenario::parse_with(yaml, &Files::Dir(dir))
+    }
+
+    fn parse_with(yaml: &str, files: &Files<'_>) -> Result<Scenario, BenchError> {
         let file: ScenarioFile =
             serde_norway::from_str(yaml).map_err(|e| BenchError::Parse(e.to_string()))?;
         let positive = |field: &str, v: f64| {
@@ -493,6 +729,18 @@ impl Scenario {
         };
         positive("durationSeconds", file.duration_seconds)?;
         positive("timeoutSeconds", file.timeout_seconds)?;
+        if !(file.warmup_seconds.is_finite()
+            && file.warmup_seconds >= 0.0
+            && file.warmup_seconds < file.duration_seconds)
+        {
+            return Err(BenchError::field(
+                "warmupSeconds",
+                format!(
+                    "must be a finite number >= 0 s and below durationSeconds ({}), got {}",
+                    file.duration_seconds, file.warmup_seconds
+                ),
+            ));
+        }
         if !(file.drain_seconds.is_finite() && file.drain_seconds >= 0.0) {
             return Err(BenchError::field(
                 "drainSeconds",
@@ -552,23 +800,72 @@ impl Scenario {
                     format!("must be > 0 ms, got {}", m.slo.itl_ms),
                 ));
             }
-            m.traffic.check(&format!("{at}.traffic"))?;
-            if m.tokens.output == 0 {
-                return Err(BenchError::field(
-                    format!("{at}.tokens.output"),
-                    "must be at least 1 token",
-                ));
+            if let Some(p) = m.slo.percentile {
+                use wvo_api::validate::{MAX_SLO_PERCENTILE, MIN_SLO_PERCENTILE};
+                if !(p.is_finite() && p > MIN_SLO_PERCENTILE && p <= MAX_SLO_PERCENTILE) {
+                    return Err(BenchError::field(
+                        format!("{at}.slo.percentile"),
+                        format!(
+                            "must be more than {MIN_SLO_PERCENTILE} and at most \
+                             {MAX_SLO_PERCENTILE} %, got {p}"
+                        ),
+                    ));
+                }
             }
+            m.traffic.check(&format!("{at}.traffic"))?;
+            let mut shape = m.traffic.clone();
+            if let Shape::Trace {
+                file: name,
+                rate_scale,
+                time_scale,
+                replay,
+            } = &mut shape
+            {
+                if m.tokens.is_some() {
+                    return Err(BenchError::field(
+                        format!("{at}.tokens"),
+                        "not used with traffic shape trace (each row brings its own tokens): \
+                         remove it",
+                    ));
+                }
+                let (shown, text) = files
+                    .read(name)
+                    .map_err(|e| BenchError::field(format!("{at}.traffic.file"), e))?;
+                let trace = Trace::parse(&text, &shown)?;
+                *replay = Some(Arc::new(Replay::new(
+                    Arc::new(trace),
+                    *rate_scale,
+                    *time_scale,
+                )));
+            } else {
+                let Some(tokens) = m.tokens else {
+                    return Err(BenchError::field(
+                        format!("{at}.tokens"),
+                        format!(
+                            "required for traffic shape {} ({{input, output}}; only a trace \
+                             brings its own tokens)",
+                            shape.kind()
+                        ),
+                    ));
+                };
+                if tokens.output == 0 {
+                    return Err(BenchError::field(
+                        format!("{at}.tokens.output"),
+                        "must be at least 1 token",
+                    ));
+                }
+            }
+            let traffic = Traffic {
+                shape,
+                tokens: m.tokens,
+            };
             if m.variants.is_empty() {
                 return Err(BenchError::field(
                     format!("{at}.variants"),
                     "must list at least one variant",
                 ));
             }
-            let mix = TokenMix {
-                avg_input_tokens: f64::from(m.tokens.input),
-                avg_output_tokens: f64::from(m.tokens.output),
-            };
+            let mix = traffic.mix();
             let mut variants = Vec::with_capacity(m.variants.len());
             for (vi, v) in m.variants.iter().enumerate() {
                 let vat = format!("{at}.variants[{vi}]");
@@ -592,11 +889,22 @@ impl Scenario {
                 }
                 let (profile, kv) = resolve_profile(v, &mix, &vat)?;
                 if let Some(kv) = kv {
-                    let need = u64::from(m.tokens.input) + 1;
+                    let need = u64::from(traffic.max_input()) + 1;
                     if kv < need {
+                        let which = match &traffic.shape {
+                            Shape::Trace {
+                                replay: Some(r),
+                                file,
+                                ..
+                            } => format!(
+                                "the largest prompt of {file} (line {}) plus its first token",
+                                r.trace.max_input_line
+                            ),
+                            _ => "one request's prompt plus its first token".to_string(),
+                        };
                         return Err(BenchError::field(
                             format!("{vat}.kvCacheTokens"),
-                            format!("{kv} tokens cannot hold one request's prompt ({need})"),
+                            format!("{kv} tokens cannot hold {which} ({need})"),
                         ));
                     }
                 }
@@ -620,10 +928,7 @@ impl Scenario {
                 slo: m.slo,
                 min_replicas: m.min_replicas,
                 variants,
-                traffic: Traffic {
-                    shape: m.traffic.clone(),
-                    tokens: m.tokens,
-                },
+                traffic,
             });
         }
         Ok(Scenario {
@@ -634,6 +939,7 @@ impl Scenario {
             timeout_seconds: file.timeout_seconds,
             drain_seconds: file.drain_seconds,
             seed: file.seed,
+            warmup_seconds: file.warmup_seconds,
             inventory: file.inventory,
             models,
         })

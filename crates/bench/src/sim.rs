@@ -7,7 +7,8 @@ use wvo_perf::batching::{Completion, Engine, EngineConfig, Request};
 use wvo_perf::workload::SplitMix64;
 
 use crate::policy::{Desired, ModelView, ObservedLoad, PodSample, Policy, VariantView, View};
-use crate::scenario::{OutputDistribution, Scenario};
+use crate::scenario::{OutputDistribution, Scenario, Shape};
+use crate::trace::Arrivals;
 use crate::BenchError;
 
 /// Seconds between metric scrapes (Prometheus' usual 15 s).
@@ -67,12 +68,28 @@ struct Waiting {
     output: u32,
 }
 
-/// Seeded Poisson arrivals of one model (thinning against its peak rate).
+/// Seeded arrivals of one model.
 #[derive(Clone, Debug)]
-struct Source {
-    rng: SplitMix64,
-    peak: f64,
-    next_s: f64,
+enum Source {
+    /// Poisson arrivals by thinning against the peak rate (req/s); `next_s` is the next
+    /// candidate arrival, s.
+    Poisson {
+        rng: SplitMix64,
+        peak: f64,
+        next_s: f64,
+    },
+    /// Replay of a trace.
+    Trace(Arrivals),
+}
+
+impl Source {
+    /// Time of the next (candidate) arrival, s.
+    fn next_s(&self) -> f64 {
+        match self {
+            Source::Poisson { next_s, .. } => *next_s,
+            Source::Trace(a) => a.next_time(),
+        }
+    }
 }
 
 /// Per-model counters of finished requests (the servers' `request_success_total` and token
@@ -141,7 +158,8 @@ struct Outcome {
     met: bool,
 }
 
-/// Everything a finished run measured.
+/// Everything a finished run measured. Requests are scored when they arrive at or after the
+/// scenario's `warmupSeconds`; GPU time and scaling actions count from it too.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunResult {
     /// Policy name.
@@ -205,8 +223,13 @@ pub struct Simulation<'a> {
     served: u64,
     scaling_actions: u64,
     series: Vec<SeriesPoint>,
-    /// Longest output a request may ask for per model (fits every variant's KV cache).
+    /// Longest output a generated request may ask for per model (fits every variant's KV
+    /// cache; at most 16x the mean).
     max_output: Vec<u32>,
+    /// Smallest KV cache of each model's variants, tokens (trace requests are capped to it).
+    min_kv: Vec<u64>,
+    /// Start of scoring (the scenario's warm-up), s.
+    warmup: f64,
 }
 
 fn engine_for(scenario: &Scenario, model: usize, variant: usize) -> Result<Engine, BenchError> {
@@ -231,6 +254,16 @@ impl<'a> Simulation<'a> {
         mut policy: Box<dyn Policy + 'a>,
         seed: u64,
     ) -> Result<Self, BenchError> {
+        let w = scenario.warmup_seconds;
+        if !(w.is_finite() && w >= 0.0 && w < scenario.duration_seconds) {
+            return Err(BenchError::field(
+                "warmupSeconds",
+                format!(
+                    "must be >= 0 s and below the duration ({} s), got {w}",
+                    scenario.duration_seconds
+                ),
+            ));
+        }
         let sources = scenario
             .models
             .iter()
@@ -238,27 +271,42 @@ impl<'a> Simulation<'a> {
             .map(|(i, m)| {
                 let mut rng =
                     SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D_u64.wrapping_mul(i as u64 + 1));
+                if let Shape::Trace {
+                    replay: Some(r), ..
+                } = &m.traffic.shape
+                {
+                    return Source::Trace(Arrivals::new(r.clone(), rng.next_u64()));
+                }
                 let peak = m.traffic.shape.max_rate(0.0, scenario.duration_seconds);
                 let next_s = if peak > 0.0 {
                     rng.exp1() / peak
                 } else {
                     f64::INFINITY
                 };
-                Source { rng, peak, next_s }
+                Source::Poisson { rng, peak, next_s }
+            })
+            .collect();
+        let min_kv: Vec<u64> = scenario
+            .models
+            .iter()
+            .map(|m| {
+                m.variants
+                    .iter()
+                    .filter_map(|v| v.kv_cache_tokens)
+                    .min()
+                    .unwrap_or(u64::MAX)
             })
             .collect();
         let max_output = scenario
             .models
             .iter()
-            .map(|m| {
-                let kv = m
-                    .variants
-                    .iter()
-                    .filter_map(|v| v.kv_cache_tokens)
-                    .min()
-                    .unwrap_or(u64::MAX);
-                let room = kv.saturating_sub(u64::from(m.traffic.tokens.input)).max(1);
-                let cap = u64::from(m.traffic.tokens.output).saturating_mul(16).max(1);
+            .zip(&min_kv)
+            .map(|(m, &kv)| {
+                let Some(t) = m.traffic.tokens else {
+                    return u32::MAX;
+                };
+                let room = kv.saturating_sub(u64::from(t.input)).max(1);
+                let cap = u64::from(t.output).saturating_mul(16).max(1);
                 u32::try_from(room.min(cap)).unwrap_or(u32::MAX)
             })
             .collect();
@@ -298,6 +346,8 @@ impl<'a> Simulation<'a> {
             scaling_actions: 0,
             series: Vec::new(),
             max_output,
+            min_kv,
+            warmup: w,
             policy,
         };
         sim.check_shape(&initial)?;
@@ -365,7 +415,7 @@ impl<'a> Simulation<'a> {
                 .sources
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.next_s, i))
+                .map(|(i, s)| (s.next_s(), i))
                 .fold((f64::INFINITY, 0), |a, b| if b.0 < a.0 { b } else { a });
             // The next pod to become ready and the next drain to end, in one pass.
             let (mut next_ready, mut next_kill) = (f64::INFINITY, f64::INFINITY);
@@ -445,8 +495,9 @@ impl<'a> Simulation<'a> {
 
     fn advance_clock(&mut self, t: f64) {
         if t > self.now {
-            let dt = t - self.now;
-            for p in &self.pods {
+            // GPU time counts from the end of the warm-up.
+            let dt = t - self.now.max(self.warmup);
+            for p in self.pods.iter().filter(|_| dt > 0.0) {
                 if p.holds_gpus() {
                     let v = &self.scenario.models[p.model].variants[p.variant];
                     if let Some(ai) = self
@@ -555,10 +606,12 @@ impl<'a> Simulation<'a> {
     }
 
     fn on_timeouts(&mut self) {
-        let limit = self.now - self.scenario.timeout_seconds;
+        // The same sum as `run_until`'s next timeout: `now - timeout` can round the other way
+        // and leave the front request in place while the clock stands still.
+        let timeout = self.scenario.timeout_seconds;
         for mi in 0..self.gateway.len() {
             while let Some(w) = self.gateway[mi].front().copied() {
-                if w.arrival_s > limit {
+                if w.arrival_s + timeout > self.now {
                     break;
                 }
                 self.gateway[mi].pop_front();
@@ -577,19 +630,33 @@ impl<'a> Simulation<'a> {
     fn on_arrival(&mut self, mi: usize) {
         let now = self.now;
         let model = &self.scenario.models[mi];
-        let src = &mut self.sources[mi];
-        let accept = src.rng.unit_half_open() * src.peak < model.traffic.shape.rate(now);
-        let output = match model.traffic.tokens.output_distribution {
-            OutputDistribution::Geometric => {
-                src.rng.geometric(f64::from(model.traffic.tokens.output))
+        let (input, output) = match &mut self.sources[mi] {
+            Source::Poisson { rng, peak, next_s } => {
+                let Some(tokens) = model.traffic.tokens else {
+                    *next_s = f64::INFINITY;
+                    return;
+                };
+                let accept = rng.unit_half_open() * *peak < model.traffic.shape.rate(now);
+                let output = match tokens.output_distribution {
+                    OutputDistribution::Geometric => rng.geometric(f64::from(tokens.output)),
+                    OutputDistribution::Fixed => tokens.output,
+                }
+                .clamp(1, self.max_output[mi]);
+                *next_s = now + rng.exp1() / *peak;
+                if !accept {
+                    return;
+                }
+                (tokens.input, output)
             }
-            OutputDistribution::Fixed => model.traffic.tokens.output,
-        }
-        .clamp(1, self.max_output[mi]);
-        src.next_s = now + src.rng.exp1() / src.peak;
-        if !accept {
-            return;
-        }
+            Source::Trace(arrivals) => {
+                let Some(a) = arrivals.pop() else {
+                    return;
+                };
+                let room = self.min_kv[mi].saturating_sub(u64::from(a.input)).max(1);
+                let cap = u32::try_from(room).unwrap_or(u32::MAX);
+                (a.input, a.output.clamp(1, cap))
+            }
+        };
         let id = self.next_request_id;
         self.next_request_id += 1;
         self.arrival_of.push(now);
@@ -598,7 +665,7 @@ impl<'a> Simulation<'a> {
         let w = Waiting {
             id,
             arrival_s: now,
-            input: model.traffic.tokens.input,
+            input,
             output,
         };
         if self.gateway[mi].is_empty() {
@@ -679,8 +746,10 @@ impl<'a> Simulation<'a> {
             let itl = c.mean_itl_ms();
             let met = ttft <= slo.ttft_ms && itl.is_none_or(|x| x <= slo.itl_ms);
             self.served += 1;
-            self.itl_gap_sum_ms += c.itl_sum_ms;
-            self.itl_gaps += u64::from(c.itl_count);
+            if arrival_s >= self.warmup {
+                self.itl_gap_sum_ms += c.itl_sum_ms;
+                self.itl_gaps += u64::from(c.itl_count);
+            }
             let k = &mut self.counters[mi];
             k.finished += 1;
             k.input_tokens += u64::from(c.input_tokens);
@@ -912,7 +981,9 @@ impl<'a> Simulation<'a> {
                 if want == have {
                     continue;
                 }
-                self.scaling_actions += 1;
+                if self.now >= self.warmup {
+                    self.scaling_actions += 1;
+                }
                 if want > have {
                     adds.push((mi, vi, want - have));
                     continue;
@@ -986,8 +1057,10 @@ impl<'a> Simulation<'a> {
         let mut buckets = vec![(0u64, 0u64); n_buckets];
         let mut ttft = Vec::with_capacity(self.outcomes.len());
         let mut itl = Vec::with_capacity(self.outcomes.len());
-        let mut met = 0;
-        for o in &self.outcomes {
+        let (mut met, mut requests, mut dropped) = (0, 0, 0);
+        for o in self.outcomes.iter().filter(|o| o.arrival_s >= self.warmup) {
+            requests += 1;
+            dropped += u64::from(o.ttft_ms.is_none());
             let prio = s.models[o.model].priority;
             if let Some(t) = per_tier.iter_mut().find(|t| t.0 == prio) {
                 t.1 += 1;
@@ -1008,8 +1081,8 @@ impl<'a> Simulation<'a> {
             policy: self.policy.name(),
             gpu_hours,
             cost_dollars,
-            requests: self.next_request_id,
-            dropped: self.dropped,
+            requests,
+            dropped,
             met,
             per_tier,
             ttft_ms: ttft,

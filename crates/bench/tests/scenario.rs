@@ -104,3 +104,65 @@ fn bad_files_name_the_field() {
     assert!(matches!(missing, BenchError::Io { .. }));
     assert!(missing.to_string().contains("steady"), "{missing}");
 }
+
+#[test]
+fn a_piecewise_shape_interpolates_holds_its_ends_and_jumps() {
+    let s = Scenario::parse(&GOOD.replace(
+        "{shape: constant, rate: 2}",
+        "{shape: piecewise, points: [[100, 2], [130, 20], [300, 20], [300, 5], [400, 5], [1000, 10]]}",
+    ))
+    .unwrap();
+    let shape = &s.models[0].traffic.shape;
+    let r = |t: f64| shape.rate(t);
+    assert_eq!(r(0.0), 2.0, "the first point's rate before it");
+    assert_eq!(r(100.0), 2.0);
+    assert!((r(115.0) - 11.0).abs() < 1e-12, "linear between points");
+    assert_eq!(r(299.0), 20.0);
+    assert_eq!(
+        r(300.0),
+        5.0,
+        "two points at one time: a jump, the later one holds"
+    );
+    assert!((r(700.0) - 7.5).abs() < 1e-12);
+    assert_eq!(r(5000.0), 10.0, "the last point's rate after it");
+    assert_eq!(shape.max_rate(0.0, 110.0), r(110.0));
+    assert_eq!(shape.max_rate(120.0, 2000.0), 20.0);
+    assert_eq!(shape.max_rate(350.0, 400.0), 5.0);
+    // A rise to >= 1.5x within 60 s is a load step (counted from its start); the slow rise
+    // from 400 s to 1000 s is not.
+    assert_eq!(shape.steps(7200.0), vec![100.0]);
+    assert!(shape.steps(50.0).is_empty());
+    for (points, field) in [
+        ("[]", "models[0].traffic.points"),
+        ("[[10, 1], [5, 2]]", "models[0].traffic.points[1]"),
+        ("[[0, -1]]", "models[0].traffic.points[0]"),
+    ] {
+        let e = error_of(&GOOD.replace(
+            "{shape: constant, rate: 2}",
+            &format!("{{shape: piecewise, points: {points}}}"),
+        ));
+        assert!(e.contains(field), "{points}: {e}");
+    }
+}
+
+#[test]
+fn slo_percentile_reaches_the_planner_and_is_checked() {
+    let s = Scenario::parse(&GOOD.replace(
+        "slo: {ttftMs: 500, itlMs: 30}",
+        "slo: {ttftMs: 500, itlMs: 30, percentile: 95}",
+    ))
+    .unwrap();
+    assert_eq!(s.models[0].slo.percentile, Some(95.0));
+    assert_eq!(
+        s.models[0].spec().slo.and_then(|slo| slo.percentile),
+        Some(95.0),
+        "static, oracle and wvo plan with the model spec"
+    );
+    for bad in ["50", "99.95", "-3"] {
+        let e = error_of(&GOOD.replace(
+            "slo: {ttftMs: 500, itlMs: 30}",
+            &format!("slo: {{ttftMs: 500, itlMs: 30, percentile: {bad}}}"),
+        ));
+        assert!(e.contains("models[0].slo.percentile"), "{bad}: {e}");
+    }
+}

@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wvo_api::PlanOptions;
-use wvo_bench::{render_table, Scenario, WvoConfig, POLICIES};
+use wvo_bench::{render_table, RunOptions, Scenario, WvoConfig, POLICIES};
 
 /// How to print the report.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -19,8 +19,8 @@ pub enum OutputFormat {
 /// Arguments of `wvo bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A built-in scenario (steady, step, diurnal, bursty, mixed-fleet, scarce) or a
-    /// scenario file (see examples/bench/).
+    /// A built-in scenario (steady, step, diurnal, bursty, mixed-fleet, scarce, trace,
+    /// flash-crowd, multi-tier) or a scenario file (see examples/bench/).
     #[arg(long)]
     pub scenario: String,
     /// Comma-separated policies to run, in report order.
@@ -48,6 +48,11 @@ pub struct BenchArgs {
     /// Write SVG charts into this directory.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Also report `hpa-tuned` and `keda-tuned`: HPA (running requests per pod, 1..256) and
+    /// KEDA (waiting requests per pod, 1..64) at the cheapest target whose attainment reaches
+    /// wvo's in the same run (needs wvo in --policies).
+    #[arg(long)]
+    pub tune_baselines: bool,
 }
 
 /// Runs `wvo bench`.
@@ -60,10 +65,22 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             );
         }
     }
+    if args.tune_baselines && !args.policies.iter().any(|p| p == "wvo") {
+        bail!(
+            "--tune-baselines: needs wvo in --policies (the tuned baselines are matched to \
+             wvo's attainment)"
+        );
+    }
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(d) = args.duration_seconds {
         if !(d.is_finite() && d > 0.0) {
             bail!("--duration-seconds: must be a finite number > 0, got {d}");
+        }
+        if d <= scenario.warmup_seconds {
+            bail!(
+                "--duration-seconds: must be more than the scenario's warmupSeconds ({} s), got {d}",
+                scenario.warmup_seconds
+            );
         }
         scenario = scenario.with_duration(d);
     }
@@ -90,7 +107,11 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         scale_down_margin: args.wvo_scale_down_margin,
         ..defaults
     };
-    let (report, runs) = wvo_bench::run_with(&scenario, &args.policies, seed, wvo)?;
+    let options = RunOptions {
+        wvo,
+        tune_baselines: args.tune_baselines,
+    };
+    let (report, runs) = wvo_bench::run_with_options(&scenario, &args.policies, seed, &options)?;
     if let Some(dir) = &args.plot {
         std::fs::create_dir_all(dir).with_context(|| format!("--plot {}", dir.display()))?;
         for (name, svg) in wvo_bench::plot::charts(&scenario, &report, &runs) {
