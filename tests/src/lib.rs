@@ -220,6 +220,15 @@ impl Cluster {
                 headroom: 0.0,
                 ..ControllerConfig::default().options
             },
+            // `set_load` gives the exact rate now (no trailing window, no scrape age), so
+            // there is no lag to project a rise over and no noise to fall slowly from;
+            // backlog, start-up horizon and forecast stay as `wvo run` has them.
+            demand: Some(wvo_controller::cycle::DemandOptions {
+                window_seconds: 0.0,
+                scrape_age_seconds: 0.0,
+                fall_seconds: 0.0,
+                ..wvo_controller::cycle::DemandOptions::default()
+            }),
             ..ControllerConfig::default()
         })
     }
