@@ -5,11 +5,18 @@ use wvo_api::{Profile, Slo};
 use wvo_perf::{replica_capacity, PerfError, TokenMix};
 
 fn main() -> Result<(), PerfError> {
-    let slo = Slo {
-        ttft_ms: 500.0,
-        itl_ms: 50.0,
-        percentile: None,
-    };
+    for percentile in [None, Some(99.0)] {
+        time(Slo {
+            ttft_ms: 500.0,
+            itl_ms: 20.0,
+            percentile,
+        })?;
+    }
+    Ok(())
+}
+
+fn time(slo: Slo) -> Result<(), PerfError> {
+    println!("SLO {} (TTFT 500 ms, ITL 20 ms):", slo.semantics());
     let mix = TokenMix {
         avg_input_tokens: 512.0,
         avg_output_tokens: 256.0,

@@ -27,7 +27,9 @@ pub mod workload;
 pub use calibrate::{CalibratedProfile, CalibrationConfig, Confidence, Contradiction};
 pub use catalog::{Catalog, CatalogError};
 pub use estimate::{estimate, estimate_by_name, Dtype, Estimate, EstimateOptions};
-pub use queueing::{predict, replica_capacity, saturation_rps, Prediction, SATURATION_MARGIN};
+pub use queueing::{
+    miss_share, predict, replica_capacity, saturation_rps, Prediction, SATURATION_MARGIN,
+};
 
 use wvo_api::{Profile, Slo};
 

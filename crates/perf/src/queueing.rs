@@ -14,6 +14,10 @@ pub const SATURATION_MARGIN: f64 = 0.05;
 /// no real replica decodes more requests at once).
 pub const MAX_MODELLED_BATCH: u32 = 1 << 16;
 
+/// Above this mean count of prefill stalls in a request's life, the percentile model takes
+/// the count as normal instead of summing its distribution term by term.
+const MANY_STALLS: f64 = 20.0;
+
 /// Relative precision of the capacity search, as a fraction of the saturation rate.
 const RATE_TOLERANCE: f64 = 1e-4;
 
@@ -135,11 +139,17 @@ impl Model {
 
     /// Steady state at `lam` requests per ms; `sat` = [`Self::saturation_per_ms`].
     fn eval(&self, lam: f64, sat: f64) -> Prediction {
+        self.eval_spread(lam, sat).0
+    }
+
+    /// [`Self::eval`] and what the percentile model needs beyond the means (None when the
+    /// replica is overloaded or idle).
+    fn eval_spread(&self, lam: f64, sat: f64) -> (Prediction, Option<Spread>) {
         let utilization = lam / sat;
         let p1 = self.prefill_ms();
         let (f, m) = self.prefill_share(lam);
         if utilization.is_nan() || utilization >= 1.0 || f >= 1.0 {
-            return Prediction {
+            let overloaded = Prediction {
                 ttft_ms: f64::INFINITY,
                 itl_ms: f64::INFINITY,
                 queue_wait_ms: f64::INFINITY,
@@ -150,9 +160,10 @@ impl Model {
                 prefill_share: f.min(1.0),
                 mean_prefill_batch: batch_of(m),
             };
+            return (overloaded, None);
         }
         if lam <= 0.0 {
-            return Prediction {
+            let idle = Prediction {
                 ttft_ms: p1,
                 itl_ms: self.itl_at(1.0),
                 queue_wait_ms: 0.0,
@@ -163,6 +174,7 @@ impl Model {
                 prefill_share: 0.0,
                 mean_prefill_batch: 1.0,
             };
+            return (idle, None);
         }
         // Unnormalised q_n = prod_{j<=n} lam / mu(j). For n <= B (no queue) the completion
         // rate is mu(n) = n / (n*Pbar + D*ITL(n)), Pbar = f/lam the prefill time per request:
@@ -173,6 +185,8 @@ impl Model {
         // decode time share weighted by its step length (q_n mu(n) = lam q_{n-1}).
         let k = lam * self.decode_tokens;
         let (mut q, mut s0, mut s1, mut s_itl) = (1.0_f64, 1.0_f64, 0.0_f64, 0.0_f64);
+        // s2 = sum b^2 q_n (the batch's variance, for the percentile model).
+        let mut s2 = 0.0_f64;
         let mut reached_tail = true;
         for n in 1..=self.max_batch {
             let nf = f64::from(n);
@@ -182,11 +196,13 @@ impl Model {
             q *= ratio;
             s0 += q;
             s1 += nf * q;
+            s2 += nf * nf * q;
             s_itl += (q - f * prev) * itl;
             if q > 1e200 {
                 q *= 1e-200;
                 s0 *= 1e-200;
                 s1 *= 1e-200;
+                s2 *= 1e-200;
                 s_itl *= 1e-200;
             }
             // ratio(n) decreases in n, so once below 1 the rest is bounded by a geometric
@@ -198,6 +214,9 @@ impl Model {
         }
         let b = f64::from(self.max_batch);
         let mut lq = 0.0;
+        // Mass of the states in which an arrival finds every slot taken (n >= B), and the
+        // rate of the exponential wait it then has.
+        let (mut full_mass, mut wait_rate) = (0.0, f64::INFINITY);
         if reached_tail {
             // Geometric tail n > B (requests queue for a slot): constant rate
             // mu = (1-f) B / (D ITL(B)), ratio r < 1 exactly when utilization < 1.
@@ -205,8 +224,14 @@ impl Model {
             let tail = q * r / (1.0 - r);
             s0 += tail;
             s1 += b * tail;
+            s2 += b * b * tail;
             s_itl += self.itl_at(b) * tail * (1.0 - f);
             lq = q * r / ((1.0 - r) * (1.0 - r));
+            // An arrival at n >= B waits for n - B + 1 completions at the constant rate
+            // mu_B = (1-f) B / (D ITL(B)); with the geometric count that wait is exponential
+            // with rate mu_B (1 - r) (as in M/M/1).
+            full_mass = q / (1.0 - r);
+            wait_rate = (1.0 - f) * b / (self.decode_tokens * self.itl_at(b)) * (1.0 - r);
         }
         let mean_batch = s1 / s0;
         let mean_waiting = lq / s0;
@@ -230,7 +255,22 @@ impl Model {
         let residual = 0.5 * biased_step;
         // The arrival's own prefill also holds everyone who arrived during that step.
         let prefill_seen = self.gamma + per_req * (1.0 + lam * biased_step);
-        Prediction {
+        let spread = Spread {
+            wait_probability: (full_mass / s0).clamp(0.0, 1.0),
+            wait_rate,
+            batch_variance: (s2 / s0 - mean_batch * mean_batch).max(0.0),
+            lam,
+            prefill_share: f,
+            decode_step: if f < 1.0 {
+                (s_itl / s0) / (1.0 - f)
+            } else {
+                0.0
+            },
+            prefill_arrivals: m,
+            prefill_steps_per_ms: if sp_mean > 0.0 { f / sp_mean } else { 0.0 },
+            prefill_step: sp_mean,
+        };
+        let prediction = Prediction {
             ttft_ms: queue_wait_ms + residual + prefill_seen,
             itl_ms,
             queue_wait_ms,
@@ -240,8 +280,264 @@ impl Model {
             stable: true,
             prefill_share: f,
             mean_prefill_batch: batch_of(m),
+        };
+        (prediction, Some(spread))
+    }
+
+    /// Share of requests (0..=1) that miss the TTFT target `ttft_ms` or the ITL target
+    /// `itl_ms` at `lam` requests per ms (a union bound of the two tails; see
+    /// `docs/perf-model.md`, "Percentile SLOs"). 1 when overloaded.
+    fn miss_share(&self, lam: f64, sat: f64, ttft_ms: f64, itl_ms: f64) -> (f64, f64) {
+        let (p, spread) = self.eval_spread(lam, sat);
+        let Some(sp) = spread else {
+            return if p.stable { (0.0, 0.0) } else { (1.0, 1.0) };
+        };
+        (self.ttft_miss(&sp, ttft_ms), self.itl_miss(&p, &sp, itl_ms))
+    }
+
+    /// P(TTFT > `target`): TTFT = W + U + own prefill, with W the wait for a slot
+    /// (`wait_probability` times an exponential), U the residual of the step the arrival
+    /// lands in — a decode step (time share `1 - f`) or a prefill step of K requests (share
+    /// `f`, length-biased in K) — uniform over that step, and the own prefill holding
+    /// `gamma + delta*I*(1 + K')`, K' ~ Poisson(lambda * that step) (the others who arrive
+    /// during it).
+    fn ttft_miss(&self, sp: &Spread, target: f64) -> f64 {
+        let per_req = self.delta * self.input;
+        // Miss given the step in progress has length `step`.
+        let given_step = |step: f64| {
+            let m = (sp.lam * step).max(0.0);
+            let mut pmf = (-m).exp();
+            let (mut mass, mut miss) = (0.0, 0.0);
+            let last = (m + 12.0 * m.sqrt() + 30.0).min(1e6) as u32;
+            for k in 0..=last {
+                if k > 0 {
+                    pmf *= m / f64::from(k);
+                }
+                let x = target - self.gamma - per_req * (1.0 + f64::from(k));
+                miss += pmf * wait_plus_uniform_exceeds(sp.wait_probability, sp.wait_rate, step, x);
+                mass += pmf;
+                if 1.0 - mass < 1e-12 {
+                    break;
+                }
+            }
+            miss + (1.0 - mass).max(0.0)
+        };
+        let mut miss = (1.0 - sp.prefill_share) * given_step(sp.decode_step);
+        if sp.prefill_share > 0.0 && sp.prefill_step > 0.0 {
+            // K ~ Poisson(m) | K >= 1, weighted by its step's length (time share).
+            let m = sp.prefill_arrivals.max(1e-12);
+            let mut pk = (-m).exp();
+            let norm = 1.0 - (-m).exp();
+            let (mut mass, mut weighted) = (0.0, 0.0);
+            let last = (m + 12.0 * m.sqrt() + 30.0).min(1e6) as u32;
+            for k in 1..=last {
+                pk *= m / f64::from(k);
+                let p = pk / norm;
+                let step = self.gamma + per_req * f64::from(k);
+                weighted += p * step / sp.prefill_step * given_step(step);
+                mass += p;
+                if 1.0 - mass < 1e-12 {
+                    break;
+                }
+            }
+            miss += sp.prefill_share * (weighted + (1.0 - mass).max(0.0));
+        }
+        miss.clamp(0.0, 1.0)
+    }
+
+    /// P(a request's mean ITL > `target`), over output lengths (geometric with the mix's
+    /// mean). A request with `d` decode tokens lives `L = d * ITL` ms; its mean gap is its
+    /// decode steps, `alpha + beta * b` with `b` the batch averaged over its life (normal,
+    /// with the variance of a time average of a process whose correlation time is a
+    /// request's decode life), plus `N * prefill step / d` for the N ~ Poisson(prefill
+    /// steps per ms * L) prefills that stall it.
+    fn itl_miss(&self, p: &Prediction, sp: &Spread, target: f64) -> f64 {
+        let mean_output = self.decode_tokens + 1.0;
+        if mean_output <= 1.0 + 1e-9 {
+            return 0.0;
+        }
+        let stay = 1.0 - 1.0 / mean_output; // P(output > k | output > k - 1)
+        let itl = p.itl_ms;
+        let decode_mean = (1.0 - sp.prefill_share) * itl;
+        // Feedback: a fuller batch decodes slower, so its requests stay longer and keep it
+        // full. With gain e = d ln(step) / d ln(batch) at the mean batch, a linear loop
+        // stretches the batch's correlation time and amplifies its swings by 1 / (1 - e).
+        let gain = (self.beta * p.mean_batch / self.itl_at(p.mean_batch)).clamp(0.0, 0.9);
+        let amplify = 1.0 / (1.0 - gain);
+        let life = (self.decode_tokens * itl * amplify).max(f64::MIN_POSITIVE);
+        let mut miss = 0.0;
+        // Decode tokens d in bins [a, b): P(d >= a) = stay^a; each bin at its lower end
+        // (fewer tokens: a noisier mean, so the bin's miss is not understated).
+        let mut a = 1.0_f64;
+        let mut at_a = stay;
+        while at_a > 1e-12 {
+            let b = (a * 1.19).ceil().max(a + 1.0);
+            let at_b = stay.powf(b);
+            let life_d = a * itl;
+            let x = life_d / life;
+            let averaged = if x < 1e-6 {
+                sp.batch_variance
+            } else {
+                2.0 * sp.batch_variance / (x * x) * (x - 1.0 + (-x).exp())
+            };
+            let sd = self.beta * (averaged * amplify).sqrt() * amplify;
+            let stalls = sp.prefill_steps_per_ms * life_d;
+            let per_stall = sp.prefill_step / a;
+            // Stall count: N0 + N. N ~ Poisson(stalls) over the life; N0 is the cluster of
+            // prefills right after the request's own (those who arrived during a prefill
+            // step are prefilled next, and so on): P(N0 >= j) = q^j, q = P(an arrival
+            // during a prefill step).
+            let q = (1.0 - (-sp.lam * sp.prefill_step).exp()).clamp(0.0, 0.99);
+            if stalls > MANY_STALLS {
+                // Many stalls: their count is near normal; one tail for the whole bin.
+                let n_mean = stalls + q / (1.0 - q);
+                let n_var = stalls + q / ((1.0 - q) * (1.0 - q));
+                let var = sd * sd + per_stall * per_stall * n_var;
+                let room = target - decode_mean - per_stall * n_mean;
+                let tail = if var > 0.0 {
+                    normal_tail(room / var.sqrt())
+                } else if room < 0.0 {
+                    1.0
+                } else {
+                    0.0
+                };
+                miss += (at_a - at_b) * tail;
+                a = b;
+                at_a = at_b;
+                continue;
+            }
+            let counts = stall_counts(stalls, q);
+            let mut mass = 0.0;
+            let mut tail = 0.0;
+            for (n, pmf) in counts.iter().enumerate() {
+                let room = target - decode_mean - per_stall * n as f64;
+                let exceed = if sd > 0.0 {
+                    normal_tail(room / sd)
+                } else if room < 0.0 {
+                    1.0
+                } else {
+                    0.0
+                };
+                tail += pmf * exceed;
+                mass += pmf;
+            }
+            tail += (1.0 - mass).max(0.0);
+            miss += (at_a - at_b) * tail;
+            a = b;
+            at_a = at_b;
+        }
+        miss.clamp(0.0, 1.0)
+    }
+}
+
+/// The distribution of `N0 + N` for N ~ Poisson(`mean`) and N0 geometric with
+/// P(N0 >= j) = `q`^j, as a pmf over 0, 1, ... cut where the rest is below 1e-12 (at most
+/// a few hundred terms).
+fn stall_counts(mean: f64, q: f64) -> Vec<f64> {
+    let mut poisson = Vec::new();
+    let mut pmf = (-mean).exp();
+    let mut mass = 0.0;
+    let last = (mean + 12.0 * mean.sqrt() + 30.0).min(100_000.0) as usize;
+    for n in 0..=last {
+        if n > 0 {
+            pmf *= mean / n as f64;
+        }
+        poisson.push(pmf);
+        mass += pmf;
+        if 1.0 - mass < 1e-12 {
+            break;
         }
     }
+    let extra = if q > 0.0 {
+        ((1e-12_f64).ln() / q.ln()).ceil().clamp(1.0, 400.0) as usize
+    } else {
+        1
+    };
+    let mut out = vec![0.0; poisson.len() + extra];
+    let mut geo = 1.0 - q;
+    for j in 0..extra {
+        for (n, p) in poisson.iter().enumerate() {
+            out[n + j] += geo * p;
+        }
+        geo *= q;
+    }
+    out
+}
+
+/// What the percentile model needs beyond the means at one rate.
+#[derive(Clone, Copy, Debug)]
+struct Spread {
+    /// Probability that an arrival finds every batch slot taken, 0..=1.
+    wait_probability: f64,
+    /// Rate of the (exponential) wait for a slot given there is one, 1/ms.
+    wait_rate: f64,
+    /// Variance of the number of decoding requests, requests^2.
+    batch_variance: f64,
+    /// Arrival rate, requests per ms.
+    lam: f64,
+    /// Share of time in prefill steps, 0..=1.
+    prefill_share: f64,
+    /// Length-biased mean decode step (the decode step an arrival lands in), ms.
+    decode_step: f64,
+    /// Poisson mean of the requests a prefill step holds (conditioned on >= 1).
+    prefill_arrivals: f64,
+    /// Prefill steps per ms.
+    prefill_steps_per_ms: f64,
+    /// Mean prefill step, ms.
+    prefill_step: f64,
+}
+
+/// P(W + U > x) for W = 0 with probability `1 - pw` else exponential with rate `a` (1/ms),
+/// and U uniform on [0, s] ms.
+fn wait_plus_uniform_exceeds(pw: f64, a: f64, s: f64, x: f64) -> f64 {
+    let wait_exceeds = |y: f64| {
+        if y < 0.0 {
+            1.0
+        } else if a.is_finite() {
+            pw * (-a * y).exp()
+        } else {
+            0.0
+        }
+    };
+    if s <= 0.0 {
+        return wait_exceeds(x);
+    }
+    if x < 0.0 {
+        return 1.0;
+    }
+    // (1/s) * integral over u in [0, s] of P(W > x - u).
+    let integral_of_wait = |from: f64, to: f64| {
+        // integral of pw e^{-a y} dy over y in [from, to], 0 <= from <= to.
+        if !a.is_finite() {
+            0.0
+        } else if a * (to - from) < 1e-9 {
+            pw * (-a * from).exp() * (to - from)
+        } else {
+            pw * ((-a * from).exp() - (-a * to).exp()) / a
+        }
+    };
+    if x >= s {
+        integral_of_wait(x - s, x) / s
+    } else {
+        ((s - x) + integral_of_wait(0.0, x)) / s
+    }
+}
+
+/// Upper tail of the standard normal, P(Z > z): `erfc(z / sqrt 2) / 2` with the Chebyshev
+/// fit of Numerical Recipes' `erfcc` (relative error below 1.2e-7 everywhere).
+fn normal_tail(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let poly = -x * x - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    0.5 * if x >= 0.0 { erfc } else { 2.0 - erfc }
 }
 
 /// The largest `x` in `[lo, hi]` with `g(x) <= 0`, for `g` increasing with `g(lo) <= 0 < g(hi)`,
@@ -287,6 +583,36 @@ fn largest_feasible(
     lo
 }
 
+/// Rates looked at between zero and the top of the capacity search, to find where the
+/// SLO is first missed (mean SLOs; a percentile's evaluations cost more, it looks at
+/// [`PERCENTILE_CROSSING_GRID`]).
+const CROSSING_GRID: u32 = 24;
+/// The same for percentile SLOs.
+const PERCENTILE_CROSSING_GRID: u32 = 8;
+
+/// The first bracket `(lo, g(lo), hi, g(hi))` on a grid of `steps` steps from
+/// `from` (where `g(from) = g_from <= 0`) to `to` in which `g` turns positive; None when it
+/// stays `<= 0` up to `to`.
+fn first_crossing(
+    from: f64,
+    g_from: f64,
+    to: f64,
+    steps: u32,
+    mut g: impl FnMut(f64) -> f64,
+) -> Option<(f64, f64, f64, f64)> {
+    let (mut lo, mut g_lo) = (from, g_from);
+    for i in 1..=steps {
+        let x = from + (to - from) * f64::from(i) / f64::from(steps);
+        let gx = g(x);
+        if gx > 0.0 {
+            return Some((lo, g_lo, x, gx));
+        }
+        lo = x;
+        g_lo = gx;
+    }
+    None
+}
+
 /// Mean of `Poisson(m)` conditioned on `>= 1`: `m / (1 - e^-m)`.
 fn batch_of(m: f64) -> f64 {
     if m > 1e-9 {
@@ -323,8 +649,9 @@ pub fn saturation_rps(profile: &Profile, mix: &TokenMix) -> Result<f64, PerfErro
 }
 
 /// Capacity of one replica with `profile` serving `mix` under `slo`: the highest arrival
-/// rate (req/s) at which the predicted mean TTFT and mean ITL meet their targets, capped at
-/// `(1 - SATURATION_MARGIN)` of the saturation rate.
+/// rate (req/s) at which the predicted mean TTFT and mean ITL meet their targets — or, when
+/// `slo.percentile` is set, at which that share of requests meets both targets (see
+/// [`miss_share`]) — capped at `(1 - SATURATION_MARGIN)` of the saturation rate.
 ///
 /// Returns `limit == SloUnreachable` with `rps == 0` when even a vanishing load misses the
 /// SLO (its `ttft_ms`/`itl_ms` are then the zero-load latencies). Fails when an input is not
@@ -345,32 +672,40 @@ pub fn replica_capacity(
     };
 
     let sat = model.saturation_per_ms();
+    if let Some(percentile) = slo.percentile {
+        return Ok(percentile_capacity(&model, sat, slo, percentile));
+    }
     let zero = model.eval(0.0, sat);
     if !meets(&zero) {
         return Ok(estimate(0.0, &zero, CapacityLimit::SloUnreachable));
     }
     let top = (1.0 - SATURATION_MARGIN) * sat;
-    let at_top = model.eval(top, sat);
-    if meets(&at_top) {
-        return Ok(estimate(top, &at_top, CapacityLimit::Throughput));
-    }
-    // TTFT and ITL both grow with the rate: find where the worse of the two ratios to its
-    // target crosses 1 (in logs, which straightens the blow-up near saturation). Every rate
-    // searched is below saturation, so predictions are stable and finite.
+    // The worse of the two ratios to its target, in logs (which straightens the blow-up
+    // near saturation). Every rate searched is below saturation, so predictions are stable
+    // and finite.
     let excess_of = |p: &Prediction| {
         (p.ttft_ms / slo.ttft_ms)
             .max(p.itl_ms / slo.itl_ms)
             .ln()
             .min(1e3)
     };
-    let lam = largest_feasible(
-        0.0,
-        excess_of(&zero),
-        top,
-        excess_of(&at_top),
-        RATE_TOLERANCE * top,
-        |lam| excess_of(&model.eval(lam, sat)),
-    );
+    // Latencies mostly grow with the rate, but not everywhere (with heavy prefills and short
+    // outputs, prefill batching can lower the ITL again near saturation): the capacity is
+    // the first crossing, below which every rate meets the SLO.
+    let Some((lo, g_lo, hi, g_hi)) =
+        first_crossing(0.0, excess_of(&zero), top, CROSSING_GRID, |lam| {
+            excess_of(&model.eval(lam, sat))
+        })
+    else {
+        return Ok(estimate(
+            top,
+            &model.eval(top, sat),
+            CapacityLimit::Throughput,
+        ));
+    };
+    let lam = largest_feasible(lo, g_lo, hi, g_hi, RATE_TOLERANCE * top, |lam| {
+        excess_of(&model.eval(lam, sat))
+    });
     let lo_pred = model.eval(lam, sat);
     // The binding target is the one closer to (or further past) its limit.
     let limit = if lo_pred.ttft_ms / slo.ttft_ms >= lo_pred.itl_ms / slo.itl_ms {
@@ -379,4 +714,84 @@ pub fn replica_capacity(
         CapacityLimit::Itl
     };
     Ok(estimate(lam, &lo_pred, limit))
+}
+
+/// Capacity at a percentile SLO: the highest rate at which the predicted share of requests
+/// missing a target (`Model::miss_share`, TTFT tail + ITL tail) is at most
+/// `1 - percentile/100`. The estimate carries the predicted means at that rate.
+fn percentile_capacity(model: &Model, sat: f64, slo: &Slo, percentile: f64) -> CapacityEstimate {
+    let allowed = (1.0 - percentile / 100.0).clamp(1e-9, 1.0);
+    let miss = |lam: f64| {
+        let (t, i) = model.miss_share(lam, sat, slo.ttft_ms, slo.itl_ms);
+        (t, i, t + i)
+    };
+    // In logs (the tails fall by orders of magnitude with the rate), clamped so that a
+    // zero miss compares as far below the allowance.
+    let excess = |total: f64| (total.max(1e-300) / allowed).ln().clamp(-1e3, 1e3);
+    let estimate = |lam: f64, limit| {
+        let p = model.eval(lam, sat);
+        CapacityEstimate {
+            rps: lam * 1000.0,
+            ttft_ms: p.ttft_ms,
+            itl_ms: p.itl_ms,
+            limit,
+        }
+    };
+    let top = (1.0 - SATURATION_MARGIN) * sat;
+    // The lowest rate looked at: a millionth of the top (a vanishing load).
+    let bottom = 1e-6 * top;
+    let (_, _, at_bottom) = miss(bottom);
+    if !(at_bottom <= allowed) {
+        let zero = model.eval(0.0, sat);
+        return CapacityEstimate {
+            rps: 0.0,
+            ttft_ms: zero.ttft_ms,
+            itl_ms: zero.itl_ms,
+            limit: CapacityLimit::SloUnreachable,
+        };
+    }
+    let Some((lo, g_lo, hi, g_hi)) = first_crossing(
+        bottom,
+        excess(at_bottom),
+        top,
+        PERCENTILE_CROSSING_GRID,
+        |lam| excess(miss(lam).2),
+    ) else {
+        return estimate(top, CapacityLimit::Throughput);
+    };
+    let lam = largest_feasible(lo, g_lo, hi, g_hi, RATE_TOLERANCE * top, |lam| {
+        excess(miss(lam).2)
+    });
+    let (t, i, _) = miss(lam);
+    estimate(
+        lam,
+        if t >= i {
+            CapacityLimit::Ttft
+        } else {
+            CapacityLimit::Itl
+        },
+    )
+}
+
+/// Predicted share of requests (0..=1) that miss `slo`'s TTFT target or its ITL target,
+/// one replica with `profile` serving `mix` at `arrival_rps` req/s: `(ttft, itl)` tails
+/// (a request may miss both, so their sum bounds the share missing either). `(1, 1)` when
+/// the replica is overloaded.
+pub fn miss_share(
+    profile: &Profile,
+    slo: &Slo,
+    mix: &TokenMix,
+    arrival_rps: f64,
+) -> Result<(f64, f64), PerfError> {
+    crate::check_slo(slo)?;
+    if !arrival_rps.is_finite() || arrival_rps < 0.0 {
+        return Err(PerfError::bad(
+            "arrival_rps",
+            format!("must be finite and >= 0 req/s, got {arrival_rps}"),
+        ));
+    }
+    let model = Model::new(profile, mix)?;
+    let sat = model.saturation_per_ms();
+    let lam = (arrival_rps / 1000.0).max(1e-6 * sat);
+    Ok(model.miss_share(lam, sat, slo.ttft_ms, slo.itl_ms))
 }

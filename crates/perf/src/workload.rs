@@ -101,8 +101,19 @@ pub struct Measured {
     pub mean_prefill_batch: f64,
 }
 
-/// Run `w` on a fresh engine with `profile` and measure it.
-pub fn run_poisson(profile: &Profile, w: &Workload) -> Result<Measured, PerfError> {
+/// One run of the engine: every completion, and the measured window (arrival ids
+/// `from..to`, arriving over `[start_ms, end_ms]`).
+struct Run {
+    completions: Vec<crate::batching::Completion>,
+    from: u64,
+    to: u64,
+    start_ms: f64,
+    end_ms: f64,
+    engine: Engine,
+}
+
+/// Drives a fresh engine with `profile` through `w` to idle.
+fn drive(profile: &Profile, w: &Workload) -> Result<Run, PerfError> {
     crate::check_mix(&w.mix)?;
     if !(w.rate_rps.is_finite() && w.rate_rps > 0.0) {
         return Err(PerfError::bad(
@@ -141,7 +152,49 @@ pub fn run_poisson(profile: &Profile, w: &Workload) -> Result<Measured, PerfErro
         })?;
     }
     completions.extend(engine.run_to_idle().completions);
+    Ok(Run {
+        completions,
+        from,
+        to,
+        start_ms: window_start,
+        end_ms: to_ms,
+        engine,
+    })
+}
 
+/// Share (0..=1) of the measured window's requests that meet `slo` one by one: TTFT at most
+/// `ttft_ms` and the request's own mean ITL at most `itl_ms` (single-token requests only
+/// need the TTFT) — the per-request check of `wvo bench`. `slo.percentile` is not used.
+pub fn run_poisson_attainment(
+    profile: &Profile,
+    w: &Workload,
+    slo: &Slo,
+) -> Result<f64, PerfError> {
+    crate::check_slo(slo)?;
+    let run = drive(profile, w)?;
+    let (mut n, mut met) = (0usize, 0usize);
+    for c in &run.completions {
+        if (run.from..run.to).contains(&c.id) {
+            n += 1;
+            let itl_ok = c.mean_itl_ms().is_none_or(|itl| itl <= slo.itl_ms);
+            if c.ttft_ms <= slo.ttft_ms && itl_ok {
+                met += 1;
+            }
+        }
+    }
+    Ok(if n == 0 { 1.0 } else { met as f64 / n as f64 })
+}
+
+/// Run `w` on a fresh engine with `profile` and measure it.
+pub fn run_poisson(profile: &Profile, w: &Workload) -> Result<Measured, PerfError> {
+    let Run {
+        completions,
+        from,
+        to,
+        start_ms: window_start,
+        end_ms: to_ms,
+        engine,
+    } = drive(profile, w)?;
     let (mut n, mut ttft, mut queue, mut e2e, mut gaps, mut gap_n) =
         (0usize, 0.0, 0.0, 0.0, 0.0, 0u64);
     let mut decode_time_in_window = 0.0;
@@ -178,8 +231,9 @@ pub fn run_poisson(profile: &Profile, w: &Workload) -> Result<Measured, PerfErro
 }
 
 /// The engine's capacity at `slo`: the highest rate (req/s) at which the engine's measured
-/// mean TTFT and ITL meet the targets, by bisection on `[0, hi_rps]` to 0.5% of `hi_rps`.
-/// Returns 0 when even `hi_rps / 1000` misses the SLO.
+/// mean TTFT and ITL meet the targets (with `slo.percentile`: at which that share of
+/// requests meets both, [`run_poisson_attainment`]), by bisection on `[0, hi_rps]` to 0.5%
+/// of `hi_rps`. Returns 0 when even `hi_rps / 1000` misses the SLO.
 pub fn measured_capacity(
     profile: &Profile,
     slo: &Slo,
@@ -190,16 +244,17 @@ pub fn measured_capacity(
 ) -> Result<f64, PerfError> {
     crate::check_slo(slo)?;
     let meets = |rate: f64| -> Result<bool, PerfError> {
-        let m = run_poisson(
-            profile,
-            &Workload {
-                rate_rps: rate,
-                requests,
-                mix: *mix,
-                seed,
-                kv_cache_tokens: None,
-            },
-        )?;
+        let w = Workload {
+            rate_rps: rate,
+            requests,
+            mix: *mix,
+            seed,
+            kv_cache_tokens: None,
+        };
+        if let Some(p) = slo.percentile {
+            return Ok(run_poisson_attainment(profile, &w, slo)? >= p / 100.0);
+        }
+        let m = run_poisson(profile, &w)?;
         Ok(m.ttft_ms <= slo.ttft_ms && m.itl_ms <= slo.itl_ms)
     };
     let (mut lo, mut hi) = (hi_rps / 1000.0, hi_rps);

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use wvo_api::{Profile, Slo};
 use wvo_perf::batching::{Engine, EngineConfig, Request};
-use wvo_perf::{replica_capacity, CapacityLimit, TokenMix};
+use wvo_perf::{miss_share, replica_capacity, CapacityLimit, TokenMix};
 
 /// Slack for the root finder's tolerance (1e-4 of the saturation rate) and rounding.
 const SLACK: f64 = 2e-3;
@@ -46,6 +46,26 @@ fn cap(p: &Profile, s: &Slo, m: &TokenMix) -> f64 {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn a_stricter_percentile_never_raises_capacity_and_capacity_meets_it(
+        p in profile(), s in slo(), m in mix(), lo in 50.5..95.0f64, more in 0.0..4.9f64,
+    ) {
+        let hi = lo + more;
+        let at = |pct: f64| replica_capacity(&p, &Slo { percentile: Some(pct), ..s }, &m)
+            .expect("valid input");
+        let (loose, strict) = (at(lo), at(hi));
+        prop_assert!(strict.rps <= loose.rps * (1.0 + SLACK) + 1e-9, "p{lo} {loose:?} p{hi} {strict:?}");
+        prop_assert!(loose.rps.is_finite() && loose.rps >= 0.0);
+        if strict.rps > 0.0 {
+            // At the capacity the predicted misses are within the percentile's allowance.
+            let slo = Slo { percentile: Some(hi), ..s };
+            let (t, i) = miss_share(&p, &slo, &m, strict.rps).expect("valid input");
+            prop_assert!(t + i <= (1.0 - hi / 100.0) * 1.02 + 1e-9, "miss {t} + {i} at {strict:?}");
+        } else {
+            prop_assert_eq!(strict.limit, CapacityLimit::SloUnreachable);
+        }
+    }
 
     #[test]
     fn looser_slo_never_lowers_capacity(
@@ -107,4 +127,33 @@ proptest! {
         prop_assert_eq!(finished, arrivals.len() as u64);
         prop_assert_eq!(e.gauges().kv_tokens_used, 0);
     }
+}
+
+/// Found by `slower_decode_never_raises_capacity`: heavy prefills and short outputs, where
+/// the model's ITL falls again near saturation (prefill batching); the capacity is the first
+/// crossing, so a slower decode no longer jumps it to the throughput cap.
+#[test]
+fn capacity_is_the_first_crossing_when_itl_is_not_monotone() {
+    let slo = Slo {
+        ttft_ms: 3005.3,
+        itl_ms: 173.8,
+        percentile: None,
+    };
+    let mix = TokenMix {
+        avg_input_tokens: 2215.0,
+        avg_output_tokens: 11.59,
+    };
+    let at = |beta| {
+        let p = Profile {
+            alpha: 1.0,
+            beta,
+            gamma: 53.96,
+            delta: 0.0062,
+            max_batch_size: 274,
+        };
+        replica_capacity(&p, &slo, &mix).expect("valid input")
+    };
+    let (fast, slow) = (at(0.6856), at(0.8));
+    assert!(slow.rps <= fast.rps, "{fast:?} -> {slow:?}");
+    assert_eq!(slow.limit, CapacityLimit::Itl);
 }
