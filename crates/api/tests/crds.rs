@@ -86,8 +86,14 @@ fn startup_and_forecast_fields_default_and_reject_bad_values_naming_the_field() 
     for (extra, field) in [
         ("  startupSeconds: -1\n", "spec.startupSeconds"),
         ("  startupSeconds: 100000\n", "spec.startupSeconds"),
-        ("  forecast: {periodSeconds: 10}\n", "spec.forecast.periodSeconds"),
-        ("  forecast: {periodSeconds: 200000}\n", "spec.forecast.periodSeconds"),
+        (
+            "  forecast: {periodSeconds: 10}\n",
+            "spec.forecast.periodSeconds",
+        ),
+        (
+            "  forecast: {periodSeconds: 200000}\n",
+            "spec.forecast.periodSeconds",
+        ),
     ] {
         let err = va(extra)
             .to_model_spec("llm/m", &[])

@@ -56,13 +56,14 @@ impl History {
     /// Start of the oldest kept bucket, s (the origin of the recorded times); None when
     /// nothing was recorded.
     pub fn start_seconds(&self) -> Option<f64> {
-        (!self.buckets.is_empty()).then(|| self.first_index as f64 * self.bucket_seconds)
+        (!self.buckets.is_empty()).then_some(self.first_index as f64 * self.bucket_seconds)
     }
 
     /// Start of the newest kept bucket, s; None when nothing was recorded.
     pub fn newest_start_seconds(&self) -> Option<f64> {
-        (!self.buckets.is_empty())
-            .then(|| (self.first_index + self.buckets.len() as i64 - 1) as f64 * self.bucket_seconds)
+        (!self.buckets.is_empty()).then(|| {
+            (self.first_index + self.buckets.len() as i64 - 1) as f64 * self.bucket_seconds
+        })
     }
 
     /// The kept buckets, oldest first (`samples == 0`: no observation).
