@@ -23,9 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const STARTUP_SAMPLES: usize = 20;
 /// Percentile of the kept samples used as the estimate, percent.
 pub const STARTUP_PERCENTILE: f64 = 95.0;
-/// Samples above this are ignored as implausible (a pod that was not Ready for a day
-/// re-became Ready later), s.
-pub const MAX_STARTUP_SAMPLE_SECONDS: f64 = 86_400.0;
+/// Samples above this are ignored, s (one hour): no model server takes that long to load;
+/// such a Ready time is a readiness flap long after the start (a probe failing under load),
+/// not a start-up. A flap within the hour is not told apart (set `spec.startupSeconds`).
+pub const MAX_STARTUP_SAMPLE_SECONDS: f64 = 3_600.0;
 
 /// One pod of a variant that is Ready, as read from the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -203,7 +204,7 @@ mod tests {
             &[
                 pod("clock-skew", 100.0, 50.0),
                 pod("nan", f64::NAN, 50.0),
-                pod("restarted-days-later", 0.0, 3.0 * 86_400.0),
+                pod("not-ready-for-hours", 0.0, 3.0 * 3_600.0),
             ],
         );
         assert_eq!(l.estimate(&k), None);
