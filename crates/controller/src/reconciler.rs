@@ -704,9 +704,11 @@ impl Reconciler {
         }
         self.calibrator.retain(&live_variants);
 
-        // Start-up per variant, learned from its pods' ready times.
+        // Start-up per variant, learned from its pods' ready times; per model, the VA's
+        // setting or the slowest learned variant.
         let mut startup_variants = BTreeSet::new();
         let mut learned_startup: Vec<Vec<Option<f64>>> = Vec::with_capacity(accepted.len());
+        let mut model_startup: Vec<Option<f64>> = Vec::with_capacity(accepted.len());
         for (va, _, workloads) in &accepted {
             let (ns, name) = (va.namespace().unwrap_or_default(), va.name_any());
             let mut learned = Vec::with_capacity(workloads.len());
@@ -716,13 +718,17 @@ impl Reconciler {
                 learned.push(self.startup.estimate(&key));
                 startup_variants.insert(key);
             }
+            model_startup.push(crate::startup::model_startup_seconds(
+                va.spec.startup_seconds,
+                learned.iter().copied(),
+            ));
             learned_startup.push(learned);
         }
         self.startup.retain(&startup_variants);
 
         let mut models = Vec::with_capacity(accepted.len());
-        for (((va, spec, workloads), key), learned) in
-            accepted.iter().zip(&keys).zip(&learned_startup)
+        for (((va, spec, workloads), key), startup) in
+            accepted.iter().zip(&keys).zip(&model_startup)
         {
             let forecast = va.spec.forecast.unwrap_or_default();
             let needs_tokens = spec.variants.iter().any(|v| v.profile.is_some());
@@ -755,10 +761,7 @@ impl Reconciler {
                 demand: crate::cycle::DemandInputs {
                     waiting: signals.get(key).and_then(|x| x.waiting),
                     kv_usage: signals.get(key).and_then(|x| x.kv_usage),
-                    startup_seconds: crate::startup::model_startup_seconds(
-                        va.spec.startup_seconds,
-                        learned.iter().copied(),
-                    ),
+                    startup_seconds: *startup,
                     forecast_off: !forecast.enabled,
                     forecast_period_seconds: forecast.period_seconds,
                 },
@@ -813,8 +816,11 @@ impl Reconciler {
         let mut model_views = Vec::with_capacity(accepted.len());
         let mut records = Vec::new();
         let mut live = BTreeSet::new();
-        for (((va, spec, workloads), decision), learned) in
-            accepted.iter().zip(&outcome.models).zip(&learned_startup)
+        for ((((va, spec, workloads), decision), learned), startup) in accepted
+            .iter()
+            .zip(&outcome.models)
+            .zip(&learned_startup)
+            .zip(&model_startup)
         {
             let ns = decision.namespace.clone();
             live.insert((ns.clone(), decision.name.clone()));
@@ -946,12 +952,10 @@ impl Reconciler {
                 }
             }
             report.errors.extend(actuation_errors);
+            // As the cycle takes it (`cycle::estimate_demand`), to 0.1 s.
             let startup_seconds = self.config.demand.map(|opts| {
-                crate::startup::model_startup_seconds(
-                    va.spec.startup_seconds,
-                    learned.iter().copied(),
-                )
-                .unwrap_or(opts.default_startup_seconds)
+                let s = startup.unwrap_or(opts.default_startup_seconds);
+                (s * 10.0).round() / 10.0
             });
             let history = self
                 .state
