@@ -86,11 +86,16 @@ async fn start_up_is_learned_from_pod_ready_times_unless_the_va_sets_it() {
     );
     // The model plans with the slowest variant that has samples.
     assert_eq!(llama.startup_seconds, Some(learned));
+    // Forecast on by default (too little history for a period yet) ...
+    let forecast = llama.forecast.expect("status.forecast");
+    assert!(forecast.starts_with("no period"), "{forecast}");
 
     // The VA's setting wins over what was learned.
     let mistral = cluster.get_va("mistral").await.status.expect("status");
     assert!(mistral.variants[0].learned_startup_seconds.is_some());
     assert_eq!(mistral.startup_seconds, Some(45.0));
+    // ... and off where the VA says so.
+    assert_eq!(mistral.forecast.as_deref(), Some("disabled"));
 
     // A bad value is refused, naming the field, and the other model is still planned.
     cluster

@@ -496,6 +496,11 @@ pub struct VariantAutoscalingStatus {
     /// the slowest learned start-up of the variants, else the 120 s default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_seconds: Option<f64>,
+    /// The seasonal forecast's state: `disabled`, `no period: <why>`, `period <P> s, not
+    /// trusted (<H>% of <N> checks hit)` or `period <P> s, forecast <F> req/s (<H>% of checks
+    /// hit)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<String>,
     /// The model's recent arrival-rate history, 60 s buckets, at most two days (a restarted
     /// controller or a new leader continues from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

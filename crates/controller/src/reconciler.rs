@@ -1444,6 +1444,9 @@ impl Reconciler {
         {
             status.profiles = profiles;
             status.startup_seconds = startup_seconds;
+            if let Some(demand) = &d.demand {
+                status.forecast = Some(demand.forecast.summary());
+            }
             if history.is_some() {
                 status.demand_history = history;
             }
@@ -1586,5 +1589,34 @@ async fn bound_hpa(
             Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => attempt += 1,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(created: Option<&str>, restarts: i32) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "creationTimestamp": created},
+            "status": {"containerStatuses": [{
+                "name": "vllm", "image": "vllm", "imageID": "", "ready": true,
+                "restartCount": restarts
+            }]}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_pod_is_a_start_up_sample_only_with_a_creation_time_and_no_restart() {
+        assert_eq!(
+            startup_sample_created(&pod(Some("2026-01-01T00:00:10Z"), 0)),
+            Some(1_767_225_610.0)
+        );
+        assert_eq!(
+            startup_sample_created(&pod(Some("2026-01-01T00:00:10Z"), 1)),
+            None
+        );
+        assert_eq!(startup_sample_created(&pod(None, 0)), None);
     }
 }

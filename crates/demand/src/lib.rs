@@ -166,6 +166,33 @@ pub enum ForecastStatus {
     },
 }
 
+impl ForecastStatus {
+    /// One line for a status: `disabled`, `no period: <why>`, `period 3600 s, not trusted
+    /// (40% of 52 checks hit)` or `period 3600 s, forecast 42.00 req/s (95% of checks hit)`.
+    pub fn summary(&self) -> String {
+        match self {
+            ForecastStatus::Disabled => "disabled".to_string(),
+            ForecastStatus::NoPeriod(why) => format!("no period: {why}"),
+            ForecastStatus::Untrusted {
+                period_seconds,
+                hit_share,
+                checked,
+            } => format!(
+                "period {period_seconds:.0} s, not trusted ({:.0}% of {checked} checks hit)",
+                hit_share * 100.0
+            ),
+            ForecastStatus::Active {
+                period_seconds,
+                hit_share,
+                forecast_rps,
+            } => format!(
+                "period {period_seconds:.0} s, forecast {forecast_rps:.2} req/s ({:.0}% of checks hit)",
+                hit_share * 100.0
+            ),
+        }
+    }
+}
+
 /// The demand to plan for, and how it was made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Demand {
