@@ -772,12 +772,12 @@ fn the_va_forecast_settings_reach_the_demand_estimate() {
 fn a_restored_history_lets_a_configured_period_forecast_the_next_peak() {
     use wvo_controller::cycle::DemandInputs;
     use wvo_demand::ForecastStatus;
-    // One controller sees a load that is 40 req/s for 10 min of every hour, else 10 req/s,
-    // for three hours; a second one (fresh state) restores its history and forecasts.
-    let period = 3600.0;
+    // One controller sees a load that is 40 req/s for 5 min of every 20, else 10 req/s, for
+    // three periods; a second one (fresh state) restores its history and forecasts.
+    let period = 1200.0;
     let t0 = 1_780_000_000.0;
     let rate = |t: f64| {
-        if (t - t0) % period < 600.0 {
+        if (t - t0) % period < 300.0 {
             40.0
         } else {
             10.0
