@@ -246,6 +246,51 @@ pub struct VariantAutoscalingSpec {
     /// Scale-down stabilization window, s.
     #[serde(default = "default_stabilization")]
     pub scale_down_stabilization_seconds: u32,
+    /// Seconds from the creation of a new replica's pod to its Ready condition (model
+    /// download and load included), 0..=86400 s. The plan holds for the highest expected
+    /// demand over the next start-up + cycle. Absent: learned per variant from the pods'
+    /// ready times (the slowest variant of the model counts), else 120 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_seconds: Option<f64>,
+    /// Seasonal forecast of periodic load from the model's rate history. Absent: on, with
+    /// the period found by autocorrelation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastSpec>,
+}
+
+/// Highest accepted `spec.startupSeconds`, s (one day).
+pub const MAX_STARTUP_SECONDS: f64 = 86_400.0;
+/// Lowest accepted `spec.forecast.periodSeconds`, s.
+pub const MIN_FORECAST_PERIOD_SECONDS: f64 = 60.0;
+/// Highest accepted `spec.forecast.periodSeconds`, s (one day: the rate history holds two).
+pub const MAX_FORECAST_PERIOD_SECONDS: f64 = 86_400.0;
+
+/// The seasonal forecast of a model's load (`spec.forecast`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastSpec {
+    /// False turns the forecast off (the fast-rise level, backlog and KV guard still apply).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The load's period, s (60..=86400), e.g. 86400 for a daily pattern. Absent: found by
+    /// autocorrelation of the rate history (300 s to one day). The forecast is used only
+    /// while it predicted the last period well, either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<f64>,
+}
+
+impl Default for ForecastSpec {
+    fn default() -> Self {
+        ForecastSpec {
+            enabled: true,
+            period_seconds: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A condition in `metav1.Condition` form.
@@ -302,6 +347,29 @@ pub struct VariantStatus {
     pub capacity_rps: f64,
     /// Cost of the desired replicas, $/h.
     pub cost_per_hour: f64,
+    /// Start-up of a new replica learned from this variant's pods (creation to Ready), s;
+    /// absent until a pod of the variant became Ready while wvo watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_startup_seconds: Option<f64>,
+}
+
+/// The model's recent arrival-rate history (`status.demandHistory`), so a restarted
+/// controller or a new leader keeps forecasting periodic load. Bucket `i` covers
+/// `[startSeconds + i * bucketSeconds, startSeconds + (i + 1) * bucketSeconds)`; the newest
+/// day at most, rates rounded to 0.01 req/s.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DemandHistoryStatus {
+    /// Width of one bucket, s.
+    pub bucket_seconds: f64,
+    /// Start of the first bucket, UNIX seconds.
+    pub start_seconds: f64,
+    /// Highest arrival rate observed in each bucket, req/s, oldest first; -1 marks a bucket
+    /// with no observation.
+    pub max_rps: Vec<f64>,
+    /// Mean arrival rate observed in each bucket, req/s, oldest first; -1 marks a bucket
+    /// with no observation.
+    pub mean_rps: Vec<f64>,
 }
 
 /// The profile wvo uses for one variant, and what it learned online.
@@ -424,6 +492,19 @@ pub struct VariantAutoscalingStatus {
     /// Conditions.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Start-up of a new replica the demand estimate uses, s: `spec.startupSeconds`, else
+    /// the slowest learned start-up of the variants, else the 120 s default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_seconds: Option<f64>,
+    /// The seasonal forecast's state: `disabled`, `no period: <why>`, `period <P> s, not
+    /// trusted (<H>% of <N> checks hit)` or `period <P> s, forecast <F> req/s (<H>% of checks
+    /// hit)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<String>,
+    /// The model's recent arrival-rate history, 60 s buckets, at most two days (a restarted
+    /// controller or a new leader continues from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demand_history: Option<DemandHistoryStatus>,
 }
 
 /// One accelerator type in the inventory ConfigMap.
@@ -583,6 +664,26 @@ impl VariantAutoscaling {
                 itl_ms: c.itl_ms,
                 percentile: c.percentile,
             }));
+        if let Some(s) = spec.startup_seconds {
+            if !(0.0..=MAX_STARTUP_SECONDS).contains(&s) {
+                return Err(crate::InputError::new(
+                    "spec.startupSeconds",
+                    format!(
+                        "must be between 0 and {MAX_STARTUP_SECONDS} s (got {s}); remove it to learn the start-up from the pods' ready times"
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = spec.forecast.and_then(|f| f.period_seconds) {
+            if !(MIN_FORECAST_PERIOD_SECONDS..=MAX_FORECAST_PERIOD_SECONDS).contains(&p) {
+                return Err(crate::InputError::new(
+                    "spec.forecast.periodSeconds",
+                    format!(
+                        "must be between {MIN_FORECAST_PERIOD_SECONDS} and {MAX_FORECAST_PERIOD_SECONDS} s (got {p}); remove it to find the period from the rate history"
+                    ),
+                ));
+            }
+        }
         Ok(ModelSpec {
             name: name.to_string(),
             model_id: Some(spec.model_id.clone()),

@@ -58,3 +58,47 @@ fn inventory_config_rejects_bad_content_naming_the_field() {
         assert!(err.contains(field), "{err} should name {field}");
     }
 }
+
+#[test]
+fn startup_and_forecast_fields_default_and_reject_bad_values_naming_the_field() {
+    use wvo_api::crd::VariantAutoscaling;
+    let va = |extra: &str| -> VariantAutoscaling {
+        serde_norway::from_str(&format!(
+            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: m, namespace: llm}}\nspec:\n  modelID: m\n  variants:\n  - {{name: a, scaleTargetRef: {{name: a}}, accelerator: H100, maxRequestsPerSecond: 10}}\n{extra}"
+        ))
+        .expect("VA yaml")
+    };
+    // Absent: learned start-up, forecast on with a detected period.
+    let plain = va("");
+    assert_eq!(plain.spec.startup_seconds, None);
+    assert_eq!(plain.spec.forecast, None);
+    assert!(plain.to_model_spec("llm/m", &[]).is_ok());
+    // `forecast: {}` means enabled.
+    let f = va("  forecast: {}\n").spec.forecast.expect("forecast");
+    assert!(f.enabled);
+    assert_eq!(f.period_seconds, None);
+    let set = va("  startupSeconds: 300\n  forecast: {enabled: false, periodSeconds: 3600}\n");
+    assert_eq!(set.spec.startup_seconds, Some(300.0));
+    let f = set.spec.forecast.expect("forecast");
+    assert!(!f.enabled);
+    assert_eq!(f.period_seconds, Some(3600.0));
+    assert!(set.to_model_spec("llm/m", &[]).is_ok());
+    for (extra, field) in [
+        ("  startupSeconds: -1\n", "spec.startupSeconds"),
+        ("  startupSeconds: 100000\n", "spec.startupSeconds"),
+        (
+            "  forecast: {periodSeconds: 10}\n",
+            "spec.forecast.periodSeconds",
+        ),
+        (
+            "  forecast: {periodSeconds: 200000}\n",
+            "spec.forecast.periodSeconds",
+        ),
+    ] {
+        let err = va(extra)
+            .to_model_spec("llm/m", &[])
+            .expect_err(extra)
+            .to_string();
+        assert!(err.contains(field), "{err} should name {field}");
+    }
+}

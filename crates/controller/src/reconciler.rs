@@ -157,6 +157,8 @@ struct Workload {
     ready_pods: Vec<String>,
     /// Age of the youngest ready pod, s.
     youngest_ready_age_s: Option<f64>,
+    /// Creation and ready times of the ready pods that never restarted (start-up samples).
+    ready_times: Vec<crate::startup::PodReady>,
 }
 
 /// The control loop's Kubernetes side, with its state between cycles.
@@ -173,6 +175,7 @@ pub struct Reconciler {
     recorder: Recorder,
     known_vas: BTreeSet<(String, String)>,
     calibrator: Calibrator,
+    startup: crate::startup::StartupLearner,
 }
 
 fn now_rfc3339() -> String {
@@ -184,6 +187,28 @@ fn now_seconds() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// A timestamp as UNIX seconds.
+fn unix_seconds(t: k8s_openapi::jiff::Timestamp) -> f64 {
+    t.as_millisecond() as f64 / 1000.0
+}
+
+/// Creation time of a pod, UNIX seconds, when its Ready time is a start-up sample: it has a
+/// creation time and none of its containers restarted (a restart moves the Ready time).
+fn startup_sample_created(p: &Pod) -> Option<f64> {
+    let restarted = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.restart_count > 0));
+    if restarted {
+        return None;
+    }
+    p.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| unix_seconds(t.0))
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> ConditionView {
@@ -222,7 +247,26 @@ impl Reconciler {
             last_tokens: BTreeMap::new(),
             known_vas: BTreeSet::new(),
             calibrator: Calibrator::new(calibration),
+            startup: crate::startup::StartupLearner::new(),
         }
+    }
+
+    /// The rate history this controller keeps for VA `namespace/name` (None before its
+    /// first cycle planned that model); UNIX seconds.
+    pub fn demand_history(&self, namespace: &str, name: &str) -> Option<&wvo_demand::History> {
+        self.state.demand_history(namespace, name)
+    }
+
+    /// The start-up learned for variant `variant` of VA `namespace/name` from its pods'
+    /// ready times, s (None before a pod of it was seen Ready).
+    pub fn learned_startup_seconds(
+        &self,
+        namespace: &str,
+        name: &str,
+        variant: &str,
+    ) -> Option<f64> {
+        self.startup
+            .estimate(&(namespace.into(), name.into(), variant.into()))
     }
 
     async fn publish(
@@ -384,6 +428,7 @@ impl Reconciler {
                 },
                 ready_pods: Vec::new(),
                 youngest_ready_age_s: None,
+                ready_times: Vec::new(),
             });
         };
         let scale = api
@@ -406,6 +451,7 @@ impl Reconciler {
         let mut pending = 0;
         let mut ready_pods = Vec::new();
         let mut youngest_ready_age_s: Option<f64> = None;
+        let mut ready_times = Vec::new();
         if let Some(selector) = selector.filter(|s| !s.is_empty()) {
             let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
             let list = pods
@@ -439,6 +485,13 @@ impl Reconciler {
                     .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
                 if let Some(since) = ready_since {
                     ready_pods.push(p.name_any());
+                    if let (Some(ready), Some(created)) = (since, startup_sample_created(p)) {
+                        ready_times.push(crate::startup::PodReady {
+                            pod: p.name_any(),
+                            created_seconds: created,
+                            ready_seconds: unix_seconds(ready),
+                        });
+                    }
                     // Unknown transition time: unknown age (calibration treats it as warm-up).
                     let age = since.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
                     youngest_ready_age_s = match (youngest_ready_age_s, age) {
@@ -474,6 +527,7 @@ impl Reconciler {
             },
             ready_pods,
             youngest_ready_age_s,
+            ready_times,
         })
     }
 
@@ -650,8 +704,33 @@ impl Reconciler {
         }
         self.calibrator.retain(&live_variants);
 
+        // Start-up per variant, learned from its pods' ready times; per model, the VA's
+        // setting or the slowest learned variant.
+        let mut startup_variants = BTreeSet::new();
+        let mut learned_startup: Vec<Vec<Option<f64>>> = Vec::with_capacity(accepted.len());
+        let mut model_startup: Vec<Option<f64>> = Vec::with_capacity(accepted.len());
+        for (va, _, workloads) in &accepted {
+            let (ns, name) = (va.namespace().unwrap_or_default(), va.name_any());
+            let mut learned = Vec::with_capacity(workloads.len());
+            for (v, w) in va.spec.variants.iter().zip(workloads) {
+                let key = (ns.clone(), name.clone(), v.name.clone());
+                self.startup.observe(&key, &w.ready_times);
+                learned.push(self.startup.estimate(&key));
+                startup_variants.insert(key);
+            }
+            model_startup.push(crate::startup::model_startup_seconds(
+                va.spec.startup_seconds,
+                learned.iter().copied(),
+            ));
+            learned_startup.push(learned);
+        }
+        self.startup.retain(&startup_variants);
+
         let mut models = Vec::with_capacity(accepted.len());
-        for ((va, spec, workloads), key) in accepted.iter().zip(&keys) {
+        for (((va, spec, workloads), key), startup) in
+            accepted.iter().zip(&keys).zip(&model_startup)
+        {
+            let forecast = va.spec.forecast.unwrap_or_default();
             let needs_tokens = spec.variants.iter().any(|v| v.profile.is_some());
             let load = match loads
                 .get(key)
@@ -682,7 +761,9 @@ impl Reconciler {
                 demand: crate::cycle::DemandInputs {
                     waiting: signals.get(key).and_then(|x| x.waiting),
                     kv_usage: signals.get(key).and_then(|x| x.kv_usage),
-                    ..crate::cycle::DemandInputs::default()
+                    startup_seconds: *startup,
+                    forecast_off: !forecast.enabled,
+                    forecast_period_seconds: forecast.period_seconds,
                 },
             });
         }
@@ -691,6 +772,22 @@ impl Reconciler {
             if m.load.is_err() && m.spec.variants.iter().any(|v| v.profile.is_some()) {
                 let (i, o) = self.last_tokens.get(key).copied().unwrap_or(DEFAULT_TOKENS);
                 self.last_tokens.insert(key.clone(), (i, o));
+            }
+        }
+        // A model this controller has no (or an older) rate history of continues from the
+        // one in its status (fresh start, new leader).
+        let capacity = wvo_demand::ModelDemand::default().history().capacity();
+        for (va, _, _) in &accepted {
+            let (ns, name) = (va.namespace().unwrap_or_default(), va.name_any());
+            let Some(saved) = va.status.as_ref().and_then(|s| s.demand_history.as_ref()) else {
+                continue;
+            };
+            if !crate::persist::saved_is_newer(saved, self.state.demand_history(&ns, &name)) {
+                continue;
+            }
+            if let Some(history) = crate::persist::history_from_status(saved, capacity) {
+                tracing::info!(va = %format!("{ns}/{name}"), seconds = history.span_seconds(), "rate history restored from status");
+                self.state.restore_demand_history(&ns, &name, history);
             }
         }
         let snapshot = Snapshot {
@@ -719,7 +816,12 @@ impl Reconciler {
         let mut model_views = Vec::with_capacity(accepted.len());
         let mut records = Vec::new();
         let mut live = BTreeSet::new();
-        for ((va, spec, workloads), decision) in accepted.iter().zip(&outcome.models) {
+        for ((((va, spec, workloads), decision), learned), startup) in accepted
+            .iter()
+            .zip(&outcome.models)
+            .zip(&learned_startup)
+            .zip(&model_startup)
+        {
             let ns = decision.namespace.clone();
             live.insert((ns.clone(), decision.name.clone()));
             let mut actuation_errors = Vec::new();
@@ -850,11 +952,33 @@ impl Reconciler {
                 }
             }
             report.errors.extend(actuation_errors);
+            // As the cycle takes it (`cycle::estimate_demand`), to 0.1 s.
+            let startup_seconds = self.config.demand.map(|opts| {
+                let s = startup.unwrap_or(opts.default_startup_seconds);
+                (s * 10.0).round() / 10.0
+            });
+            let history = self
+                .state
+                .demand_history(&ns, &decision.name)
+                .filter(|h| {
+                    crate::persist::history_due(
+                        va.status.as_ref().and_then(|s| s.demand_history.as_ref()),
+                        h,
+                    )
+                })
+                .and_then(crate::persist::history_to_status);
+            let fresh = Fresh {
+                decision,
+                profiles,
+                learned_startup: learned.clone(),
+                startup_seconds,
+                history,
+            };
             let written = self
                 .write_status(
                     &vas_api(&self.client, va),
                     va,
-                    Some((decision, profiles)),
+                    Some(fresh),
                     &conditions,
                     &changes,
                     &mut report,
@@ -1272,7 +1396,7 @@ impl Reconciler {
         &self,
         api: &Api<VariantAutoscaling>,
         va: &VariantAutoscaling,
-        decision: Option<(&crate::cycle::ModelDecision, Vec<VariantProfileStatus>)>,
+        decision: Option<Fresh<'_>>,
         conditions: &[ConditionView],
         changes: &[Decision],
         report: &mut CycleReport,
@@ -1310,8 +1434,22 @@ impl Reconciler {
             last_decision: previous.last_decision.clone(),
             ..previous.clone()
         };
-        if let Some((d, profiles)) = decision {
+        if let Some(Fresh {
+            decision: d,
+            profiles,
+            learned_startup,
+            startup_seconds,
+            history,
+        }) = decision
+        {
             status.profiles = profiles;
+            status.startup_seconds = startup_seconds;
+            if let Some(demand) = &d.demand {
+                status.forecast = Some(demand.forecast.summary());
+            }
+            if history.is_some() {
+                status.demand_history = history;
+            }
             status.observed_load = Some(ObservedLoad {
                 arrival_rate: d.load_used.arrival_rate,
                 avg_input_tokens: d.load_used.avg_input_tokens,
@@ -1322,7 +1460,8 @@ impl Reconciler {
             status.variants = d
                 .variants
                 .iter()
-                .map(|v| VariantStatus {
+                .zip(learned_startup.iter().chain(std::iter::repeat(&None)))
+                .map(|(v, learned)| VariantStatus {
                     name: v.name.clone(),
                     accelerator: v.accelerator.clone(),
                     current_replicas: v.current,
@@ -1331,6 +1470,7 @@ impl Reconciler {
                     desired_replicas: v.desired,
                     capacity_rps: v.capacity_rps,
                     cost_per_hour: v.cost_per_hour,
+                    learned_startup_seconds: learned.map(|s| (s * 10.0).round() / 10.0),
                 })
                 .collect();
             status.current_replicas = d.variants.iter().map(|v| v.current).sum();
@@ -1366,6 +1506,18 @@ impl Reconciler {
         }
         true
     }
+}
+
+/// What one cycle computed for a VA's status.
+struct Fresh<'d> {
+    decision: &'d crate::cycle::ModelDecision,
+    profiles: Vec<VariantProfileStatus>,
+    /// Learned start-up per variant (VA order), s.
+    learned_startup: Vec<Option<f64>>,
+    /// The start-up the demand estimate used, s (None without demand estimation).
+    startup_seconds: Option<f64>,
+    /// The rate history to write, when due (None keeps the one in the status).
+    history: Option<wvo_api::crd::DemandHistoryStatus>,
 }
 
 fn vas_api(client: &Client, va: &VariantAutoscaling) -> Api<VariantAutoscaling> {
@@ -1437,5 +1589,34 @@ async fn bound_hpa(
             Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => attempt += 1,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(created: Option<&str>, restarts: i32) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "creationTimestamp": created},
+            "status": {"containerStatuses": [{
+                "name": "vllm", "image": "vllm", "imageID": "", "ready": true,
+                "restartCount": restarts
+            }]}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_pod_is_a_start_up_sample_only_with_a_creation_time_and_no_restart() {
+        assert_eq!(
+            startup_sample_created(&pod(Some("2026-01-01T00:00:10Z"), 0)),
+            Some(1_767_225_610.0)
+        );
+        assert_eq!(
+            startup_sample_created(&pod(Some("2026-01-01T00:00:10Z"), 1)),
+            None
+        );
+        assert_eq!(startup_sample_created(&pod(None, 0)), None);
     }
 }

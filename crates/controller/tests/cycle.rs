@@ -694,3 +694,135 @@ proptest::proptest! {
         }
     }
 }
+
+/// One H100 model with demand estimation on and the given VA demand settings.
+fn with_demand(now: f64, inputs: wvo_controller::cycle::DemandInputs) -> Snapshot {
+    let mut s = snapshot(now, load(10.0), running(1), running(0));
+    s.models[0].demand = inputs;
+    s.demand = Some(wvo_controller::cycle::DemandOptions::default());
+    s
+}
+
+#[test]
+fn the_va_start_up_sets_the_horizon_the_backlog_is_drained_over() {
+    use wvo_controller::cycle::{DemandInputs, DEFAULT_STARTUP_SECONDS};
+    let backlog = |startup_seconds: Option<f64>| {
+        let mut state = CycleState::default();
+        let snap = with_demand(
+            1_780_000_000.0,
+            DemandInputs {
+                waiting: Some(60.0),
+                startup_seconds,
+                ..DemandInputs::default()
+            },
+        );
+        let out = run_cycle(&snap, &mut state).expect("plan");
+        out.models[0].demand.as_ref().expect("demand").backlog_rps
+    };
+    // 60 waiting requests drained over start-up + one 15 s cycle.
+    let default = backlog(None);
+    assert!(
+        (default - 60.0 / (DEFAULT_STARTUP_SECONDS + 15.0)).abs() < 1e-9,
+        "{default}"
+    );
+    let fast = backlog(Some(45.0));
+    assert!((fast - 1.0).abs() < 1e-9, "{fast}");
+    let slow = backlog(Some(585.0));
+    assert!((slow - 0.1).abs() < 1e-9, "{slow}");
+}
+
+#[test]
+fn the_va_forecast_settings_reach_the_demand_estimate() {
+    use wvo_controller::cycle::DemandInputs;
+    use wvo_demand::ForecastStatus;
+    let forecast = |inputs: DemandInputs| {
+        let mut state = CycleState::default();
+        let out = run_cycle(&with_demand(1_780_000_000.0, inputs), &mut state).expect("plan");
+        out.models[0]
+            .demand
+            .as_ref()
+            .expect("demand")
+            .forecast
+            .clone()
+    };
+    // Default: on, the period looked for in the (short) history.
+    assert!(matches!(
+        forecast(DemandInputs::default()),
+        ForecastStatus::NoPeriod(_)
+    ));
+    // A configured period is in force from the first cycle (not trusted yet).
+    match forecast(DemandInputs {
+        forecast_period_seconds: Some(3600.0),
+        ..DemandInputs::default()
+    }) {
+        ForecastStatus::Untrusted { period_seconds, .. } => assert_eq!(period_seconds, 3600.0),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        forecast(DemandInputs {
+            forecast_off: true,
+            forecast_period_seconds: Some(3600.0),
+            ..DemandInputs::default()
+        }),
+        ForecastStatus::Disabled
+    );
+}
+
+#[test]
+fn a_restored_history_lets_a_configured_period_forecast_the_next_peak() {
+    use wvo_controller::cycle::DemandInputs;
+    use wvo_demand::ForecastStatus;
+    // One controller sees a load that is 40 req/s for 5 min of every 20, else 10 req/s, for
+    // three periods; a second one (fresh state) restores its history and forecasts.
+    let period = 1200.0;
+    let t0 = 1_780_000_000.0;
+    let rate = |t: f64| {
+        if (t - t0) % period < 300.0 {
+            40.0
+        } else {
+            10.0
+        }
+    };
+    let inputs = DemandInputs {
+        forecast_period_seconds: Some(period),
+        ..DemandInputs::default()
+    };
+    let mut first = CycleState::default();
+    let mut t = t0;
+    // Until one minute before the fourth peak.
+    while t < t0 + 3.0 * period - 60.0 {
+        let mut s = with_demand(t, inputs);
+        s.models[0].load = load(rate(t));
+        run_cycle(&s, &mut first).expect("plan");
+        t += 15.0;
+    }
+    let saved = first
+        .demand_history("prod", "llama")
+        .expect("history")
+        .clone();
+    let mut second = CycleState::default();
+    second.restore_demand_history("prod", "llama", saved);
+    // At the low rate a minute before the peak, the new controller forecasts the peak at
+    // once: its checks are rebuilt from the restored history.
+    let s = with_demand(t, inputs);
+    assert_eq!(rate(t), 10.0);
+    let out = run_cycle(&s, &mut second).expect("plan");
+    let demand = out.models[0].demand.as_ref().expect("demand");
+    match &demand.forecast {
+        ForecastStatus::Active {
+            period_seconds,
+            forecast_rps,
+            ..
+        } => {
+            assert_eq!(*period_seconds, period);
+            assert_eq!(*forecast_rps, 40.0);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(demand.plan_rps >= 40.0, "{}", demand.explain());
+    // Without the restored history it would plan for the observed rate.
+    let mut fresh = CycleState::default();
+    let out = run_cycle(&s, &mut fresh).expect("plan");
+    let demand = out.models[0].demand.as_ref().expect("demand");
+    assert!(demand.plan_rps < 20.0, "{}", demand.explain());
+}

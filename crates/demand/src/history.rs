@@ -48,6 +48,70 @@ impl History {
         self.bucket_seconds
     }
 
+    /// Most buckets kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Start of the oldest kept bucket, s (the origin of the recorded times); None when
+    /// nothing was recorded.
+    pub fn start_seconds(&self) -> Option<f64> {
+        (!self.buckets.is_empty()).then_some(self.first_index as f64 * self.bucket_seconds)
+    }
+
+    /// Start of the newest kept bucket, s; None when nothing was recorded.
+    pub fn newest_start_seconds(&self) -> Option<f64> {
+        (!self.buckets.is_empty()).then(|| {
+            (self.first_index + self.buckets.len() as i64 - 1) as f64 * self.bucket_seconds
+        })
+    }
+
+    /// The kept buckets, oldest first (`samples == 0`: no observation).
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    /// A history of at most `capacity` buckets of `bucket_seconds` holding `buckets` (oldest
+    /// first, the first starting at `start_seconds`, rounded to a bucket boundary), e.g. as
+    /// saved in a status. Only the newest `capacity` are kept; a bucket with a non-finite
+    /// or negative rate counts as empty; a non-finite start gives an empty history.
+    pub fn from_buckets(
+        bucket_seconds: f64,
+        capacity: usize,
+        start_seconds: f64,
+        buckets: impl IntoIterator<Item = Bucket>,
+    ) -> Self {
+        let mut h = History::new(bucket_seconds, capacity);
+        if !start_seconds.is_finite() {
+            return h;
+        }
+        let first = (start_seconds / h.bucket_seconds).round();
+        if first.abs() > 1e15 {
+            return h;
+        }
+        h.first_index = first as i64;
+        h.buckets = buckets
+            .into_iter()
+            .map(|b| {
+                let ok = |v: f64| v.is_finite() && v >= 0.0;
+                if b.samples > 0 && ok(b.max_rps) && ok(b.mean_rps) {
+                    Bucket {
+                        max_rps: b.max_rps.max(b.mean_rps),
+                        ..b
+                    }
+                } else {
+                    Bucket::default()
+                }
+            })
+            .collect();
+        let over = h.buckets.len().saturating_sub(h.capacity);
+        if over > 0 {
+            h.buckets.drain(..over);
+            h.first_index += over as i64;
+        }
+        h
+    }
+
     /// Seconds of history held (first to last bucket), s.
     pub fn span_seconds(&self) -> f64 {
         self.buckets.len() as f64 * self.bucket_seconds
@@ -175,6 +239,29 @@ mod tests {
         h.record(1e6, 7.0);
         assert_eq!(h.span_seconds(), 10.0);
         assert_eq!(h.max_between(0.0, 2e6), Some(7.0));
+    }
+
+    #[test]
+    fn a_history_rebuilt_from_its_buckets_answers_the_same() {
+        let mut h = History::new(60.0, 100);
+        for i in 0..50 {
+            h.record(1_700_000_000.0 + f64::from(i) * 37.0, f64::from(i % 7));
+        }
+        let start = h.start_seconds().expect("start");
+        let back = History::from_buckets(60.0, 100, start, h.buckets().to_vec());
+        assert_eq!(back, h);
+        // Capped to the newest `capacity`; bad buckets become empty.
+        let mut buckets = h.buckets().to_vec();
+        let last = buckets.len() - 1;
+        buckets[last].max_rps = f64::NAN;
+        let short = History::from_buckets(60.0, 5, start, buckets);
+        assert_eq!(short.buckets().len(), 5);
+        assert_eq!(short.newest_start_seconds(), h.newest_start_seconds());
+        assert_eq!(short.buckets()[4].samples, 0);
+        assert_eq!(
+            History::from_buckets(60.0, 5, f64::NAN, h.buckets().to_vec()).span_seconds(),
+            0.0
+        );
     }
 
     #[test]

@@ -166,6 +166,33 @@ pub enum ForecastStatus {
     },
 }
 
+impl ForecastStatus {
+    /// One line for a status: `disabled`, `no period: <why>`, `period 3600 s, not trusted
+    /// (40% of 52 checks hit)` or `period 3600 s, forecast 42.00 req/s (95% of checks hit)`.
+    pub fn summary(&self) -> String {
+        match self {
+            ForecastStatus::Disabled => "disabled".to_string(),
+            ForecastStatus::NoPeriod(why) => format!("no period: {why}"),
+            ForecastStatus::Untrusted {
+                period_seconds,
+                hit_share,
+                checked,
+            } => format!(
+                "period {period_seconds:.0} s, not trusted ({:.0}% of {checked} checks hit)",
+                hit_share * 100.0
+            ),
+            ForecastStatus::Active {
+                period_seconds,
+                hit_share,
+                forecast_rps,
+            } => format!(
+                "period {period_seconds:.0} s, forecast {forecast_rps:.2} req/s ({:.0}% of checks hit)",
+                hit_share * 100.0
+            ),
+        }
+    }
+}
+
 /// The demand to plan for, and how it was made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Demand {
@@ -226,6 +253,8 @@ pub struct ModelDemand {
     detected_at: Option<f64>,
     /// Forecast checks over the last period: (time, hit).
     checks: VecDeque<(f64, bool)>,
+    /// The history was restored: rebuild the checks from it once a period is known.
+    replay_checks: bool,
 }
 
 impl Default for ModelDemand {
@@ -257,6 +286,7 @@ impl ModelDemand {
             detected: None,
             detected_at: None,
             checks: VecDeque::new(),
+            replay_checks: false,
         }
     }
 
@@ -266,9 +296,34 @@ impl ModelDemand {
     }
 
     /// Replaces the rate history (restored after a restart or a failover).
+    /// The forecast's checks are rebuilt from it once a period is known (one per bucket of
+    /// the last period: the bucket's peak against the peak one period before), so a forecast
+    /// that predicted the restored period well is trusted again at once.
     pub fn restore_history(&mut self, history: History) {
         self.history = history;
         self.detected_at = None;
+        self.replay_checks = true;
+    }
+
+    /// Rebuilds the checks of the period `p` before `now` from the history.
+    fn replay(&mut self, now: f64, p: f64, window_seconds: f64) {
+        self.checks.clear();
+        let bucket = self.history.bucket_seconds();
+        let window = finite_or(window_seconds, 60.0).max(1.0);
+        let mut t = ((now - p) / bucket).ceil() * bucket;
+        while t + bucket <= now {
+            let mid = t + bucket / 2.0;
+            if let (Some(observed), Some(predicted)) = (
+                self.history.max_between(mid, mid),
+                self.history.max_between(mid - p, mid - p),
+            ) {
+                let top = observed.max(predicted);
+                let allowed = (FORECAST_TOLERANCE * top).max(3.0 * (top / window).sqrt());
+                self.checks
+                    .push_back((mid, (observed - predicted).abs() <= allowed));
+            }
+            t += bucket;
+        }
     }
 
     /// One cycle: folds `obs` into the state and returns the demand to plan for.
@@ -426,6 +481,12 @@ impl ModelDemand {
                     }
                     self.detected = found;
                 }
+            }
+        }
+        if self.replay_checks {
+            if let Some(p) = self.period() {
+                self.replay_checks = false;
+                self.replay(now, p, s.window_seconds);
             }
         }
         let Some(p) = self.period() else {

@@ -234,6 +234,88 @@ fn a_configured_period_is_used_and_a_forecast_that_misses_is_switched_off() {
     assert!((last.plan_rps - 30.0).abs() < 1e-6, "{last:?}");
 }
 
+/// Runs `m` every cycle from `from` to `until` on `rate`, returning (t, demand).
+fn run_on(
+    m: &mut ModelDemand,
+    rate: &dyn Fn(f64) -> f64,
+    from: f64,
+    until: f64,
+    s: &Settings,
+) -> Vec<(f64, Demand)> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t <= until {
+        out.push((t, m.update(&observe(t, windowed(rate, t)), s)));
+        t += CYCLE;
+    }
+    out
+}
+
+#[test]
+fn a_restored_history_is_forecast_from_at_once_when_it_repeats() {
+    let s = Settings {
+        horizon_seconds: 105.0,
+        ..Settings::default()
+    };
+    // One estimator learns the bursts until 3 min before the burst at 4200 s.
+    let mut first = ModelDemand::default();
+    run_on(&mut first, &bursts, WINDOW, 4020.0, &s);
+    // A fresh one with only the history (a new leader) forecasts that burst from its
+    // first cycle on: the period is found in the history and the checks rebuilt from it.
+    let mut second = ModelDemand::default();
+    second.restore_history(first.history().clone());
+    let out = run_on(&mut second, &bursts, 4035.0, 4200.0, &s);
+    for (t, d) in &out {
+        assert!(
+            matches!(d.forecast, ForecastStatus::Active { .. }),
+            "at {t}: {:?}",
+            d.forecast
+        );
+    }
+    let (_, before) = out
+        .iter()
+        .find(|(t, _)| *t >= 4200.0 - 90.0)
+        .expect("cycle before the burst");
+    assert!(before.plan_rps >= 49.0, "{before:?}");
+    // Without the history it does not.
+    let mut fresh = ModelDemand::default();
+    let out = run_on(&mut fresh, &bursts, 4035.0, 4200.0, &s);
+    assert!(out
+        .iter()
+        .all(|(_, d)| !matches!(d.forecast, ForecastStatus::Active { .. })));
+}
+
+#[test]
+fn a_restored_history_that_does_not_repeat_is_not_trusted() {
+    // A history of a flat load with one burst: a configured period has nothing to repeat, so
+    // the rebuilt checks miss and the forecast is not used.
+    let s = Settings {
+        forecast: wvo_demand::ForecastSettings {
+            period_seconds: Some(1200.0),
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    let once = |t: f64| {
+        if (2000.0..2300.0).contains(&t) {
+            50.0
+        } else {
+            10.0
+        }
+    };
+    let mut first = ModelDemand::default();
+    run_on(&mut first, &once, WINDOW, 3000.0, &s);
+    let mut second = ModelDemand::default();
+    second.restore_history(first.history().clone());
+    let out = run_on(&mut second, &|_| 10.0, 3015.0, 3100.0, &s);
+    assert!(
+        out.iter()
+            .all(|(_, d)| matches!(d.forecast, ForecastStatus::Untrusted { .. })),
+        "{:?}",
+        out.last()
+    );
+}
+
 proptest! {
     /// Whatever the observations, the plan is finite and never below what is observed now.
     #[test]
