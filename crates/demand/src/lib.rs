@@ -363,7 +363,16 @@ impl ModelDemand {
         let trusted = matches!(forecast, ForecastStatus::Active { .. });
         let base = match forecast {
             // A trusted forecast knows when the load falls: no slow fall, never below now.
-            ForecastStatus::Active { forecast_rps, .. } => projected.max(forecast_rps),
+            // It also knows a rise it predicted: the rise is projected only when the load
+            // goes beyond the forecast (a surprise), not while it climbs toward it.
+            ForecastStatus::Active { forecast_rps, .. } => {
+                let now = if observed > forecast_rps {
+                    projected
+                } else {
+                    observed
+                };
+                now.max(forecast_rps)
+            }
             _ => level,
         };
 
@@ -518,10 +527,11 @@ impl ModelDemand {
                 checked,
             };
         }
-        // The true rate over [now, now + horizon] was observed `lag` later one period ago.
+        // The true rate over [now, now + horizon] was observed `lag` later one period ago
+        // (bucket resolution: the bucket holding the start counts whole).
         match self
             .history
-            .max_between(now - p + lag - BUCKET_SECONDS, now - p + lag + horizon)
+            .max_between(now - p + lag, now - p + lag + horizon)
         {
             Some(forecast_rps) => ForecastStatus::Active {
                 period_seconds: p,

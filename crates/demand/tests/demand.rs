@@ -200,6 +200,30 @@ fn periodic_bursts_are_forecast_and_prescaled_by_the_horizon() {
 }
 
 #[test]
+fn a_rise_the_forecast_predicted_is_not_projected_beyond_it() {
+    // Without a forecast a burst's rise is projected over the window's lag (up to 2x); once
+    // the forecast predicts the burst, the plan during the burst is the burst rate, not more.
+    let s = Settings {
+        horizon_seconds: 105.0,
+        ..Settings::default()
+    };
+    let out = run(&bursts, 7200.0, &s);
+    let peak_in = |from: f64| {
+        out.iter()
+            .filter(|(t, _)| *t >= from && *t < from + 300.0)
+            .map(|(_, d)| d.plan_rps)
+            .fold(0.0, f64::max)
+    };
+    // The first burst (no period yet): the rise is projected past the burst rate.
+    assert!(peak_in(600.0) > 55.0, "{}", peak_in(600.0));
+    // Forecast bursts: the burst rate and no more.
+    for burst in [5400.0, 6600.0] {
+        let peak = peak_in(burst);
+        assert!((49.0..=50.5).contains(&peak), "at {burst}: {peak}");
+    }
+}
+
+#[test]
 fn a_configured_period_is_used_and_a_forecast_that_misses_is_switched_off() {
     let s = Settings {
         forecast: wvo_demand::ForecastSettings {
