@@ -332,6 +332,12 @@ pub struct ModelPlan {
     pub served_rps: f64,
     /// `served / demand` (1 when demand is 0).
     pub satisfaction: f64,
+    /// What the capacities were planned for: `"mean"` (the SLO has no `percentile`: mean
+    /// TTFT and mean ITL meet the targets, the share of requests above them is not bounded)
+    /// or `"pNN"` (that share of requests meets both targets); absent when the model has no
+    /// SLO (measured `maxRequestsPerSecond` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<String>,
 }
 
 /// Use of one accelerator type.

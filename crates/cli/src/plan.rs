@@ -129,19 +129,20 @@ pub fn render_table(plan: &PlanOutput) -> String {
     w(
         &mut out,
         format!(
-            "{:<24} {:>12} {:>12} {:>8}",
-            "MODEL", "DEMAND r/s", "SERVED r/s", "SERVED%"
+            "{:<24} {:>12} {:>12} {:>8} {:>5}",
+            "MODEL", "DEMAND r/s", "SERVED r/s", "SERVED%", "SLO"
         ),
     );
     for m in &plan.models {
         w(
             &mut out,
             format!(
-                "{:<24} {:>12.2} {:>12.2} {:>7.1}%",
+                "{:<24} {:>12.2} {:>12.2} {:>7.1}% {:>5}",
                 m.model,
                 m.demand_rps,
                 m.served_rps,
-                m.satisfaction * 100.0
+                m.satisfaction * 100.0,
+                m.slo.as_deref().unwrap_or("-")
             ),
         );
     }
@@ -183,6 +184,19 @@ pub fn render_table(plan: &PlanOutput) -> String {
     }
     for warning in &plan.warnings {
         let _ = writeln!(out, "warning: {warning}");
+    }
+    let means: Vec<&str> = plan
+        .models
+        .iter()
+        .filter(|m| m.slo.as_deref() == Some("mean"))
+        .map(|m| m.model.as_str())
+        .collect();
+    if !means.is_empty() {
+        let _ = writeln!(
+            out,
+            "note: SLO targets of {} are means (no slo.percentile): the share of requests above them is not bounded",
+            means.join(", ")
+        );
     }
     out
 }

@@ -285,3 +285,47 @@ fn empty_plan_costs_zero_not_negative_zero() {
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(plan["totalCostPerHour"].as_f64(), Some(0.0), "{text}");
 }
+
+/// A profile-based model planned at a mean SLO and at p99: the output says which, the table
+/// notes the mean, and p99 needs at least as many replicas.
+#[test]
+fn the_plan_says_what_its_slo_targets_mean() {
+    let input = |slo: &str| {
+        format!(
+            r#"{{"inventory": [{{"name": "H100", "count": 16, "costPerHour": 2.5}}],
+            "models": [{{"name": "m", "slo": {slo},
+              "variants": [{{"name": "h100", "accelerator": "H100",
+                "profile": {{"alpha": 6, "beta": 0.05, "gamma": 15, "delta": 0.01, "maxBatchSize": 256}}}}]}}],
+            "load": {{"m": {{"arrivalRate": 60, "avgInputTokens": 512, "avgOutputTokens": 256}}}}}}"#
+        )
+    };
+    let run = |slo: &str, format: &str| {
+        let out = wvo(&["plan", "-", "--output", format], Some(&input(slo)));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let replicas = |json: &str| {
+        let plan: serde_json::Value = serde_json::from_str(json).expect("JSON");
+        (
+            plan["models"][0]["slo"].as_str().map(str::to_string),
+            plan["variants"][0]["replicas"].as_u64().expect("replicas"),
+        )
+    };
+    let mean_slo = r#"{"ttftMs": 500, "itlMs": 15}"#;
+    let p99_slo = r#"{"ttftMs": 500, "itlMs": 15, "percentile": 99}"#;
+    let (mean_label, mean_replicas) = replicas(&run(mean_slo, "json"));
+    let (p99_label, p99_replicas) = replicas(&run(p99_slo, "json"));
+    assert_eq!(mean_label.as_deref(), Some("mean"));
+    assert_eq!(p99_label.as_deref(), Some("p99"));
+    // An ITL target near the decode step: the tail needs more replicas than the mean.
+    assert!(
+        p99_replicas > mean_replicas,
+        "{mean_replicas} -> {p99_replicas}"
+    );
+    assert!(run(mean_slo, "table").contains("are means (no slo.percentile)"));
+    assert!(!run(p99_slo, "table").contains("are means"));
+}

@@ -386,6 +386,84 @@ fn placed_capacity_rps(states: &[VariantState], planned: &[VariantPlan], replica
         .sum()
 }
 
+/// A re-mix (new replicas of some variants while others of the same model go) is started
+/// only when it saves at least this share of the model's cost now, $/h over $/h: a move pays
+/// the new replicas' start-up and the old ones' stabilization window, so small savings
+/// never pay back under a load that keeps moving (`wvo bench --scenario mixed-fleet`).
+pub const REMIX_MIN_SAVING: f64 = 0.2;
+
+/// The replicas to plan with instead of `planned` when the plan re-mixes a model whose
+/// placed replicas already serve `demand_rps` for a saving below [`REMIX_MIN_SAVING`] of
+/// their cost: the plan's scale-ups are not started (each such variant stays at what it
+/// has, or its minimum); its scale-downs stay for the band to judge. None when the plan is
+/// no such re-mix: it adds nothing, the placed replicas fall short, a variant is frozen or
+/// its GPUs are claimed by a higher tier, another model's plan needs the GPUs the re-mix
+/// frees (`free_after_plan`: GPUs per type the whole plan leaves free), or the saving is
+/// large enough.
+fn hold_remix(
+    spec: &ModelSpec,
+    states: &[VariantState],
+    planned: &[VariantPlan],
+    price_per_replica: &[f64],
+    restorable: &[bool],
+    demand_rps: f64,
+    free_after_plan: &BTreeMap<&str, u64>,
+) -> Option<Vec<u32>> {
+    if restorable.iter().any(|r| !r) {
+        return None;
+    }
+    // Keeping the replicas the plan removes must not take GPUs the plan gives others.
+    let mut kept_gpus: BTreeMap<&str, u64> = BTreeMap::new();
+    for (i, vs) in spec.variants.iter().enumerate() {
+        let removed = placed(&states[i]).saturating_sub(planned[i].replicas);
+        *kept_gpus.entry(vs.accelerator.as_str()).or_default() +=
+            u64::from(removed) * u64::from(vs.gpus_per_replica);
+    }
+    if kept_gpus
+        .iter()
+        .any(|(name, &n)| n > free_after_plan.get(name).copied().unwrap_or(0))
+    {
+        return None;
+    }
+    let adds = |i: usize| planned[i].replicas > states[i].replicas;
+    if !(0..states.len()).any(adds) {
+        return None;
+    }
+    let placed_now: Vec<u32> = states.iter().map(placed).collect();
+    let serves_now: f64 = placed_now
+        .iter()
+        .zip(planned)
+        .map(|(&n, p)| f64::from(n) * p.capacity_rps)
+        .sum();
+    if !covers(serves_now, demand_rps) {
+        return None;
+    }
+    let cost_now: f64 = placed_now
+        .iter()
+        .zip(price_per_replica)
+        .map(|(&n, price)| f64::from(n) * price)
+        .sum();
+    let cost_planned: f64 = planned
+        .iter()
+        .zip(price_per_replica)
+        .map(|(p, price)| f64::from(p.replicas) * price)
+        .sum();
+    if cost_now - cost_planned >= REMIX_MIN_SAVING * cost_now {
+        return None;
+    }
+    Some(
+        (0..states.len())
+            .map(|i| {
+                if adds(i) {
+                    states[i].replicas.max(spec.variants[i].min_replicas)
+                } else {
+                    planned[i].replicas
+                }
+            })
+            .collect(),
+    )
+}
+
 /// True when `capacity_rps` serves `required_rps`, up to rounding.
 fn covers(capacity_rps: f64, required_rps: f64) -> bool {
     capacity_rps >= required_rps * (1.0 - 1e-9)
@@ -671,6 +749,17 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     } else {
         0.0
     };
+    // GPUs of each type the plan leaves free (what a held re-mix may keep using).
+    let free_after_plan: BTreeMap<&str, u64> = plan
+        .accelerators
+        .iter()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                u64::from(a.available).saturating_sub(u64::from(a.used)),
+            )
+        })
+        .collect();
     let mut keep = BTreeSet::new();
     let mut models = Vec::with_capacity(snapshot.models.len());
     let mut offset = 0;
@@ -703,11 +792,37 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             .zip(&m.variants)
             .map(|(vs, v)| v.frozen.is_none() && !reclaim.contains_key(vs.accelerator.as_str()))
             .collect();
+        // A re-mix the placed replicas do not need is not started (with the band on): see
+        // [`hold_remix`].
+        let remix = (!hold && margin > 0.0)
+            .then(|| {
+                hold_remix(
+                    &input.models[mi],
+                    &m.variants,
+                    planned_variants,
+                    &prices,
+                    &restorable,
+                    plan.models[mi].demand_rps,
+                    &free_after_plan,
+                )
+            })
+            .flatten();
+        let guarded: Vec<VariantPlan> = match &remix {
+            Some(held) => planned_variants
+                .iter()
+                .zip(held)
+                .map(|(p, &r)| VariantPlan {
+                    replicas: r,
+                    ..p.clone()
+                })
+                .collect(),
+            None => planned_variants.to_vec(),
+        };
         let band = (!hold && margin > 0.0).then(|| {
             scale_down_band(
                 &input.models[mi],
                 &m.variants,
-                planned_variants,
+                &guarded,
                 &prices,
                 &restorable,
                 load_used[mi].arrival_rate * (1.0 + snapshot.options.headroom + margin),
@@ -726,7 +841,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 .filter(|&p| p > m.spec.priority && planned.replicas < v.replicas);
             let recommended = band
                 .as_ref()
-                .map_or(planned.replicas, |b| b.recommended[vi]);
+                .map_or(guarded[vi].replicas, |b| b.recommended[vi]);
             let (desired, reason, may_actuate) = match &v.frozen {
                 Some(why) => (v.replicas, format!("not actuated: {why}"), false),
                 None => {
@@ -751,6 +866,15 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                         },
                     );
                     let reason = match (reclaimed_by, &band) {
+                        _ if remix.is_some() && guarded[vi].replicas < planned.replicas => {
+                            format!(
+                                "hold at {}: the plan's {} is part of a re-mix that saves less than {:.0}% of the model's cost while the replicas placed now serve its {:.2} req/s",
+                                s.desired,
+                                planned.replicas,
+                                REMIX_MIN_SAVING * 100.0,
+                                plan.models[mi].demand_rps
+                            )
+                        }
                         (Some(p), _) if s.desired < v.replicas => format!(
                             "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
                             s.reason, vs.accelerator

@@ -565,6 +565,48 @@ fn the_band_keeps_an_old_replica_when_a_model_moves_between_variants() {
 }
 
 #[test]
+fn a_small_re_mix_is_not_started_while_the_placed_replicas_serve() {
+    // 1 H100 + 4 L40S (22 req/s, $10/h) serve 20.5 req/s. The plan's cheapest cover is
+    // 2 H100 + 1 L40S ($9.50/h): 5% cheaper, for a new H100 start-up and a window of both.
+    let mut state = CycleState::default();
+    let out = run_cycle(
+        &snapshot(0.0, load(20.5), running(1), running(4)),
+        &mut state,
+    )
+    .expect("cycle");
+    let planned: Vec<u32> = out.models[0].variants.iter().map(|v| v.planned).collect();
+    assert_eq!(planned, vec![2, 1]);
+    assert_eq!(desired(&out), vec![1, 4]);
+    assert!(
+        out.models[0].variants[0].reason.contains("re-mix"),
+        "{}",
+        out.models[0].variants[0].reason
+    );
+    // 8 L40S ($12/h) for 20 req/s: 2 H100 ($8/h) save a third: that move is made (the
+    // L40S replicas wait for their window and for the H100 ones to serve).
+    let mut state = CycleState::default();
+    let out = run_cycle(
+        &snapshot(0.0, load(20.0), running(0), running(8)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert_eq!(out.models[0].variants[0].desired, 2);
+    assert_eq!(out.models[0].variants[1].desired, 8);
+    // When the placed replicas fall short, the plan's scale-ups start whatever the saving.
+    let mut state = CycleState::default();
+    let out = run_cycle(
+        &snapshot(0.0, load(24.0), running(1), running(4)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert!(
+        out.models[0].variants[0].desired >= 2,
+        "{:?}",
+        desired(&out)
+    );
+}
+
+#[test]
 fn the_band_keeps_the_cheapest_replica_that_closes_the_gap() {
     // 5 H100 + 4 L40S serve 28.9 req/s; the band wants 28.9 x 1.05 = 30.345 req/s.
     let run = |l40s_price: f64| {
@@ -641,7 +683,8 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
     /// Whatever the load does (None: metrics unknown that cycle): every variant is set at least
-    /// to the plan (so a model the plan serves gets `demand x (1 + headroom)`), never above its
+    /// to the plan or, in a small re-mix not started, to what it has (either way a model the
+    /// plan serves gets `demand x (1 + headroom)`), never above its
     /// max, and whenever replicas go, those left serve `arrival x (1 + headroom + margin)`.
     #[test]
     fn the_band_never_undercuts_the_plan_nor_breaks_max(
@@ -675,7 +718,9 @@ proptest::proptest! {
                 .map(|v| v.capacity_rps * f64::from(v.desired))
                 .sum();
             for v in &model.variants {
-                proptest::prop_assert!(v.desired >= v.planned, "{v:?}");
+                // Below the plan only where a small re-mix is not started: it keeps what it has.
+                let remix_held = v.reason.contains("re-mix") && v.desired >= v.current;
+                proptest::prop_assert!(v.desired >= v.planned || remix_held, "{v:?}");
             }
             proptest::prop_assert!(model.variants[0].desired <= h100_max);
             if model.satisfaction >= 1.0 {

@@ -250,6 +250,7 @@ pub fn report(problem: &Problem, x: &[u32], lower_bound: Option<f64>, solver: &s
                 } else {
                     round6(served / info.demand)
                 },
+                slo: info.slo.clone(),
             }
         })
         .collect();

@@ -36,6 +36,9 @@ pub struct ModelInfo {
     /// inventory, req/s (infinite when unbounded). Fair share measures satisfaction against
     /// `min(demand, max_coverable)`: a cap the user set counts as met, a GPU shortage does not.
     pub max_coverable: f64,
+    /// What the SLO's targets mean (`"mean"`, `"p99"`, ...; [`wvo_api::Slo::semantics`]);
+    /// None when the model has no SLO (measured capacities only).
+    pub slo: Option<String>,
 }
 
 /// One variant.
@@ -335,6 +338,7 @@ impl Problem {
                 max_replicas,
                 variants: range,
                 max_coverable,
+                slo: spec.slo.as_ref().map(wvo_api::Slo::semantics),
             });
         }
         Ok(Self {

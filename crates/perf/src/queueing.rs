@@ -741,7 +741,7 @@ fn percentile_capacity(model: &Model, sat: f64, slo: &Slo, percentile: f64) -> C
     // The lowest rate looked at: a millionth of the top (a vanishing load).
     let bottom = 1e-6 * top;
     let (_, _, at_bottom) = miss(bottom);
-    if !(at_bottom <= allowed) {
+    if at_bottom.is_nan() || at_bottom > allowed {
         let zero = model.eval(0.0, sat);
         return CapacityEstimate {
             rps: 0.0,
