@@ -148,6 +148,10 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         client: api.client().context("a client of the emulated cluster")?,
         config: ControllerConfig {
             identity: "wvo-demo".into(),
+            // The controller's clock is the wall clock: its demand estimate runs in wall
+            // seconds too (the rate window, scrape age, cycle, start-up and fall of `wvo
+            // run`'s defaults, divided by the speed).
+            demand: Some(timing.demand_options()),
             ..ControllerConfig::default()
         },
         loads: Arc::new(loads),

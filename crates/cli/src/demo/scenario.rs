@@ -339,10 +339,37 @@ impl Timing {
     }
 }
 
+impl Timing {
+    /// The controller's demand estimation in wall seconds: `wvo run`'s defaults for a
+    /// simulated cluster (15 s cycles, 15 s scrape age, 60 s fall, this demo's start-up),
+    /// divided by the speed, over the demo's own rate window.
+    pub fn demand_options(&self) -> wvo_controller::cycle::DemandOptions {
+        let defaults = wvo_controller::cycle::DemandOptions::default();
+        wvo_controller::cycle::DemandOptions {
+            cycle_seconds: self.cycle_seconds,
+            window_seconds: self.rate_window_seconds,
+            scrape_age_seconds: self.first_scrape_gap_seconds,
+            default_startup_seconds: self.startup_seconds,
+            fall_seconds: defaults.fall_seconds / self.speed,
+            ..defaults
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn demand_runs_on_the_wall_clock_of_the_speed() {
+        let t = Timing::new(10.0).expect("speed");
+        let d = t.demand_options();
+        assert!((d.cycle_seconds - 1.5).abs() < 1e-9);
+        assert!((d.fall_seconds - 6.0).abs() < 1e-9);
+        assert!((d.default_startup_seconds - t.startup_seconds).abs() < 1e-9);
+        assert!((d.window_seconds - t.rate_window_seconds).abs() < 1e-9);
+    }
 
     #[test]
     fn every_variant_names_a_fleet_type_and_every_model_a_class() {
