@@ -172,20 +172,29 @@ fn check_percentile(profile: Profile, ttft_ms: f64, itl_ms: f64, mix: TokenMix, 
     );
 }
 
+/// `(profile, mix)` from `alpha, beta, gamma, delta` (ms), `maxBatchSize`, and mean input
+/// and output tokens.
+fn case(coefficients: [f64; 4], max_batch_size: u32, tokens: (f64, f64)) -> (Profile, TokenMix) {
+    let [alpha, beta, gamma, delta] = coefficients;
+    (
+        Profile {
+            alpha,
+            beta,
+            gamma,
+            delta,
+            max_batch_size,
+        },
+        TokenMix {
+            avg_input_tokens: tokens.0,
+            avg_output_tokens: tokens.1,
+        },
+    )
+}
+
 #[test]
 fn percentile_capacity_matches_engine_itl_bound() {
     // An ITL target close to the decode step: the tail of per-request mean ITL binds.
-    let profile = Profile {
-        alpha: 6.0,
-        beta: 0.05,
-        gamma: 15.0,
-        delta: 0.01,
-        max_batch_size: 256,
-    };
-    let mix = TokenMix {
-        avg_input_tokens: 512.0,
-        avg_output_tokens: 256.0,
-    };
+    let (profile, mix) = case([6.0, 0.05, 15.0, 0.01], 256, (512.0, 256.0));
     for p in [90.0, 99.0] {
         check_percentile(profile, 500.0, 15.0, mix, p);
     }
@@ -194,17 +203,7 @@ fn percentile_capacity_matches_engine_itl_bound() {
 #[test]
 fn percentile_capacity_matches_engine_ttft_bound() {
     // Long prompts: prefill batching and the step in progress make the TTFT tail.
-    let profile = Profile {
-        alpha: 8.0,
-        beta: 0.1,
-        gamma: 30.0,
-        delta: 0.04,
-        max_batch_size: 128,
-    };
-    let mix = TokenMix {
-        avg_input_tokens: 2048.0,
-        avg_output_tokens: 128.0,
-    };
+    let (profile, mix) = case([8.0, 0.1, 30.0, 0.04], 128, (2048.0, 128.0));
     for p in [90.0, 99.0] {
         check_percentile(profile, 250.0, 100.0, mix, p);
     }
@@ -213,17 +212,7 @@ fn percentile_capacity_matches_engine_ttft_bound() {
 #[test]
 fn percentile_capacity_matches_engine_short_requests() {
     // Short outputs: a request's few gaps carry the prefills that follow its own.
-    let profile = Profile {
-        alpha: 7.0,
-        beta: 0.08,
-        gamma: 20.0,
-        delta: 0.02,
-        max_batch_size: 128,
-    };
-    let mix = TokenMix {
-        avg_input_tokens: 256.0,
-        avg_output_tokens: 64.0,
-    };
+    let (profile, mix) = case([7.0, 0.08, 20.0, 0.02], 128, (256.0, 64.0));
     for p in [95.0, 99.0] {
         check_percentile(profile, 300.0, 25.0, mix, p);
     }
