@@ -305,20 +305,11 @@ impl Model {
         let per_req = self.delta * self.input;
         // Miss given the step in progress has length `step`.
         let given_step = |step: f64| {
-            let m = (sp.lam * step).max(0.0);
-            let mut pmf = (-m).exp();
             let (mut mass, mut miss) = (0.0, 0.0);
-            let last = (m + 12.0 * m.sqrt() + 30.0).min(1e6) as u32;
-            for k in 0..=last {
-                if k > 0 {
-                    pmf *= m / f64::from(k);
-                }
-                let x = target - self.gamma - per_req * (1.0 + f64::from(k));
+            for (k, pmf) in poisson_terms(sp.lam * step) {
+                let x = target - self.gamma - per_req * (1.0 + k as f64);
                 miss += pmf * wait_plus_uniform_exceeds(sp.wait_probability, sp.wait_rate, step, x);
                 mass += pmf;
-                if 1.0 - mass < 1e-12 {
-                    break;
-                }
             }
             miss + (1.0 - mass).max(0.0)
         };
@@ -365,6 +356,10 @@ impl Model {
         let gain = (self.beta * p.mean_batch / self.itl_at(p.mean_batch)).clamp(0.0, 0.9);
         let amplify = 1.0 / (1.0 - gain);
         let life = (self.decode_tokens * itl * amplify).max(f64::MIN_POSITIVE);
+        // The cluster of prefills right after a request's own (those who arrived during a
+        // prefill step are prefilled next, and so on): P(N0 >= j) = q^j, q = P(an arrival
+        // during a prefill step).
+        let q = (1.0 - (-sp.lam * sp.prefill_step).exp()).clamp(0.0, 0.99);
         let mut miss = 0.0;
         // Decode tokens d in bins [a, b): P(d >= a) = stay^a; each bin at its lower end
         // (fewer tokens: a noisier mean, so the bin's miss is not understated).
@@ -381,47 +376,27 @@ impl Model {
                 2.0 * sp.batch_variance / (x * x) * (x - 1.0 + (-x).exp())
             };
             let sd = self.beta * (averaged * amplify).sqrt() * amplify;
+            // Stall count N0 + N: N ~ Poisson(stalls) over the life, N0 the cluster above.
             let stalls = sp.prefill_steps_per_ms * life_d;
             let per_stall = sp.prefill_step / a;
-            // Stall count: N0 + N. N ~ Poisson(stalls) over the life; N0 is the cluster of
-            // prefills right after the request's own (those who arrived during a prefill
-            // step are prefilled next, and so on): P(N0 >= j) = q^j, q = P(an arrival
-            // during a prefill step).
-            let q = (1.0 - (-sp.lam * sp.prefill_step).exp()).clamp(0.0, 0.99);
-            if stalls > MANY_STALLS {
+            let tail = if stalls > MANY_STALLS {
                 // Many stalls: their count is near normal; one tail for the whole bin.
                 let n_mean = stalls + q / (1.0 - q);
                 let n_var = stalls + q / ((1.0 - q) * (1.0 - q));
-                let var = sd * sd + per_stall * per_stall * n_var;
-                let room = target - decode_mean - per_stall * n_mean;
-                let tail = if var > 0.0 {
-                    normal_tail(room / var.sqrt())
-                } else if room < 0.0 {
-                    1.0
-                } else {
-                    0.0
-                };
-                miss += (at_a - at_b) * tail;
-                a = b;
-                at_a = at_b;
-                continue;
-            }
-            let counts = stall_counts(stalls, q);
-            let mut mass = 0.0;
-            let mut tail = 0.0;
-            for (n, pmf) in counts.iter().enumerate() {
-                let room = target - decode_mean - per_stall * n as f64;
-                let exceed = if sd > 0.0 {
-                    normal_tail(room / sd)
-                } else if room < 0.0 {
-                    1.0
-                } else {
-                    0.0
-                };
-                tail += pmf * exceed;
-                mass += pmf;
-            }
-            tail += (1.0 - mass).max(0.0);
+                let sd_all = (sd * sd + per_stall * per_stall * n_var).sqrt();
+                normal_exceeds(target - decode_mean - per_stall * n_mean, sd_all)
+            } else {
+                let counts = stall_counts(stalls, q);
+                let mass: f64 = counts.iter().sum();
+                let exceeds: f64 = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(n, pmf)| {
+                        pmf * normal_exceeds(target - decode_mean - per_stall * n as f64, sd)
+                    })
+                    .sum();
+                exceeds + (1.0 - mass).max(0.0)
+            };
             miss += (at_a - at_b) * tail;
             a = b;
             at_a = at_b;
@@ -434,20 +409,7 @@ impl Model {
 /// P(N0 >= j) = `q`^j, as a pmf over 0, 1, ... cut where the rest is below 1e-12 (at most
 /// a few hundred terms).
 fn stall_counts(mean: f64, q: f64) -> Vec<f64> {
-    let mut poisson = Vec::new();
-    let mut pmf = (-mean).exp();
-    let mut mass = 0.0;
-    let last = (mean + 12.0 * mean.sqrt() + 30.0).min(100_000.0) as usize;
-    for n in 0..=last {
-        if n > 0 {
-            pmf *= mean / n as f64;
-        }
-        poisson.push(pmf);
-        mass += pmf;
-        if 1.0 - mass < 1e-12 {
-            break;
-        }
-    }
+    let poisson: Vec<f64> = poisson_terms(mean).map(|(_, pmf)| pmf).collect();
     let extra = if q > 0.0 {
         ((1e-12_f64).ln() / q.ln()).ceil().clamp(1.0, 400.0) as usize
     } else {
@@ -462,6 +424,37 @@ fn stall_counts(mean: f64, q: f64) -> Vec<f64> {
         geo *= q;
     }
     out
+}
+
+/// The terms `(k, P(K = k))` of K ~ Poisson(`mean`) from k = 0, until the mass left is
+/// below 1e-12 (or `mean + 12 sqrt(mean) + 30` terms).
+fn poisson_terms(mean: f64) -> impl Iterator<Item = (u32, f64)> {
+    let mean = mean.max(0.0);
+    let last = (mean + 12.0 * mean.sqrt() + 30.0).min(1e6) as u32;
+    let (mut pmf, mut mass, mut done) = ((-mean).exp(), 0.0, false);
+    (0..=last).map_while(move |k| {
+        if done {
+            return None;
+        }
+        if k > 0 {
+            pmf *= mean / f64::from(k);
+        }
+        mass += pmf;
+        done = 1.0 - mass < 1e-12;
+        Some((k, pmf))
+    })
+}
+
+/// P(X > 0) for X normal with mean `-room` and deviation `sd` (a step at `room = 0` when
+/// `sd` is 0): the share of requests whose latency exceeds a target by more than `room`.
+fn normal_exceeds(room: f64, sd: f64) -> f64 {
+    if sd > 0.0 {
+        normal_tail(room / sd)
+    } else if room < 0.0 {
+        1.0
+    } else {
+        0.0
+    }
 }
 
 /// What the percentile model needs beyond the means at one rate.
@@ -742,13 +735,7 @@ fn percentile_capacity(model: &Model, sat: f64, slo: &Slo, percentile: f64) -> C
     let bottom = 1e-6 * top;
     let (_, _, at_bottom) = miss(bottom);
     if at_bottom.is_nan() || at_bottom > allowed {
-        let zero = model.eval(0.0, sat);
-        return CapacityEstimate {
-            rps: 0.0,
-            ttft_ms: zero.ttft_ms,
-            itl_ms: zero.itl_ms,
-            limit: CapacityLimit::SloUnreachable,
-        };
+        return estimate(0.0, CapacityLimit::SloUnreachable);
     }
     let Some((lo, g_lo, hi, g_hi)) = first_crossing(
         bottom,
