@@ -84,6 +84,16 @@ pub struct DemandOptions {
     pub backlog_cap: f64,
 }
 
+impl DemandOptions {
+    /// The start-up of a new replica the demand estimate plans with, s: `known` (set on the
+    /// VA or learned from pods) when finite and >= 0, else [`Self::default_startup_seconds`].
+    pub fn startup_seconds(&self, known: Option<f64>) -> f64 {
+        known
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .unwrap_or(self.default_startup_seconds)
+    }
+}
+
 /// Start-up of a new replica when neither the VA nor its pods tell, s.
 pub const DEFAULT_STARTUP_SECONDS: f64 = 120.0;
 
@@ -429,25 +439,12 @@ fn hold_remix(
     if !(0..states.len()).any(adds) {
         return None;
     }
-    let placed_now: Vec<u32> = states.iter().map(placed).collect();
-    let serves_now: f64 = placed_now
-        .iter()
-        .zip(planned)
-        .map(|(&n, p)| f64::from(n) * p.capacity_rps)
-        .sum();
-    if !covers(serves_now, demand_rps) {
+    let current: Vec<u32> = states.iter().map(|v| v.replicas).collect();
+    if !covers(placed_capacity_rps(states, planned, &current), demand_rps) {
         return None;
     }
-    let cost_now: f64 = placed_now
-        .iter()
-        .zip(price_per_replica)
-        .map(|(&n, price)| f64::from(n) * price)
-        .sum();
-    let cost_planned: f64 = planned
-        .iter()
-        .zip(price_per_replica)
-        .map(|(p, price)| f64::from(p.replicas) * price)
-        .sum();
+    let cost_now = cost_per_hour(states.iter().map(placed), price_per_replica);
+    let cost_planned = cost_per_hour(planned.iter().map(|p| p.replicas), price_per_replica);
     if cost_now - cost_planned >= REMIX_MIN_SAVING * cost_now {
         return None;
     }
@@ -462,6 +459,14 @@ fn hold_remix(
             })
             .collect(),
     )
+}
+
+/// Cost of `replicas` per variant at `price_per_replica` ($/h each), $/h.
+fn cost_per_hour(replicas: impl Iterator<Item = u32>, price_per_replica: &[f64]) -> f64 {
+    replicas
+        .zip(price_per_replica)
+        .map(|(n, price)| f64::from(n) * price)
+        .sum()
 }
 
 /// True when `capacity_rps` serves `required_rps`, up to rounding.
@@ -578,11 +583,7 @@ fn estimate_demand(
             _ => None,
         };
     }
-    let startup = m
-        .demand
-        .startup_seconds
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(opts.default_startup_seconds);
+    let startup = opts.startup_seconds(m.demand.startup_seconds);
     let settings = wvo_demand::Settings {
         horizon_seconds: startup + opts.cycle_seconds,
         lag_seconds: opts.window_seconds / 2.0 + opts.scrape_age_seconds,
@@ -807,7 +808,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 )
             })
             .flatten();
-        let guarded: Vec<VariantPlan> = match &remix {
+        let guarded: std::borrow::Cow<'_, [VariantPlan]> = match &remix {
             Some(held) => planned_variants
                 .iter()
                 .zip(held)
@@ -816,7 +817,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                     ..p.clone()
                 })
                 .collect(),
-            None => planned_variants.to_vec(),
+            None => std::borrow::Cow::Borrowed(planned_variants),
         };
         let band = (!hold && margin > 0.0).then(|| {
             scale_down_band(

@@ -42,20 +42,14 @@ pub fn history_to_status(history: &History) -> Option<DemandHistoryStatus> {
 }
 
 /// The history a status holds, in a history of `capacity` buckets (a restored bucket counts
-/// as one observation; a missing mean is taken as the bucket's max). None when the status
-/// holds no usable bucket.
+/// as one observation; a missing mean is taken as the bucket's max; an [`EMPTY`] or other
+/// negative or non-finite rate makes the bucket empty, as [`History::from_buckets`] does).
+/// None when the status holds no usable bucket.
 pub fn history_from_status(saved: &DemandHistoryStatus, capacity: usize) -> Option<History> {
-    let buckets = saved.max_rps.iter().enumerate().map(|(i, &max)| {
-        let mean = saved.mean_rps.get(i).copied().unwrap_or(max);
-        if max >= 0.0 && mean >= 0.0 {
-            Bucket {
-                max_rps: max,
-                mean_rps: mean,
-                samples: 1,
-            }
-        } else {
-            Bucket::default()
-        }
+    let buckets = saved.max_rps.iter().enumerate().map(|(i, &max)| Bucket {
+        max_rps: max,
+        mean_rps: saved.mean_rps.get(i).copied().unwrap_or(max),
+        samples: 1,
     });
     let h = History::from_buckets(saved.bucket_seconds, capacity, saved.start_seconds, buckets);
     (h.buckets().iter().any(|b| b.samples > 0) && h.bucket_seconds() == saved.bucket_seconds)

@@ -776,7 +776,7 @@ impl Reconciler {
         }
         // A model this controller has no (or an older) rate history of continues from the
         // one in its status (fresh start, new leader).
-        let capacity = wvo_demand::ModelDemand::default().history().capacity();
+        let capacity = wvo_demand::history_capacity(wvo_demand::DEFAULT_MAX_PERIOD_SECONDS);
         for (va, _, _) in &accepted {
             let (ns, name) = (va.namespace().unwrap_or_default(), va.name_any());
             let Some(saved) = va.status.as_ref().and_then(|s| s.demand_history.as_ref()) else {
@@ -952,11 +952,11 @@ impl Reconciler {
                 }
             }
             report.errors.extend(actuation_errors);
-            // As the cycle takes it (`cycle::estimate_demand`), to 0.1 s.
-            let startup_seconds = self.config.demand.map(|opts| {
-                let s = startup.unwrap_or(opts.default_startup_seconds);
-                (s * 10.0).round() / 10.0
-            });
+            // As the cycle takes it, to 0.1 s.
+            let startup_seconds = self
+                .config
+                .demand
+                .map(|opts| (opts.startup_seconds(*startup) * 10.0).round() / 10.0);
             let history = self
                 .state
                 .demand_history(&ns, &decision.name)

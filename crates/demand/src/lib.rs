@@ -274,15 +274,10 @@ fn finite_or(v: f64, or: f64) -> f64 {
 impl ModelDemand {
     /// A model with no history, keeping enough for two periods of `max_period_seconds`.
     pub fn new(max_period_seconds: f64) -> Self {
-        let span =
-            finite_or(max_period_seconds, DEFAULT_MAX_PERIOD_SECONDS).clamp(60.0, 7.0 * 86_400.0);
         ModelDemand {
             recent: VecDeque::new(),
             level: None,
-            history: History::new(
-                BUCKET_SECONDS,
-                (2.0 * span / BUCKET_SECONDS).ceil() as usize + 2,
-            ),
+            history: History::new(BUCKET_SECONDS, history_capacity(max_period_seconds)),
             detected: None,
             detected_at: None,
             checks: VecDeque::new(),
@@ -545,6 +540,14 @@ impl ModelDemand {
             },
         }
     }
+}
+
+/// Buckets of rate history a model keeps to find periods up to `max_period_seconds`: two of
+/// them (the detector compares the load with itself one period earlier), and two spare.
+pub fn history_capacity(max_period_seconds: f64) -> usize {
+    let span =
+        finite_or(max_period_seconds, DEFAULT_MAX_PERIOD_SECONDS).clamp(60.0, 7.0 * 86_400.0);
+    (2.0 * span / BUCKET_SECONDS).ceil() as usize + 2
 }
 
 /// `x - floor`, never below 0.
