@@ -304,7 +304,6 @@ impl ModelDemand {
     fn replay(&mut self, now: f64, p: f64, window_seconds: f64) {
         self.checks.clear();
         let bucket = self.history.bucket_seconds();
-        let window = finite_or(window_seconds, 60.0).max(1.0);
         let mut t = ((now - p) / bucket).ceil() * bucket;
         while t + bucket <= now {
             let mid = t + bucket / 2.0;
@@ -312,10 +311,8 @@ impl ModelDemand {
                 self.history.max_between(mid, mid),
                 self.history.max_between(mid - p, mid - p),
             ) {
-                let top = observed.max(predicted);
-                let allowed = (FORECAST_TOLERANCE * top).max(3.0 * (top / window).sqrt());
                 self.checks
-                    .push_back((mid, (observed - predicted).abs() <= allowed));
+                    .push_back((mid, forecast_hit(observed, predicted, window_seconds)));
             }
             t += bucket;
         }
@@ -444,11 +441,8 @@ impl ModelDemand {
         // Check the seasonal prediction of now before recording now.
         if let Some(p) = self.period() {
             if let Some(predicted) = self.history.max_between(now - p, now - p) {
-                let window = finite_or(s.window_seconds, 60.0).max(1.0);
-                let top = observed.max(predicted);
-                let allowed = (FORECAST_TOLERANCE * top).max(3.0 * (top / window).sqrt());
                 self.checks
-                    .push_back((now, (observed - predicted).abs() <= allowed));
+                    .push_back((now, forecast_hit(observed, predicted, s.window_seconds)));
             }
             while self.checks.front().is_some_and(|(t, _)| *t < now - p) {
                 self.checks.pop_front();
@@ -540,6 +534,16 @@ impl ModelDemand {
             },
         }
     }
+}
+
+/// Whether a forecast of `predicted` req/s hit the `observed` rate: within
+/// [`FORECAST_TOLERANCE`] of the larger, or within three standard deviations of the Poisson
+/// noise of a rate measured over `window_seconds`.
+fn forecast_hit(observed: f64, predicted: f64, window_seconds: f64) -> bool {
+    let window = finite_or(window_seconds, 60.0).max(1.0);
+    let top = observed.max(predicted);
+    let allowed = (FORECAST_TOLERANCE * top).max(3.0 * (top / window).sqrt());
+    (observed - predicted).abs() <= allowed
 }
 
 /// Buckets of rate history a model keeps to find periods up to `max_period_seconds`: two of
