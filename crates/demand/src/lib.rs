@@ -34,8 +34,11 @@ pub const BUCKET_SECONDS: f64 = 60.0;
 pub const DEFAULT_MAX_PERIOD_SECONDS: f64 = 86_400.0;
 /// Shortest period looked for by default, s.
 pub const DEFAULT_MIN_PERIOD_SECONDS: f64 = 300.0;
-/// Seconds between period detections.
+/// Seconds between period detections while a period is known.
 pub const DETECT_EVERY_SECONDS: f64 = 600.0;
+/// Seconds between period detections while none is known (a new model's period is found
+/// soon after its history first holds two of it).
+pub const DETECT_UNKNOWN_EVERY_SECONDS: f64 = 120.0;
 /// Relative error within which a forecast counts as a hit.
 pub const FORECAST_TOLERANCE: f64 = 0.25;
 /// Share of the last period's forecasts that must hit for the forecast to be used.
@@ -88,7 +91,7 @@ impl Default for ForecastSettings {
             period_seconds: None,
             min_period_seconds: DEFAULT_MIN_PERIOD_SECONDS,
             max_period_seconds: DEFAULT_MAX_PERIOD_SECONDS,
-            quick_scale_down_seconds: 60.0,
+            quick_scale_down_seconds: 15.0,
         }
     }
 }
@@ -403,7 +406,7 @@ impl ModelDemand {
             self.period().and_then(|p| {
                 let window = finite_or(s.stabilization_seconds, 0.0).max(horizon);
                 self.history
-                    .max_between(now - p + lag - BUCKET_SECONDS, now - p + lag + window)
+                    .max_between(now - p + lag, now - p + lag + window)
                     .filter(|&peak| peak <= plan_rps)
                     .map(|_| s.forecast.quick_scale_down_seconds.min(window))
             })
@@ -459,13 +462,16 @@ impl ModelDemand {
                         period_seconds: p,
                         correlation: f64::NAN,
                     });
-                    self.checks.clear();
+                    self.replay_checks = true;
                 }
             }
             None => {
-                let due = self
-                    .detected_at
-                    .is_none_or(|t| now - t >= DETECT_EVERY_SECONDS || now < t);
+                let every = if self.detected.is_some() {
+                    DETECT_EVERY_SECONDS
+                } else {
+                    DETECT_UNKNOWN_EVERY_SECONDS
+                };
+                let due = self.detected_at.is_none_or(|t| now - t >= every || now < t);
                 if due {
                     self.detected_at = Some(now);
                     let found = period::detect(
@@ -474,8 +480,12 @@ impl ModelDemand {
                         f.min_period_seconds,
                         f.max_period_seconds,
                     );
+                    // A new period is checked on the history at once (what its forecast
+                    // would have predicted over the last period), not from scratch: the
+                    // history already holds the two periods the detector needed.
                     if found.map(|d| d.period_seconds) != self.period() {
                         self.checks.clear();
+                        self.replay_checks = true;
                     }
                     self.detected = found;
                 }

@@ -46,7 +46,9 @@ fn correlation(a: &[f64], b: &[f64]) -> Option<f64> {
 /// `min_seconds` and `max_seconds`, when the series holds at least two of them, varies
 /// enough ([`MIN_VARIATION`]), first decorrelates ([`DIP_CORRELATION`]) and then repeats
 /// well enough ([`MIN_CORRELATION`]). Of the lags that correlate within 5% of the best, the
-/// shortest wins. Cost: O(len x lags).
+/// shortest wins, refined to its local maximum; a maximum at the longest lag the series can
+/// show (half its length) is not claimed, as the correlation may still rise beyond it.
+/// Cost: O(len x lags).
 pub fn detect(
     series: &[f64],
     step_seconds: f64,
@@ -92,8 +94,13 @@ pub fn detect(
     while i + 1 < candidates.len() && candidates[i + 1].1 > candidates[i].1 {
         i += 1;
     }
-    let scores = candidates;
-    let (lag, c) = scores[i];
+    // Still rising at the longest lag the series can show (less than three periods of
+    // history): the true period may lie beyond it, so none is claimed yet.
+    let series_bound = series.len() / 2 < (max_seconds / step_seconds).floor() as usize;
+    if i + 1 == candidates.len() && series_bound {
+        return None;
+    }
+    let (lag, c) = candidates[i];
     Some(Detected {
         period_seconds: lag as f64 * step_seconds,
         correlation: c,
