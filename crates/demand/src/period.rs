@@ -142,6 +142,20 @@ mod tests {
     }
 
     #[test]
+    fn a_period_at_the_longest_lag_the_series_shows_waits_for_more_history() {
+        let wave = |len: usize| -> Vec<f64> {
+            (0..len)
+                .map(|i| 30.0 - 20.0 * (i as f64 * std::f64::consts::TAU / 60.0).cos())
+                .collect()
+        };
+        // 1.9 periods: the best lag the series can show is its last one; not a period.
+        assert_eq!(detect(&wave(114), 60.0, 300.0, 86_400.0), None);
+        // Just past two periods the correlation turns down after the true period.
+        let d = detect(&wave(124), 60.0, 300.0, 86_400.0).expect("periodic");
+        assert_eq!(d.period_seconds, 3600.0);
+    }
+
+    #[test]
     fn no_period_in_a_step_a_flat_load_or_less_than_two_periods() {
         let step: Vec<f64> = (0..200).map(|i| if i < 60 { 10.0 } else { 40.0 }).collect();
         assert_eq!(detect(&step, 60.0, 300.0, 86_400.0), None);

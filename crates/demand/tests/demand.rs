@@ -200,6 +200,28 @@ fn periodic_bursts_are_forecast_and_prescaled_by_the_horizon() {
 }
 
 #[test]
+fn a_period_found_is_trusted_at_once_when_the_history_already_repeats_it() {
+    // The period is found once the history holds two of it (just after 2,400 s of
+    // history); its checks are replayed on that history, so the third burst (3000 s) is
+    // already pre-scaled, not the fourth.
+    let s = Settings {
+        horizon_seconds: 105.0,
+        ..Settings::default()
+    };
+    let out = run(&bursts, 3100.0, &s);
+    let (t, before) = out
+        .iter()
+        .find(|(t, _)| *t >= 3000.0 - 90.0)
+        .expect("cycle before the burst");
+    assert!(
+        matches!(before.forecast, ForecastStatus::Active { .. }),
+        "at {t}: {:?}",
+        before.forecast
+    );
+    assert!(before.plan_rps >= 49.0, "at {t}: {before:?}");
+}
+
+#[test]
 fn a_rise_the_forecast_predicted_is_not_projected_beyond_it() {
     // Without a forecast a burst's rise is projected over the window's lag (up to 2x); once
     // the forecast predicts the burst, the plan during the burst is the burst rate, not more.
