@@ -405,7 +405,9 @@ pub const REMIX_MIN_SAVING: f64 = 0.2;
 /// The replicas to plan with instead of `planned` when the plan re-mixes a model whose
 /// placed replicas already serve `demand_rps` for a saving below [`REMIX_MIN_SAVING`] of
 /// their cost: the plan's scale-ups are not started (each such variant stays at what it
-/// has, or its minimum); its scale-downs stay for the band to judge. None when the plan is
+/// has, or its minimum) and its scale-downs stay, or, when cheaper, the placed replicas
+/// shrink to the fewest that serve the demand ([`shrink_placed`]); the band judges the
+/// scale-downs either way. None when the plan is
 /// no such re-mix: it adds nothing, the placed replicas fall short, a variant is frozen or
 /// its GPUs are claimed by a higher tier, another model's plan needs the GPUs the re-mix
 /// frees (`free_after_plan`: GPUs per type the whole plan leaves free), or the saving is
@@ -448,17 +450,68 @@ fn hold_remix(
     if cost_now - cost_planned >= REMIX_MIN_SAVING * cost_now {
         return None;
     }
-    Some(
-        (0..states.len())
-            .map(|i| {
-                if adds(i) {
-                    states[i].replicas.max(spec.variants[i].min_replicas)
-                } else {
-                    planned[i].replicas
-                }
-            })
-            .collect(),
-    )
+    // The plan's own scale-downs, with the variants it adds to left as they are...
+    let plan_downs: Vec<u32> = (0..states.len())
+        .map(|i| {
+            if adds(i) {
+                states[i].replicas.max(spec.variants[i].min_replicas)
+            } else {
+                planned[i].replicas
+            }
+        })
+        .collect();
+    // ...or the cheapest scale-down of the placed replicas that still serves the demand,
+    // when that costs less (the plan may drop a replica of one variant the re-mix would
+    // replace, where the placed mix can drop one of another).
+    let shrunk = shrink_placed(spec, states, planned, price_per_replica, demand_rps);
+    let cost = |r: &[u32]| cost_per_hour(r.iter().copied(), price_per_replica);
+    let plan_downs_cover = covers(
+        placed_capacity_rps(states, planned, &plan_downs),
+        demand_rps,
+    );
+    Some(if plan_downs_cover && cost(&plan_downs) <= cost(&shrunk) {
+        plan_downs
+    } else {
+        shrunk
+    })
+}
+
+/// The placed replicas of a model less as many as can go while the rest serve
+/// `demand_rps` (req/s): one at a time, the dearest replica whose removal still serves it
+/// (ties: the dearest per req/s), never below a variant's or the model's minimum. Adds
+/// nothing: a variant with Pending replicas keeps its placed ones at most.
+fn shrink_placed(
+    spec: &ModelSpec,
+    states: &[VariantState],
+    planned: &[VariantPlan],
+    price_per_replica: &[f64],
+    demand_rps: f64,
+) -> Vec<u32> {
+    let mut replicas: Vec<u32> = states
+        .iter()
+        .zip(&spec.variants)
+        .map(|(v, vs)| placed(v).max(vs.min_replicas.min(v.replicas)))
+        .collect();
+    let mut capacity = placed_capacity_rps(states, planned, &replicas);
+    let mut total: u32 = replicas.iter().sum();
+    loop {
+        let removable = (0..replicas.len()).filter(|&i| {
+            replicas[i] > spec.variants[i].min_replicas
+                && total > spec.min_replicas
+                && covers(capacity - planned[i].capacity_rps, demand_rps)
+        });
+        let per_rps = |i: usize| price_per_replica[i] / planned[i].capacity_rps.max(1e-9);
+        let Some(i) = removable.max_by(|&a, &b| {
+            price_per_replica[a]
+                .total_cmp(&price_per_replica[b])
+                .then(per_rps(a).total_cmp(&per_rps(b)))
+        }) else {
+            return replicas;
+        };
+        replicas[i] -= 1;
+        total -= 1;
+        capacity -= planned[i].capacity_rps;
+    }
 }
 
 /// Cost of `replicas` per variant at `price_per_replica` ($/h each), $/h.

@@ -607,6 +607,28 @@ fn a_small_re_mix_is_not_started_while_the_placed_replicas_serve() {
 }
 
 #[test]
+fn a_re_mix_not_started_still_drops_the_placed_replicas_it_does_not_need() {
+    // 3 H100 + 1 L40S (33 req/s, $13.50/h) for 25.5 req/s. The plan's cheapest cover is
+    // 2 H100 + 2 L40S ($11/h): 18.5% cheaper, a re-mix not started. Of what is placed, the
+    // L40S replica is not needed (3 H100 serve 30 req/s, $12/h): it goes after its window.
+    let mut state = CycleState::default();
+    let first = run_cycle(
+        &snapshot(0.0, load(25.5), running(3), running(1)),
+        &mut state,
+    )
+    .expect("cycle");
+    let planned: Vec<u32> = first.models[0].variants.iter().map(|v| v.planned).collect();
+    assert_eq!(planned, vec![2, 2]);
+    assert_eq!(desired(&first), vec![3, 1]);
+    let out = run_cycle(
+        &snapshot(301.0, load(25.5), running(3), running(1)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert_eq!(desired(&out), vec![3, 0], "{:?}", out.models[0].variants);
+}
+
+#[test]
 fn the_band_keeps_the_cheapest_replica_that_closes_the_gap() {
     // 5 H100 + 4 L40S serve 28.9 req/s; the band wants 28.9 x 1.05 = 30.345 req/s.
     let run = |l40s_price: f64| {
