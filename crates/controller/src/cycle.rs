@@ -650,6 +650,8 @@ fn estimate_demand(
         forecast: wvo_demand::ForecastSettings {
             enabled: !m.demand.forecast_off,
             period_seconds: m.demand.forecast_period_seconds,
+            // After a predicted peak, a scale-down waits one cycle.
+            quick_scale_down_seconds: opts.cycle_seconds,
             ..wvo_demand::ForecastSettings::default()
         },
     };

@@ -80,7 +80,7 @@ pub struct ForecastSettings {
     /// Longest period looked for, s (the history holds two of them).
     pub max_period_seconds: f64,
     /// Scale-down window while a trusted forecast says the load stays below the plan for a
-    /// whole stabilization window, s.
+    /// whole stabilization window, s (default 15: one `wvo run` cycle).
     pub quick_scale_down_seconds: f64,
 }
 
