@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wvo_api::crd::VariantAutoscaling;
 use wvo_api::ModelLoad;
-use wvo_controller::loads::StaticLoads;
+use wvo_controller::loads::{LoadSource, StaticLoads};
 use wvo_controller::metrics::Metrics;
 use wvo_controller::reconciler::{ControllerConfig, Reconciler};
 use wvo_controller::view::{ControllerView, SharedView};
@@ -213,24 +213,7 @@ impl Cluster {
     /// A controller (reconciler) against this cluster, with its view and metrics. Its client
     /// acts as [`CONTROLLER_USER`].
     pub fn controller(&self, identity: &str) -> (Reconciler, SharedView, Arc<Metrics>) {
-        self.controller_with(ControllerConfig {
-            identity: identity.into(),
-            // The tests check exact replica counts for given loads: no planning headroom.
-            options: wvo_api::PlanOptions {
-                headroom: 0.0,
-                ..ControllerConfig::default().options
-            },
-            // `set_load` gives the exact rate now (no trailing window, no scrape age), so
-            // there is no lag to project a rise over and no noise to fall slowly from;
-            // backlog, start-up horizon and forecast stay as `wvo run` has them.
-            demand: Some(wvo_controller::cycle::DemandOptions {
-                window_seconds: 0.0,
-                scrape_age_seconds: 0.0,
-                fall_seconds: 0.0,
-                ..wvo_controller::cycle::DemandOptions::default()
-            }),
-            ..ControllerConfig::default()
-        })
+        self.controller_with(test_config(identity))
     }
 
     /// Same with a given configuration.
@@ -238,12 +221,21 @@ impl Cluster {
         &self,
         config: ControllerConfig,
     ) -> (Reconciler, SharedView, Arc<Metrics>) {
+        self.controller_with_loads(config, Arc::new(self.loads.clone()))
+    }
+
+    /// Same with a given configuration and load source.
+    pub fn controller_with_loads(
+        &self,
+        config: ControllerConfig,
+        loads: Arc<dyn LoadSource>,
+    ) -> (Reconciler, SharedView, Arc<Metrics>) {
         let view: SharedView = Arc::new(RwLock::new(ControllerView::default()));
         let metrics = Arc::new(Metrics::new());
         let reconciler = Reconciler::new(
             self.controller_client(),
             config,
-            Arc::new(self.loads.clone()),
+            loads,
             view.clone(),
             Some(metrics.clone()),
         );
@@ -279,6 +271,30 @@ impl Cluster {
     pub async fn get_va(&self, name: &str) -> VariantAutoscaling {
         let vas: Api<VariantAutoscaling> = Api::namespaced(self.client.clone(), NS);
         vas.get(name).await.expect("get VA")
+    }
+}
+
+/// The configuration of [`Cluster::controller`]: no planning headroom (the tests check
+/// exact replica counts for given loads) and no rate window (`set_load` gives the exact
+/// rate now).
+pub fn test_config(identity: &str) -> ControllerConfig {
+    ControllerConfig {
+        identity: identity.into(),
+        // The tests check exact replica counts for given loads: no planning headroom.
+        options: wvo_api::PlanOptions {
+            headroom: 0.0,
+            ..ControllerConfig::default().options
+        },
+        // `set_load` gives the exact rate now (no trailing window, no scrape age), so
+        // there is no lag to project a rise over and no noise to fall slowly from;
+        // backlog, start-up horizon and forecast stay as `wvo run` has them.
+        demand: Some(wvo_controller::cycle::DemandOptions {
+            window_seconds: 0.0,
+            scrape_age_seconds: 0.0,
+            fall_seconds: 0.0,
+            ..wvo_controller::cycle::DemandOptions::default()
+        }),
+        ..ControllerConfig::default()
     }
 }
 

@@ -1,9 +1,166 @@
 //! Demand settings end to end: the start-up learned from pod ready times or set on the VA,
-//! the forecast settings, and the rate history a new leader restores from VA status.
+//! the forecast settings, and the rate history a new leader restores from VA status and
+//! from the load source's past (Prometheus range queries).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use wvo_collector::{CollectorError, ModelRates, RatePoint, RateRange};
+use wvo_controller::loads::{
+    BoxFuture, LoadSource, Loads, ModelKey, Observed, PastRates, StaticLoads, VariantPod,
+};
 use wvo_e2e::*;
 use wvo_sim::kube_api::KubeApiOptions;
+
+/// The cluster's loads now, plus a past as a Prometheus range query would give it: model
+/// `llama` at `rate` req/s for the last three hours of the asked range (or, with `rate`
+/// None, a timeout). Counts the reads.
+struct WithPast {
+    now: StaticLoads,
+    rate: Option<f64>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl LoadSource for WithPast {
+    fn loads<'a>(&'a self, models: &'a [ModelKey]) -> BoxFuture<'a, Loads> {
+        self.now.loads(models)
+    }
+
+    fn observe<'a>(
+        &'a self,
+        models: &'a [ModelKey],
+        pods: &'a [VariantPod],
+    ) -> BoxFuture<'a, Observed> {
+        self.now.observe(models, pods)
+    }
+
+    fn past_rates(&self, range: RateRange) -> Option<PastRates<'_>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let rate = self.rate;
+        Some(Box::pin(async move {
+            let Some(rate) = rate else {
+                return Err(CollectorError::Timeout {
+                    url: "http://prometheus:9090/api/v1/query_range".into(),
+                    timeout_ms: 5_000,
+                });
+            };
+            let points = (0..180)
+                .map(|k| RatePoint {
+                    at_seconds: range.end_seconds - f64::from(k) * range.step_seconds,
+                    rps: rate,
+                })
+                .rev()
+                .collect();
+            Ok(ModelRates::from([(
+                (NS.to_string(), "llama".to_string()),
+                points,
+            )]))
+        }))
+    }
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn a_fresh_controller_reads_the_rate_history_from_prometheus_once() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 20.0);
+    let reads = Arc::new(AtomicUsize::new(0));
+    let past = WithPast {
+        now: cluster.loads.clone(),
+        rate: Some(7.0),
+        reads: reads.clone(),
+    };
+    let (mut c, _, _) = cluster.controller_with_loads(test_config("wvo-0"), Arc::new(past));
+    c.cycle().await.expect("cycle");
+    let now = now_seconds();
+    let history = c.demand_history(NS, "llama").expect("history");
+    // Three hours of 7 req/s from Prometheus, then what this cycle saw.
+    assert!(
+        history.span_seconds() >= 3.0 * 3_600.0,
+        "{}",
+        history.span_seconds()
+    );
+    assert_eq!(
+        history.max_between(now - 3.0 * 3_600.0, now - 300.0),
+        Some(7.0)
+    );
+    assert_eq!(history.max_between(0.0, f64::MAX), Some(20.0));
+    // Read once, not every cycle.
+    c.cycle().await.expect("cycle");
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+    // The status holds it, for the next leader.
+    let saved = cluster
+        .get_va("llama")
+        .await
+        .status
+        .and_then(|s| s.demand_history)
+        .expect("status.demandHistory");
+    assert!(saved.max_rps.len() >= 180, "{}", saved.max_rps.len());
+}
+
+#[tokio::test]
+async fn the_status_history_is_kept_and_prometheus_fills_what_it_lacks() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 20.0);
+    // A first leader (no Prometheus) writes one bucket of 20 req/s to the status.
+    let (mut first, _, _) = cluster.controller("wvo-0");
+    first.cycle().await.expect("cycle");
+    drop(first);
+    cluster.set_load("llama", 5.0);
+    // The next one has the status and a Prometheus that says 7 req/s for three hours.
+    let past = WithPast {
+        now: cluster.loads.clone(),
+        rate: Some(7.0),
+        reads: Arc::default(),
+    };
+    let (mut second, _, _) = cluster.controller_with_loads(test_config("wvo-1"), Arc::new(past));
+    second.cycle().await.expect("cycle");
+    let now = now_seconds();
+    let history = second.demand_history(NS, "llama").expect("history");
+    // The status's bucket wins where both have one; Prometheus fills the hours before.
+    assert_eq!(history.max_between(0.0, f64::MAX), Some(20.0));
+    assert_eq!(
+        history.max_between(now - 3.0 * 3_600.0, now - 300.0),
+        Some(7.0)
+    );
+    assert!(history.span_seconds() >= 3.0 * 3_600.0);
+}
+
+#[tokio::test]
+async fn a_failed_prometheus_read_does_not_stop_the_cycle_nor_repeat_every_cycle() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 20.0);
+    let reads = Arc::new(AtomicUsize::new(0));
+    let past = WithPast {
+        now: cluster.loads.clone(),
+        rate: None,
+        reads: reads.clone(),
+    };
+    let (mut c, _, metrics) = cluster.controller_with_loads(test_config("wvo-0"), Arc::new(past));
+    let report = c.cycle().await.expect("the cycle goes on");
+    assert!(report.outcome.is_some(), "planned");
+    // A new history from this cycle's observation only.
+    let history = c.demand_history(NS, "llama").expect("history");
+    assert_eq!(history.span_seconds(), 60.0);
+    assert!(metrics
+        .encode()
+        .contains(r#"wvo_errors_total{kind="history"} 1"#));
+    c.cycle().await.expect("cycle");
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        1,
+        "tried again after 10 minutes, not now"
+    );
+}
 
 #[tokio::test]
 async fn a_new_leader_restores_the_rate_history_from_status() {

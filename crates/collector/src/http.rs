@@ -62,14 +62,44 @@ pub fn client(cfg: &HttpConfig) -> Result<reqwest::Client, CollectorError> {
     })
 }
 
-/// GET `url`, returning (status, body). Transport failures and timeouts are errors;
-/// HTTP statuses are returned for the caller to judge.
+/// GET `url`, returning (status, body). Transport failures and timeouts are errors
+/// naming the URL (without credentials); HTTP statuses are returned for the caller to judge.
 pub async fn get(
     client: &reqwest::Client,
     cfg: &HttpConfig,
     url: reqwest::Url,
 ) -> Result<(u16, String), CollectorError> {
-    let shown = url.to_string();
+    let shown = without_credentials(&url);
+    send(client, cfg, url, shown, true).await
+}
+
+/// Like [`get`], but errors name the URL as `shown` (e.g. the endpoint without its long
+/// query string) and drop the client error's own copy of the URL.
+pub(crate) async fn get_shown_as(
+    client: &reqwest::Client,
+    cfg: &HttpConfig,
+    url: reqwest::Url,
+    shown: &str,
+) -> Result<(u16, String), CollectorError> {
+    send(client, cfg, url, shown.to_string(), false).await
+}
+
+/// `url` as text without a user name or password in it.
+pub(crate) fn without_credentials(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    // Fails only for URLs that cannot carry credentials: nothing to remove then.
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+async fn send(
+    client: &reqwest::Client,
+    cfg: &HttpConfig,
+    url: reqwest::Url,
+    shown: String,
+    keep_url_in_detail: bool,
+) -> Result<(u16, String), CollectorError> {
     let mut req = client.get(url);
     if let Some(t) = &cfg.bearer_token {
         req = req.bearer_auth(t);
@@ -91,11 +121,23 @@ pub async fn get(
             url: shown,
             timeout_ms,
         }),
-        Ok(Err(e)) => Err(CollectorError::Http {
-            url: shown,
-            detail: crate::error::chain(&e),
-            source: e,
-        }),
+        Ok(Err(e)) => {
+            let e = if keep_url_in_detail {
+                let mut e = e;
+                if let Some(u) = e.url_mut() {
+                    let _ = u.set_username("");
+                    let _ = u.set_password(None);
+                }
+                e
+            } else {
+                e.without_url()
+            };
+            Err(CollectorError::Http {
+                url: shown,
+                detail: crate::error::chain(&e),
+                source: e,
+            })
+        }
         Ok(Ok((status, body))) => Ok((status, body)),
     }
 }

@@ -12,6 +12,10 @@
 //! tested without a network: [`text::parse`], [`prometheus::parse_response`],
 //! [`prometheus::pods_from_results`], [`pod::from_scrapes`], [`aggregate`].
 //!
+//! A restarted controller reads each model's past arrival rate from Prometheus range
+//! queries ([`range`]: [`PrometheusSource::arrival_rates`], pure
+//! [`range::parse_range_response`]); the direct scrape has no past.
+//!
 //! Every figure is a [`Figure`]: known (value, age, metric used) or unknown with a reason.
 //! Missing, stale, NaN or infinite data is unknown, never 0.
 
@@ -24,6 +28,7 @@ pub mod names;
 pub mod observation;
 pub mod pod;
 pub mod prometheus;
+pub mod range;
 pub mod render;
 pub mod scrape;
 pub mod text;
@@ -36,6 +41,7 @@ pub use observation::{
     Figure, LoadFigures, ModelObservation, Observations, Target, VariantObservation,
 };
 pub use prometheus::{PrometheusConfig, PrometheusSource};
+pub use range::{ModelRates, RatePoint, RateRange, MAX_POINTS_PER_REQUEST};
 pub use render::{render_json, render_table};
 pub use scrape::{ScrapeConfig, ScrapeSource};
 

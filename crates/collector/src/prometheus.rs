@@ -203,13 +203,15 @@ struct VectorItem {
     value: (f64, String),
 }
 
-/// Parse an instant-query response (pure). `url` and `query` are for messages.
-pub fn parse_response(
+/// The `data` of a Prometheus API response (pure): the result type and the raw result.
+/// `url` and `query` are for messages. Errors: not the API's JSON (or an HTTP error
+/// status), `status: error` (the query failed), no `data`.
+pub(crate) fn parse_api_data(
     url: &str,
     query: &str,
     status: u16,
     body: &str,
-) -> Result<Vec<PromSample>, CollectorError> {
+) -> Result<(String, serde_json::Value), CollectorError> {
     let parsed: Result<ApiResponse, _> = serde_json::from_str(body);
     let resp = match parsed {
         Ok(r) => r,
@@ -237,7 +239,18 @@ pub fn parse_response(
         location: "data".into(),
         problem: "missing".into(),
     })?;
-    match data.result_type.as_str() {
+    Ok((data.result_type, data.result))
+}
+
+/// Parse an instant-query response (pure). `url` and `query` are for messages.
+pub fn parse_response(
+    url: &str,
+    query: &str,
+    status: u16,
+    body: &str,
+) -> Result<Vec<PromSample>, CollectorError> {
+    let (result_type, result) = parse_api_data(url, query, status, body)?;
+    match result_type.as_str() {
         "vector" => {}
         "scalar" => return Ok(vec![]),
         other => {
@@ -249,7 +262,7 @@ pub fn parse_response(
         }
     }
     let items: Vec<VectorItem> =
-        serde_json::from_value(data.result).map_err(|e| CollectorError::Parse {
+        serde_json::from_value(result).map_err(|e| CollectorError::Parse {
             url: url.into(),
             location: "data.result".into(),
             problem: e.to_string(),
@@ -545,11 +558,12 @@ pub fn pods_from_results(results: &Results) -> (Vec<PodFigures>, GatewayReadings
 /// Reads observations from a Prometheus server.
 #[derive(Clone, Debug)]
 pub struct PrometheusSource {
-    cfg: PrometheusConfig,
-    window: Window,
+    pub(crate) cfg: PrometheusConfig,
+    pub(crate) window: Window,
     targets: Vec<Target>,
-    client: reqwest::Client,
-    query_url: reqwest::Url,
+    pub(crate) client: reqwest::Client,
+    /// `{base}/api/v1/query`.
+    pub(crate) query_url: reqwest::Url,
 }
 
 impl PrometheusSource {

@@ -77,6 +77,11 @@ pub fn signals_from_observations(
         .collect()
 }
 
+/// A read of models' past arrival rates: per (namespace, served model id), the series in
+/// time order (UNIX s, req/s), or why it could not be read.
+pub type PastRates<'a> =
+    BoxFuture<'a, Result<wvo_collector::ModelRates, wvo_collector::CollectorError>>;
+
 /// Something that reports the offered load of models.
 pub trait LoadSource: Send + Sync {
     /// The load of each model in `models`; a model with no data maps to `Err(reason)`.
@@ -96,6 +101,14 @@ pub trait LoadSource: Send + Sync {
                 ..Observed::default()
             }
         })
+    }
+
+    /// Every model's arrival rate (the same definition as [`LoadSource::loads`]) at the
+    /// evaluation times of `range`, read from the source's past; None when the source
+    /// keeps no past (direct scrapes, loads set by hand: the default).
+    fn past_rates(&self, range: wvo_collector::RateRange) -> Option<PastRates<'_>> {
+        let _ = range;
+        None
     }
 }
 
@@ -287,6 +300,20 @@ impl LoadSource for CollectorLoads {
                 },
             }
         })
+    }
+
+    /// Prometheus only: range queries over `range` (at most
+    /// [`wvo_collector::MAX_POINTS_PER_REQUEST`] points per request), same filters,
+    /// window, token, CAs and timeout as the cycle's instant queries.
+    fn past_rates(&self, range: wvo_collector::RateRange) -> Option<PastRates<'_>> {
+        let wvo_collector::SourceConfig::Prometheus(cfg) = &self.config.source else {
+            return None;
+        };
+        Some(Box::pin(async move {
+            wvo_collector::PrometheusSource::new(cfg.clone(), self.config.window, vec![])?
+                .arrival_rates(range, wvo_collector::MAX_POINTS_PER_REQUEST)
+                .await
+        }))
     }
 
     fn loads<'a>(&'a self, models: &'a [ModelKey]) -> BoxFuture<'a, Loads> {

@@ -176,6 +176,8 @@ pub struct Reconciler {
     known_vas: BTreeSet<(String, String)>,
     calibrator: Calibrator,
     startup: crate::startup::StartupLearner,
+    /// Which models' past was read from the load source (Prometheus range queries).
+    range_restores: crate::persist::RangeRestores,
 }
 
 fn now_rfc3339() -> String {
@@ -248,6 +250,7 @@ impl Reconciler {
             known_vas: BTreeSet::new(),
             calibrator: Calibrator::new(calibration),
             startup: crate::startup::StartupLearner::new(),
+            range_restores: crate::persist::RangeRestores::default(),
         }
     }
 
@@ -531,6 +534,78 @@ impl Reconciler {
         })
     }
 
+    /// Fills the rate history of each VA in `vas` ((namespace, name), model key) whose
+    /// past was not read yet (or whose last read failed [`crate::persist::RANGE_RETRY_SECONDS`]
+    /// ago) from the load source's past: one read for all of them, over the `capacity`
+    /// newest history buckets. The buckets the controller (or the status) already has
+    /// are kept ([`crate::persist::fill_history`]). A failed read is logged and counted
+    /// (`wvo_errors_total{kind="history"}`) and never fails the cycle. A source with no
+    /// past (direct scrape) is not asked again.
+    async fn restore_past_rates(&mut self, vas: &[((String, String), ModelKey)], capacity: usize) {
+        let now = now_seconds();
+        self.range_restores
+            .retain(&vas.iter().map(|(va, _)| va.clone()).collect());
+        let due: Vec<&((String, String), ModelKey)> = vas
+            .iter()
+            .filter(|(va, _)| self.range_restores.due(va, now))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let bucket = wvo_demand::BUCKET_SECONDS;
+        let loads = self.loads.clone();
+        let read = wvo_collector::RateRange::for_history(now, capacity, bucket)
+            .and_then(|range| loads.past_rates(range));
+        let Some(read) = read else {
+            for (va, _) in due {
+                self.range_restores.done(va.clone());
+            }
+            return;
+        };
+        match read.await {
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    models = due.len(),
+                    retry_seconds = crate::persist::RANGE_RETRY_SECONDS,
+                    "rate history not read from Prometheus; planning goes on with the history from status or a new one"
+                );
+                if let Some(m) = &self.metrics {
+                    m.count_error("history");
+                }
+                for (va, _) in due {
+                    self.range_restores.failed(va.clone(), now);
+                }
+            }
+            Ok(rates) => {
+                for ((ns, name), model) in due {
+                    self.range_restores.done((ns.clone(), name.clone()));
+                    let Some(past) = rates.get(model).and_then(|points| {
+                        crate::persist::history_from_rates(points, bucket, capacity)
+                    }) else {
+                        continue;
+                    };
+                    let history = match self.state.demand_history(ns, name) {
+                        Some(ours) => {
+                            let filled = crate::persist::fill_history(ours, &past);
+                            if &filled == ours {
+                                continue;
+                            }
+                            filled
+                        }
+                        None => past,
+                    };
+                    tracing::info!(
+                        va = %format!("{ns}/{name}"),
+                        seconds = history.span_seconds(),
+                        "rate history filled from Prometheus"
+                    );
+                    self.state.restore_demand_history(ns, name, history);
+                }
+            }
+        }
+    }
+
     /// Runs one cycle: read, plan, act, report. Errors that stop planning are returned; the
     /// previous plan then stays in force.
     pub async fn cycle(&mut self) -> Result<CycleReport, ControllerError> {
@@ -790,6 +865,19 @@ impl Reconciler {
                 self.state.restore_demand_history(&ns, &name, history);
             }
         }
+        // Then, once per model, what that history lacks from the load source's past
+        // (Prometheus range queries); a failure leaves the history as it is.
+        let vas: Vec<((String, String), ModelKey)> = accepted
+            .iter()
+            .zip(&keys)
+            .map(|((va, _, _), key)| {
+                (
+                    (va.namespace().unwrap_or_default(), va.name_any()),
+                    key.clone(),
+                )
+            })
+            .collect();
+        self.restore_past_rates(&vas, capacity).await;
         let snapshot = Snapshot {
             now_seconds: now_seconds(),
             inventory: inventory.clone(),
