@@ -290,7 +290,7 @@ fn reclaiming_tiers<'a>(
     snapshot: &'a Snapshot,
     inventory: &[AcceleratorType],
     plan: &PlanOutput,
-) -> BTreeMap<&'a str, i32> {
+) -> Reclaim<'a> {
     /// One variant as the reclaim sees it.
     struct VariantUse<'s> {
         spec: &'s VariantSpec,
@@ -344,6 +344,7 @@ fn reclaiming_tiers<'a>(
         .map(|(acc, n)| (*acc, usable(acc) - n))
         .collect();
     let mut claim: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut bridge: BTreeMap<(usize, usize), u32> = BTreeMap::new();
     for (mi, (m, uses)) in snapshot.models.iter().zip(&per_model).enumerate() {
         let claiming =
             |u: &&VariantUse| u.planned > u.placed && contended.contains(u.accelerator());
@@ -368,8 +369,12 @@ fn reclaiming_tiers<'a>(
             continue;
         }
         let mut elsewhere = 0.0;
-        let mut taken: Vec<(&str, u64)> = Vec::new();
-        for u in uses.iter().filter(|u| !contended.contains(u.accelerator())) {
+        let mut taken: Vec<(usize, &str, u64, u64)> = Vec::new();
+        for (vi, u) in uses
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !contended.contains(u.accelerator()))
+        {
             let gpus = u64::from(u.spec.gpus_per_replica.max(1));
             let free = spare.get(u.accelerator()).copied().unwrap_or(0);
             let room = u.spec.max_replicas.map_or(u64::MAX, |max| {
@@ -379,17 +384,21 @@ fn reclaiming_tiers<'a>(
             let useful = more.min(((wanted - elsewhere) / u.capacity_rps.max(1e-9)).ceil() as u64);
             if useful > 0 && u.capacity_rps > 0.0 {
                 elsewhere += useful as f64 * u.capacity_rps;
-                taken.push((u.accelerator(), useful * gpus));
+                taken.push((vi, u.accelerator(), useful, gpus));
             }
             if elsewhere >= wanted {
                 break;
             }
         }
         if elsewhere >= wanted {
-            for (acc, gpus) in taken {
+            // Served on the free GPUs now, while the plan's replicas wait for theirs.
+            for (vi, acc, replicas, gpus) in taken {
                 if let Some(free) = spare.get_mut(acc) {
-                    *free -= gpus;
+                    *free -= replicas * gpus;
                 }
+                let u = &uses[vi];
+                let more = u32::try_from(replicas).unwrap_or(u32::MAX);
+                bridge.insert((mi, vi), u.planned.max(u.placed).saturating_add(more));
             }
             continue;
         }
@@ -398,7 +407,18 @@ fn reclaiming_tiers<'a>(
             *e = (*e).max(m.spec.priority);
         }
     }
-    claim
+    Reclaim { claim, bridge }
+}
+
+/// What [`reclaiming_tiers`] found.
+struct Reclaim<'a> {
+    /// Per contended accelerator type, the highest priority that claims it now.
+    claim: BTreeMap<&'a str, i32>,
+    /// Per (model index, variant index) in snapshot order, the replicas a model that is short
+    /// now sets on a type with free GPUs while the replicas the plan gives it on a contended
+    /// type wait for their GPUs (a bridge: the plan takes them back, after the window, once
+    /// the planned replicas are placed).
+    bridge: BTreeMap<(usize, usize), u32>,
 }
 
 /// Replicas of a variant that are placed (hold their GPUs): set minus Pending-unschedulable.
@@ -776,7 +796,10 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     }
 
     let plan = wvo_optimizer::plan(&input)?;
-    let reclaim = reclaiming_tiers(snapshot, &input.inventory, &plan);
+    let Reclaim {
+        claim: reclaim,
+        bridge,
+    } = reclaiming_tiers(snapshot, &input.inventory, &plan);
     {
         let mut offset = 0;
         for m in &snapshot.models {
@@ -883,9 +906,11 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 .get(vs.accelerator.as_str())
                 .copied()
                 .filter(|&p| p > m.spec.priority && planned.replicas < v.replicas);
-            let recommended = band
+            let banded = band
                 .as_ref()
                 .map_or(guarded[vi].replicas, |b| b.recommended[vi]);
+            let bridged = bridge.get(&(mi, vi)).copied().filter(|&b| b > banded);
+            let recommended = bridged.unwrap_or(banded);
             let (desired, reason, may_actuate) = match &v.frozen {
                 Some(why) => (v.replicas, format!("not actuated: {why}"), false),
                 None => {
@@ -922,6 +947,10 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                         (Some(p), _) if s.desired < v.replicas => format!(
                             "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
                             s.reason, vs.accelerator
+                        ),
+                        _ if bridged.is_some() && s.desired > planned.replicas => format!(
+                            "{} (plan {}): serves now on free {} GPUs what the plan's new replicas of this model wait for on a type whose GPUs are still in use",
+                            s.reason, planned.replicas, vs.accelerator
                         ),
                         (_, Some(b)) if recommended > planned.replicas => {
                             let why = format!(

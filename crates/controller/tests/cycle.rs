@@ -449,7 +449,7 @@ fn without_contention_a_lower_tier_still_waits_for_its_window() {
 }
 
 #[test]
-fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim() {
+fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim_but_uses_them() {
     // chat (priority 100) and batch (priority 0) fill the 8 H100; 8 A100 are free. chat is
     // slow on A100 (5 req/s), batch is not (10 req/s). When chat doubles, the cheapest plan
     // moves two batch replicas to A100 and gives their H100 to chat: a move for cost, while
@@ -484,6 +484,13 @@ fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim() {
         batch[0].reason
     );
     assert_eq!(batch[1].desired, 2);
+    // Meanwhile chat is short (20 of 40 req/s placed) and its two new H100 replicas wait for
+    // batch's: it is served now on the free A100 (4 x 5 req/s), not left short for a window.
+    let chat = &out.models[0].variants;
+    assert_eq!(chat[0].desired, 4);
+    assert_eq!(chat[1].planned, 0);
+    assert_eq!(chat[1].desired, 4, "{}", chat[1].reason);
+    assert!(chat[1].reason.contains("free A100"), "{}", chat[1].reason);
 }
 
 #[test]
