@@ -283,7 +283,8 @@ fn plan_name(m: &ModelState) -> String {
 /// its other variants' types. Lower tiers' scale-downs of that type
 /// then skip the stabilization window and make-before-break: strict tiers hold in actuation
 /// too, not only in the plan. A higher tier that merely moves to a cheaper type (its placed
-/// replicas serve its demand, or capacity elsewhere is free) claims nothing: the lower tier's replicas move with make-before-break.
+/// replicas serve its demand, or capacity elsewhere is free) claims nothing: the lower tier's
+/// replicas move with make-before-break.
 /// No model's scale-down of a type in the result is held by the scale-down band (its GPUs
 /// are claimed by a higher tier).
 fn reclaiming_tiers<'a>(
