@@ -135,10 +135,27 @@ pub struct Snapshot {
     pub demand: Option<DemandOptions>,
 }
 
-/// How long a GPU shortage seen through Pending pods is remembered, s. Without the memory
-/// the cycle after the Pending pods are removed would plan them again (the type looks free),
-/// and the workload would flap between N and N+1 every cycle.
+/// How long a GPU shortage seen through Pending pods is remembered when no model on the type
+/// says otherwise, s. Without the memory the cycle after the Pending pods are removed would
+/// plan them again (the type looks free), and the workload would flap between N and N+1
+/// every cycle. The memory in force is the longest scale-down stabilization window of the
+/// models with a variant on the type (the time scale their owners accept changes on), this
+/// value when there is none.
 pub const SHORTAGE_MEMORY_SECONDS: f64 = 300.0;
+
+/// How long a shortage of accelerator type `acc` is remembered, s: the longest scale-down
+/// stabilization window of the models with a variant on it, else
+/// [`SHORTAGE_MEMORY_SECONDS`].
+fn shortage_memory_seconds(snapshot: &Snapshot, acc: &str) -> f64 {
+    snapshot
+        .models
+        .iter()
+        .filter(|m| m.spec.variants.iter().any(|v| v.accelerator == acc))
+        .map(|m| m.stabilization_seconds)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .reduce(f64::max)
+        .unwrap_or(SHORTAGE_MEMORY_SECONDS)
+}
 
 /// A GPU type found short: Pending pods asked for more than could be placed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -261,18 +278,20 @@ fn plan_name(m: &ModelState) -> String {
 
 /// Per accelerator type that is contended (keeping every placed replica and adding every
 /// planned one would not fit its usable count), the highest priority of a model that plans
-/// more replicas of that type than it has placed **and** could not get that capacity from
-/// GPUs that are free now on its other variants' types. Lower tiers' scale-downs of that type
+/// more replicas of that type than it has placed, whose placed replicas do not serve its
+/// demand, **and** that could not get the capacity it misses from GPUs that are free now on
+/// its other variants' types. Lower tiers' scale-downs of that type
 /// then skip the stabilization window and make-before-break: strict tiers hold in actuation
-/// too, not only in the plan. A higher tier that merely moves to a cheaper type (capacity
-/// elsewhere is free) claims nothing: the lower tier's replicas move with make-before-break.
+/// too, not only in the plan. A higher tier that merely moves to a cheaper type (its placed
+/// replicas serve its demand, or capacity elsewhere is free) claims nothing: the lower tier's
+/// replicas move with make-before-break.
 /// No model's scale-down of a type in the result is held by the scale-down band (its GPUs
 /// are claimed by a higher tier).
 fn reclaiming_tiers<'a>(
     snapshot: &'a Snapshot,
     inventory: &[AcceleratorType],
     plan: &PlanOutput,
-) -> BTreeMap<&'a str, i32> {
+) -> Reclaim<'a> {
     /// One variant as the reclaim sees it.
     struct VariantUse<'s> {
         spec: &'s VariantSpec,
@@ -326,20 +345,37 @@ fn reclaiming_tiers<'a>(
         .map(|(acc, n)| (*acc, usable(acc) - n))
         .collect();
     let mut claim: BTreeMap<&str, i32> = BTreeMap::new();
-    for (m, uses) in snapshot.models.iter().zip(&per_model) {
+    let mut bridge: BTreeMap<(usize, usize), u32> = BTreeMap::new();
+    for (mi, (m, uses)) in snapshot.models.iter().zip(&per_model).enumerate() {
         let claiming =
             |u: &&VariantUse| u.planned > u.placed && contended.contains(u.accelerator());
+        // Only what the model's placed replicas (all of them: those the plan moves away keep
+        // serving until their window and make-before-break let them go) leave unserved is
+        // wanted now; a move that is only cheaper claims nothing.
+        let placed_rps: f64 = uses
+            .iter()
+            .map(|u| f64::from(u.placed) * u.capacity_rps)
+            .sum();
+        let shortfall = plan
+            .models
+            .get(mi)
+            .map_or(f64::INFINITY, |p| p.demand_rps - placed_rps);
         let wanted: f64 = uses
             .iter()
             .filter(claiming)
             .map(|u| f64::from(u.planned - u.placed) * u.capacity_rps)
-            .sum();
-        if wanted <= 0.0 {
+            .sum::<f64>()
+            .min(shortfall);
+        if wanted <= 1e-9 {
             continue;
         }
         let mut elsewhere = 0.0;
-        let mut taken: Vec<(&str, u64)> = Vec::new();
-        for u in uses.iter().filter(|u| !contended.contains(u.accelerator())) {
+        let mut taken: Vec<(usize, &str, u64, u64)> = Vec::new();
+        for (vi, u) in uses
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !contended.contains(u.accelerator()))
+        {
             let gpus = u64::from(u.spec.gpus_per_replica.max(1));
             let free = spare.get(u.accelerator()).copied().unwrap_or(0);
             let room = u.spec.max_replicas.map_or(u64::MAX, |max| {
@@ -349,17 +385,21 @@ fn reclaiming_tiers<'a>(
             let useful = more.min(((wanted - elsewhere) / u.capacity_rps.max(1e-9)).ceil() as u64);
             if useful > 0 && u.capacity_rps > 0.0 {
                 elsewhere += useful as f64 * u.capacity_rps;
-                taken.push((u.accelerator(), useful * gpus));
+                taken.push((vi, u.accelerator(), useful, gpus));
             }
             if elsewhere >= wanted {
                 break;
             }
         }
         if elsewhere >= wanted {
-            for (acc, gpus) in taken {
+            // Served on the free GPUs now, while the plan's replicas wait for theirs.
+            for (vi, acc, replicas, gpus) in taken {
                 if let Some(free) = spare.get_mut(acc) {
-                    *free -= gpus;
+                    *free -= replicas * gpus;
                 }
+                let u = &uses[vi];
+                let more = u32::try_from(replicas).unwrap_or(u32::MAX);
+                bridge.insert((mi, vi), u.planned.max(u.placed).saturating_add(more));
             }
             continue;
         }
@@ -368,7 +408,18 @@ fn reclaiming_tiers<'a>(
             *e = (*e).max(m.spec.priority);
         }
     }
-    claim
+    Reclaim { claim, bridge }
+}
+
+/// What [`reclaiming_tiers`] found.
+struct Reclaim<'a> {
+    /// Per contended accelerator type, the highest priority that claims it now.
+    claim: BTreeMap<&'a str, i32>,
+    /// Per (model index, variant index) in snapshot order, the replicas a model that is short
+    /// now sets on a type with free GPUs while the replicas the plan gives it on a contended
+    /// type wait for their GPUs (a bridge: the plan takes them back, after the window, once
+    /// the planned replicas are placed).
+    bridge: BTreeMap<(usize, usize), u32>,
 }
 
 /// Replicas of a variant that are placed (hold their GPUs): set minus Pending-unschedulable.
@@ -678,17 +729,29 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     for acc in &mut inventory {
         let mut pending = 0u64;
         let mut bound = 0u64;
+        // GPUs per replica of the smallest Pending replica of the type.
+        let mut smallest_pending: Option<u64> = None;
         for m in &snapshot.models {
             for (spec, v) in m.spec.variants.iter().zip(&m.variants) {
                 if spec.accelerator == acc.name {
                     let gpus = u64::from(spec.gpus_per_replica);
                     pending += u64::from(v.pending_unschedulable) * gpus;
                     bound += u64::from(placed(v)) * gpus;
+                    if v.pending_unschedulable > 0 {
+                        smallest_pending = Some(smallest_pending.map_or(gpus, |s| s.min(gpus)));
+                    }
                 }
             }
         }
         let bound32 = u32::try_from(bound).unwrap_or(u32::MAX);
-        if pending > 0 && bound < u64::from(acc.count) {
+        // A Pending replica is a shortage of the inventory only when the count says it should
+        // have fit next to the bound replicas: then GPUs the count includes are not usable
+        // (taken by pods wvo does not plan, or split across nodes). A replica Pending because
+        // the bound replicas leave fewer GPUs than it needs (e.g. GPUs another variant gives
+        // up after its window) only waits: the count is right and is not lowered.
+        let free = u64::from(acc.count).saturating_sub(bound);
+        let unexplained = smallest_pending.is_some_and(|k| k <= free);
+        if pending > 0 && unexplained {
             inventory_notes.push(format!(
                 "{}: {pending} GPUs requested by Pending pods cannot be placed; planning with the {bound} in use instead of {}",
                 acc.name, acc.count
@@ -704,12 +767,13 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             acc.count = bound32;
         } else if let Some(short) = state.shortages.get(&acc.name).copied() {
             let age = snapshot.now_seconds - short.seen_at;
-            if short.count == acc.count && (0.0..SHORTAGE_MEMORY_SECONDS).contains(&age) {
+            let memory = shortage_memory_seconds(snapshot, &acc.name);
+            if short.count == acc.count && (0.0..memory).contains(&age) {
                 // Still short as far as we know: what is placed now is usable, no more.
                 let usable = short.usable.max(bound32).min(acc.count);
                 if usable < acc.count {
                     inventory_notes.push(format!(
-                        "{}: planning with {usable} of {} GPUs: Pending pods found no free GPU {:.0} s ago (retried after {SHORTAGE_MEMORY_SECONDS:.0} s)",
+                        "{}: planning with {usable} of {} GPUs: Pending pods found no free GPU {:.0} s ago (retried after {memory:.0} s)",
                         acc.name, acc.count, age
                     ));
                     acc.count = usable;
@@ -788,7 +852,10 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     }
 
     let plan = wvo_optimizer::plan(&input)?;
-    let reclaim = reclaiming_tiers(snapshot, &input.inventory, &plan);
+    let Reclaim {
+        claim: reclaim,
+        bridge,
+    } = reclaiming_tiers(snapshot, &input.inventory, &plan);
     {
         let mut offset = 0;
         for m in &snapshot.models {
@@ -895,9 +962,11 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 .get(vs.accelerator.as_str())
                 .copied()
                 .filter(|&p| p > m.spec.priority && planned.replicas < v.replicas);
-            let recommended = band
+            let banded = band
                 .as_ref()
                 .map_or(guarded[vi].replicas, |b| b.recommended[vi]);
+            let bridged = bridge.get(&(mi, vi)).copied().filter(|&b| b > banded);
+            let recommended = bridged.unwrap_or(banded);
             let (desired, reason, may_actuate) = match &v.frozen {
                 Some(why) => (v.replicas, format!("not actuated: {why}"), false),
                 None => {
@@ -934,6 +1003,10 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                         (Some(p), _) if s.desired < v.replicas => format!(
                             "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
                             s.reason, vs.accelerator
+                        ),
+                        _ if bridged.is_some() && s.desired > planned.replicas => format!(
+                            "{} (plan {}): serves now on free {} GPUs what the plan's new replicas of this model wait for on a type whose GPUs are still in use",
+                            s.reason, planned.replicas, vs.accelerator
                         ),
                         (_, Some(b)) if recommended > planned.replicas => {
                             let why = format!(

@@ -50,7 +50,8 @@ impl Stabilizer {
 
     /// Records the step's recommendation for `key` and returns the replicas to set.
     ///
-    /// With `hold` (metrics unknown) the result is never below `current`.
+    /// With `hold` (metrics unknown) the result is never below the replicas that are not
+    /// Pending (`current - pending`): only Pending replicas may go.
     pub fn stabilize(&mut self, key: &VariantKey, step: Step) -> Stabilized {
         let Step {
             now,
@@ -84,17 +85,24 @@ impl Stabilizer {
                 reason,
             };
         }
+        // Pending (unschedulable) replicas serve nothing: they can go now, even on unknown
+        // metrics; running ones wait for the window.
+        let serving = current - pending.min(current);
         if hold {
-            return Stabilized {
-                desired: current,
-                reason: format!(
+            let desired = recommended.max(serving);
+            let reason = if desired < current {
+                format!(
+                    "remove {} pending replicas that cannot get a GPU; hold at {desired}: metrics unknown, no scale-down (plan wanted {recommended})",
+                    current - desired
+                )
+            } else {
+                format!(
                     "hold at {current}: metrics unknown, no scale-down (plan wanted {recommended})"
-                ),
+                )
             };
+            return Stabilized { desired, reason };
         }
         let window_max = history.iter().map(|&(_, r)| r).max().unwrap_or(recommended);
-        // Pending (unschedulable) replicas can go now; running ones wait for the window.
-        let serving = current - pending.min(current);
         let desired = window_max.min(current).min(recommended.max(serving));
         let reason = if desired == recommended {
             format!("scale down {current} -> {recommended}")
@@ -314,5 +322,25 @@ mod tests {
             .desired,
             7
         );
+    }
+
+    #[test]
+    fn unknown_metrics_still_remove_pending_replicas() {
+        // A model whose only replicas are Pending has no server to scrape: its metrics are
+        // unknown. Its Pending replicas serve nothing and must not be frozen in place.
+        let mut s = Stabilizer::new();
+        let out = s.stabilize(
+            &key(),
+            Step {
+                now: 0.0,
+                recommended: 0,
+                current: 3,
+                pending: 2,
+                window_seconds: 30.0,
+                hold: true,
+            },
+        );
+        assert_eq!(out.desired, 1, "{}", out.reason);
+        assert!(out.reason.contains("remove 2 pending"), "{}", out.reason);
     }
 }

@@ -235,6 +235,71 @@ fn a_changed_inventory_ends_the_shortage_memory() {
 }
 
 #[test]
+fn a_replica_pending_behind_gpus_still_in_use_is_not_a_shortage() {
+    // 8 A100 on one node: `chat` runs 6 one-GPU replicas, `batch` asks for one 4-GPU replica
+    // that waits: 2 GPUs are free, fewer than it needs. The count is right (the GPUs are held
+    // by replicas the cluster shows), so it is not lowered to the 6 bound, and no shortage is
+    // remembered that would keep `batch` off the type once `chat` gives GPUs back.
+    let snap = |now: f64, batch: VariantState| {
+        let mut snap = tiers(now, 60.0, running(6), batch);
+        snap.inventory = vec![acc("A100", 8, 4.0)];
+        for m in &mut snap.models {
+            m.spec.variants[0].accelerator = "A100".into();
+        }
+        snap.models[1].spec.variants[0].gpus_per_replica = 4;
+        snap.models[1].load = load(5.0);
+        snap
+    };
+    let waiting = VariantState {
+        replicas: 1,
+        ready: 0,
+        pending_unschedulable: 1,
+        frozen: None,
+    };
+    let mut state = CycleState::default();
+    let out = run_cycle(&snap(0.0, waiting), &mut state).expect("cycle");
+    assert!(out.inventory_notes.is_empty(), "{:?}", out.inventory_notes);
+    assert_eq!(out.plan.accelerators[0].available, 8);
+    // `chat`'s load falls; with its replicas gone the next cycle plans `batch` on the type.
+    let mut next = snap(15.0, running(0));
+    next.models[0].variants[0] = running(4);
+    next.models[0].load = load(40.0);
+    let out = run_cycle(&next, &mut state).expect("cycle");
+    assert!(out.inventory_notes.is_empty(), "{:?}", out.inventory_notes);
+    assert_eq!(out.models[1].variants[0].planned, 1);
+}
+
+#[test]
+fn the_shortage_memory_follows_the_stabilization_window() {
+    // A VA with a 30 s window: the shortage is retried after 30 s, not the 300 s default.
+    let short_window = |now: f64, h100: VariantState, l40s: VariantState| {
+        let mut snap = snapshot(now, load(60.0), h100, l40s);
+        snap.models[0].stabilization_seconds = 30.0;
+        snap
+    };
+    let mut state = CycleState::default();
+    run_cycle(&short_window(0.0, running(6), running(0)), &mut state).expect("cycle");
+    let out = run_cycle(
+        &short_window(15.0, six_with_three_pending(), running(10)),
+        &mut state,
+    )
+    .expect("cycle");
+    assert_eq!(out.models[0].variants[0].planned, 3);
+    let out = run_cycle(&short_window(30.0, running(3), running(10)), &mut state).expect("cycle");
+    assert_eq!(
+        out.models[0].variants[0].planned, 3,
+        "{:?}",
+        out.inventory_notes
+    );
+    let out = run_cycle(&short_window(46.0, running(3), running(10)), &mut state).expect("cycle");
+    assert_eq!(
+        out.models[0].variants[0].planned, 6,
+        "{:?}",
+        out.inventory_notes
+    );
+}
+
+#[test]
 fn make_before_break_when_moving_between_variants() {
     // 28.5 req/s: 10 L40S (30 req/s) also cover the scale-down band (28.5 x 1.05).
     let mut state = CycleState::default();
@@ -384,7 +449,7 @@ fn without_contention_a_lower_tier_still_waits_for_its_window() {
 }
 
 #[test]
-fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim() {
+fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim_but_uses_them() {
     // chat (priority 100) and batch (priority 0) fill the 8 H100; 8 A100 are free. chat is
     // slow on A100 (5 req/s), batch is not (10 req/s). When chat doubles, the cheapest plan
     // moves two batch replicas to A100 and gives their H100 to chat: a move for cost, while
@@ -419,6 +484,52 @@ fn a_higher_tier_that_could_use_free_gpus_elsewhere_does_not_reclaim() {
         batch[0].reason
     );
     assert_eq!(batch[1].desired, 2);
+    // Meanwhile chat is short (20 of 40 req/s placed) and its two new H100 replicas wait for
+    // batch's: it is served now on the free A100 (4 x 5 req/s), not left short for a window.
+    let chat = &out.models[0].variants;
+    assert_eq!(chat[0].desired, 4);
+    assert_eq!(chat[1].planned, 0);
+    assert_eq!(chat[1].desired, 4, "{}", chat[1].reason);
+    assert!(chat[1].reason.contains("free A100"), "{}", chat[1].reason);
+}
+
+#[test]
+fn a_higher_tier_served_by_its_placed_replicas_does_not_reclaim_for_a_cheaper_mix() {
+    // 4 H100 ($4) and 4 A100 ($6). chat (priority 100) is slow on A100 (5 req/s) and runs 2
+    // H100 + 2 A100 (30 req/s) for 28 req/s; batch (priority 0) runs 2 H100 for 15 req/s.
+    // The cheapest plan moves chat to 3 H100 and batch to 1 H100 + 1 A100: a move for cost,
+    // while chat's placed replicas already serve it. batch's H100 replicas (its only ready
+    // ones) are not taken from under it: they wait for the window and for the new replica.
+    let snap = |now: f64| {
+        let mut snap = tiers(now, 28.0, running(2), running(2));
+        snap.inventory = vec![acc("H100", 4, 4.0), acc("A100", 4, 6.0)];
+        snap.models[0]
+            .spec
+            .variants
+            .push(variant("a100", "A100", 5.0));
+        snap.models[1]
+            .spec
+            .variants
+            .push(variant("a100", "A100", 10.0));
+        snap.models[0].variants.push(running(2));
+        snap.models[1].variants.push(running(0));
+        snap.models[1].load = load(15.0);
+        snap
+    };
+    let mut state = CycleState::default();
+    for now in [0.0, 15.0] {
+        let out = run_cycle(&snap(now), &mut state).expect("cycle");
+        let plan: Vec<u32> = out.plan.variants.iter().map(|v| v.replicas).collect();
+        assert_eq!(plan, vec![3, 0, 1, 1], "chat h100/a100, batch h100/a100");
+        let batch = &out.models[1].variants;
+        assert_eq!(batch[0].desired, 2, "{}", batch[0].reason);
+        assert!(
+            !batch[0].reason.contains("waits for H100"),
+            "{}",
+            batch[0].reason
+        );
+        assert_eq!(batch[1].desired, 1);
+    }
 }
 
 // The scale-down hysteresis band. One model, one H100 variant of 10 req/s per replica ($4),
