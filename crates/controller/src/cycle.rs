@@ -992,13 +992,17 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                     );
                     let reason = match (reclaimed_by, &band) {
                         _ if remix.is_some() && guarded[vi].replicas < planned.replicas => {
-                            format!(
-                                "hold at {}: the plan's {} is part of a re-mix that saves less than {:.0}% of the model's cost while the replicas placed now serve its {:.2} req/s",
-                                s.desired,
+                            let why = format!(
+                                "the plan's {} is part of a re-mix that saves less than {:.0}% of the model's cost while the replicas placed now serve its {:.2} req/s",
                                 planned.replicas,
                                 REMIX_MIN_SAVING * 100.0,
                                 plan.models[mi].demand_rps
-                            )
+                            );
+                            if s.desired < v.replicas {
+                                format!("{}; not {why}", s.reason)
+                            } else {
+                                format!("hold at {}: {why}", s.desired)
+                            }
                         }
                         (Some(p), _) if s.desired < v.replicas => format!(
                             "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
