@@ -89,6 +89,14 @@ fn snapshot(
     }
 }
 
+fn planned(outcome: &wvo_controller::CycleOutcome) -> Vec<u32> {
+    outcome.models[0]
+        .variants
+        .iter()
+        .map(|v| v.planned)
+        .collect()
+}
+
 fn desired(outcome: &wvo_controller::CycleOutcome) -> Vec<u32> {
     outcome.models[0]
         .variants
@@ -685,8 +693,7 @@ fn a_small_re_mix_is_not_started_while_the_placed_replicas_serve() {
         &mut state,
     )
     .expect("cycle");
-    let planned: Vec<u32> = out.models[0].variants.iter().map(|v| v.planned).collect();
-    assert_eq!(planned, vec![2, 1]);
+    assert_eq!(planned(&out), vec![2, 1]);
     assert_eq!(desired(&out), vec![1, 4]);
     assert!(
         out.models[0].variants[0].reason.contains("re-mix"),
@@ -728,8 +735,7 @@ fn a_re_mix_not_started_still_drops_the_placed_replicas_it_does_not_need() {
         &mut state,
     )
     .expect("cycle");
-    let planned: Vec<u32> = first.models[0].variants.iter().map(|v| v.planned).collect();
-    assert_eq!(planned, vec![2, 2]);
+    assert_eq!(planned(&first), vec![2, 2]);
     assert_eq!(desired(&first), vec![3, 1]);
     let out = run_cycle(
         &snapshot(301.0, load(25.5), running(3), running(1)),
