@@ -164,10 +164,12 @@ pub fn run_with_options(
             "tuning the baselines needs wvo among the policies: its attainment is the goal".into(),
         ));
     }
-    let mut runs = Vec::with_capacity(policies.len() + 2);
-    for name in policies {
-        runs.push(run_policy(scenario, policy_with(name, options.wvo)?, seed)?);
-    }
+    // Each policy runs its own simulation of the same seeded traffic: in parallel on the
+    // machine's cores (results do not depend on that).
+    let mut runs = par_map(policies, |name| {
+        run_policy(scenario, policy_with(name, options.wvo)?, seed)
+    })?;
+    runs.reserve(2);
     let mut rows: Vec<PolicyReport> = runs
         .iter()
         .map(|r| PolicyReport::from_run(scenario, r))
@@ -188,4 +190,50 @@ pub fn run_with_options(
         policies: rows,
     };
     Ok((report, runs))
+}
+
+/// Runs `f` on every item, in parallel on up to the machine's cores; results in order.
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, BenchError> + Sync,
+) -> Result<Vec<R>, BenchError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len())
+        .max(1);
+    if threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<Option<Result<R, BenchError>>> = (0..items.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            break;
+                        };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for w in workers {
+            match w.join() {
+                Ok(done) => {
+                    for (i, r) in done {
+                        out[i] = Some(r);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(BenchError::Policy("a tuning run was lost".into()))))
+        .collect()
 }

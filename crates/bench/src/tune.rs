@@ -12,7 +12,7 @@ use crate::baselines::{HpaKind, HpaPolicy};
 use crate::report::{PolicyReport, Tuning};
 use crate::scenario::Scenario;
 use crate::sim::{RunResult, Simulation};
-use crate::BenchError;
+use crate::{par_map, BenchError};
 
 /// Highest `hpa` target tried, running requests per pod.
 pub const HPA_MAX_TARGET: u32 = 256;
@@ -35,52 +35,6 @@ fn describe(kind: HpaKind) -> (&'static str, &'static str, u32) {
         HpaKind::Running => ("hpa-tuned", "targetRunningPerPod", HPA_MAX_TARGET),
         HpaKind::Queue => ("keda-tuned", "targetWaitingPerPod", KEDA_MAX_TARGET),
     }
-}
-
-/// Runs `f` on every item, in parallel on up to the machine's cores; results in order.
-fn par_map<T: Sync, R: Send>(
-    items: &[T],
-    f: impl Fn(&T) -> Result<R, BenchError> + Sync,
-) -> Result<Vec<R>, BenchError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(items.len())
-        .max(1);
-    if threads == 1 {
-        return items.iter().map(&f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut out: Vec<Option<Result<R, BenchError>>> = (0..items.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else {
-                            break;
-                        };
-                        done.push((i, f(item)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        for w in workers {
-            match w.join() {
-                Ok(done) => {
-                    for (i, r) in done {
-                        out[i] = Some(r);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(BenchError::Policy("a tuning run was lost".into()))))
-        .collect()
 }
 
 /// The cheapest `kind` target whose attainment reaches `goal` (0..1) on `scenario` with

@@ -233,7 +233,7 @@ impl Problem {
                             )?,
                         };
                         let estimate =
-                            wvo_perf::replica_capacity(&profile, &slo, &mix).map_err(|e| {
+                            wvo_perf::replica_capacity_memo(&profile, &slo, &mix).map_err(|e| {
                                 InputError::new(
                                     format!("models[{mi}].variants[{vi}].profile"),
                                     e.to_string(),

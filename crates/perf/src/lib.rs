@@ -21,12 +21,14 @@ pub mod batching;
 pub mod calibrate;
 pub mod catalog;
 pub mod estimate;
+pub mod memo;
 pub mod queueing;
 pub mod workload;
 
 pub use calibrate::{CalibratedProfile, CalibrationConfig, Confidence, Contradiction};
 pub use catalog::{Catalog, CatalogError};
 pub use estimate::{estimate, estimate_by_name, Dtype, Estimate, EstimateOptions};
+pub use memo::replica_capacity_memo;
 pub use queueing::{
     miss_share, predict, replica_capacity, saturation_rps, Prediction, SATURATION_MARGIN,
 };
