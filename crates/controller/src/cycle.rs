@@ -280,8 +280,11 @@ fn plan_name(m: &ModelState) -> String {
 /// planned one would not fit its usable count), the highest priority of a model that plans
 /// more replicas of that type than it has placed, whose placed replicas do not serve its
 /// demand, **and** that could not get the capacity it misses from GPUs that are free now on
-/// its other variants' types. Lower tiers' scale-downs of that type
-/// then skip the stabilization window and make-before-break: strict tiers hold in actuation
+/// its other variants' types. First, models whose placed replicas serve their demand give
+/// up what they hold beyond their plan on that type without their windows (any tier: a
+/// window smooths one model's noise; it does not keep GPUs another model needs now). Where
+/// that does not cover the claim, lower tiers' scale-downs of that type also skip the
+/// stabilization window and make-before-break: strict tiers hold in actuation
 /// too, not only in the plan. A higher tier that merely moves to a cheaper type (its placed
 /// replicas serve its demand, or capacity elsewhere is free) claims nothing: the lower tier's
 /// replicas move with make-before-break.
@@ -346,6 +349,8 @@ fn reclaiming_tiers<'a>(
         .collect();
     let mut claim: BTreeMap<&str, i32> = BTreeMap::new();
     let mut bridge: BTreeMap<(usize, usize), u32> = BTreeMap::new();
+    // GPUs claimants want per type (their planned replicas beyond those placed).
+    let mut wanted_gpus: BTreeMap<&str, u64> = BTreeMap::new();
     for (mi, (m, uses)) in snapshot.models.iter().zip(&per_model).enumerate() {
         let claiming =
             |u: &&VariantUse| u.planned > u.placed && contended.contains(u.accelerator());
@@ -406,15 +411,65 @@ fn reclaiming_tiers<'a>(
         for u in uses.iter().filter(claiming) {
             let e = claim.entry(u.spec.accelerator.as_str()).or_insert(i32::MIN);
             *e = (*e).max(m.spec.priority);
+            *wanted_gpus.entry(u.spec.accelerator.as_str()).or_default() +=
+                u64::from(u.planned - u.placed) * u64::from(u.spec.gpus_per_replica);
         }
     }
-    Reclaim { claim, bridge }
+    // A model whose placed replicas serve its demand without those beyond its plan on the
+    // claimed types holds these only for its window.
+    let surplus: Vec<bool> = per_model
+        .iter()
+        .enumerate()
+        .map(|(mi, uses)| {
+            let kept_rps: f64 = uses
+                .iter()
+                .map(|u| {
+                    let kept = if claim.contains_key(u.accelerator()) {
+                        u.placed.min(u.planned)
+                    } else {
+                        u.placed
+                    };
+                    f64::from(kept) * u.capacity_rps
+                })
+                .sum();
+            plan.models
+                .get(mi)
+                .is_some_and(|p| kept_rps >= p.demand_rps)
+        })
+        .collect();
+    // Per claimed type, the GPUs such models keep beyond their plan.
+    let mut held_gpus: BTreeMap<&str, u64> = BTreeMap::new();
+    for (uses, _) in per_model.iter().zip(&surplus).filter(|(_, s)| **s) {
+        for u in uses.iter().filter(|u| u.placed > u.planned) {
+            *held_gpus.entry(u.spec.accelerator.as_str()).or_default() +=
+                u64::from(u.placed - u.planned) * u64::from(u.spec.gpus_per_replica);
+        }
+    }
+    // Lower tiers give up replicas they need only where the GPUs held beyond other models'
+    // plans (released below, without their windows) do not cover the claim.
+    let evict = wanted_gpus
+        .iter()
+        .filter(|(acc, wanted)| **wanted > held_gpus.get(*acc).copied().unwrap_or(0))
+        .map(|(acc, _)| *acc)
+        .collect();
+    Reclaim {
+        claim,
+        evict,
+        surplus,
+        bridge,
+    }
 }
 
 /// What [`reclaiming_tiers`] found.
 struct Reclaim<'a> {
     /// Per contended accelerator type, the highest priority that claims it now.
     claim: BTreeMap<&'a str, i32>,
+    /// Claimed types where the GPUs models hold beyond their plans (in their windows) do not
+    /// cover the claim: lower tiers give up replicas there at once, without make-before-break.
+    evict: BTreeSet<&'a str>,
+    /// Per model (snapshot order): its placed replicas serve its demand, so what it holds
+    /// beyond its plan on a claimed type is released without the window.
+    surplus: Vec<bool>,
     /// Per (model index, variant index) in snapshot order, the replicas a model that is short
     /// now sets on a type with free GPUs while the replicas the plan gives it on a contended
     /// type wait for their GPUs (a bridge: the plan takes them back, after the window, once
@@ -854,6 +909,8 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     let plan = wvo_optimizer::plan(&input)?;
     let Reclaim {
         claim: reclaim,
+        evict,
+        surplus,
         bridge,
     } = reclaiming_tiers(snapshot, &input.inventory, &plan);
     {
@@ -958,10 +1015,18 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             let key: VariantKey = (m.namespace.clone(), m.name.clone(), vs.name.clone());
             keep.insert(key.clone());
             // A strictly higher tier waits for GPUs of this type: give them up now.
-            let reclaimed_by = reclaim
-                .get(vs.accelerator.as_str())
-                .copied()
-                .filter(|&p| p > m.spec.priority && planned.replicas < v.replicas);
+            let reclaimed_by = reclaim.get(vs.accelerator.as_str()).copied().filter(|&p| {
+                p > m.spec.priority
+                    && planned.replicas < v.replicas
+                    && evict.contains(vs.accelerator.as_str())
+            });
+            // Another model waits for GPUs of this type and this one holds replicas its
+            // demand does not need: they go without the window (make-before-break still
+            // applies).
+            let released = reclaimed_by.is_none()
+                && planned.replicas < v.replicas
+                && surplus.get(mi).copied().unwrap_or(false)
+                && reclaim.contains_key(vs.accelerator.as_str());
             let banded = band
                 .as_ref()
                 .map_or(guarded[vi].replicas, |b| b.recommended[vi]);
@@ -977,7 +1042,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             recommended,
                             current: v.replicas,
                             pending: v.pending_unschedulable,
-                            window_seconds: if reclaimed_by.is_some() {
+                            window_seconds: if reclaimed_by.is_some() || released {
                                 0.0
                             } else {
                                 demands[mi]
@@ -1007,6 +1072,10 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                         (Some(p), _) if s.desired < v.replicas => format!(
                             "{}; now, without the stabilization window: priority {p} waits for {} GPUs",
                             s.reason, vs.accelerator
+                        ),
+                        _ if released && s.desired < v.replicas => format!(
+                            "{}; now, without the stabilization window: another model waits for {} GPUs and this model's placed replicas serve its {:.2} req/s without these",
+                            s.reason, vs.accelerator, plan.models[mi].demand_rps
                         ),
                         _ if bridged.is_some() && s.desired > planned.replicas => format!(
                             "{} (plan {}): serves now on free {} GPUs what the plan's new replicas of this model wait for on a type whose GPUs are still in use",
