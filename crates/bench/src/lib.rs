@@ -234,6 +234,6 @@ pub(crate) fn par_map<T: Sync, R: Send>(
         }
     });
     out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(BenchError::Policy("a tuning run was lost".into()))))
+        .map(|r| r.unwrap_or_else(|| Err(BenchError::Policy("a parallel run was lost".into()))))
         .collect()
 }

@@ -390,10 +390,16 @@ fn a_model_never_observed_with_a_profile_does_not_stop_the_plan() {
     assert_eq!(desired(&outcome), vec![1, 0]);
 }
 
-/// Two models on the same 8 H100: `chat` (priority 100) and `batch` (priority 0), 10 req/s
-/// per replica, window 300 s.
-fn tiers(now: f64, chat_rate: f64, chat: VariantState, batch: VariantState) -> Snapshot {
-    let model = |name: &str, priority: i32, state: VariantState, rate: f64| ModelState {
+/// A model in namespace `prod` at `priority` with `variants` in `states`, offered `rate`
+/// req/s, window 300 s.
+fn tier_model(
+    name: &str,
+    priority: i32,
+    variants: Vec<VariantSpec>,
+    states: Vec<VariantState>,
+    rate: f64,
+) -> ModelState {
+    ModelState {
         namespace: "prod".into(),
         name: name.into(),
         spec: ModelSpec {
@@ -404,12 +410,26 @@ fn tiers(now: f64, chat_rate: f64, chat: VariantState, batch: VariantState) -> S
             slo: None,
             min_replicas: 0,
             max_replicas: None,
-            variants: vec![variant("h100", "H100", 10.0)],
+            variants,
         },
-        variants: vec![state],
+        variants: states,
         stabilization_seconds: 300.0,
         load: load(rate),
         demand: wvo_controller::cycle::DemandInputs::default(),
+    }
+}
+
+/// Two models on the same 8 H100: `chat` (priority 100) and `batch` (priority 0), 10 req/s
+/// per replica, window 300 s.
+fn tiers(now: f64, chat_rate: f64, chat: VariantState, batch: VariantState) -> Snapshot {
+    let model = |name: &str, priority: i32, state: VariantState, rate: f64| {
+        tier_model(
+            name,
+            priority,
+            vec![variant("h100", "H100", 10.0)],
+            vec![state],
+            rate,
+        )
     };
     Snapshot {
         now_seconds: now,
@@ -1022,43 +1042,25 @@ fn a_restored_history_lets_a_configured_period_forecast_the_next_peak() {
 /// `reasoning` keeps its serving replica (make-before-break) instead of being evicted.
 #[test]
 fn gpus_held_in_a_window_go_to_a_waiting_model_before_a_lower_tier_is_evicted() {
-    let model = |name: &str, priority: i32, variants: Vec<VariantSpec>, states, rate| ModelState {
-        namespace: "prod".into(),
-        name: name.into(),
-        spec: ModelSpec {
-            name: String::new(),
-            model_id: None,
-            priority,
-            weight: 1.0,
-            slo: None,
-            min_replicas: 0,
-            max_replicas: None,
-            variants,
-        },
-        variants: states,
-        stabilization_seconds: 300.0,
-        load: load(rate),
-        demand: wvo_controller::cycle::DemandInputs::default(),
-    };
     let snap = |now: f64, chat_rate: f64, code_rate: f64, chat_a100: VariantState| Snapshot {
         now_seconds: now,
         inventory: vec![acc("A100", 8, 1.8), acc("H100", 2, 2.5)],
         models: vec![
-            model(
+            tier_model(
                 "chat",
                 100,
                 vec![variant("a100", "A100", 10.0)],
                 vec![chat_a100],
                 chat_rate,
             ),
-            model(
+            tier_model(
                 "code",
                 100,
                 vec![variant("a100", "A100", 10.0)],
                 vec![running(4)],
                 code_rate,
             ),
-            model(
+            tier_model(
                 "reasoning",
                 10,
                 vec![
