@@ -437,7 +437,7 @@ fn reclaiming_tiers<'a>(
                 .is_some_and(|p| kept_rps >= p.demand_rps)
         })
         .collect();
-    // Per claimed type, the GPUs such models keep beyond their plan.
+    // Per type (read for the claimed ones), the GPUs such models keep beyond their plan.
     let mut held_gpus: BTreeMap<&str, u64> = BTreeMap::new();
     for (uses, _) in per_model.iter().zip(&surplus).filter(|(_, s)| **s) {
         for u in uses.iter().filter(|u| u.placed > u.planned) {
