@@ -256,6 +256,31 @@ pub struct VariantAutoscalingSpec {
     /// the period found by autocorrelation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<ForecastSpec>,
+    /// Lets the model go to zero replicas when idle. Absent (the default): the model keeps at
+    /// least one replica whatever `minReplicas` says, because nothing would wake it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_to_zero: Option<ScaleToZeroSpec>,
+}
+
+/// Lowest accepted `spec.scaleToZero.idleSeconds`, s.
+pub const MIN_IDLE_SECONDS: u32 = 10;
+/// Highest accepted `spec.scaleToZero.idleSeconds`, s (one week).
+pub const MAX_IDLE_SECONDS: u32 = 604_800;
+
+/// When a model may go to zero replicas (`spec.scaleToZero`), and what wakes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleToZeroSpec {
+    /// Seconds with no arrivals, no waiting request and no wake signal after which the
+    /// model's replicas are removed, 10..=604800 s.
+    pub idle_seconds: u32,
+    /// PromQL whose value (summed over its series) is the number of requests waiting for
+    /// this model at a gateway wvo does not know; above 0 wakes the model. Optional: the
+    /// llm-d / Gateway API inference extension EPP's flow-control queue
+    /// (`*_flow_control_queue_size`) is read for every model without it. Needs
+    /// `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_query: Option<String>,
 }
 
 /// Highest accepted `spec.startupSeconds`, s (one day).
@@ -681,6 +706,23 @@ impl VariantAutoscaling {
                     format!(
                         "must be between {MIN_FORECAST_PERIOD_SECONDS} and {MAX_FORECAST_PERIOD_SECONDS} s (got {p}); remove it to find the period from the rate history"
                     ),
+                ));
+            }
+        }
+        if let Some(z) = &spec.scale_to_zero {
+            if !(MIN_IDLE_SECONDS..=MAX_IDLE_SECONDS).contains(&z.idle_seconds) {
+                return Err(crate::InputError::new(
+                    "spec.scaleToZero.idleSeconds",
+                    format!(
+                        "must be between {MIN_IDLE_SECONDS} and {MAX_IDLE_SECONDS} s (got {}); remove spec.scaleToZero to keep one replica",
+                        z.idle_seconds
+                    ),
+                ));
+            }
+            if z.wake_query.as_deref().is_some_and(|q| q.trim().is_empty()) {
+                return Err(crate::InputError::new(
+                    "spec.scaleToZero.wakeQuery",
+                    "must be a PromQL expression, not empty; remove it to wake on the gateway's queue only",
                 ));
             }
         }

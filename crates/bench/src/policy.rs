@@ -40,6 +40,9 @@ pub struct ObservedLoad {
     /// Requests waiting at the last scrape: in the servers' queues plus the gateway's
     /// queue gauge, requests.
     pub waiting: f64,
+    /// The gateway's queue gauge alone at the last scrape (the EPP's flow-control queue
+    /// size: requests held while the model has no ready replica), requests.
+    pub gateway_queue: f64,
     /// Mean KV-cache usage of the ready pods at the last scrape, 0..1 (None with no pod
     /// scraped).
     pub kv_usage: Option<f64>,
@@ -236,6 +239,7 @@ impl Policy for Wvo {
                         ready: v.ready,
                         pending_unschedulable: v.pending,
                         frozen: None,
+                        startup_seconds: v.startup_seconds,
                     })
                     .collect(),
                 stabilization_seconds: self.config.stabilization_seconds,
@@ -256,6 +260,9 @@ impl Policy for Wvo {
                         .iter()
                         .filter_map(|v| v.startup_seconds)
                         .reduce(f64::max),
+                    scale_to_zero_idle_seconds: m.scale_to_zero_idle_seconds,
+                    // The gateway's queue gauge is every bench model's wake signal.
+                    wake: mv.load.map(|l| l.gateway_queue),
                     ..DemandInputs::default()
                 },
             })

@@ -135,6 +135,15 @@ struct ModelFile {
     traffic: Shape,
     #[serde(default)]
     tokens: Option<Tokens>,
+    #[serde(default)]
+    scale_to_zero: Option<ScaleToZeroFile>,
+}
+
+/// `scaleToZero` of a scenario model, as in the VariantAutoscaling.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ScaleToZeroFile {
+    idle_seconds: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -622,6 +631,9 @@ pub struct Model {
     pub variants: Vec<Variant>,
     /// Its traffic.
     pub traffic: Traffic,
+    /// `scaleToZero.idleSeconds`, s: wvo may take the model to zero replicas after this
+    /// long idle (None: it keeps one replica, the VA's default).
+    pub scale_to_zero_idle_seconds: Option<f64>,
 }
 
 impl Model {
@@ -922,6 +934,18 @@ impl Scenario {
                     cost_per_replica_hour: acc.cost_per_hour * f64::from(v.gpus_per_replica),
                 });
             }
+            let scale_to_zero_idle_seconds = match m.scale_to_zero {
+                None => None,
+                Some(z) if z.idle_seconds.is_finite() && z.idle_seconds >= 10.0 => {
+                    Some(z.idle_seconds)
+                }
+                Some(z) => {
+                    return Err(BenchError::field(
+                        format!("{at}.scaleToZero.idleSeconds"),
+                        format!("must be a number of seconds >= 10 (got {})", z.idle_seconds),
+                    ))
+                }
+            };
             models.push(Model {
                 name: m.name.clone(),
                 priority: m.priority,
@@ -929,6 +953,7 @@ impl Scenario {
                 min_replicas: m.min_replicas,
                 variants,
                 traffic,
+                scale_to_zero_idle_seconds,
             });
         }
         Ok(Scenario {

@@ -935,6 +935,7 @@ impl<'a> Simulation<'a> {
                                 mix.avg_output_tokens
                             },
                             waiting: (b.waiting + b.gateway_queue) as f64,
+                            gateway_queue: b.gateway_queue as f64,
                             kv_usage: (b.kv_pods > 0).then(|| b.kv_sum / f64::from(b.kv_pods)),
                         })
                     }

@@ -424,6 +424,20 @@ pub fn observations(
             .or_default()
             .push((variant, slots));
     }
+    // Models the gateway queues for but no pod serves (scaled to zero): the queue is their
+    // wake signal.
+    let gateway_only: Vec<(String, String)> = gateway
+        .keys()
+        .filter(|(ns, model)| {
+            !by_model
+                .keys()
+                .any(|(n, m)| m == model && (ns.is_empty() || n == ns))
+        })
+        .cloned()
+        .collect();
+    for key in gateway_only {
+        by_model.entry(key).or_default();
+    }
     let mut models = Vec::new();
     for ((namespace, model), variants) in by_model {
         let all: Vec<&Slot> = variants.iter().flat_map(|(_, s)| s.iter()).collect();

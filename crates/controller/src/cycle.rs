@@ -28,6 +28,9 @@ pub struct VariantState {
     /// Why wvo must not change this workload (target missing, driven by another scaler...),
     /// or None when it may.
     pub frozen: Option<String>,
+    /// Start-up of this variant's new replicas learned from its pods' ready times, s; None
+    /// when not learned (the model's start-up applies).
+    pub startup_seconds: Option<f64>,
 }
 
 /// One model (one VariantAutoscaling) as the cycle sees it.
@@ -65,6 +68,42 @@ pub struct DemandInputs {
     pub forecast_off: bool,
     /// The load's period as the VA gives it, s; None finds it from the rate history.
     pub forecast_period_seconds: Option<f64>,
+    /// `spec.scaleToZero.idleSeconds`, s: the model may go to zero replicas after this long
+    /// idle. None: it keeps at least one replica.
+    pub scale_to_zero_idle_seconds: Option<f64>,
+    /// Requests waiting for the model where none of its replicas sees them (the gateway's
+    /// flow-control queue, the VA's wake query), requests; None when no wake signal could be
+    /// read (then the model cannot be woken from zero, so it keeps one replica).
+    pub wake: Option<f64>,
+}
+
+/// The arrival rate a model that must keep one replica is planned for at least, req/s:
+/// above 0, so the plan gives it a replica of its cheapest fitting variant, and far below
+/// what one replica serves.
+pub const KEEP_WARM_RPS: f64 = 1e-3;
+
+/// Arrivals at or below this rate count as none when deciding whether a model is idle, req/s.
+pub const IDLE_RPS: f64 = 1e-3;
+
+/// Where a model stands on scaling to zero (`spec.scaleToZero`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ZeroState {
+    /// `spec.scaleToZero` is not set: the model keeps at least one replica.
+    KeepsOne,
+    /// `spec.scaleToZero` is set but no wake signal could be read: the model keeps one
+    /// replica, since nothing would wake it from zero.
+    NoWakeSignal,
+    /// Used within the last `idleSeconds`: planned as usual, with at least one replica.
+    Active {
+        /// Time since it last had arrivals, waiting requests or a wake signal, s.
+        idle_for_seconds: f64,
+    },
+    /// Idle for `idleSeconds` or more: planned for what the forecast predicts over the
+    /// start-up horizon (zero replicas without a forecast of a return).
+    Idle {
+        /// Time since it last had arrivals, waiting requests or a wake signal, s.
+        idle_for_seconds: f64,
+    },
 }
 
 /// How the cycle turns observations into the demand it plans for (`wvo_demand`).
@@ -178,6 +217,8 @@ pub struct CycleState {
     demand: BTreeMap<(String, String), wvo_demand::ModelDemand>,
     /// Capacity of one replica per variant as last planned, req/s.
     capacity: BTreeMap<VariantKey, f64>,
+    /// When each model last had arrivals, waiting requests or a wake signal, s.
+    last_active: BTreeMap<(String, String), f64>,
 }
 
 impl CycleState {
@@ -251,6 +292,8 @@ pub struct ModelDecision {
     /// How the planned arrival rate was made from the observations (None without
     /// [`DemandOptions`] or with unknown metrics).
     pub demand: Option<wvo_demand::Demand>,
+    /// Whether the model may go to zero replicas, and how long it has been idle.
+    pub zero: ZeroState,
 }
 
 /// What a cycle produced.
@@ -728,6 +771,7 @@ fn estimate_demand(
     now: f64,
     m: &ModelState,
     load: &ModelLoad,
+    waiting: f64,
     opts: &DemandOptions,
     state: &mut CycleState,
 ) -> wvo_demand::Demand {
@@ -769,7 +813,7 @@ fn estimate_demand(
             &wvo_demand::Observation {
                 at_seconds: now,
                 arrival_rps: load.arrival_rate,
-                waiting: m.demand.waiting,
+                waiting: (m.demand.waiting.is_some() || m.demand.wake.is_some()).then_some(waiting),
                 kv_usage: m.demand.kv_usage,
             },
             &settings,
@@ -848,39 +892,164 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     };
     let mut load_used = Vec::with_capacity(snapshot.models.len());
     let mut demands: Vec<Option<wvo_demand::Demand>> = Vec::with_capacity(snapshot.models.len());
+    let mut zero_states: Vec<ZeroState> = Vec::with_capacity(snapshot.models.len());
+    // Per model, the variant a model with nothing placed and requests waiting is woken on.
+    // (variant index, its start-up in s).
+    let mut woken_on: Vec<Option<(usize, f64)>> = Vec::with_capacity(snapshot.models.len());
+    // GPUs of each type that no placed replica holds (in the usable inventory).
+    let mut free_now: BTreeMap<String, u64> = input
+        .inventory
+        .iter()
+        .map(|a| (a.name.clone(), u64::from(a.count)))
+        .collect();
+    for m in &snapshot.models {
+        for (vs, v) in m.spec.variants.iter().zip(&m.variants) {
+            if let Some(free) = free_now.get_mut(&vs.accelerator) {
+                *free = free.saturating_sub(u64::from(placed(v)) * u64::from(vs.gpus_per_replica));
+            }
+        }
+    }
     for m in &snapshot.models {
         let key = (m.namespace.clone(), m.name.clone());
-        let hold = m.load.is_err();
-        let load = match &m.load {
+        let last_known = |state: &CycleState| {
+            state
+                .last_known_load
+                .get(&key)
+                .copied()
+                .unwrap_or(ModelLoad {
+                    // Never observed (e.g. no pod yet): the default token mix, so variants
+                    // with a profile still get a capacity and the other models are planned.
+                    arrival_rate: 0.0,
+                    avg_input_tokens: Some(crate::reconciler::DEFAULT_TOKENS.0),
+                    avg_output_tokens: Some(crate::reconciler::DEFAULT_TOKENS.1),
+                })
+        };
+        let placed_total: u32 = m.variants.iter().map(placed).sum();
+        // A model with no placed replica has no server to observe: with a wake signal read,
+        // it is known to have no arrivals but those the wake signal says wait.
+        let observed = match (&m.load, m.demand.wake) {
+            (Err(_), Some(_)) if placed_total == 0 => Ok(ModelLoad {
+                arrival_rate: 0.0,
+                ..last_known(state)
+            }),
+            (load, _) => load.clone(),
+        };
+        let hold = observed.is_err();
+        // Requests waiting for the model: in its servers' and the gateway's queues (`waiting`)
+        // or where the wake signal reads them (which may count the gateway's queue too).
+        let waiting_now = m
+            .demand
+            .waiting
+            .unwrap_or(0.0)
+            .max(m.demand.wake.unwrap_or(0.0))
+            .max(0.0);
+        let active = match &observed {
+            Ok(load) => load.arrival_rate > IDLE_RPS || waiting_now > 0.0,
+            // Unknown: it cannot be shown idle.
+            Err(_) => true,
+        };
+        let last_active = state
+            .last_active
+            .entry(key.clone())
+            .or_insert(snapshot.now_seconds);
+        if active {
+            *last_active = snapshot.now_seconds;
+        }
+        let idle_for_seconds = (snapshot.now_seconds - *last_active).max(0.0);
+        let zero = match (m.demand.scale_to_zero_idle_seconds, m.demand.wake) {
+            (None, _) => ZeroState::KeepsOne,
+            (Some(_), None) => ZeroState::NoWakeSignal,
+            (Some(idle), Some(_)) if idle_for_seconds >= idle => {
+                ZeroState::Idle { idle_for_seconds }
+            }
+            (Some(_), Some(_)) => ZeroState::Active { idle_for_seconds },
+        };
+        let idle = matches!(zero, ZeroState::Idle { .. });
+        let load = match &observed {
             Ok(load) => {
                 state.last_known_load.insert(key.clone(), *load);
-                let demand = snapshot
-                    .demand
-                    .map(|opts| estimate_demand(snapshot.now_seconds, m, load, &opts, state));
-                let planned = ModelLoad {
-                    arrival_rate: demand.as_ref().map_or(load.arrival_rate, |d| d.plan_rps),
-                    ..*load
+                let demand = snapshot.demand.map(|opts| {
+                    estimate_demand(snapshot.now_seconds, m, load, waiting_now, &opts, state)
+                });
+                let rate = match &demand {
+                    // Idle: only a forecast return over the start-up horizon keeps (or wakes)
+                    // a replica.
+                    Some(d) if idle => match d.forecast {
+                        wvo_demand::ForecastStatus::Active { forecast_rps, .. }
+                            if forecast_rps > IDLE_RPS =>
+                        {
+                            forecast_rps
+                        }
+                        _ => 0.0,
+                    },
+                    None if idle => 0.0,
+                    Some(d) => d.plan_rps.max(KEEP_WARM_RPS),
+                    None => load.arrival_rate.max(KEEP_WARM_RPS),
                 };
                 demands.push(demand);
-                planned
+                ModelLoad {
+                    arrival_rate: rate,
+                    ..*load
+                }
             }
             Err(_) => {
                 demands.push(None);
-                state
-                    .last_known_load
-                    .get(&key)
-                    .copied()
-                    .unwrap_or(ModelLoad {
-                        // Never observed (e.g. no pod yet): the default token mix, so variants
-                        // with a profile still get a capacity and the other models are planned.
-                        arrival_rate: 0.0,
-                        avg_input_tokens: Some(crate::reconciler::DEFAULT_TOKENS.0),
-                        avg_output_tokens: Some(crate::reconciler::DEFAULT_TOKENS.1),
-                    })
+                let load = last_known(state);
+                ModelLoad {
+                    arrival_rate: load.arrival_rate.max(KEEP_WARM_RPS),
+                    ..load
+                }
             }
         };
+        zero_states.push(zero);
         let mut spec = m.spec.clone();
         spec.name = plan_name(m);
+        // Nothing placed and requests wait: one replica on the variant that starts fastest
+        // (then the cheapest) of those that fit GPUs free now, whatever the plan adds.
+        let woken = (placed_total == 0 && waiting_now > 0.0 && spec.max_replicas != Some(0))
+            .then(|| {
+                let startup = |v: &VariantState| {
+                    let known = v.startup_seconds.or(m.demand.startup_seconds);
+                    snapshot.demand.map_or_else(
+                        || known.unwrap_or(DEFAULT_STARTUP_SECONDS),
+                        |o| o.startup_seconds(known),
+                    )
+                };
+                let price = |vs: &VariantSpec| {
+                    input
+                        .inventory
+                        .iter()
+                        .find(|a| a.name == vs.accelerator)
+                        .map_or(f64::INFINITY, |a| {
+                            a.cost_per_hour * f64::from(vs.gpus_per_replica)
+                        })
+                };
+                spec.variants
+                    .iter()
+                    .zip(&m.variants)
+                    .enumerate()
+                    .filter(|(_, (vs, v))| {
+                        v.frozen.is_none()
+                            && vs.max_replicas != Some(0)
+                            && free_now.get(&vs.accelerator).copied().unwrap_or(0)
+                                >= u64::from(vs.gpus_per_replica.max(1))
+                    })
+                    .min_by(|(_, (a, va)), (_, (b, vb))| {
+                        startup(va)
+                            .total_cmp(&startup(vb))
+                            .then(price(a).total_cmp(&price(b)))
+                    })
+                    .map(|(vi, (_, v))| (vi, startup(v)))
+            })
+            .flatten();
+        if let Some((vi, _)) = woken {
+            let vs = &mut spec.variants[vi];
+            vs.min_replicas = vs.min_replicas.max(1);
+            if let Some(free) = free_now.get_mut(&vs.accelerator) {
+                *free = free.saturating_sub(u64::from(vs.gpus_per_replica.max(1)));
+            }
+        }
+        woken_on.push(woken);
         let mut current = BTreeMap::new();
         for (vs, v) in spec.variants.iter_mut().zip(&m.variants) {
             let serving = placed(v);
@@ -1010,6 +1179,10 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         });
         let mut variants = Vec::with_capacity(m.variants.len());
         let mut reclaimed = Vec::with_capacity(m.variants.len());
+        let idle_for = match zero_states[mi] {
+            ZeroState::Idle { idle_for_seconds } => Some(idle_for_seconds),
+            _ => None,
+        };
         for (vi, (vs, v)) in m.spec.variants.iter().zip(&m.variants).enumerate() {
             let planned = &planned_variants[vi];
             let key: VariantKey = (m.namespace.clone(), m.name.clone(), vs.name.clone());
@@ -1042,7 +1215,11 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             recommended,
                             current: v.replicas,
                             pending: v.pending_unschedulable,
-                            window_seconds: if reclaimed_by.is_some() || released {
+                            // An idle model has waited its idle time already.
+                            window_seconds: if reclaimed_by.is_some()
+                                || released
+                                || idle_for.is_some()
+                            {
                                 0.0
                             } else {
                                 demands[mi]
@@ -1077,6 +1254,30 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             "{}; now, without the stabilization window: another model waits for {} GPUs and this model's placed replicas serve its {:.2} req/s without these",
                             s.reason, vs.accelerator, plan.models[mi].demand_rps
                         ),
+                        _ if woken_on[mi].is_some_and(|(w, _)| w == vi)
+                            && s.desired > v.replicas =>
+                        {
+                            format!(
+                                "{}; woken: {:.0} requests wait for this model and none of its replicas is placed; this variant starts fastest ({:.0} s) of those that fit free GPUs",
+                                s.reason,
+                                m.demand.waiting.unwrap_or(0.0).max(m.demand.wake.unwrap_or(0.0)),
+                                woken_on[mi].map_or(0.0, |(_, s)| s)
+                            )
+                        }
+                        _ if s.desired < v.replicas && idle_for.is_some() => {
+                            format!(
+                                "{}; idle for {:.0} s (no arrivals, no waiting request, no wake signal; scaleToZero.idleSeconds {:.0}): staying warm would cost {:.2} $/h per replica, and a request arriving at zero waits about {:.0} s (start-up + one cycle) at the gateway",
+                                s.reason,
+                                idle_for.unwrap_or(0.0),
+                                m.demand.scale_to_zero_idle_seconds.unwrap_or(0.0),
+                                prices[vi],
+                                snapshot.demand.map_or(DEFAULT_STARTUP_SECONDS + 15.0, |o| {
+                                    o.startup_seconds(
+                                        m.variants[vi].startup_seconds.or(m.demand.startup_seconds),
+                                    ) + o.cycle_seconds
+                                })
+                            )
+                        }
                         _ if bridged.is_some() && s.desired > planned.replicas => format!(
                             "{} (plan {}): serves now on free {} GPUs what the plan's new replicas of this model wait for on a type whose GPUs are still in use",
                             s.reason, planned.replicas, vs.accelerator
@@ -1157,6 +1358,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             demand_rps: model_plan.demand_rps,
             satisfaction: model_plan.satisfaction,
             demand: demands[mi].clone(),
+            zero: zero_states[mi].clone(),
         });
     }
     state.stabilizer.retain(&keep);
@@ -1167,6 +1369,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         .map(|m| (m.namespace.clone(), m.name.clone()))
         .collect();
     state.demand.retain(|k, _| models_now.contains(k));
+    state.last_active.retain(|k, _| models_now.contains(k));
     Ok(CycleOutcome {
         plan,
         models,

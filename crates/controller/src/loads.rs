@@ -52,6 +52,20 @@ pub struct ModelSignals {
     pub waiting: Option<f64>,
     /// Mean KV-cache usage of the ready replicas, 0..1; None when unknown.
     pub kv_usage: Option<f64>,
+    /// Requests waiting for the model where none of its replicas sees them (the gateway's
+    /// flow-control queue, a VA's wake query), requests; None when no such signal is read.
+    pub wake: Option<f64>,
+}
+
+/// The signals of the model `key` (namespace, served model id): those observed in its
+/// namespace, else those observed with no namespace (a direct scrape of a gateway).
+pub fn signals_for<'a>(
+    signals: &'a BTreeMap<ModelKey, ModelSignals>,
+    key: &ModelKey,
+) -> Option<&'a ModelSignals> {
+    signals
+        .get(key)
+        .or_else(|| signals.get(&(String::new(), key.1.clone())))
 }
 
 /// The signals of each observed model: servers' waiting requests plus the gateway queue
@@ -71,6 +85,7 @@ pub fn signals_from_observations(
                 ModelSignals {
                     waiting,
                     kv_usage: m.figures.kv_usage.value(),
+                    wake: m.gateway_queue.value(),
                 },
             )
         })

@@ -527,6 +527,7 @@ impl Reconciler {
                 ready,
                 pending_unschedulable: u32::try_from(pending).unwrap_or(u32::MAX),
                 frozen,
+                startup_seconds: None,
             },
             ready_pods,
             youngest_ready_age_s,
@@ -802,8 +803,11 @@ impl Reconciler {
         self.startup.retain(&startup_variants);
 
         let mut models = Vec::with_capacity(accepted.len());
-        for (((va, spec, workloads), key), startup) in
-            accepted.iter().zip(&keys).zip(&model_startup)
+        for ((((va, spec, workloads), key), startup), learned) in accepted
+            .iter()
+            .zip(&keys)
+            .zip(&model_startup)
+            .zip(&learned_startup)
         {
             let forecast = va.spec.forecast.unwrap_or_default();
             let needs_tokens = spec.variants.iter().any(|v| v.profile.is_some());
@@ -830,15 +834,28 @@ impl Reconciler {
                 namespace: va.namespace().unwrap_or_default(),
                 name: va.name_any(),
                 spec: spec.clone(),
-                variants: workloads.iter().map(|w| w.state.clone()).collect(),
+                variants: workloads
+                    .iter()
+                    .zip(learned.iter().chain(std::iter::repeat(&None)))
+                    .map(|(w, learned)| VariantState {
+                        startup_seconds: *learned,
+                        ..w.state.clone()
+                    })
+                    .collect(),
                 stabilization_seconds: f64::from(va.spec.scale_down_stabilization_seconds),
                 load,
                 demand: crate::cycle::DemandInputs {
-                    waiting: signals.get(key).and_then(|x| x.waiting),
-                    kv_usage: signals.get(key).and_then(|x| x.kv_usage),
+                    waiting: crate::loads::signals_for(&signals, key).and_then(|x| x.waiting),
+                    kv_usage: crate::loads::signals_for(&signals, key).and_then(|x| x.kv_usage),
                     startup_seconds: *startup,
                     forecast_off: !forecast.enabled,
                     forecast_period_seconds: forecast.period_seconds,
+                    scale_to_zero_idle_seconds: va
+                        .spec
+                        .scale_to_zero
+                        .as_ref()
+                        .map(|z| f64::from(z.idle_seconds)),
+                    wake: crate::loads::signals_for(&signals, key).and_then(|x| x.wake),
                 },
             });
         }
@@ -1400,6 +1417,44 @@ impl Reconciler {
                 format!("{why}; planned with the last good inventory"),
             ),
         });
+        if let Some(z) = &va.spec.scale_to_zero {
+            use crate::cycle::ZeroState;
+            out.push(match &decision.zero {
+                ZeroState::NoWakeSignal | ZeroState::KeepsOne => condition(
+                    "ScaleToZeroUnavailable",
+                    true,
+                    "NoWakeSignal",
+                    format!(
+                        "spec.scaleToZero is set but no wake signal is read for model {} (no gateway flow-control queue metric ({}) for it{}): it keeps one replica, since nothing would wake it from zero",
+                        va.spec.model_id,
+                        wvo_collector::names::GATEWAY_QUEUE.join(" or "),
+                        if z.wake_query.is_some() {
+                            ", and spec.scaleToZero.wakeQuery gave no value"
+                        } else {
+                            ", and no spec.scaleToZero.wakeQuery"
+                        }
+                    ),
+                ),
+                ZeroState::Active { idle_for_seconds } => condition(
+                    "ScaleToZeroUnavailable",
+                    false,
+                    "Active",
+                    format!(
+                        "wake signal read; idle for {idle_for_seconds:.0} s of the {} s after which its replicas go to zero",
+                        z.idle_seconds
+                    ),
+                ),
+                ZeroState::Idle { idle_for_seconds } => condition(
+                    "ScaleToZeroUnavailable",
+                    false,
+                    "Idle",
+                    format!(
+                        "idle for {idle_for_seconds:.0} s (spec.scaleToZero.idleSeconds {}): at zero replicas unless the forecast predicts a return; a request at the gateway wakes it",
+                        z.idle_seconds
+                    ),
+                ),
+            });
+        }
         let frozen: Vec<&crate::cycle::VariantDecision> = decision
             .variants
             .iter()

@@ -40,6 +40,7 @@ fn running(n: u32) -> VariantState {
         ready: n,
         pending_unschedulable: 0,
         frozen: None,
+        startup_seconds: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn six_with_three_pending() -> VariantState {
         ready: 3,
         pending_unschedulable: 3,
         frozen: None,
+        startup_seconds: None,
     }
 }
 
@@ -263,6 +265,7 @@ fn a_replica_pending_behind_gpus_still_in_use_is_not_a_shortage() {
         ready: 0,
         pending_unschedulable: 1,
         frozen: None,
+        startup_seconds: None,
     };
     let mut state = CycleState::default();
     let out = run_cycle(&snap(0.0, waiting), &mut state).expect("cycle");
@@ -823,6 +826,7 @@ fn a_window_does_not_keep_gpus_another_model_of_the_same_tier_waits_for() {
         ready: 2,
         pending_unschedulable: 2,
         frozen: None,
+        startup_seconds: None,
     };
     for t in (15..=330).step_by(15) {
         let mut snap = tiers(f64::from(t), 40.0, chat.clone(), running(6));
