@@ -746,9 +746,11 @@ fn percentile_capacity(model: &Model, sat: f64, slo: &Slo, percentile: f64) -> C
     ) else {
         return estimate(top, CapacityLimit::Throughput);
     };
-    let lam = largest_feasible(lo, g_lo, hi, g_hi, RATE_TOLERANCE * top, |lam| {
-        excess(miss(lam).2)
-    });
+    // Relative to the bracket when the crossing is in the first grid step (a capacity far
+    // below saturation, e.g. a TTFT target barely above one prefill): a tolerance relative
+    // to the top would then be coarser than the capacity itself.
+    let tol = RATE_TOLERANCE * top.min(10.0 * lo);
+    let lam = largest_feasible(lo, g_lo, hi, g_hi, tol, |lam| excess(miss(lam).2));
     let (t, i, _) = miss(lam);
     estimate(
         lam,

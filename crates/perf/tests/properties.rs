@@ -157,3 +157,32 @@ fn capacity_is_the_first_crossing_when_itl_is_not_monotone() {
     assert!(slow.rps <= fast.rps, "{fast:?} -> {slow:?}");
     assert_eq!(slow.limit, CapacityLimit::Itl);
 }
+
+/// Found by a random CI seed: a TTFT target barely above one prefill gives a capacity of a
+/// few thousandths of a req/s, below the search's tolerance relative to saturation, and a
+/// stricter percentile came out 6% higher than a looser one.
+#[test]
+fn a_capacity_far_below_saturation_is_found_to_its_own_precision() {
+    let p = Profile {
+        alpha: 38.616126871504626,
+        beta: 0.0,
+        gamma: 62.2070697851326,
+        delta: 0.0016296925282408671,
+        max_batch_size: 142,
+    };
+    let m = TokenMix {
+        avg_input_tokens: 0.0,
+        avg_output_tokens: 244.60957010594734,
+    };
+    let at = |pct: f64| {
+        let s = Slo {
+            ttft_ms: 63.418633907119194,
+            itl_ms: 142.36969327055203,
+            percentile: Some(pct),
+        };
+        replica_capacity(&p, &s, &m).expect("valid input").rps
+    };
+    let (loose, strict) = (at(82.69553436761957), at(85.87403043011031));
+    assert!(loose > 0.0 && strict > 0.0, "{loose} {strict}");
+    assert!(strict <= loose * (1.0 + SLACK), "p82.7 {loose} < p85.9 {strict}");
+}
