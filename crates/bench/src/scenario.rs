@@ -17,7 +17,7 @@ use crate::trace::{Replay, Trace};
 use crate::BenchError;
 
 /// Names of the built-in scenarios, in report order.
-pub const BUILT_IN: [&str; 9] = [
+pub const BUILT_IN: [&str; 10] = [
     "steady",
     "step",
     "diurnal",
@@ -27,6 +27,7 @@ pub const BUILT_IN: [&str; 9] = [
     "trace",
     "flash-crowd",
     "multi-tier",
+    "idle-burst",
 ];
 
 /// A rise of a `piecewise` shape to at least 1.5x within this many seconds counts as an
@@ -45,6 +46,7 @@ pub fn built_in_yaml(name: &str) -> Option<&'static str> {
         "trace" => include_str!("../../../examples/bench/trace.yaml"),
         "flash-crowd" => include_str!("../../../examples/bench/flash-crowd.yaml"),
         "multi-tier" => include_str!("../../../examples/bench/multi-tier.yaml"),
+        "idle-burst" => include_str!("../../../examples/bench/idle-burst.yaml"),
         _ => return None,
     })
 }

@@ -86,7 +86,7 @@ pub const KEEP_WARM_RPS: f64 = 1e-3;
 pub const IDLE_RPS: f64 = 1e-3;
 
 /// Where a model stands on scaling to zero (`spec.scaleToZero`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ZeroState {
     /// `spec.scaleToZero` is not set: the model keeps at least one replica.
     KeepsOne,
@@ -219,6 +219,8 @@ pub struct CycleState {
     capacity: BTreeMap<VariantKey, f64>,
     /// When each model last had arrivals, waiting requests or a wake signal, s.
     last_active: BTreeMap<(String, String), f64>,
+    /// Per model, its wake signal (requests) at recent cycles: (time s, requests).
+    wake_history: BTreeMap<(String, String), std::collections::VecDeque<(f64, f64)>>,
 }
 
 impl CycleState {
@@ -820,6 +822,32 @@ fn estimate_demand(
         )
 }
 
+/// The growth of a model's wake signal (the gateway's queue) over the collector's rate window,
+/// req/s: recorded each cycle, taken between now and the newest reading at least a window
+/// old (or the oldest one, when it is at least half a window old); None until then.
+fn gateway_queue_growth(
+    state: &mut CycleState,
+    key: &(String, String),
+    now: f64,
+    wake: f64,
+    opts: &DemandOptions,
+) -> Option<f64> {
+    let window = opts.window_seconds.max(opts.cycle_seconds).max(1e-3);
+    let readings = state.wake_history.entry(key.clone()).or_default();
+    // A clock that went back (a restored state) starts the readings over.
+    if readings.back().is_some_and(|&(t, _)| t > now) {
+        readings.clear();
+    }
+    readings.push_back((now, wake.max(0.0)));
+    // Keep the newest reading at least a window old, and everything after it.
+    while readings.len() > 2 && readings[1].0 <= now - window {
+        readings.pop_front();
+    }
+    let &(then, before) = readings.front()?;
+    let span = now - then;
+    (span >= window / 2.0).then(|| (wake.max(0.0) - before) / span)
+}
+
 /// Runs one cycle.
 pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOutcome, CycleError> {
     // Pending pods are missing supply: cap each type where they wait at what is bound now.
@@ -934,6 +962,22 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             }),
             (load, _) => load.clone(),
         };
+        // Requests that arrived but wait at the gateway are in no server's completions or
+        // in-flight growth: add the gateway queue's growth over the collector's window (it
+        // also cancels the servers' growth when the gateway hands its queue to new replicas).
+        let gateway_growth = match (m.demand.wake, snapshot.demand) {
+            (Some(wake), Some(opts)) => {
+                gateway_queue_growth(state, &key, snapshot.now_seconds, wake, &opts)
+            }
+            _ => {
+                state.wake_history.remove(&key);
+                None
+            }
+        };
+        let observed = observed.map(|load| ModelLoad {
+            arrival_rate: (load.arrival_rate + gateway_growth.unwrap_or(0.0)).max(0.0),
+            ..load
+        });
         let hold = observed.is_err();
         // Requests waiting for the model: in its servers' and the gateway's queues (`waiting`)
         // or where the wake signal reads them (which may count the gateway's queue too).
@@ -1050,6 +1094,32 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             }
         }
         woken_on.push(woken);
+        // A model that may go to zero and whose placed replicas serve its demand starts no
+        // new replica (no move to a cheaper variant while it winds down: the new replica
+        // would cost a start-up for the few minutes until the model idles to zero).
+        if matches!(zero, ZeroState::Active { .. }) && !hold && placed_total > 0 {
+            let placed_rps: Option<f64> = m
+                .spec
+                .variants
+                .iter()
+                .zip(&m.variants)
+                .map(|(vs, v)| {
+                    let key: VariantKey = (m.namespace.clone(), m.name.clone(), vs.name.clone());
+                    state
+                        .capacity
+                        .get(&key)
+                        .map(|c| c * f64::from(placed(v)))
+                        .or((placed(v) == 0).then_some(0.0))
+                })
+                .sum();
+            let needed = load.arrival_rate * (1.0 + snapshot.options.headroom.max(0.0));
+            if placed_rps.is_some_and(|c| c >= needed) {
+                for (vs, v) in spec.variants.iter_mut().zip(&m.variants) {
+                    let cap = placed(v).max(vs.min_replicas);
+                    vs.max_replicas = Some(vs.max_replicas.map_or(cap, |max| max.min(cap)));
+                }
+            }
+        }
         let mut current = BTreeMap::new();
         for (vs, v) in spec.variants.iter_mut().zip(&m.variants) {
             let serving = placed(v);
@@ -1358,7 +1428,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             demand_rps: model_plan.demand_rps,
             satisfaction: model_plan.satisfaction,
             demand: demands[mi].clone(),
-            zero: zero_states[mi].clone(),
+            zero: zero_states[mi],
         });
     }
     state.stabilizer.retain(&keep);
@@ -1370,6 +1440,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         .collect();
     state.demand.retain(|k, _| models_now.contains(k));
     state.last_active.retain(|k, _| models_now.contains(k));
+    state.wake_history.retain(|k, _| models_now.contains(k));
     Ok(CycleOutcome {
         plan,
         models,

@@ -261,3 +261,56 @@ fn waiting_requests_or_a_wake_signal_keep_a_model_from_idling() {
         assert!(matches!(out.models[0].zero, ZeroState::Active { .. }));
     }
 }
+
+#[test]
+fn requests_piling_up_at_the_gateway_count_as_arrivals() {
+    let mut state = CycleState::default();
+    // At zero, 0.5 req/s queue at the gateway (7.5 more each 15 s cycle); nothing completes.
+    let mut observed = Vec::new();
+    for (i, t) in (0..=90).step_by(15).enumerate() {
+        let wake = 7.5 * i as f64;
+        let inputs = DemandInputs {
+            wake: Some(wake),
+            ..scale_to_zero(300.0, Some(wake))
+        };
+        let out = run_cycle(
+            &snap(T0 + f64::from(t), Err("not observed".into()), 0, 0, inputs),
+            &mut state,
+        )
+        .expect("cycle");
+        observed.push(out.models[0].demand.as_ref().expect("demand").observed_rps);
+    }
+    // Unknown until half the 60 s window is covered, then the queue's growth.
+    assert_eq!(observed[0], 0.0);
+    for r in &observed[2..] {
+        assert!((r - 0.5).abs() < 1e-9, "{observed:?}");
+    }
+}
+
+#[test]
+fn a_gateway_queue_handed_to_new_replicas_is_not_counted_twice() {
+    let mut state = CycleState::default();
+    // 10 req/s served all along; 60 requests held at the gateway go to the replicas between
+    // t = 60 and t = 75: the servers' in-flight growth over the next 60 s window reads +1 req/s
+    // (in the load the collector reports), the gateway's queue -1 req/s.
+    let mut observed = Vec::new();
+    for t in (0..=135).step_by(15) {
+        let gateway = if t <= 60 { 60.0 } else { 0.0 };
+        // Windows that hold the hand-over (60, 75] see the servers' growth.
+        let server_growth = if (75..=120).contains(&t) { 1.0 } else { 0.0 };
+        let inputs = DemandInputs {
+            waiting: Some(gateway),
+            wake: Some(gateway),
+            ..DemandInputs::default()
+        };
+        let out = run_cycle(
+            &snap(T0 + f64::from(t), rate(10.0 + server_growth), 1, 0, inputs),
+            &mut state,
+        )
+        .expect("cycle");
+        observed.push(out.models[0].demand.as_ref().expect("demand").observed_rps);
+    }
+    for (i, r) in observed.iter().enumerate() {
+        assert!((r - 10.0).abs() < 1e-9, "cycle {i}: {observed:?}");
+    }
+}

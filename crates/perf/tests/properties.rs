@@ -184,5 +184,8 @@ fn a_capacity_far_below_saturation_is_found_to_its_own_precision() {
     };
     let (loose, strict) = (at(82.69553436761957), at(85.87403043011031));
     assert!(loose > 0.0 && strict > 0.0, "{loose} {strict}");
-    assert!(strict <= loose * (1.0 + SLACK), "p82.7 {loose} < p85.9 {strict}");
+    assert!(
+        strict <= loose * (1.0 + SLACK),
+        "p82.7 {loose} < p85.9 {strict}"
+    );
 }
