@@ -314,3 +314,33 @@ fn a_gateway_queue_handed_to_new_replicas_is_not_counted_twice() {
         assert!((r - 10.0).abs() < 1e-9, "cycle {i}: {observed:?}");
     }
 }
+
+#[test]
+fn a_model_winding_down_to_zero_starts_no_cheaper_replica() {
+    // One H100 placed serves the little load left; an L40S would be cheaper, but the model
+    // idles to zero soon: no new replica is started.
+    let mut state = CycleState::default();
+    let inputs = scale_to_zero(300.0, Some(0.0));
+    for t in (0..=120).step_by(15) {
+        let out = run_cycle(&snap(T0 + f64::from(t), rate(0.5), 0, 1, inputs), &mut state)
+            .expect("cycle");
+        if t > 0 {
+            assert_eq!(desired(&out), vec![0, 1], "t={t}");
+        }
+    }
+    // Without scaleToZero the model moves to the cheaper L40S (it stays warm for good).
+    let mut state = CycleState::default();
+    let keep = DemandInputs {
+        waiting: Some(0.0),
+        ..DemandInputs::default()
+    };
+    let out = (0..=120)
+        .step_by(15)
+        .map(|t| {
+            run_cycle(&snap(T0 + f64::from(t), rate(0.5), 0, 1, keep), &mut state)
+                .expect("cycle")
+        })
+        .last()
+        .expect("cycles");
+    assert_eq!(desired(&out)[0], 1, "{:?}", desired(&out));
+}
