@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// still served. 0 turns the band off.
     #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_SCALE_DOWN_MARGIN)]
     pub scale_down_margin: f64,
+    /// `hpa` actuation may set an HPA's minReplicas to 0 (needs the HPAScaleToZero feature
+    /// gate and an HPA on an Object or External metric); without it minReplicas stays >= 1.
+    #[arg(long)]
+    pub hpa_scale_to_zero: bool,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "wvo-leader")]
     pub lease_name: String,
@@ -171,6 +175,7 @@ async fn run_async(args: &RunArgs) -> Result<()> {
             cycle_seconds: args.interval_seconds.max(1) as f64,
             ..Default::default()
         }),
+        hpa_scale_to_zero: args.hpa_scale_to_zero,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

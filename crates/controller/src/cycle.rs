@@ -296,6 +296,8 @@ pub struct ModelDecision {
     pub demand: Option<wvo_demand::Demand>,
     /// Whether the model may go to zero replicas, and how long it has been idle.
     pub zero: ZeroState,
+    /// The wake signal read this cycle, requests (None: none read).
+    pub wake: Option<f64>,
 }
 
 /// What a cycle produced.
@@ -1429,6 +1431,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             satisfaction: model_plan.satisfaction,
             demand: demands[mi].clone(),
             zero: zero_states[mi],
+            wake: m.demand.wake,
         });
     }
     state.stabilizer.retain(&keep);

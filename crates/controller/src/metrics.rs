@@ -9,6 +9,7 @@
 //! | `wvo_last_cycle_timestamp_seconds` | gauge | Unix time the last cycle ended |
 //! | `wvo_desired_replicas{namespace,va,variant,accelerator}` | gauge | replicas wvo wants |
 //! | `wvo_current_replicas{namespace,va,variant,accelerator}` | gauge | replicas running now |
+//! | `wvo_wake_requests{namespace,va}` | gauge | requests waiting for the model where its replicas do not see them (its wake signal); absent while unknown |
 //! | `wvo_errors_total{kind}` | counter | errors by kind |
 //! | `wvo_is_leader` | gauge | 1 while this replica holds the leader lease |
 //!
@@ -44,6 +45,15 @@ pub struct ReplicaLabels {
     pub accelerator: String,
 }
 
+/// Labels of the per-VA wake gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct VaLabels {
+    /// Namespace of the VA.
+    pub namespace: String,
+    /// Name of the VA.
+    pub va: String,
+}
+
 /// Label of the error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -67,8 +77,11 @@ pub struct Metrics {
     current: Family<ReplicaLabels, Gauge>,
     errors: Family<ErrorLabels, Counter>,
     leader: Gauge,
+    wake: Family<VaLabels, Gauge<f64, AtomicU64>>,
     /// Which replica series exist, per (namespace, VA), so they can be removed exactly.
     series: Mutex<BTreeMap<(String, String), VaSeries>>,
+    /// Which wake series exist.
+    wake_series: Mutex<std::collections::BTreeSet<VaLabels>>,
 }
 
 impl Default for Metrics {
@@ -91,6 +104,7 @@ impl Metrics {
         let current = Family::<ReplicaLabels, Gauge>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let leader = Gauge::default();
+        let wake = Family::<VaLabels, Gauge<f64, AtomicU64>>::default();
         registry.register_with_unit(
             "wvo_cycle_duration",
             "Wall time of one control cycle",
@@ -121,6 +135,11 @@ impl Metrics {
         );
         registry.register("wvo_errors", "Errors by kind", errors.clone());
         registry.register(
+            "wvo_wake_requests",
+            "Requests waiting for the model where its replicas do not see them (the gateway's queue, the VA's wake query): its wake signal, for KEDA's activation",
+            wake.clone(),
+        );
+        registry.register(
             "wvo_is_leader",
             "1 while this replica holds the leader lease, else 0",
             leader.clone(),
@@ -135,7 +154,9 @@ impl Metrics {
             current,
             errors,
             leader,
+            wake,
             series: Mutex::new(BTreeMap::new()),
+            wake_series: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -196,6 +217,25 @@ impl Metrics {
         self.current.get_or_create(&labels).set(i64::from(current));
     }
 
+    /// Sets a VA's wake signal, requests (None: not read this cycle, the series is removed).
+    pub fn set_wake(&self, namespace: &str, va: &str, requests: Option<f64>) {
+        let labels = VaLabels {
+            namespace: namespace.to_string(),
+            va: va.to_string(),
+        };
+        let mut known = self.wake_series.lock().unwrap_or_else(|p| p.into_inner());
+        match requests.filter(|r| r.is_finite()) {
+            Some(r) => {
+                self.wake.get_or_create(&labels).set(r.max(0.0));
+                known.insert(labels);
+            }
+            None => {
+                self.wake.remove(&labels);
+                known.remove(&labels);
+            }
+        }
+    }
+
     /// Removes every replica series of one variant (a variant dropped from its VA).
     pub fn remove_variant(&self, namespace: &str, va: &str, variant: &str) {
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
@@ -212,6 +252,7 @@ impl Metrics {
 
     /// Removes every replica series of one VA (a deleted VA).
     pub fn remove_va(&self, namespace: &str, va: &str) {
+        self.set_wake(namespace, va, None);
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(known) = series.remove(&(namespace.to_string(), va.to_string())) {
             for (variant, accelerator) in known {
@@ -223,6 +264,18 @@ impl Metrics {
     /// Removes the replica series of every VA for which `keep(namespace, va)` is false
     /// (call after a cycle with the live VAs to drop the deleted ones).
     pub fn retain_vas(&self, keep: impl Fn(&str, &str) -> bool) {
+        {
+            let mut known = self.wake_series.lock().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<VaLabels> = known
+                .iter()
+                .filter(|l| !keep(&l.namespace, &l.va))
+                .cloned()
+                .collect();
+            for labels in gone {
+                self.wake.remove(&labels);
+                known.remove(&labels);
+            }
+        }
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let gone: Vec<(String, String)> = series
             .keys()
@@ -280,6 +333,23 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wake_series_is_there_only_while_the_signal_is_read() {
+        let m = Metrics::new();
+        m.set_wake("ns", "va", Some(3.0));
+        m.set_wake("ns", "other", Some(0.0));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"wvo_wake_requests{namespace="ns",va="va"} 3.0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"wvo_wake_requests{namespace="ns",va="other"} 0.0"#));
+        m.set_wake("ns", "va", None);
+        assert!(!m.encode().contains(r#"va="va"}"#));
+        m.retain_vas(|_, va| va != "other");
+        assert!(!m.encode().contains("wvo_wake_requests{"));
+    }
 
     #[test]
     fn series_follow_the_variants() {

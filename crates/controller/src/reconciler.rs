@@ -76,6 +76,11 @@ pub struct ControllerConfig {
     /// Demand estimation (fast rise, backlog, start-up horizon, forecast); None plans for
     /// the observed arrival rate as it is.
     pub demand: Option<crate::cycle::DemandOptions>,
+    /// `hpa` actuation may set an HPA's `minReplicas` to 0 (the cluster runs the
+    /// HPAScaleToZero feature gate, alpha since Kubernetes 1.16, and the HPA scales on an
+    /// Object or External metric); false keeps `minReplicas >= 1`, as the API server
+    /// requires without the gate (`wvo run --hpa-scale-to-zero`).
+    pub hpa_scale_to_zero: bool,
 }
 
 impl Default for ControllerConfig {
@@ -93,6 +98,7 @@ impl Default for ControllerConfig {
             identity: "wvo".into(),
             calibration: crate::calibration::CalibrationSettings::default(),
             demand: Some(crate::cycle::DemandOptions::default()),
+            hpa_scale_to_zero: false,
         }
     }
 }
@@ -931,6 +937,9 @@ impl Reconciler {
             live.insert((ns.clone(), decision.name.clone()));
             let mut actuation_errors = Vec::new();
             let mut changes = Vec::new();
+            if let Some(m) = &self.metrics {
+                m.set_wake(&ns, &decision.name, decision.wake);
+            }
             for ((d, w), v) in decision
                 .variants
                 .iter()
@@ -964,7 +973,7 @@ impl Reconciler {
                                 &v.scale_target_ref,
                                 d.desired,
                                 v.max_replicas,
-                                &self.config.field_manager,
+                                self.config.hpa_scale_to_zero,
                             )
                             .await
                         }
@@ -1695,9 +1704,24 @@ async fn scale_workload(
     }
 }
 
-/// Sets the bounds of the HPA that targets a workload: `minReplicas` = wvo's decision,
-/// `maxReplicas` = the variant's max (or 1.5x the decision), so the HPA keeps reacting
-/// between cycles inside wvo's bounds.
+/// The bounds wvo sets on an HPA for a decision of `desired` replicas: `minReplicas` =
+/// the decision (at least 1 unless `scale_to_zero`), `maxReplicas` = the variant's max (or
+/// 1.5x the decision), never below the min, and at least 1 (the API server requires it).
+pub fn hpa_bounds(desired: u32, variant_max: Option<u32>, scale_to_zero: bool) -> (u32, u32) {
+    let min = if scale_to_zero {
+        desired
+    } else {
+        desired.max(1)
+    };
+    let max = variant_max
+        .unwrap_or(desired + desired.div_ceil(2))
+        .max(min)
+        .max(1);
+    (min, max)
+}
+
+/// Sets the bounds of the HPA that targets a workload ([`hpa_bounds`]), so the HPA keeps
+/// reacting between cycles inside wvo's bounds.
 async fn bound_hpa(
     client: &Client,
     namespace: &str,
@@ -1705,17 +1729,14 @@ async fn bound_hpa(
     target: &wvo_api::crd::ScaleTargetRef,
     desired: u32,
     variant_max: Option<u32>,
-    _field_manager: &str,
+    scale_to_zero: bool,
 ) -> Result<(), kube::Error> {
     let Some(hpa) = hpas.iter().find(|h| {
         h.spec.scale_target_ref.kind == target.kind && h.spec.scale_target_ref.name == target.name
     }) else {
         return Ok(());
     };
-    let min = desired.max(1);
-    let max = variant_max
-        .unwrap_or(desired + desired.div_ceil(2))
-        .max(min);
+    let (min, max) = hpa_bounds(desired, variant_max, scale_to_zero);
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
     let patch = json!({"spec": {"minReplicas": min, "maxReplicas": max}});
     let mut attempt = 0;
@@ -1738,6 +1759,15 @@ async fn bound_hpa(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hpa_bounds_reach_zero_only_with_scale_to_zero_allowed() {
+        assert_eq!(hpa_bounds(0, Some(4), false), (1, 4));
+        assert_eq!(hpa_bounds(0, Some(4), true), (0, 4));
+        assert_eq!(hpa_bounds(0, None, true), (0, 1));
+        assert_eq!(hpa_bounds(3, None, false), (3, 5));
+        assert_eq!(hpa_bounds(5, Some(2), true), (5, 5));
+    }
 
     fn pod(created: Option<&str>, restarts: i32) -> Pod {
         serde_json::from_value(json!({
