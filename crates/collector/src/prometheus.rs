@@ -284,6 +284,55 @@ pub fn parse_response(
         .collect()
 }
 
+/// The sum of an instant query's result (pure): a vector's values added up (an empty
+/// vector is 0), a scalar as it is. A NaN or infinite total is an error, as is any other
+/// result type. `url` and `query` are for messages.
+pub fn sum_response(
+    url: &str,
+    query: &str,
+    status: u16,
+    body: &str,
+) -> Result<f64, CollectorError> {
+    let (result_type, result) = parse_api_data(url, query, status, body)?;
+    let bad = |location: &str, problem: String| CollectorError::Parse {
+        url: url.into(),
+        location: location.into(),
+        problem: format!("{problem} (query {query})"),
+    };
+    let total = match result_type.as_str() {
+        "scalar" => {
+            let (_, v): (f64, String) =
+                serde_json::from_value(result).map_err(|e| bad("data.result", e.to_string()))?;
+            parse_value(&v).ok_or_else(|| bad("data.result", format!("`{v}` is not a number")))?
+        }
+        "vector" => {
+            let items: Vec<VectorItem> =
+                serde_json::from_value(result).map_err(|e| bad("data.result", e.to_string()))?;
+            let mut total = 0.0;
+            for (i, it) in items.iter().enumerate() {
+                total += parse_value(&it.value.1).ok_or_else(|| {
+                    bad(
+                        &format!("data.result[{i}].value"),
+                        format!("`{}` is not a number", it.value.1),
+                    )
+                })?;
+            }
+            total
+        }
+        other => {
+            return Err(bad(
+                "data.resultType",
+                format!("expected vector or scalar, got {other}"),
+            ))
+        }
+    };
+    if total.is_finite() {
+        Ok(total)
+    } else {
+        Err(bad("data.result", format!("the sum is {total}")))
+    }
+}
+
 type PodKey = (String, String, String);
 
 fn key(s: &PromSample) -> PodKey {
@@ -636,6 +685,24 @@ impl PrometheusSource {
             }
         }
         out
+    }
+
+    /// The value of `promql` now, summed over its series (a scalar as it is; no series: 0
+    /// requests), e.g. a VA's wake query. Errors name the query endpoint without
+    /// credentials and the query.
+    pub async fn instant_sum(&self, promql: &str) -> Result<f64, CollectorError> {
+        let shown = http::without_credentials(&self.query_url);
+        let t = format!("{:.3}", http::unix_now());
+        let url = reqwest::Url::parse_with_params(
+            self.query_url.as_str(),
+            &[("query", promql), ("time", t.as_str())],
+        )
+        .map_err(|e| CollectorError::Config {
+            field: "prometheus URL",
+            problem: format!("{shown}: {e}"),
+        })?;
+        let (status, body) = http::get_shown_as(&self.client, &self.cfg.http, url, &shown).await?;
+        sum_response(&shown, promql, status, &body)
     }
 
     /// Query Prometheus and build the observations. Failures become unknown figures

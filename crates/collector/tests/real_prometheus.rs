@@ -455,3 +455,67 @@ async fn queue_growth_gives_back_the_demand_of_a_saturated_server() {
     load.abort();
     drop(prom);
 }
+
+/// `PrometheusSource::instant_sum` (a VA's wake query) against a real Prometheus: a
+/// vector is summed over its series, an empty one is 0, a scalar is itself, and a bad query
+/// is an error that names the query and not the credentials of the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_query_is_summed_over_its_series() {
+    wvo_collector::install_crypto_provider();
+    let servers = [
+        ModelServer::start(ServerConfig {
+            replica: ReplicaConfig::new("m", profile()),
+            speed: 1.0,
+        })
+        .await
+        .expect("server a"),
+        ModelServer::start(ServerConfig {
+            replica: ReplicaConfig::new("m", profile()),
+            speed: 1.0,
+        })
+        .await
+        .expect("server b"),
+    ];
+    let prom = start_prometheus(&[
+        (&servers[0].addr().to_string(), "pod-a"),
+        (&servers[1].addr().to_string(), "pod-b"),
+    ]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    wait_until_ready(&prom, &client).await;
+    wait_for_series(&prom, &client, "both targets up", "up%3D%3D1", 2).await;
+    let with_credentials = prom.url.replacen("http://", "http://user:secret@", 1);
+    let source = wvo_collector::PrometheusSource::new(
+        PrometheusConfig {
+            base_url: with_credentials,
+            namespace: None,
+            model: None,
+            http: HttpConfig::default(),
+        },
+        Window::default(),
+        vec![],
+    )
+    .expect("source");
+    // `up` is 1 for each of the two targets.
+    assert_eq!(source.instant_sum("up").await.expect("vector"), 2.0);
+    assert_eq!(
+        source
+            .instant_sum(r#"up{job="no-such-job"}"#)
+            .await
+            .expect("empty vector"),
+        0.0
+    );
+    assert_eq!(source.instant_sum("3").await.expect("scalar"), 3.0);
+    let err = source
+        .instant_sum("sum(up")
+        .await
+        .expect_err("bad query")
+        .to_string();
+    assert!(err.contains("sum(up"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    for s in servers {
+        s.shutdown().await;
+    }
+}

@@ -125,7 +125,18 @@ pub trait LoadSource: Send + Sync {
         let _ = range;
         None
     }
+
+    /// The value of each model's wake query now (requests waiting for it elsewhere, summed
+    /// over the query's series), or why it could not be read; None when the source cannot
+    /// run queries (direct scrapes, loads set by hand: the default).
+    fn wake_queries<'a>(&'a self, queries: &'a [(ModelKey, String)]) -> Option<WakeReads<'a>> {
+        let _ = queries;
+        None
+    }
 }
+
+/// What [`LoadSource::wake_queries`] reads: per model, requests or the error.
+pub type WakeReads<'a> = BoxFuture<'a, BTreeMap<ModelKey, Result<f64, String>>>;
 
 /// Loads set by hand (tests, the demo, the simulator): a shared map.
 #[derive(Clone, Debug, Default)]
@@ -328,6 +339,37 @@ impl LoadSource for CollectorLoads {
             wvo_collector::PrometheusSource::new(cfg.clone(), self.config.window, vec![])?
                 .arrival_rates(range, wvo_collector::MAX_POINTS_PER_REQUEST)
                 .await
+        }))
+    }
+
+    /// Prometheus only: one instant query per model, concurrently, with the cycle's
+    /// token, CAs and timeout.
+    fn wake_queries<'a>(&'a self, queries: &'a [(ModelKey, String)]) -> Option<WakeReads<'a>> {
+        let wvo_collector::SourceConfig::Prometheus(cfg) = &self.config.source else {
+            return None;
+        };
+        Some(Box::pin(async move {
+            let source =
+                match wvo_collector::PrometheusSource::new(cfg.clone(), self.config.window, vec![])
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return queries
+                            .iter()
+                            .map(|(k, _)| (k.clone(), Err(e.to_string())))
+                            .collect()
+                    }
+                };
+            let reads = queries.iter().map(|(key, promql)| {
+                let source = &source;
+                async move {
+                    (
+                        key.clone(),
+                        source.instant_sum(promql).await.map_err(|e| e.to_string()),
+                    )
+                }
+            });
+            futures::future::join_all(reads).await.into_iter().collect()
         }))
     }
 

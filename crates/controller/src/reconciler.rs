@@ -739,6 +739,42 @@ impl Reconciler {
         let observed = self.loads.observe(&keys, &pods).await;
         let loads = observed.loads;
         let signals = observed.signals;
+        // The VAs' wake queries (`spec.scaleToZero.wakeQuery`), per model.
+        let wake_queries: Vec<(ModelKey, String)> = accepted
+            .iter()
+            .zip(&keys)
+            .filter_map(|((va, _, _), key)| {
+                let query = va.spec.scale_to_zero.as_ref()?.wake_query.clone()?;
+                Some((key.clone(), query))
+            })
+            .collect();
+        let wake_reads: BTreeMap<ModelKey, Result<f64, String>> = if wake_queries.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.loads.wake_queries(&wake_queries) {
+                Some(reads) => reads.await,
+                None => wake_queries
+                    .iter()
+                    .map(|(k, _)| {
+                        (
+                            k.clone(),
+                            Err(
+                                "spec.scaleToZero.wakeQuery is PromQL: it needs --prometheus-url"
+                                    .to_string(),
+                            ),
+                        )
+                    })
+                    .collect(),
+            }
+        };
+        for (key, read) in &wake_reads {
+            if let Err(e) = read {
+                tracing::warn!(namespace = %key.0, model = %key.1, error = %e, "wake query failed; the model keeps one replica");
+                if let Some(m) = &self.metrics {
+                    m.count_error("wake");
+                }
+            }
+        }
         // Calibrate each profile from its variant's figures; plan with what is in use.
         let mut live_variants = BTreeSet::new();
         for ((va, spec, workloads), (ns, model)) in accepted.iter_mut().zip(&keys) {
@@ -861,7 +897,16 @@ impl Reconciler {
                         .scale_to_zero
                         .as_ref()
                         .map(|z| f64::from(z.idle_seconds)),
-                    wake: crate::loads::signals_for(&signals, key).and_then(|x| x.wake),
+                    wake: {
+                        let gateway = crate::loads::signals_for(&signals, key).and_then(|x| x.wake);
+                        match wake_reads.get(key) {
+                            // A configured query must be read: without it nothing says the
+                            // model may sleep.
+                            Some(Ok(requests)) => Some(gateway.unwrap_or(0.0) + requests.max(0.0)),
+                            Some(Err(_)) => None,
+                            None => gateway,
+                        }
+                    },
                 },
             });
         }
