@@ -102,3 +102,40 @@ fn startup_and_forecast_fields_default_and_reject_bad_values_naming_the_field() 
         assert!(err.contains(field), "{err} should name {field}");
     }
 }
+
+#[test]
+fn scale_to_zero_is_off_by_default_and_bad_values_name_the_field() {
+    use wvo_api::crd::VariantAutoscaling;
+    let va = |extra: &str| -> VariantAutoscaling {
+        serde_norway::from_str(&format!(
+            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: m, namespace: llm}}\nspec:\n  modelID: m\n  variants:\n  - {{name: a, scaleTargetRef: {{name: a}}, accelerator: H100, maxRequestsPerSecond: 10}}\n{extra}"
+        ))
+        .expect("VA yaml")
+    };
+    assert_eq!(va("").spec.scale_to_zero, None);
+    let set = va("  scaleToZero: {idleSeconds: 900, wakeQuery: 'sum(my_queue{model=\"m\"})'}\n");
+    let z = set.spec.scale_to_zero.clone().expect("scaleToZero");
+    assert_eq!(z.idle_seconds, 900);
+    assert_eq!(z.wake_query.as_deref(), Some("sum(my_queue{model=\"m\"})"));
+    assert!(set.to_model_spec("llm/m", &[]).is_ok());
+    for (extra, field) in [
+        (
+            "  scaleToZero: {idleSeconds: 5}\n",
+            "spec.scaleToZero.idleSeconds",
+        ),
+        (
+            "  scaleToZero: {idleSeconds: 700000}\n",
+            "spec.scaleToZero.idleSeconds",
+        ),
+        (
+            "  scaleToZero: {idleSeconds: 60, wakeQuery: ' '}\n",
+            "spec.scaleToZero.wakeQuery",
+        ),
+    ] {
+        let err = va(extra)
+            .to_model_spec("llm/m", &[])
+            .expect_err(extra)
+            .to_string();
+        assert!(err.contains(field), "{err} should name {field}");
+    }
+}
