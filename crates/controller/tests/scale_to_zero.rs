@@ -322,8 +322,11 @@ fn a_model_winding_down_to_zero_starts_no_cheaper_replica() {
     let mut state = CycleState::default();
     let inputs = scale_to_zero(300.0, Some(0.0));
     for t in (0..=120).step_by(15) {
-        let out = run_cycle(&snap(T0 + f64::from(t), rate(0.5), 0, 1, inputs), &mut state)
-            .expect("cycle");
+        let out = run_cycle(
+            &snap(T0 + f64::from(t), rate(0.5), 0, 1, inputs),
+            &mut state,
+        )
+        .expect("cycle");
         if t > 0 {
             assert_eq!(desired(&out), vec![0, 1], "t={t}");
         }
@@ -337,8 +340,7 @@ fn a_model_winding_down_to_zero_starts_no_cheaper_replica() {
     let out = (0..=120)
         .step_by(15)
         .map(|t| {
-            run_cycle(&snap(T0 + f64::from(t), rate(0.5), 0, 1, keep), &mut state)
-                .expect("cycle")
+            run_cycle(&snap(T0 + f64::from(t), rate(0.5), 0, 1, keep), &mut state).expect("cycle")
         })
         .last()
         .expect("cycles");
