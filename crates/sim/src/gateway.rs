@@ -335,6 +335,17 @@ impl Gateway {
         entry.dispatch();
     }
 
+    /// The backends of `model` now (base URLs, as last set).
+    pub fn backends(&self, model: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .models
+            .get(model)
+            .map_or_else(Vec::new, |m| {
+                m.backends.iter().map(|b| b.url.clone()).collect()
+            })
+    }
+
     /// Requests of `model` held now.
     pub fn held(&self, model: &str) -> usize {
         self.shared

@@ -210,6 +210,7 @@ async fn requests_go_to_the_backend_with_the_fewest_in_flight() {
     assert!(na >= 2 && nb >= 2, "uneven split {na}/{nb}");
     // A kept backend keeps its count; a removed one gets no more requests.
     gw.set_backends("m", vec![b.url()]);
+    assert_eq!(gw.backends("m"), vec![b.url()]);
     let (status, _) = complete(&http, &gw.url(), "m").await;
     assert_eq!(status, 200);
     assert_eq!(b.served().finished, nb + 1);
