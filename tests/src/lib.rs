@@ -1,24 +1,31 @@
 //! Shared fixtures for the end-to-end tests: an emulated cluster with GPU nodes, the
 //! inventory ConfigMap, model-server Deployments and VariantAutoscalings, and the real
-//! controller (`Reconciler`) talking to it through the `kube` client.
+//! controller (`Reconciler`) talking to it through the `kube` client; for tests with real
+//! metrics, a fleet of emulated vLLM servers following the pods ([`ServerFleet`]) and a
+//! background control loop ([`CycleLoop`]).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use wvo_api::crd::VariantAutoscaling;
 use wvo_api::ModelLoad;
+use wvo_collector::Target;
 use wvo_controller::loads::{LoadSource, StaticLoads};
 use wvo_controller::metrics::Metrics;
 use wvo_controller::reconciler::{ControllerConfig, Reconciler};
+use wvo_controller::targets::SharedTargets;
 use wvo_controller::view::{ControllerView, SharedView};
+use wvo_sim::gateway::Gateway;
 use wvo_sim::kube_api::{gpu_node, KubeApiHandle, KubeApiOptions, KubeApiServer};
+use wvo_sim::model_server::{ModelServer, ReplicaConfig, ServerConfig};
 
 /// Namespace of the models in the fixtures.
 pub const NS: &str = "llm";
@@ -306,4 +313,299 @@ pub fn condition(va: &VariantAutoscaling, type_: &str) -> Option<(String, String
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// A Deployment whose Ready pods each get an emulated vLLM server ([`ServerFleet`]).
+#[derive(Clone, Debug)]
+pub struct ServedDeployment {
+    /// Deployment name in `llm` (its pods carry `app: <name>`, as [`Cluster::deployment`]
+    /// makes them).
+    pub deployment: String,
+    /// Served model id (the servers' `model_name`, the scrape targets' model).
+    pub model: String,
+    /// Variant name the scrape targets carry.
+    pub variant: String,
+    /// Engine profile of the emulated servers.
+    pub profile: wvo_api::Profile,
+    /// Whether the fleet's gateway routes the model's requests to these servers.
+    pub behind_gateway: bool,
+}
+
+/// A ready pod with its server: (deployment index, pod name, server).
+type RunningServer = (usize, String, ModelServer);
+
+/// One emulated vLLM server per Ready pod of some Deployments, started when the emulator's
+/// kubelet marks the pod Ready and stopped when the pod goes (as `wvo demo` does). Keeps
+/// current: the scrape targets of the controller's direct-scrape collector (the servers'
+/// `/metrics`, plus the gateway's `/metrics` when there is a gateway) and the gateway's
+/// backends of each model behind it.
+pub struct ServerFleet {
+    targets: SharedTargets,
+    servers: Arc<Mutex<BTreeMap<String, usize>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerFleet {
+    /// Starts following the pods of `deployments` in `llm` (polled every 50 ms through
+    /// `client`). The gateway, if any, knows each model behind it from now on (no backend
+    /// until a pod is Ready) and its `/metrics` is a scrape target (namespace `llm`, any
+    /// model, variant and pod `gateway`).
+    pub fn start(
+        client: Client,
+        deployments: Vec<ServedDeployment>,
+        gateway: Option<Arc<Gateway>>,
+    ) -> ServerFleet {
+        let targets = SharedTargets::default();
+        let servers = Arc::new(Mutex::new(BTreeMap::new()));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut running: Vec<RunningServer> = Vec::new();
+        publish(
+            &deployments,
+            &running,
+            gateway.as_deref(),
+            &targets,
+            &servers,
+        );
+        let task = tokio::spawn({
+            let (targets, servers) = (targets.clone(), servers.clone());
+            async move {
+                follow(
+                    client,
+                    deployments,
+                    gateway,
+                    targets,
+                    servers,
+                    stop_rx,
+                    &mut running,
+                )
+                .await;
+                drop(running);
+            }
+        });
+        ServerFleet {
+            targets,
+            servers,
+            stop,
+            task,
+        }
+    }
+
+    /// The scrape targets, for [`ScrapeTargetLoads`](wvo_controller::targets::ScrapeTargetLoads).
+    pub fn targets(&self) -> SharedTargets {
+        self.targets.clone()
+    }
+
+    /// Servers running now for a Deployment (one per Ready pod, once started).
+    pub fn servers(&self, deployment: &str) -> usize {
+        self.servers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(deployment)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Stops following the pods and stops every server.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn follow(
+    client: Client,
+    deployments: Vec<ServedDeployment>,
+    gateway: Option<Arc<Gateway>>,
+    targets: SharedTargets,
+    servers: Arc<Mutex<BTreeMap<String, usize>>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    running: &mut Vec<RunningServer>,
+) {
+    let pods: Api<Pod> = Api::namespaced(client, NS);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(list) = pods.list(&kube::api::ListParams::default()).await else {
+            continue;
+        };
+        // (deployment index, pod) of every Ready pod of the deployments.
+        let ready: Vec<(usize, String)> = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        })
+            })
+            .filter_map(|p| {
+                let app = p.metadata.labels.as_ref()?.get("app")?;
+                let i = deployments.iter().position(|d| &d.deployment == app)?;
+                Some((i, p.metadata.name.clone()?))
+            })
+            .collect();
+        let before = running.len();
+        let mut gone = Vec::new();
+        running.retain_mut(|(i, pod, _)| {
+            let keep = ready.iter().any(|(j, p)| j == i && p == pod);
+            if !keep {
+                gone.push(pod.clone());
+            }
+            keep
+        });
+        let mut changed = running.len() != before;
+        for (i, pod) in ready {
+            if running.iter().any(|(_, p, _)| *p == pod) {
+                continue;
+            }
+            let d = &deployments[i];
+            let started = ModelServer::start(ServerConfig {
+                replica: ReplicaConfig::new(&d.model, d.profile),
+                speed: 1.0,
+            })
+            .await;
+            match started {
+                Ok(server) => {
+                    running.push((i, pod, server));
+                    changed = true;
+                }
+                Err(e) => eprintln!("model server for pod {pod}: {e}"),
+            }
+        }
+        if changed {
+            publish(
+                &deployments,
+                running,
+                gateway.as_deref(),
+                &targets,
+                &servers,
+            );
+        }
+    }
+}
+
+/// Sets the scrape targets, the gateway's backends and the server counts from `running`.
+fn publish(
+    deployments: &[ServedDeployment],
+    running: &[RunningServer],
+    gateway: Option<&Gateway>,
+    targets: &SharedTargets,
+    servers: &Mutex<BTreeMap<String, usize>>,
+) {
+    let mut list: Vec<Target> = running
+        .iter()
+        .map(|(i, pod, server)| Target {
+            namespace: NS.to_string(),
+            model: deployments[*i].model.clone(),
+            variant: deployments[*i].variant.clone(),
+            pod: pod.clone(),
+            url: server.metrics_url(),
+        })
+        .collect();
+    if let Some(gw) = gateway {
+        let models: BTreeSet<&str> = deployments
+            .iter()
+            .filter(|d| d.behind_gateway)
+            .map(|d| d.model.as_str())
+            .collect();
+        for model in models {
+            let urls = running
+                .iter()
+                .filter(|(i, _, _)| {
+                    deployments[*i].behind_gateway && deployments[*i].model == model
+                })
+                .map(|(_, _, s)| s.url())
+                .collect();
+            gw.set_backends(model, urls);
+        }
+        list.push(Target {
+            namespace: NS.to_string(),
+            model: String::new(),
+            variant: "gateway".into(),
+            pod: "gateway".into(),
+            url: gw.metrics_url(),
+        });
+    }
+    targets.set(list);
+    let mut counts = servers.lock().unwrap_or_else(|p| p.into_inner());
+    counts.clear();
+    for d in deployments {
+        let n = running
+            .iter()
+            .filter(|(i, _, _)| deployments[*i].deployment == d.deployment)
+            .count();
+        counts.insert(d.deployment.clone(), n);
+    }
+}
+
+/// One control cycle run by a [`CycleLoop`]: when it started and ended, and its error.
+#[derive(Clone, Debug)]
+pub struct CycleRecord {
+    /// When `Reconciler::cycle` was called.
+    pub started: Instant,
+    /// When it returned.
+    pub ended: Instant,
+    /// Its error, if it failed.
+    pub error: Option<String>,
+}
+
+/// Runs `Reconciler::cycle` in a background task every `interval` (start to start; a
+/// cycle longer than that is followed at once by the next), recording each cycle.
+pub struct CycleLoop {
+    log: Arc<Mutex<Vec<CycleRecord>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CycleLoop {
+    /// Starts cycling (the first cycle at once).
+    pub fn start(mut reconciler: Reconciler, interval: Duration) -> CycleLoop {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn({
+            let log = log.clone();
+            async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop_rx.changed() => return,
+                    }
+                    let started = Instant::now();
+                    let result = reconciler.cycle().await;
+                    let record = CycleRecord {
+                        started,
+                        ended: Instant::now(),
+                        error: result.err().map(|e| e.to_string()),
+                    };
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+                }
+            }
+        });
+        CycleLoop { log, stop, task }
+    }
+
+    /// The cycles run so far, oldest first.
+    pub fn records(&self) -> Vec<CycleRecord> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The first cycle that started at or after `t` and has ended, if any.
+    pub fn first_started_after(&self, t: Instant) -> Option<CycleRecord> {
+        self.records().into_iter().find(|r| r.started >= t)
+    }
+
+    /// Stops after the cycle in progress, if any.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
