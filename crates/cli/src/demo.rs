@@ -5,8 +5,8 @@
 //!
 //! ```text
 //!  traffic (Poisson, pattern over simulated time) ──HTTP──► model servers (one per ready pod)
-//!                                                              ▲ started/stopped from Pods
-//!  controller (run_controller) ──scrape /metrics────────────────┘
+//!     └ no ready server: gateway (holds the request) ─────────►  ▲ started/stopped from Pods
+//!  controller (run_controller) ──scrape /metrics (servers, gateway)┘
 //!      │ kube client ──► Kubernetes API emulator (nodes, inventory, VAs, Deployments → Pods)
 //!      └ status API + dashboard on --listen ; one summary line per cycle on stdout
 //! ```
@@ -36,7 +36,8 @@ use wvo_controller::view::{ControllerView, SharedView};
 #[command(
     after_help = "What --speed N scales (simulated durations divided by N): the control \
 cycle (15 s), the VAs' scale-down stabilization window (300 s), a pod's start-up delay (60 s), \
-the traffic pattern's period (1800 s) and the collector's first-scrape gap (5 s); the \
+the traffic pattern's period (1800 s), the collector's first-scrape gap (5 s) and the gateway's \
+hold of a request while its model has no ready server (300 s); the \
 arrival rate is measured over one cycle but at least 4.5 s of wall time. Not scaled: \
 request rates (req/s are real), the model servers' latencies (they serve in real time) and \
 HTTP. Simulated time = wall time since the traffic started x N."
@@ -121,7 +122,18 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         .local_addr()
         .context("--listen: no local address")?;
 
-    // Pods -> model servers -> routing pool and scrape targets.
+    // The gateway: requests of a model with no ready server wait there (its queue gauge is
+    // scraped as the models' wake signal).
+    let gateway = Arc::new(
+        wvo_sim::gateway::Gateway::start(wvo_sim::gateway::GatewayConfig {
+            hold: Duration::from_secs_f64(timing.gateway_hold_seconds),
+            ..wvo_sim::gateway::GatewayConfig::default()
+        })
+        .await
+        .context("starting the emulated gateway")?,
+    );
+
+    // Pods -> model servers -> routing pool, gateway backends and scrape targets.
     let targets = SharedTargets::default();
     let pool = servers::Pool::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -129,6 +141,7 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         api.clone(),
         estimates.clone(),
         pool.clone(),
+        gateway.clone(),
         targets.clone(),
         timing,
         stop_rx.clone(),
@@ -166,7 +179,13 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         let _ = controller_stop.wait_for(|s| *s).await;
     }));
 
-    print_header(&timing, status_addr, &api.url(), &kubeconfig);
+    print_header(
+        &timing,
+        status_addr,
+        &api.url(),
+        &gateway.url(),
+        &kubeconfig,
+    );
 
     // The clock starts when every model has a ready server, so no request is dropped for
     // lack of a first replica.
@@ -199,6 +218,7 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         generators.push(tokio::spawn(traffic::generate(traffic::Generator {
             model: *model,
             pool: pool.clone(),
+            gateway_url: gateway.url(),
             stats: stats.clone(),
             http: http.clone(),
             clock,
@@ -272,7 +292,13 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
     Ok(())
 }
 
-fn print_header(timing: &Timing, status: SocketAddr, kube_url: &str, kubeconfig: &std::path::Path) {
+fn print_header(
+    timing: &Timing,
+    status: SocketAddr,
+    kube_url: &str,
+    gateway_url: &str,
+    kubeconfig: &std::path::Path,
+) {
     let fleet: Vec<String> = scenario::FLEET
         .iter()
         .map(|g| {
@@ -309,6 +335,10 @@ fn print_header(timing: &Timing, status: SocketAddr, kube_url: &str, kubeconfig:
         "Kubernetes API: {kube_url}  (kubectl --kubeconfig {} get va,deploy,pods -n {})",
         kubeconfig.display(),
         scenario::NAMESPACE
+    ));
+    say(&format!(
+        "gateway (EPP):  {gateway_url}/v1/completions  (holds a request up to {:.0} s while its model has no ready server; /metrics)",
+        timing.gateway_hold_seconds
     ));
     say("one line per control cycle: simulated time | per model: offered load (seen by wvo) and replicas per variant as desired/ready | cost of desired replicas | SLO attainment since the last line");
 }

@@ -24,6 +24,9 @@ pub const STARTUP_SECONDS: f64 = 60.0;
 pub const PATTERN_PERIOD_SECONDS: f64 = 1800.0;
 /// Gap between the two scrapes of a newly seen pod, simulated s.
 pub const FIRST_SCRAPE_GAP_SECONDS: f64 = 5.0;
+/// How long the gateway holds a request while its model has no ready server, simulated s
+/// (then it is dropped).
+pub const GATEWAY_HOLD_SECONDS: f64 = 300.0;
 
 /// One kind of GPU in the fleet.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -313,6 +316,8 @@ pub struct Timing {
     /// [`MIN_RATE_WINDOW_SECONDS`] (request rates are not scaled, so a short cycle would
     /// count too few completions).
     pub rate_window_seconds: f64,
+    /// The gateway's hold of a request while its model has no ready server, wall s.
+    pub gateway_hold_seconds: f64,
 }
 
 /// Shortest span an arrival rate is measured over, wall s.
@@ -340,6 +345,7 @@ impl Timing {
             period_seconds: PATTERN_PERIOD_SECONDS / speed,
             first_scrape_gap_seconds: (FIRST_SCRAPE_GAP_SECONDS / speed).max(0.2),
             rate_window_seconds: (CYCLE_SECONDS / speed).max(MIN_RATE_WINDOW_SECONDS),
+            gateway_hold_seconds: GATEWAY_HOLD_SECONDS / speed,
         })
     }
 }

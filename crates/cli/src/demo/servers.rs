@@ -1,6 +1,7 @@
 //! One emulated vLLM server per ready pod: started when the emulator's kubelet marks a pod
 //! Ready (after the start-up delay), drained and stopped when the pod goes. Keeps the
-//! traffic generator's routing pool and the collector's scrape targets current.
+//! traffic generator's routing pool, the gateway's backends and the collector's scrape
+//! targets (the servers and the gateway) current.
 
 use super::cluster::{Estimates, VARIANT_LABEL, VA_LABEL};
 use super::scenario::{Timing, MODELS, NAMESPACE};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use wvo_collector::Target;
 use wvo_controller::targets::SharedTargets;
+use wvo_sim::gateway::Gateway;
 use wvo_sim::kube_api::KubeApiHandle;
 use wvo_sim::model_server::{ModelServer, ReplicaConfig, ServerConfig};
 
@@ -94,12 +96,13 @@ fn ready_pods(pods: &[Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Follows the pods until `stop`: a server per ready pod, routing pool and targets kept
-/// current. Polls the emulator's store every 50 ms (in process, no HTTP).
+/// Follows the pods until `stop`: a server per ready pod, routing pool, gateway backends and
+/// targets kept current. Polls the emulator's store every 50 ms (in process, no HTTP).
 pub async fn manage(
     api: Arc<KubeApiHandle>,
     estimates: Estimates,
     pool: Pool,
+    gateway: Arc<Gateway>,
     targets: SharedTargets,
     timing: Timing,
     mut stop: watch::Receiver<bool>,
@@ -108,6 +111,7 @@ pub async fn manage(
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let drain = Duration::from_secs_f64(DRAIN_SECONDS / timing.speed);
+    publish(&running, &pool, &gateway, &targets);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -168,7 +172,7 @@ pub async fn manage(
             }
         }
         if changed {
-            publish(&running, &pool, &targets);
+            publish(&running, &pool, &gateway, &targets);
         }
     }
     pool.clear();
@@ -177,7 +181,12 @@ pub async fn manage(
     drop(running);
 }
 
-fn publish(running: &BTreeMap<String, Running>, pool: &Pool, targets: &SharedTargets) {
+fn publish(
+    running: &BTreeMap<String, Running>,
+    pool: &Pool,
+    gateway: &Gateway,
+    targets: &SharedTargets,
+) {
     let mut by_model: BTreeMap<String, Vec<Backend>> = BTreeMap::new();
     let mut list = Vec::with_capacity(running.len());
     for (pod, r) in running {
@@ -197,6 +206,21 @@ fn publish(running: &BTreeMap<String, Running>, pool: &Pool, targets: &SharedTar
             url: r.server.metrics_url(),
         });
     }
+    // The gateway routes by served model id and knows every model (its queue gauge is the
+    // models' wake signal, 0 while none is held).
+    for m in MODELS {
+        let urls = by_model
+            .get(m.name)
+            .map_or_else(Vec::new, |b| b.iter().map(|b| b.url.clone()).collect());
+        gateway.set_backends(m.model_id, urls);
+    }
+    list.push(Target {
+        namespace: NAMESPACE.to_string(),
+        model: String::new(),
+        variant: "gateway".to_string(),
+        pod: "gateway".to_string(),
+        url: gateway.metrics_url(),
+    });
     pool.set(by_model);
     targets.set(list);
 }

@@ -1,6 +1,8 @@
 //! The traffic generator: per model, Poisson arrivals at the pattern's rate (evaluated on
 //! simulated time), each a real `POST /v1/completions` to the ready server with the fewest
-//! requests in flight. Prompts are 512 tokens; outputs are geometric with mean 128.
+//! requests in flight; while the model has no ready server, to the gateway, which holds it
+//! until one is ready (or drops it after its hold). Prompts are 512 tokens; outputs are
+//! geometric with mean 128.
 
 use super::scenario::{self, Model, Timing};
 use super::servers::{Backend, Pool};
@@ -18,6 +20,8 @@ pub struct Generator {
     pub model: Model,
     /// Ready servers.
     pub pool: Pool,
+    /// Base URL of the gateway (it holds requests while a model has no ready server).
+    pub gateway_url: String,
     /// Where outcomes go.
     pub stats: Arc<Mutex<Stats>>,
     /// HTTP client.
@@ -64,7 +68,12 @@ pub async fn generate(mut g: Generator) {
             .geometric(scenario::MEAN_OUTPUT_TOKENS)
             .clamp(1, scenario::MAX_OUTPUT_TOKENS);
         let Some(backend) = g.pool.pick(g.model.name) else {
-            record(&g.stats, g.model.name, Outcome::Dropped);
+            let (http, stats, model) = (g.http.clone(), g.stats.clone(), g.model);
+            let gateway = g.gateway_url.clone();
+            tokio::spawn(async move {
+                let outcome = send_held(&http, &gateway, model.model_id, output).await;
+                record(&stats, model.name, outcome);
+            });
             continue;
         };
         let http = g.http.clone();
@@ -105,6 +114,41 @@ async fn send(http: &reqwest::Client, backend: &Backend, model_id: &str, output:
     match response.json::<Value>().await {
         Ok(v) => outcome_of(&v),
         Err(_) => Outcome::Dropped,
+    }
+}
+
+/// Sends a request to the gateway (the model has no ready server): its TTFT includes the
+/// time it was held (the wall time to the answer minus the server's end-to-end time).
+async fn send_held(http: &reqwest::Client, gateway: &str, model_id: &str, output: u32) -> Outcome {
+    let sent = Instant::now();
+    let body =
+        json!({"model": model_id, "prompt_tokens": scenario::INPUT_TOKENS, "max_tokens": output});
+    let response = http
+        .post(format!("{gateway}/v1/completions"))
+        .json(&body)
+        .send()
+        .await;
+    let Ok(response) = response else {
+        return Outcome::Dropped;
+    };
+    if !response.status().is_success() {
+        return Outcome::Dropped;
+    }
+    let Ok(v) = response.json::<Value>().await else {
+        return Outcome::Dropped;
+    };
+    let held_ms = v
+        .pointer("/wvo/e2e_ms")
+        .and_then(Value::as_f64)
+        .map_or(0.0, |e2e| {
+            (sent.elapsed().as_secs_f64() * 1000.0 - e2e).max(0.0)
+        });
+    match outcome_of(&v) {
+        Outcome::Served { ttft_ms, itl_ms } => Outcome::Served {
+            ttft_ms: ttft_ms + held_ms,
+            itl_ms,
+        },
+        other => other,
     }
 }
 
