@@ -17,7 +17,7 @@ use crate::trace::{Replay, Trace};
 use crate::BenchError;
 
 /// Names of the built-in scenarios, in report order.
-pub const BUILT_IN: [&str; 10] = [
+pub const BUILT_IN: [&str; 11] = [
     "steady",
     "step",
     "diurnal",
@@ -28,6 +28,7 @@ pub const BUILT_IN: [&str; 10] = [
     "flash-crowd",
     "multi-tier",
     "idle-burst",
+    "idle-irregular",
 ];
 
 /// A rise of a `piecewise` shape to at least 1.5x within this many seconds counts as an
@@ -47,6 +48,7 @@ pub fn built_in_yaml(name: &str) -> Option<&'static str> {
         "flash-crowd" => include_str!("../../../examples/bench/flash-crowd.yaml"),
         "multi-tier" => include_str!("../../../examples/bench/multi-tier.yaml"),
         "idle-burst" => include_str!("../../../examples/bench/idle-burst.yaml"),
+        "idle-irregular" => include_str!("../../../examples/bench/idle-irregular.yaml"),
         _ => return None,
     })
 }

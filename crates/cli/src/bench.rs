@@ -20,7 +20,8 @@ pub enum OutputFormat {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A built-in scenario (steady, step, diurnal, bursty, mixed-fleet, scarce, trace,
-    /// flash-crowd, multi-tier) or a scenario file (see examples/bench/).
+    /// flash-crowd, multi-tier, idle-burst, idle-irregular) or a scenario file (see
+    /// examples/bench/).
     #[arg(long)]
     pub scenario: String,
     /// Comma-separated policies to run, in report order.

@@ -826,12 +826,16 @@ fn estimate_demand(
 
 /// The growth of a model's wake signal (the gateway's queue) over the collector's rate window,
 /// req/s: recorded each cycle, taken between now and the newest reading at least a window
-/// old (or the oldest one, when it is at least half a window old); None until then.
+/// old (or the oldest one, when it is at least half a window old); None until then. With
+/// `nothing_placed` nothing drains the queue, so its growth since the previous cycle is the
+/// arrival rate itself, and the higher of the two is taken (a burst from zero is seen in the
+/// cycle after it starts, not a window later).
 fn gateway_queue_growth(
     state: &mut CycleState,
     key: &(String, String),
     now: f64,
     wake: f64,
+    nothing_placed: bool,
     opts: &DemandOptions,
 ) -> Option<f64> {
     let window = opts.window_seconds.max(opts.cycle_seconds).max(1e-3);
@@ -845,9 +849,20 @@ fn gateway_queue_growth(
     while readings.len() > 2 && readings[1].0 <= now - window {
         readings.pop_front();
     }
+    let recent = match readings.len() {
+        n if nothing_placed && n >= 2 => {
+            let (then, before) = readings[n - 2];
+            (now > then).then(|| (wake.max(0.0) - before) / (now - then))
+        }
+        _ => None,
+    };
     let &(then, before) = readings.front()?;
     let span = now - then;
-    (span >= window / 2.0).then(|| (wake.max(0.0) - before) / span)
+    let windowed = (span >= window / 2.0).then(|| (wake.max(0.0) - before) / span);
+    match (windowed, recent) {
+        (Some(w), Some(r)) => Some(w.max(r)),
+        (w, r) => w.or(r),
+    }
 }
 
 /// Runs one cycle.
@@ -968,9 +983,14 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         // in-flight growth: add the gateway queue's growth over the collector's window (it
         // also cancels the servers' growth when the gateway hands its queue to new replicas).
         let gateway_growth = match (m.demand.wake, snapshot.demand) {
-            (Some(wake), Some(opts)) => {
-                gateway_queue_growth(state, &key, snapshot.now_seconds, wake, &opts)
-            }
+            (Some(wake), Some(opts)) => gateway_queue_growth(
+                state,
+                &key,
+                snapshot.now_seconds,
+                wake,
+                placed_total == 0,
+                &opts,
+            ),
             _ => {
                 state.wake_history.remove(&key);
                 None

@@ -346,3 +346,36 @@ fn a_model_winding_down_to_zero_starts_no_cheaper_replica() {
         .expect("cycles");
     assert_eq!(desired(&out)[0], 1, "{:?}", desired(&out));
 }
+
+#[test]
+fn a_burst_from_zero_is_seen_at_its_arrival_rate_in_the_first_cycle() {
+    // Idle at zero (the gateway's queue read as 0 every cycle), then 10 req/s start: 150
+    // requests wait 15 s later. Nothing drains the queue, so its growth since the last cycle
+    // is the arrival rate (over the 60 s window it would read 2.5 req/s).
+    let mut state = CycleState::default();
+    let inputs = scale_to_zero(300.0, Some(0.0));
+    for t in (0..=600).step_by(15) {
+        run_cycle(
+            &snap(T0 + f64::from(t), Err("not observed".into()), 0, 0, inputs),
+            &mut state,
+        )
+        .expect("cycle");
+    }
+    let burst = DemandInputs {
+        wake: Some(150.0),
+        ..inputs
+    };
+    let out = run_cycle(
+        &snap(T0 + 615.0, Err("not observed".into()), 0, 0, burst),
+        &mut state,
+    )
+    .expect("cycle");
+    let observed = out.models[0].demand.as_ref().expect("demand").observed_rps;
+    assert!((observed - 10.0).abs() < 1e-9, "{observed}");
+    // Woken with enough for that rate plus the backlog, not one replica at a time.
+    assert!(
+        desired(&out).iter().sum::<u32>() >= 2,
+        "{:?}",
+        desired(&out)
+    );
+}

@@ -43,6 +43,9 @@ pub const DETECT_UNKNOWN_EVERY_SECONDS: f64 = 120.0;
 pub const FORECAST_TOLERANCE: f64 = 0.25;
 /// Share of the last period's forecasts that must hit for the forecast to be used.
 pub const FORECAST_MIN_HIT_SHARE: f64 = 0.8;
+/// Share of the last period's forecasts with load (in the prediction or the observation)
+/// that must hit too.
+pub const FORECAST_MIN_ACTIVE_HIT_SHARE: f64 = 0.5;
 /// KV-cache usage (0..1) at which the KV guard looks at waiting requests.
 pub const KV_PRESSURE: f64 = 0.9;
 /// What the KV guard adds to the ready capacity, as a fraction of it.
@@ -254,8 +257,10 @@ pub struct ModelDemand {
     /// Detected period and when it was last looked for.
     detected: Option<Detected>,
     detected_at: Option<f64>,
-    /// Forecast checks over the last period: (time, hit).
-    checks: VecDeque<(f64, bool)>,
+    /// Forecast checks over the last period: (time, hit, active), active when the
+    /// prediction or the observation had load (an idle model's silences predicted as
+    /// silences are hits that say little about the period).
+    checks: VecDeque<(f64, bool, bool)>,
     /// The history was restored: rebuild the checks from it once a period is known.
     replay_checks: bool,
 }
@@ -314,8 +319,11 @@ impl ModelDemand {
                 self.history.max_between(mid, mid),
                 self.history.max_between(mid - p, mid - p),
             ) {
-                self.checks
-                    .push_back((mid, forecast_hit(observed, predicted, window_seconds)));
+                self.checks.push_back((
+                    mid,
+                    forecast_hit(observed, predicted, window_seconds),
+                    observed > 0.0 || predicted > 0.0,
+                ));
             }
             t += bucket;
         }
@@ -401,8 +409,11 @@ impl ModelDemand {
         };
         let plan_rps = (base + backlog_rps).max(kv_guard_rps.unwrap_or(0.0));
 
-        // Quick scale-down: the forecast says nothing above the plan for a whole window.
-        let scale_down_window_seconds = if trusted {
+        // Quick scale-down: the forecast says nothing above the plan for a whole window, and
+        // its prediction of now hit (a forecast that is wrong now, e.g. a burst it did not
+        // predict, must not take replicas away while they hold the burst's requests).
+        let now_hit = self.checks.back().is_none_or(|c| c.0 < now || c.1);
+        let scale_down_window_seconds = if trusted && now_hit {
             self.period().and_then(|p| {
                 let window = finite_or(s.stabilization_seconds, 0.0).max(horizon);
                 self.history
@@ -444,10 +455,13 @@ impl ModelDemand {
         // Check the seasonal prediction of now before recording now.
         if let Some(p) = self.period() {
             if let Some(predicted) = self.history.max_between(now - p, now - p) {
-                self.checks
-                    .push_back((now, forecast_hit(observed, predicted, s.window_seconds)));
+                self.checks.push_back((
+                    now,
+                    forecast_hit(observed, predicted, s.window_seconds),
+                    observed > 0.0 || predicted > 0.0,
+                ));
             }
-            while self.checks.front().is_some_and(|(t, _)| *t < now - p) {
+            while self.checks.front().is_some_and(|(t, _, _)| *t < now - p) {
                 self.checks.pop_front();
             }
         }
@@ -516,10 +530,19 @@ impl ModelDemand {
         } else {
             0.0
         };
+        // Of the checks with load, at least FORECAST_MIN_ACTIVE_HIT_SHARE must hit too: a
+        // model idle most of the period would otherwise trust any period (its silences hit).
+        let active = self.checks.iter().filter(|c| c.2).count();
+        let active_hits = self.checks.iter().filter(|c| c.2 && c.1).count();
+        let active_ok =
+            active == 0 || active_hits as f64 >= FORECAST_MIN_ACTIVE_HIT_SHARE * active as f64;
         // A whole period of checks: at least one per bucket over the period.
         let enough = checked as f64 >= (p / BUCKET_SECONDS).floor().max(1.0) * 0.9
-            && self.checks.front().is_some_and(|(t, _)| now - t >= 0.9 * p);
-        if !(enough && hit_share >= FORECAST_MIN_HIT_SHARE) {
+            && self
+                .checks
+                .front()
+                .is_some_and(|(t, _, _)| now - t >= 0.9 * p);
+        if !(enough && hit_share >= FORECAST_MIN_HIT_SHARE && active_ok) {
             return ForecastStatus::Untrusted {
                 period_seconds: p,
                 hit_share,

@@ -386,3 +386,76 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_idle_models_silences_do_not_make_a_wrong_period_trusted() {
+    // Idle but for one 5-minute burst of 30 req/s an hour, at a different minute of every
+    // hour; the configured period (3600 s) predicts each burst where the last one was. Its
+    // predicted silences hit (most of the hour), but every check with load misses: never
+    // trusted.
+    let s = Settings {
+        horizon_seconds: 105.0,
+        forecast: wvo_demand::ForecastSettings {
+            period_seconds: Some(3600.0),
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    let starts = [600.0, 2400.0 + 3600.0, 1200.0 + 7200.0, 3000.0 + 10800.0];
+    let irregular = |t: f64| {
+        if starts.iter().any(|s| (*s..s + 300.0).contains(&t)) {
+            30.0
+        } else {
+            0.0
+        }
+    };
+    let out = run(&irregular, 14400.0, &s);
+    for (t, d) in out.iter().filter(|(t, _)| *t >= 7200.0) {
+        assert!(
+            !matches!(d.forecast, ForecastStatus::Active { .. }),
+            "at {t}: {:?}",
+            d.forecast
+        );
+    }
+    // The same silences with the bursts at the same minute of every hour: trusted.
+    let periodic = |t: f64| {
+        if (t - 600.0).rem_euclid(3600.0) < 300.0 && t >= 600.0 {
+            30.0
+        } else {
+            0.0
+        }
+    };
+    let out = run(&periodic, 14400.0, &s);
+    assert!(out
+        .iter()
+        .any(|(t, d)| *t >= 7200.0 && matches!(d.forecast, ForecastStatus::Active { .. })));
+}
+
+#[test]
+fn no_quick_scale_down_while_the_forecast_of_now_misses() {
+    // Trusted bursts every 20 minutes; then a burst where the forecast predicts the base
+    // load: while it lasts, the forecast's quick scale-down is not offered.
+    let s = Settings {
+        horizon_seconds: 105.0,
+        ..Settings::default()
+    };
+    let extra = |t: f64| {
+        if (6300.0..6600.0).contains(&t) {
+            50.0
+        } else {
+            bursts(t)
+        }
+    };
+    let out = run(&extra, 6600.0, &s);
+    let (_, before) = out
+        .iter()
+        .find(|(t, _)| *t >= 6200.0)
+        .expect("cycle before the unforecast burst");
+    assert!(
+        matches!(before.forecast, ForecastStatus::Active { .. }),
+        "{before:?}"
+    );
+    for (t, d) in out.iter().filter(|(t, _)| (6390.0..6600.0).contains(t)) {
+        assert_eq!(d.scale_down_window_seconds, None, "at {t}: {d:?}");
+    }
+}
