@@ -1,5 +1,5 @@
 //! `wvo demo`: the whole system on one machine. An emulated Kubernetes API with a mixed GPU
-//! fleet, three models with VariantAutoscalings and Deployments, an emulated vLLM server per
+//! fleet, four models with VariantAutoscalings and Deployments, an emulated vLLM server per
 //! ready pod, a traffic generator sending real HTTP requests, and the real controller (the
 //! `wvo run` code path: direct scrapes, kube client, status API).
 //!

@@ -113,7 +113,7 @@ fn demo_runs_serves_its_api_and_scales_with_the_load() {
                     .collect();
                 // Empty until the first cycle has planned.
                 if !names.is_empty() {
-                    assert_eq!(names, ["chat", "code", "reasoning"], "{body}");
+                    assert_eq!(names, ["chat", "code", "reasoning", "summarize"], "{body}");
                     api_checked = true;
                 }
             }
@@ -144,8 +144,8 @@ fn demo_runs_serves_its_api_and_scales_with_the_load() {
     let first = desired(cycles[0]);
     assert_eq!(
         first.len(),
-        8,
-        "every variant of the three models: {}",
+        9,
+        "every variant of the four models: {}",
         cycles[0]
     );
     let total = |d: &BTreeMap<(String, String), u32>| d.values().sum::<u32>();

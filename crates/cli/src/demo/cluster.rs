@@ -145,7 +145,7 @@ pub fn variant_autoscaling(m: &scenario::Model, timing: &Timing, estimates: &Est
             variant
         })
         .collect();
-    json!({
+    let mut va = json!({
         "apiVersion": "wvo.dev/v1alpha1", "kind": "VariantAutoscaling",
         "metadata": {"name": m.name, "namespace": NAMESPACE},
         "spec": {
@@ -155,7 +155,12 @@ pub fn variant_autoscaling(m: &scenario::Model, timing: &Timing, estimates: &Est
             "scaleDownStabilizationSeconds": timing.stabilization_seconds,
             "variants": variants
         }
-    })
+    });
+    if let Some(idle) = m.idle_seconds {
+        va["spec"]["minReplicas"] = json!(0);
+        va["spec"]["scaleToZero"] = json!({"idleSeconds": timing.idle_seconds(idle)});
+    }
+    va
 }
 
 #[cfg(test)]
@@ -172,6 +177,14 @@ mod tests {
             assert_eq!(va.spec.variants.len(), m.variants.len());
             assert!(va.spec.variants.iter().all(|v| v.profile.is_some()));
             assert_eq!(va.spec.scale_down_stabilization_seconds, 30);
+            match m.idle_seconds {
+                None => assert!(va.spec.scale_to_zero.is_none() && va.spec.min_replicas == 1),
+                Some(_) => {
+                    let z = va.spec.scale_to_zero.as_ref().unwrap();
+                    assert_eq!(z.idle_seconds, 12);
+                    assert_eq!(va.spec.min_replicas, 0);
+                }
+            }
             for v in m.variants {
                 let d: k8s_openapi::api::apps::v1::Deployment =
                     serde_json::from_value(deployment(m, v)).unwrap();

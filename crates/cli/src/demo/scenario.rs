@@ -119,6 +119,8 @@ pub struct Model {
     pub variants: &'static [Variant],
     /// Its load.
     pub pattern: Pattern,
+    /// `scaleToZero.idleSeconds` of its VA, simulated s (None: it keeps one replica).
+    pub idle_seconds: Option<f64>,
 }
 
 /// A service class: priority and SLO.
@@ -155,8 +157,9 @@ pub const SERVICE_CLASSES: [ServiceClass; 2] = [
     },
 ];
 
-/// The three models. Peak load needs about twice the H100s there are.
-pub const MODELS: [Model; 3] = [
+/// The four models. Peak load needs about twice the H100s there are; `summarize` is idle
+/// between two bursts and scales to zero.
+pub const MODELS: [Model; 4] = [
     Model {
         name: "chat",
         model_id: "Qwen/Qwen2.5-14B-Instruct",
@@ -186,6 +189,7 @@ pub const MODELS: [Model; 3] = [
             low: 4.0,
             high: 20.0,
         },
+        idle_seconds: None,
     },
     Model {
         name: "code",
@@ -217,6 +221,7 @@ pub const MODELS: [Model; 3] = [
             high: 14.0,
             windows: &[(0.03, 0.4)],
         },
+        idle_seconds: None,
     },
     Model {
         name: "reasoning",
@@ -242,8 +247,32 @@ pub const MODELS: [Model; 3] = [
             high: 4.0,
             windows: &[(0.25, 0.45), (0.7, 0.8)],
         },
+        idle_seconds: None,
+    },
+    Model {
+        name: "summarize",
+        model_id: "meta-llama/Llama-3.1-8B-Instruct",
+        catalog: "llama-3.1-8b",
+        service_class: "batch",
+        variants: &[Variant {
+            name: "l40s",
+            accelerator: "L40S",
+            tp: 1,
+            initial_replicas: 1,
+        }],
+        // Bursts at 3-9 % and 45-55 % of the period (54-162 s and 810-990 s simulated),
+        // nothing between: idle, it goes to zero and the gateway's queue wakes it.
+        pattern: Pattern::Steps {
+            low: 0.0,
+            high: 3.0,
+            windows: &[(0.03, 0.09), (0.45, 0.55)],
+        },
+        idle_seconds: Some(IDLE_SECONDS),
     },
 ];
+
+/// `scaleToZero.idleSeconds` of the model that idles, simulated s.
+pub const IDLE_SECONDS: f64 = 120.0;
 
 /// The service class named `name`.
 pub fn service_class(name: &str) -> Option<&'static ServiceClass> {
@@ -320,6 +349,16 @@ pub struct Timing {
     pub gateway_hold_seconds: f64,
 }
 
+impl Timing {
+    /// A VA's `scaleToZero.idleSeconds` for `simulated` seconds: divided by the speed, whole
+    /// seconds, at least the VA's minimum of 10 s.
+    pub fn idle_seconds(&self, simulated: f64) -> u32 {
+        let wall = (simulated / self.speed).round();
+        // In range: at most IDLE_SECONDS / 0.1 = 1200.
+        wall.clamp(f64::from(wvo_api::crd::MIN_IDLE_SECONDS), 604_800.0) as u32
+    }
+}
+
 /// Shortest span an arrival rate is measured over, wall s.
 pub const MIN_RATE_WINDOW_SECONDS: f64 = 4.5;
 
@@ -391,6 +430,15 @@ mod tests {
                 assert!(gpu_type(v.accelerator).is_some(), "{}/{}", m.name, v.name);
             }
         }
+    }
+
+    #[test]
+    fn the_idle_time_scales_with_the_speed_but_stays_a_valid_va_field() {
+        let at = |speed: f64| Timing::new(speed).unwrap().idle_seconds(IDLE_SECONDS);
+        assert_eq!(at(1.0), 120);
+        assert_eq!(at(10.0), 12);
+        assert_eq!(at(50.0), wvo_api::crd::MIN_IDLE_SECONDS);
+        assert_eq!(at(0.1), 1200);
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub async fn generate(mut g: Generator) {
         if *g.stop.borrow() {
             break;
         }
+        if rate <= 0.0 {
+            // Nothing arrives at rate 0: that second only looked again.
+            continue;
+        }
         let output = rng
             .geometric(scenario::MEAN_OUTPUT_TOKENS)
             .clamp(1, scenario::MAX_OUTPUT_TOKENS);
