@@ -1357,17 +1357,33 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             )
                         }
                         _ if s.desired < v.replicas && idle_for.is_some() => {
+                            let wait = snapshot.demand.map_or(DEFAULT_STARTUP_SECONDS + 15.0, |o| {
+                                o.startup_seconds(
+                                    m.variants[vi].startup_seconds.or(m.demand.startup_seconds),
+                                ) + o.cycle_seconds
+                            });
+                            // What a cold start would cost if the load came back as it last
+                            // was: the highest rate of the last day, held for the wait.
+                            let peak = state
+                                .demand
+                                .get(&(m.namespace.clone(), m.name.clone()))
+                                .and_then(|d| {
+                                    d.history()
+                                        .max_between(snapshot.now_seconds - 86_400.0, snapshot.now_seconds)
+                                })
+                                .filter(|p| p.is_finite() && *p > IDLE_RPS);
+                            let cold = peak.map_or(String::new(), |p| {
+                                format!(
+                                    " (a return at its last day's peak of {p:.2} req/s would hold about {:.0} requests that long)",
+                                    p * wait
+                                )
+                            });
                             format!(
-                                "{}; idle for {:.0} s (no arrivals, no waiting request, no wake signal; scaleToZero.idleSeconds {:.0}): staying warm would cost {:.2} $/h per replica, and a request arriving at zero waits about {:.0} s (start-up + one cycle) at the gateway",
+                                "{}; idle for {:.0} s (no arrivals, no waiting request, no wake signal; scaleToZero.idleSeconds {:.0}): staying warm would cost {:.2} $/h per replica, and a request arriving at zero waits about {wait:.0} s (start-up + one cycle) at the gateway{cold}",
                                 s.reason,
                                 idle_for.unwrap_or(0.0),
                                 m.demand.scale_to_zero_idle_seconds.unwrap_or(0.0),
                                 prices[vi],
-                                snapshot.demand.map_or(DEFAULT_STARTUP_SECONDS + 15.0, |o| {
-                                    o.startup_seconds(
-                                        m.variants[vi].startup_seconds.or(m.demand.startup_seconds),
-                                    ) + o.cycle_seconds
-                                })
                             )
                         }
                         _ if bridged.is_some() && s.desired > planned.replicas => format!(

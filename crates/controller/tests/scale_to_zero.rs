@@ -159,6 +159,12 @@ fn an_idle_model_goes_to_zero_after_its_idle_time_and_not_before() {
                 reason.contains("staying warm would cost 1.50 $/h"),
                 "{reason}"
             );
+            // The L40S starts in 300 s, + one 15 s cycle; the last peak was 2 req/s.
+            assert!(reason.contains("waits about 315 s"), "{reason}");
+            assert!(
+                reason.contains("peak of 2.00 req/s would hold about 630 requests"),
+                "{reason}"
+            );
             assert!(matches!(
                 out.models[0].zero,
                 ZeroState::Idle { idle_for_seconds } if (idle_for_seconds - 900.0).abs() < 1e-9
