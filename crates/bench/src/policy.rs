@@ -263,6 +263,13 @@ impl Policy for Wvo {
                     scale_to_zero_idle_seconds: m.scale_to_zero_idle_seconds,
                     // The gateway's queue gauge is every bench model's wake signal.
                     wake: mv.load.map(|l| l.gateway_queue),
+                    running: mv.load.map(|_| {
+                        mv.variants
+                            .iter()
+                            .flat_map(|v| &v.pods)
+                            .map(|p| p.running)
+                            .sum()
+                    }),
                     ..DemandInputs::default()
                 },
             })

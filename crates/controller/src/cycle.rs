@@ -75,6 +75,10 @@ pub struct DemandInputs {
     /// flow-control queue, the VA's wake query), requests; None when no wake signal could be
     /// read (then the model cannot be woken from zero, so it keeps one replica).
     pub wake: Option<f64>,
+    /// Requests being generated on the model's servers now, requests; None when unknown.
+    /// A model with requests running is not idle (arrivals are counted from completions,
+    /// which lag a request's start by its generation time).
+    pub running: Option<f64>,
 }
 
 /// The arrival rate a model that must keep one replica is planned for at least, req/s:
@@ -1010,7 +1014,11 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             .max(m.demand.wake.unwrap_or(0.0))
             .max(0.0);
         let active = match &observed {
-            Ok(load) => load.arrival_rate > IDLE_RPS || waiting_now > 0.0,
+            Ok(load) => {
+                load.arrival_rate > IDLE_RPS
+                    || waiting_now > 0.0
+                    || m.demand.running.is_some_and(|r| r > 0.0)
+            }
             // Unknown: it cannot be shown idle.
             Err(_) => true,
         };

@@ -55,6 +55,8 @@ pub struct ModelSignals {
     /// Requests waiting for the model where none of its replicas sees them (the gateway's
     /// flow-control queue, a VA's wake query), requests; None when no such signal is read.
     pub wake: Option<f64>,
+    /// Requests being generated on the model's servers now, requests; None when unknown.
+    pub running: Option<f64>,
 }
 
 /// The signals of the model `key` (namespace, served model id): those observed in its
@@ -86,6 +88,7 @@ pub fn signals_from_observations(
                     waiting,
                     kv_usage: m.figures.kv_usage.value(),
                     wake: m.gateway_queue.value(),
+                    running: m.figures.running.value(),
                 },
             )
         })

@@ -889,6 +889,7 @@ impl Reconciler {
                 demand: crate::cycle::DemandInputs {
                     waiting: crate::loads::signals_for(&signals, key).and_then(|x| x.waiting),
                     kv_usage: crate::loads::signals_for(&signals, key).and_then(|x| x.kv_usage),
+                    running: crate::loads::signals_for(&signals, key).and_then(|x| x.running),
                     startup_seconds: *startup,
                     forecast_off: !forecast.enabled,
                     forecast_period_seconds: forecast.period_seconds,

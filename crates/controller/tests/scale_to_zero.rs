@@ -385,3 +385,22 @@ fn a_burst_from_zero_is_seen_at_its_arrival_rate_in_the_first_cycle() {
         desired(&out)
     );
 }
+
+#[test]
+fn requests_running_keep_a_model_from_idling() {
+    // A burst has just started: its requests run, none has completed (arrivals read 0 from
+    // completions), nothing waits. The model has been idle for longer than idleSeconds
+    // before: it must not be taken to zero under its running requests.
+    let mut state = CycleState::default();
+    let idle = scale_to_zero(60.0, Some(0.0));
+    for t in (0..=120).step_by(15) {
+        run_cycle(&snap(T0 + f64::from(t), rate(0.0), 1, 0, idle), &mut state).expect("cycle");
+    }
+    let running = DemandInputs {
+        running: Some(4.0),
+        ..idle
+    };
+    let out = run_cycle(&snap(T0 + 135.0, rate(0.0), 1, 0, running), &mut state).expect("cycle");
+    assert_eq!(desired(&out), vec![1, 0]);
+    assert!(matches!(out.models[0].zero, ZeroState::Active { .. }));
+}
