@@ -260,12 +260,12 @@ pub const MODELS: [Model; 4] = [
             tp: 1,
             initial_replicas: 1,
         }],
-        // Bursts at 3-9 % and 45-55 % of the period (54-162 s and 810-990 s simulated),
+        // Bursts at 0-8 % and 45-55 % of the period (0-144 s and 810-990 s simulated),
         // nothing between: idle, it goes to zero and the gateway's queue wakes it.
         pattern: Pattern::Steps {
             low: 0.0,
             high: 3.0,
-            windows: &[(0.03, 0.09), (0.45, 0.55)],
+            windows: &[(0.0, 0.08), (0.45, 0.55)],
         },
         idle_seconds: Some(IDLE_SECONDS),
     },

@@ -102,22 +102,9 @@ impl Drop for InFlight<'_> {
 async fn send(http: &reqwest::Client, backend: &Backend, model_id: &str, output: u32) -> Outcome {
     backend.inflight.fetch_add(1, Ordering::Relaxed);
     let _guard = InFlight(backend);
-    let body =
-        json!({"model": model_id, "prompt_tokens": scenario::INPUT_TOKENS, "max_tokens": output});
-    let response = http
-        .post(format!("{}/v1/completions", backend.url))
-        .json(&body)
-        .send()
-        .await;
-    let Ok(response) = response else {
-        return Outcome::Dropped;
-    };
-    if !response.status().is_success() {
-        return Outcome::Dropped;
-    }
-    match response.json::<Value>().await {
-        Ok(v) => outcome_of(&v),
-        Err(_) => Outcome::Dropped,
+    match complete(http, &backend.url, model_id, output).await {
+        Some(v) => outcome_of(&v),
+        None => Outcome::Dropped,
     }
 }
 
@@ -125,20 +112,7 @@ async fn send(http: &reqwest::Client, backend: &Backend, model_id: &str, output:
 /// time it was held (the wall time to the answer minus the server's end-to-end time).
 async fn send_held(http: &reqwest::Client, gateway: &str, model_id: &str, output: u32) -> Outcome {
     let sent = Instant::now();
-    let body =
-        json!({"model": model_id, "prompt_tokens": scenario::INPUT_TOKENS, "max_tokens": output});
-    let response = http
-        .post(format!("{gateway}/v1/completions"))
-        .json(&body)
-        .send()
-        .await;
-    let Ok(response) = response else {
-        return Outcome::Dropped;
-    };
-    if !response.status().is_success() {
-        return Outcome::Dropped;
-    }
-    let Ok(v) = response.json::<Value>().await else {
+    let Some(v) = complete(http, gateway, model_id, output).await else {
         return Outcome::Dropped;
     };
     let held_ms = v
@@ -154,6 +128,28 @@ async fn send_held(http: &reqwest::Client, gateway: &str, model_id: &str, output
         },
         other => other,
     }
+}
+
+/// POSTs one completion of `output` tokens to `base`'s `/v1/completions`; the answer's JSON,
+/// or None when it failed (transport, HTTP status or body).
+async fn complete(
+    http: &reqwest::Client,
+    base: &str,
+    model_id: &str,
+    output: u32,
+) -> Option<Value> {
+    let body =
+        json!({"model": model_id, "prompt_tokens": scenario::INPUT_TOKENS, "max_tokens": output});
+    let response = http
+        .post(format!("{base}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<Value>().await.ok()
 }
 
 /// Latencies of a completion answer from the emulated server's `wvo` extension (ms):
