@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use wvo_api::{ModelLoad, PlanInput, PlanOptions};
-use wvo_controller::cycle::{
+use wvo_cycle::cycle::{
     run_cycle, CycleState, DemandInputs, DemandOptions, ModelState, Snapshot, VariantState,
 };
 
@@ -179,18 +179,22 @@ pub struct WvoConfig {
 impl Default for WvoConfig {
     /// What `wvo run` does by default.
     fn default() -> Self {
-        let controller = wvo_controller::reconciler::ControllerConfig::default();
+        // `wvo run`'s defaults (ControllerConfig::default in wvo-controller; a test there
+        // checks they are the same).
         WvoConfig {
             stabilization_seconds: 300.0,
-            options: controller.options,
-            scale_down_margin: controller.scale_down_margin,
+            options: PlanOptions {
+                headroom: wvo_cycle::DEFAULT_HEADROOM,
+                ..PlanOptions::default()
+            },
+            scale_down_margin: wvo_cycle::DEFAULT_SCALE_DOWN_MARGIN,
             period_seconds: 15.0,
-            demand: controller.demand,
+            demand: Some(DemandOptions::default()),
         }
     }
 }
 
-/// wvo: the controller's own control cycle (`wvo_controller::cycle::run_cycle`) on a
+/// wvo: the controller's own control cycle (`wvo_cycle::run_cycle`, which `wvo run` calls each cycle) on a
 /// snapshot built from what the API and the scrapes show.
 #[derive(Debug, Default)]
 pub struct Wvo {

@@ -126,3 +126,17 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `wvo bench` judges wvo as `wvo run` runs by default: the bench's `wvo` policy (which
+    /// links only the pure cycle) has the controller's headroom, band and demand settings.
+    #[test]
+    fn the_bench_runs_wvo_with_the_controllers_defaults() {
+        let controller = wvo_controller::reconciler::ControllerConfig::default();
+        let bench = wvo_bench::WvoConfig::default();
+        assert_eq!(bench.options, controller.options);
+        assert_eq!(bench.scale_down_margin, controller.scale_down_margin);
+        assert_eq!(bench.demand, controller.demand);
+    }
+}

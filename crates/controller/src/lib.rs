@@ -11,18 +11,18 @@
 //! directly with a snapshot; only the reconciler does I/O.
 
 pub mod calibration;
-pub mod cycle;
 pub mod loads;
 pub mod metrics;
 pub mod persist;
 pub mod reconciler;
 pub mod runner;
-pub mod stabilizer;
-pub mod startup;
 pub mod status_api;
 pub mod targets;
 pub mod view;
 
-pub use cycle::{
+/// The pure decision core lives in `wvo-cycle`; its modules are re-exported here under their
+/// old paths (`wvo_controller::cycle::...`).
+pub use wvo_cycle::{cycle, stabilizer, startup};
+pub use wvo_cycle::{
     run_cycle, CycleError, CycleOutcome, CycleState, ModelState, Snapshot, VariantState,
 };

@@ -28,24 +28,7 @@ use wvo_api::crd::{
 use wvo_api::{AcceleratorType, ModelLoad, PlanInput, PlanOptions, ProfileSpec};
 use wvo_perf::TokenMix;
 
-/// Token mix assumed for a model whose token means are not observed yet (an idle model):
-/// mean prompt and output tokens.
-pub const DEFAULT_TOKENS: (f64, f64) = (512.0, 256.0);
-
-/// Default planning headroom of the controller: plan for demand x 1.1. The capacity at the SLO
-/// is where the *mean* TTFT and ITL meet their targets; with no margin, Poisson bursts and the
-/// lag of the rate estimate put a share of requests over the SLO (measured with `wvo bench`,
-/// docs/bench.md). `wvo plan` keeps 0 (offline planning states its own headroom).
-pub const DEFAULT_HEADROOM: f64 = 0.1;
-
-/// Default scale-down hysteresis margin of the controller (a fraction of the observed arrival
-/// rate): a scale-down only goes as far as the replicas left serve demand x (1 + headroom +
-/// 0.05), so Poisson noise around a replica boundary does not flap N -> N+1 -> N every
-/// stabilization window. Scale-up still happens below demand x (1 + headroom). Of 0, 0.03,
-/// 0.05 and 0.1 measured with `wvo bench`, 0.05 is the smallest that stops the flapping in
-/// `steady` and `step` (14 and 10 actions in 2 h down to 1 and 3, for ~14 % more cost there);
-/// see docs/controller.md "Control semantics".
-pub const DEFAULT_SCALE_DOWN_MARGIN: f64 = 0.05;
+pub use wvo_cycle::{DEFAULT_HEADROOM, DEFAULT_SCALE_DOWN_MARGIN, DEFAULT_TOKENS};
 
 /// The profile calibration starts from, and where it came from (`inline` or `catalog`).
 type Prior = (wvo_api::Profile, &'static str);

@@ -969,8 +969,8 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                     // Never observed (e.g. no pod yet): the default token mix, so variants
                     // with a profile still get a capacity and the other models are planned.
                     arrival_rate: 0.0,
-                    avg_input_tokens: Some(crate::reconciler::DEFAULT_TOKENS.0),
-                    avg_output_tokens: Some(crate::reconciler::DEFAULT_TOKENS.1),
+                    avg_input_tokens: Some(crate::DEFAULT_TOKENS.0),
+                    avg_output_tokens: Some(crate::DEFAULT_TOKENS.1),
                 })
         };
         let placed_total: u32 = m.variants.iter().map(placed).sum();
