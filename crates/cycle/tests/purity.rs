@@ -25,7 +25,6 @@ fn the_pure_crates_depend_on_no_kube_client_runtime_or_http_stack() {
         let out = Command::new(&cargo)
             .args([
                 "tree",
-                "--offline",
                 "-p",
                 krate,
                 "-e",
