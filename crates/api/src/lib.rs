@@ -9,6 +9,9 @@
 //! input/output shapes are a fixed contract (camelCase JSON/YAML): `wvo plan` reads and
 //! prints them, and the controller's what-if endpoint speaks them too.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod plan;

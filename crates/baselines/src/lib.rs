@@ -15,6 +15,9 @@
 //! Each policy follows its published rule; where the source and wvo's DESIGN.md differ, the
 //! module documentation says which one decides. See `crates/baselines/README.md`.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod hpa;
 pub mod wva;
 

@@ -16,6 +16,9 @@
 //! `wvo-baselines`), `static` (peak plan) and `oracle` (clairvoyant, instant start-up).
 //! See `docs/bench.md` for the model, the policies and the metrics.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod baselines;
 pub mod plot;
 pub mod policy;

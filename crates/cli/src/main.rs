@@ -1,5 +1,8 @@
 //! `wvo`: the Workload Variant Optimizer command line.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod bench;
 mod demo;
 mod observe;

@@ -19,6 +19,9 @@
 //! Every figure is a [`Figure`]: known (value, age, metric used) or unknown with a reason.
 //! Missing, stale, NaN or infinite data is unknown, never 0.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 #![warn(missing_docs)]
 
 pub mod aggregate;

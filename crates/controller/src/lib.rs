@@ -10,6 +10,9 @@
 //! The cycle is pure (`cycle::run_cycle`): tests and the benchmark simulator call it
 //! directly with a snapshot; only the reconciler does I/O.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod calibration;
 pub mod loads;
 pub mod metrics;

@@ -260,8 +260,6 @@ pub fn loads_from_observations(obs: &wvo_collector::Observations, models: &[Mode
         .collect()
 }
 
-/// The per-variant figures of one collection, for variants the source could attribute
-/// (variant `*` means "all pods of the model" and is skipped).
 /// The arrival rate behind a completion rate (req/s): completions plus the growth of the
 /// requests in the servers when that is known (a saturated server completes at its
 /// throughput while its queue grows, so completions alone under-read the demand), never
@@ -273,6 +271,8 @@ pub fn arrivals(completions_rps: f64, in_flight_growth: &wvo_collector::Figure) 
     }
 }
 
+/// The per-variant figures of one collection, for variants the source could attribute
+/// (variant `*` means "all pods of the model" and is skipped).
 pub fn variants_from_observations(
     obs: &wvo_collector::Observations,
 ) -> BTreeMap<VariantObsKey, wvo_collector::LoadFigures> {

@@ -12,6 +12,9 @@
 //! calls the same function. A test (`tests/purity.rs`) checks that no kube client, tokio,
 //! axum or reqwest is among this crate's dependencies.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod cycle;
 pub mod stabilizer;
 pub mod startup;

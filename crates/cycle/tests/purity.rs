@@ -24,15 +24,7 @@ fn the_pure_crates_depend_on_no_kube_client_runtime_or_http_stack() {
     for krate in PURE {
         let out = Command::new(&cargo)
             .args([
-                "tree",
-                "-p",
-                krate,
-                "-e",
-                "normal",
-                "--prefix",
-                "none",
-                "--format",
-                "{p}",
+                "tree", "-p", krate, "-e", "normal", "--prefix", "none", "--format", "{p}",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()

@@ -20,6 +20,9 @@
 //! [`ModelDemand`] keeps one model's state between cycles; [`ModelDemand::update`] takes one
 //! observation and the [`Settings`] in force and returns the [`Demand`] to plan for.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod history;
 pub mod period;
 

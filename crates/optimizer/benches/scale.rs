@@ -5,6 +5,10 @@
 //! peak heap bytes (counted by a wrapping global allocator). Instances come from
 //! `wvo_optimizer::synthetic::instance` (seeded, 8 accelerator types).
 
+// The one place with unsafe code in the workspace: a global allocator must implement the
+// unsafe `GlobalAlloc` trait to count the peak heap; it forwards to `System`.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;

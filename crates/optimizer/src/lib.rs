@@ -14,6 +14,9 @@
 //! then minimum cost at those service levels. Every plan carries a proven lower bound on cost
 //! when all demand is met.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod deadline;
 mod exact;
 mod fast;

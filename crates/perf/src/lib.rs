@@ -17,6 +17,9 @@
 //! See `docs/perf-model.md` for the equations and validation figures, `docs/profiles.md` for
 //! the catalog, the estimator and calibration.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod batching;
 pub mod calibrate;
 pub mod catalog;

@@ -9,6 +9,9 @@
 //! - [`kube_api`]: an emulated Kubernetes API server with Deployment/ReplicaSet/Pod
 //!   controllers and a kubelet.
 
+// Production code handles what it cannot rule out; `unwrap()` is for tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 #![warn(missing_docs)]
 
 pub mod gateway;
