@@ -11,7 +11,6 @@
 
 // Production code handles what it cannot rule out; `unwrap()` is for tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
-
 #![warn(missing_docs)]
 
 pub mod gateway;
