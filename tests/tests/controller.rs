@@ -443,3 +443,62 @@ async fn leader_failover_continues_without_undoing_decisions() {
     .await;
     second_task.abort();
 }
+
+/// A VA whose value the types cannot read (a real apiserver accepts `maxReplicas: 1e18` for
+/// an integer field without a maximum) is refused on its own: every other VA is planned and
+/// acted on, and the bad one's status and Event name it and the field.
+#[tokio::test]
+async fn an_undecodable_va_is_named_and_the_others_are_planned() {
+    use kube::api::{DynamicObject, PostParams};
+    use kube::core::ApiResource;
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("good", "good-model", "").await;
+    cluster
+        .deployment("huge-h100", "NVIDIA-H100-80GB-HBM3", 1, 1)
+        .await;
+    let resource = ApiResource::erase::<wvo_api::crd::VariantAutoscaling>(&());
+    let raw: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), NS, &resource);
+    let huge: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "wvo.dev/v1alpha1", "kind": "VariantAutoscaling",
+        "metadata": {"name": "huge", "namespace": NS},
+        "spec": {"modelID": "huge-model", "maxReplicas": 1e18, "variants": [
+            {"name": "h100", "scaleTargetRef": {"name": "huge-h100"}, "accelerator": "H100",
+             "maxRequestsPerSecond": 10}]}
+    }))
+    .expect("object");
+    raw.create(&PostParams::default(), &huge)
+        .await
+        .expect("the emulator stores what a real apiserver would");
+    cluster.set_load("good-model", 25.0);
+    cluster.set_load("huge-model", 50.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    let report = controller.cycle().await.expect("the cycle runs");
+    assert_eq!(report.refused.len(), 1, "{:?}", report.refused);
+    assert!(
+        report.refused[0].0.ends_with("/huge"),
+        "{:?}",
+        report.refused
+    );
+    // The good model is planned: its replicas now serve its 25 req/s (H100 10 req/s, L40S
+    // 3 req/s; no headroom in the fixture), where 1 H100 served 10.
+    let served = 10 * cluster.replicas("good-h100").await + 3 * cluster.replicas("good-l40s").await;
+    assert!(served >= 25, "{served} req/s");
+    // The bad one is named with its field, and its workload is left as it is.
+    let huge = raw.get("huge").await.expect("get");
+    let conditions = huge.data["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let optimized = conditions
+        .iter()
+        .find(|c| c["type"] == "Optimized")
+        .expect("an Optimized condition");
+    assert_eq!(optimized["status"], "False");
+    assert_eq!(optimized["reason"], "InvalidSpec");
+    let message = optimized["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("llm/huge") && message.contains("spec.maxReplicas"),
+        "{message}"
+    );
+    assert_eq!(cluster.replicas("huge-h100").await, 1);
+}

@@ -620,15 +620,28 @@ impl Reconciler {
 
     async fn cycle_inner(&mut self) -> Result<CycleReport, ControllerError> {
         let mut report = CycleReport::default();
-        let vas: Api<VariantAutoscaling> = match &self.config.watch_namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
+        // Listed untyped and decoded one by one: an object the types cannot read (a value a
+        // real apiserver accepts, such as `maxReplicas: 1e18`) is refused on its own.
+        let resource = ApiResource::erase::<VariantAutoscaling>(&());
+        let raw: Api<DynamicObject> = match &self.config.watch_namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
         };
-        let mut list = vas
+        let listed = raw
             .list(&ListParams::default())
             .await
             .map_err(kube_err("listing VariantAutoscalings"))?
             .items;
+        let mut list = Vec::with_capacity(listed.len());
+        for object in listed {
+            match decode_va(&object) {
+                Ok(va) => list.push(va),
+                Err(message) => {
+                    self.refuse_undecodable(&resource, &object, &message, &mut report)
+                        .await;
+                }
+            }
+        }
         list.sort_by_key(|va| (va.namespace(), va.name_any()));
 
         let (inventory, inventory_refusal) = match self.read_inventory().await {
@@ -1237,6 +1250,60 @@ impl Reconciler {
         }
     }
 
+    /// Reports a VA the types cannot decode: `Optimized=False, InvalidSpec` with the field (a
+    /// merge patch of its status conditions through the untyped API), an Event when the
+    /// message is new, and the refusal in the report. The other VAs are planned as usual.
+    async fn refuse_undecodable(
+        &self,
+        resource: &ApiResource,
+        object: &DynamicObject,
+        message: &str,
+        report: &mut CycleReport,
+    ) {
+        let ns = object.namespace().unwrap_or_default();
+        let name = object.name_any();
+        report
+            .refused
+            .push((format!("{ns}/{name}"), message.to_string()));
+        let previous = object
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.get("reason").and_then(|r| r.as_str()) == Some("InvalidSpec")
+                        && c.get("message").and_then(|m| m.as_str()) == Some(message)
+                })
+            });
+        if !previous {
+            let reference = ObjectReference {
+                api_version: Some(resource.api_version.clone()),
+                kind: Some(resource.kind.clone()),
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                uid: object.metadata.uid.clone(),
+                ..ObjectReference::default()
+            };
+            self.publish(&reference, true, "InvalidSpec", message.to_string())
+                .await;
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, resource);
+        let patch = json!({"status": {"observedGeneration": object.metadata.generation,
+        "conditions": [{
+            "type": "Optimized", "status": "False", "reason": "InvalidSpec",
+            "message": message, "lastTransitionTime": now_rfc3339(),
+            "observedGeneration": object.metadata.generation,
+        }]}});
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            report
+                .errors
+                .push(format!("writing the status of {ns}/{name}: {e}"));
+        }
+    }
+
     /// Checks one VA against the inventory and service classes; the error names the field.
     fn check_va(
         &self,
@@ -1699,6 +1766,28 @@ struct Fresh<'d> {
     startup_seconds: Option<f64>,
     /// The rate history to write, when due (None keeps the one in the status).
     history: Option<wvo_api::crd::DemandHistoryStatus>,
+}
+
+/// Decodes one listed VariantAutoscaling; the error names the object and the field the types
+/// could not read, and says what to fix.
+pub fn decode_va(object: &DynamicObject) -> Result<VariantAutoscaling, String> {
+    let value = serde_json::to_value(object).map_err(|e| {
+        format!(
+            "VariantAutoscaling {}/{}: {e}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        )
+    })?;
+    serde_path_to_error::deserialize::<_, VariantAutoscaling>(value).map_err(|e| {
+        let path = e.path().to_string();
+        format!(
+            "VariantAutoscaling {}/{}: {}: {}; fix the field (its workloads are left as they are; the other models are planned)",
+            object.namespace().unwrap_or_default(),
+            object.name_any(),
+            if path == "." { "the object" } else { path.as_str() },
+            e.inner()
+        )
+    })
 }
 
 fn vas_api(client: &Client, va: &VariantAutoscaling) -> Api<VariantAutoscaling> {
