@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// gate and an HPA on an Object or External metric); without it minReplicas stays >= 1.
     #[arg(long)]
     pub hpa_scale_to_zero: bool,
+    /// Control-cycle intervals without a completed cycle after which /healthz answers 503
+    /// (the kubelet then restarts the pod).
+    #[arg(long, default_value_t = wvo_controller::view::DEFAULT_LIVENESS_CYCLES)]
+    pub liveness_cycles: u32,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "wvo-leader")]
     pub lease_name: String,
@@ -194,7 +198,10 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         listener,
         interval: Duration::from_secs(args.interval_seconds.max(1)),
         election,
-        view: Arc::new(RwLock::new(ControllerView::default())),
+        view: Arc::new(RwLock::new(ControllerView {
+            liveness_cycles: Some(args.liveness_cycles.max(1)),
+            ..ControllerView::default()
+        })),
         metrics: Arc::new(Metrics::new()),
     };
     run_controller(controller, shutdown_signal()).await

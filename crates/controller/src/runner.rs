@@ -110,6 +110,14 @@ pub async fn run(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    if let Ok(mut v) = view.write() {
+        let cycles = v
+            .liveness_cycles
+            .unwrap_or(crate::view::DEFAULT_LIVENESS_CYCLES)
+            .max(1);
+        v.liveness_window_seconds = Some(interval.as_secs_f64() * f64::from(cycles));
+    }
+    heartbeat(&view);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -118,6 +126,12 @@ pub async fn run(
                 if changed.is_err() {
                     // The election task ended: stop acting rather than act without a lease.
                     set_leader(&view, metrics.as_deref(), false);
+                    if let Ok(mut v) = view.write() {
+                        v.stopped = Some(
+                            "leader election stopped: this replica no longer acts; restart it"
+                                .to_string(),
+                        );
+                    }
                     tracing::error!("leader election stopped; not acting any more");
                     shutdown.await;
                     break;
@@ -132,10 +146,12 @@ pub async fn run(
         let is_leader = *leader.borrow();
         set_leader(&view, metrics.as_deref(), is_leader);
         if !is_leader {
+            heartbeat(&view);
             continue;
         }
         match reconciler.cycle().await {
             Ok(report) => {
+                heartbeat(&view);
                 for (ns, name, from, to) in &report.actuations {
                     tracing::info!(namespace = %ns, workload = %name, from, to, "scaled");
                 }
@@ -145,6 +161,17 @@ pub async fn run(
             }
             Err(e) => tracing::warn!(error = %e, "cycle failed; the previous plan stays in force"),
         }
+    }
+}
+
+/// Records that the loop did its job now (liveness).
+fn heartbeat(view: &SharedView) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    if let Ok(mut v) = view.write() {
+        v.heartbeat_unix = Some(now);
     }
 }
 

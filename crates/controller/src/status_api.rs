@@ -13,7 +13,7 @@
 //! | POST | `/api/v1/whatif` | a plan for a hypothetical input; acts on nothing |
 //! | GET | `/openapi.json` | OpenAPI 3 document of all of the above |
 //! | GET | `/metrics` | [`Metrics`] in the OpenMetrics text format |
-//! | GET | `/healthz` | 200 while the process lives |
+//! | GET | `/healthz` | 200 while the control loop runs; 503 when no cycle completed for `--liveness-cycles` intervals (default 10) or the leader election ended |
 //! | GET | `/readyz` | 200 once the first cycle completed, else 503 |
 //! | GET | `/` | the dashboard (HTML) |
 //!
@@ -330,8 +330,25 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    // Read through a poisoned lock: liveness is about the loop's heartbeat, which a panic in
+    // another reader or writer of the view does not stop (the other endpoints answer 500).
+    let not_alive = match s.view.read() {
+        Ok(v) => v.not_alive(now),
+        Err(poisoned) => poisoned.into_inner().not_alive(now),
+    };
+    match not_alive {
+        None => Ok(Json(json!({ "status": "ok" })).into_response()),
+        Some(why) => Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not alive", "error": one_line(&why) })),
+        )
+            .into_response()),
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -479,8 +496,8 @@ pub fn openapi_document() -> Value {
             }},
             "/healthz": {"get": {
                 "operationId": "healthz",
-                "summary": "Liveness: 200 while the process serves.",
-                "responses": {"200": ok("Alive", r("Probe"))}
+                "summary": "Liveness: 200 while the control loop completes cycles (or ticks as a follower); 503 when none completed for --liveness-cycles intervals or the leader election ended.",
+                "responses": {"200": ok("Alive", r("Probe")), "503": ok("Not alive (why in `error`)", r("Error"))}
             }},
             "/readyz": {"get": {
                 "operationId": "readyz",

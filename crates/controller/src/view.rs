@@ -152,6 +152,48 @@ pub struct ControllerView {
     pub leader: bool,
     /// The last cycle's error, if it failed (the previous plan stays in force).
     pub last_error: Option<String>,
+    /// Liveness: when the control loop last did its job (a completed cycle as leader, a
+    /// tick as follower), UNIX s; None before the loop started.
+    #[serde(skip)]
+    pub heartbeat_unix: Option<f64>,
+    /// Liveness: how long without a heartbeat makes `/healthz` fail, s (set by the loop:
+    /// its interval x [`ControllerView::liveness_cycles`]).
+    #[serde(skip)]
+    pub liveness_window_seconds: Option<f64>,
+    /// Cycle intervals without a completed cycle after which `/healthz` fails (None:
+    /// [`DEFAULT_LIVENESS_CYCLES`]); `wvo run --liveness-cycles`.
+    #[serde(skip)]
+    pub liveness_cycles: Option<u32>,
+    /// Why the control loop stopped for good (e.g. the leader election ended): `/healthz`
+    /// fails with it.
+    #[serde(skip)]
+    pub stopped: Option<String>,
+}
+
+/// Cycle intervals without a completed cycle after which `/healthz` fails, by default.
+pub const DEFAULT_LIVENESS_CYCLES: u32 = 10;
+
+impl ControllerView {
+    /// Why the controller is not alive at `now_unix` (s), or None when it is: the loop
+    /// stopped, or no cycle completed (no follower tick) within the liveness window.
+    pub fn not_alive(&self, now_unix: f64) -> Option<String> {
+        if let Some(why) = &self.stopped {
+            return Some(why.clone());
+        }
+        let (Some(beat), Some(window)) = (self.heartbeat_unix, self.liveness_window_seconds) else {
+            return None;
+        };
+        let age = now_unix - beat;
+        (age > window).then(|| {
+            let last = self
+                .last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!("; last error: {e}"));
+            format!(
+                "no control cycle completed for {age:.0} s (liveness window {window:.0} s){last}"
+            )
+        })
+    }
 }
 
 /// The view shared between the control loop (writer) and the status API (readers).

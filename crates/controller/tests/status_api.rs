@@ -176,6 +176,7 @@ fn filled_view() -> ControllerView {
         ready: true,
         leader: true,
         last_error: None,
+        ..ControllerView::default()
     }
 }
 
@@ -691,4 +692,42 @@ async fn serves_over_tcp_on_an_ephemeral_port() {
     let model: Value = serde_json::from_str(body).expect("JSON body");
     assert_eq!(model["name"], "llama");
     server.abort();
+}
+
+#[tokio::test]
+async fn healthz_fails_when_no_cycle_completed_for_the_liveness_window_or_the_loop_stopped() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    // The last completed cycle 100 s ago, a window of 10 cycles of 15 s.
+    let (app, view, _) = app(ControllerView {
+        heartbeat_unix: Some(now - 100.0),
+        liveness_window_seconds: Some(150.0),
+        ..ControllerView::default()
+    });
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+    if let Ok(mut v) = view.write() {
+        v.heartbeat_unix = Some(now - 200.0);
+        v.last_error = Some("kubernetes API: listing VariantAutoscalings: timed out".into());
+    }
+    let health = get(&app, "/healthz").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    let error = error_of(&health);
+    assert!(
+        error.contains("no control cycle completed for 200 s"),
+        "{error}"
+    );
+    assert!(error.contains("listing VariantAutoscalings"), "{error}");
+    // A fresh cycle makes it alive again; a stopped loop is not, whatever the heartbeat.
+    if let Ok(mut v) = view.write() {
+        v.heartbeat_unix = Some(now);
+    }
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+    if let Ok(mut v) = view.write() {
+        v.stopped = Some("leader election stopped: this replica no longer acts; restart it".into());
+    }
+    let health = get(&app, "/healthz").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(error_of(&health).contains("leader election stopped"));
 }
