@@ -502,3 +502,45 @@ async fn an_undecodable_va_is_named_and_the_others_are_planned() {
     );
     assert_eq!(cluster.replicas("huge-h100").await, 1);
 }
+
+/// Two VAs on one Deployment: the older owns it and sets it; the other is planned around it
+/// and reports `Actuated=False, TargetConflict` naming the owner. The replicas do not flap
+/// between the two plans.
+#[tokio::test]
+async fn two_vas_on_one_deployment_do_not_fight_and_the_conflict_is_named() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("first", "first-model", "").await;
+    // The second VA names the first one's H100 Deployment (and its own L40S one).
+    cluster.deployment("second-l40s", "NVIDIA-L40S", 1, 0).await;
+    cluster
+        .va(&format!(
+            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: second, namespace: {NS}}}\nspec:\n  modelID: second-model\n  variants:\n  - {{name: h100, scaleTargetRef: {{name: first-h100}}, accelerator: H100, maxRequestsPerSecond: 10}}\n  - {{name: l40s, scaleTargetRef: {{name: second-l40s}}, accelerator: L40S, maxRequestsPerSecond: 3}}\n"
+        ))
+        .await;
+    // Loads that ask for different H100 counts.
+    cluster.set_load("first-model", 30.0);
+    cluster.set_load("second-model", 5.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        controller.cycle().await.expect("cycle");
+        seen.push(cluster.replicas("first-h100").await);
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] == w[1]),
+        "first-h100 flapped: {seen:?}"
+    );
+    let second = cluster.get_va("second").await;
+    let (status, reason, message) = condition(&second, "Actuated").expect("Actuated");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "TargetConflict")
+    );
+    assert!(
+        message.contains("first-h100") && message.contains("llm/first"),
+        "{message}"
+    );
+    let first = cluster.get_va("first").await;
+    let (status, reason, _) = condition(&first, "Actuated").expect("Actuated");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Applied"));
+}

@@ -6,7 +6,9 @@
 //! `scale`), HPA min/max (mode `hpa`), VA `/status` (server-side apply), Events.
 
 use crate::calibration::{Calibrator, VariantEvidence, VariantKey};
-use crate::cycle::{run_cycle, CycleOutcome, CycleState, ModelState, Snapshot, VariantState};
+use crate::cycle::{
+    run_cycle, CycleOutcome, CycleState, Frozen, ModelState, Snapshot, VariantState,
+};
 use crate::loads::{LoadSource, ModelKey, VariantPod};
 use crate::view::{
     AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, VariantView,
@@ -415,7 +417,9 @@ impl Reconciler {
                 api,
                 name: target.name.clone(),
                 state: VariantState {
-                    frozen: Some(format!("scaleTargetRef {what} not found")),
+                    frozen: Some(Frozen::TargetNotFound(format!(
+                        "scaleTargetRef {what} not found"
+                    ))),
                     ..VariantState::default()
                 },
                 ready_pods: Vec::new(),
@@ -499,13 +503,13 @@ impl Reconciler {
                 && h.spec.scale_target_ref.name == target.name
         });
         let frozen = match (mode, foreign) {
-            (ActuationMode::Scale, Some(h)) => Some(format!(
+            (ActuationMode::Scale, Some(h)) => Some(Frozen::ForeignScaler(format!(
                 "{what} is scaled by HorizontalPodAutoscaler {namespace}/{}; wvo reports but does not fight it (use actuation: hpa to bound it)",
                 h.name_any()
-            )),
-            (ActuationMode::Hpa, None) => Some(format!(
-                "actuation is hpa but no HorizontalPodAutoscaler targets {what}"
-            )),
+            ))),
+            (ActuationMode::Hpa, None) => Some(Frozen::NoHpa(format!(
+                "actuation is hpa but no HorizontalPodAutoscaler targets {what}; create one, or use actuation: scale"
+            ))),
             _ => None,
         };
         Ok(Workload {
@@ -658,6 +662,11 @@ impl Reconciler {
             .map(|i| i.service_classes.clone())
             .unwrap_or_default();
 
+        // One VA per workload: the oldest VA (then the first by namespace/name, then its first
+        // variant) owns a target; any other variant pointing at it is planned around, not
+        // actuated (two owners would fight every cycle).
+        let owners = target_owners(&list);
+
         // Valid VAs, their workloads, and their loads.
         let mut hpas_by_ns: BTreeMap<String, Vec<HorizontalPodAutoscaler>> = BTreeMap::new();
         let mut accepted: Vec<(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)> = Vec::new();
@@ -701,11 +710,25 @@ impl Reconciler {
             }
             let hpas = hpas_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
             let mut workloads = Vec::with_capacity(va.spec.variants.len());
-            for v in &va.spec.variants {
-                workloads.push(
-                    self.read_workload(&ns, &v.scale_target_ref, va.spec.actuation, hpas)
-                        .await?,
-                );
+            for (vi, v) in va.spec.variants.iter().enumerate() {
+                let mut workload = self
+                    .read_workload(&ns, &v.scale_target_ref, va.spec.actuation, hpas)
+                    .await?;
+                if let Some(owner) = owners.get(&target_key(&ns, &v.scale_target_ref)) {
+                    if (owner.1.as_str(), owner.2.as_str(), owner.3)
+                        != (ns.as_str(), name.as_str(), vi)
+                    {
+                        workload.state.frozen = Some(Frozen::TargetConflict(format!(
+                            "{} {ns}/{} is also the target of VariantAutoscaling {}/{} (variant {}), which owns it (the older one); wvo plans around this variant and does not actuate it: point it at its own workload or remove it",
+                            v.scale_target_ref.kind,
+                            v.scale_target_ref.name,
+                            owner.1,
+                            owner.2,
+                            owner.4
+                        )));
+                    }
+                }
+                workloads.push(workload);
             }
             accepted.push((va.clone(), spec, workloads));
         }
@@ -1089,10 +1112,13 @@ impl Reconciler {
                 &actuation_errors,
                 &profiles,
             );
-            if let Some(refused) = conditions
-                .iter()
-                .find(|c| c.reason == "ForeignScaler" || c.reason == "TargetNotFound")
-            {
+            if let Some(refused) = conditions.iter().find(|c| {
+                c.type_ == "Actuated"
+                    && matches!(
+                        c.reason.as_str(),
+                        "ForeignScaler" | "TargetNotFound" | "NoHpa" | "TargetConflict"
+                    )
+            }) {
                 let already = va
                     .status
                     .as_ref()
@@ -1579,18 +1605,8 @@ impl Reconciler {
                 "DryRun",
                 "dryRun: decisions are reported, workloads are not changed",
             )
-        } else if let Some(d) = frozen.first() {
-            let reason = if d.reason.contains("not found") {
-                "TargetNotFound"
-            } else {
-                "ForeignScaler"
-            };
-            condition(
-                "Actuated",
-                false,
-                reason,
-                d.reason.trim_start_matches("not actuated: ").to_string(),
-            )
+        } else if let Some(why) = frozen.iter().find_map(|d| d.frozen.as_ref()) {
+            condition("Actuated", false, why.reason(), why.message().to_string())
         } else {
             let mode = match va.spec.actuation {
                 ActuationMode::Scale => "scale subresource",
@@ -1766,6 +1782,53 @@ struct Fresh<'d> {
     startup_seconds: Option<f64>,
     /// The rate history to write, when due (None keeps the one in the status).
     history: Option<wvo_api::crd::DemandHistoryStatus>,
+}
+
+/// A workload as VAs name it: (namespace, kind, name).
+type TargetKey = (String, String, String);
+
+fn target_key(namespace: &str, target: &wvo_api::crd::ScaleTargetRef) -> TargetKey {
+    (
+        namespace.to_string(),
+        target.kind.clone(),
+        target.name.clone(),
+    )
+}
+
+/// The owner of each workload the VAs target: the oldest VA (creation time, then namespace
+/// and name), its first variant naming it: (creation, namespace, name, variant index,
+/// variant name).
+fn target_owners(
+    vas: &[VariantAutoscaling],
+) -> BTreeMap<TargetKey, (String, String, String, usize, String)> {
+    let mut owners: BTreeMap<TargetKey, (String, String, String, usize, String)> = BTreeMap::new();
+    for va in vas {
+        let ns = va.namespace().unwrap_or_default();
+        let created = va
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        for (vi, v) in va.spec.variants.iter().enumerate() {
+            let candidate = (
+                created.clone(),
+                ns.clone(),
+                va.name_any(),
+                vi,
+                v.name.clone(),
+            );
+            owners
+                .entry(target_key(&ns, &v.scale_target_ref))
+                .and_modify(|o| {
+                    if candidate < *o {
+                        *o = candidate.clone();
+                    }
+                })
+                .or_insert(candidate);
+        }
+    }
+    owners
 }
 
 /// Decodes one listed VariantAutoscaling; the error names the object and the field the types

@@ -358,7 +358,9 @@ fn a_new_leader_waits_a_full_window_before_scaling_down() {
 fn frozen_workloads_are_planned_around_not_touched() {
     let mut state = CycleState::default();
     let frozen = VariantState {
-        frozen: Some("scaled by HPA prod/other".into()),
+        frozen: Some(wvo_controller::cycle::Frozen::ForeignScaler(
+            "scaled by HPA prod/other".into(),
+        )),
         ..running(2)
     };
     let out = run_cycle(&snapshot(0.0, load(50.0), frozen, running(0)), &mut state).expect("cycle");

@@ -25,12 +25,55 @@ pub struct VariantState {
     pub ready: u32,
     /// Replicas Pending because no node has a free GPU of their type.
     pub pending_unschedulable: u32,
-    /// Why wvo must not change this workload (target missing, driven by another scaler...),
-    /// or None when it may.
-    pub frozen: Option<String>,
+    /// Why wvo must not change this workload (target missing, driven by another scaler,
+    /// owned by another VA), or None when it may.
+    pub frozen: Option<Frozen>,
     /// Start-up of this variant's new replicas learned from its pods' ready times, s; None
     /// when not learned (the model's start-up applies).
     pub startup_seconds: Option<f64>,
+}
+
+/// Why wvo must not change a workload: planned around as it is, reported on the VA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frozen {
+    /// The `scaleTargetRef` does not exist (the message names it).
+    TargetNotFound(String),
+    /// Another autoscaler (an HPA, or KEDA's) scales it while the VA's actuation is
+    /// `scale`: wvo reports and does not fight it.
+    ForeignScaler(String),
+    /// The VA's actuation is `hpa` but no HorizontalPodAutoscaler targets the workload.
+    NoHpa(String),
+    /// Another VariantAutoscaling (the older one) owns the same workload.
+    TargetConflict(String),
+}
+
+impl Frozen {
+    /// The `Actuated=False` condition reason: `TargetNotFound`, `ForeignScaler`, `NoHpa` or
+    /// `TargetConflict`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Frozen::TargetNotFound(_) => "TargetNotFound",
+            Frozen::ForeignScaler(_) => "ForeignScaler",
+            Frozen::NoHpa(_) => "NoHpa",
+            Frozen::TargetConflict(_) => "TargetConflict",
+        }
+    }
+
+    /// What is wrong and what to do, for the condition's message.
+    pub fn message(&self) -> &str {
+        match self {
+            Frozen::TargetNotFound(m)
+            | Frozen::ForeignScaler(m)
+            | Frozen::NoHpa(m)
+            | Frozen::TargetConflict(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Display for Frozen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
 }
 
 /// One model (one VariantAutoscaling) as the cycle sees it.
@@ -276,6 +319,8 @@ pub struct VariantDecision {
     pub reason: String,
     /// False when the workload must not be touched (`frozen`).
     pub may_actuate: bool,
+    /// Why the workload is not touched (None when it may be).
+    pub frozen: Option<Frozen>,
 }
 
 /// The decision for one model.
@@ -1432,6 +1477,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                 price_per_replica: prices[vi],
                 reason,
                 may_actuate,
+                frozen: v.frozen.clone(),
             });
         }
         offset += m.variants.len();
