@@ -1620,7 +1620,9 @@ impl Reconciler {
                 format!("desired replicas applied through the {mode}"),
             )
         });
-        out.push(if decision.satisfaction < 1.0 {
+        out.push(if let Some(why) = &decision.floors_lowered {
+            condition("CapacityConstrained", true, "MinimumsDoNotFit", why.clone())
+        } else if decision.satisfaction < 1.0 {
             let missing = outcome
                 .plan
                 .shortfall

@@ -1107,3 +1107,30 @@ fn gpus_held_in_a_window_go_to_a_waiting_model_before_a_lower_tier_is_evicted() 
     let serving: u32 = reasoning.iter().map(|v| v.desired.min(v.ready)).sum();
     assert_eq!(serving, 1, "{:?}", reasoning);
 }
+
+#[test]
+fn minimums_that_do_not_all_fit_lower_the_lowest_tier_instead_of_stopping_every_plan() {
+    // Two models whose H100 minimums (6 + 4) exceed the 8 H100s: the lower tier is planned at
+    // what fits and says why; the higher tier keeps its minimum; nobody loses the plan.
+    let mut s = snapshot(0.0, load(5.0), running(0), running(0));
+    s.models[0].name = "low".into();
+    s.models[0].spec.variants[0].min_replicas = 6;
+    let mut high = s.models[0].clone();
+    high.name = "high".into();
+    high.spec.priority = 100;
+    high.spec.variants[0].min_replicas = 4;
+    s.models.push(high);
+    let mut state = CycleState::default();
+    let out = run_cycle(&s, &mut state).expect("a plan despite the minimums");
+    let low = &out.models[0];
+    let high = &out.models[1];
+    assert!(high.floors_lowered.is_none());
+    assert!(high.variants[0].desired >= 4, "{:?}", high.variants[0]);
+    let why = low
+        .floors_lowered
+        .as_deref()
+        .expect("the low tier says why");
+    assert!(why.contains("H100") && why.contains("priority 0"), "{why}");
+    let h100: u32 = out.models.iter().map(|m| m.variants[0].desired).sum();
+    assert!(h100 <= 8, "{h100} H100 replicas on 8 GPUs");
+}

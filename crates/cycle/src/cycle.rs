@@ -343,6 +343,9 @@ pub struct ModelDecision {
     /// How the planned arrival rate was made from the observations (None without
     /// [`DemandOptions`] or with unknown metrics).
     pub demand: Option<wvo_demand::Demand>,
+    /// Why the model was planned below its VA's minimums (they could not all be placed
+    /// beside the other models' on the inventory), or None.
+    pub floors_lowered: Option<String>,
     /// Whether the model may go to zero replicas, and how long it has been idle.
     pub zero: ZeroState,
     /// The wake signal read this cycle, requests (None: none read).
@@ -1220,7 +1223,50 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         load_used.push(load);
     }
 
-    let plan = wvo_optimizer::plan(&input)?;
+    // Minimums that cannot all be placed do not stop everyone's plan: the lowest tier's (then
+    // the last model's) are lowered to what it has placed, one model at a time, until the
+    // plan fits; that model is planned at what fits and says so.
+    let mut floors_lowered: Vec<Option<String>> = vec![None; snapshot.models.len()];
+    let plan = loop {
+        match wvo_optimizer::plan(&input) {
+            Err(wvo_optimizer::PlanError::FloorsExceedInventory { detail }) => {
+                let next =
+                    snapshot
+                        .models
+                        .iter()
+                        .enumerate()
+                        .filter(|(mi, _)| floors_lowered[*mi].is_none())
+                        .filter(|(mi, m)| {
+                            let spec = &input.models[*mi];
+                            spec.min_replicas > 0
+                                || spec.variants.iter().zip(&m.variants).any(|(vs, v)| {
+                                    v.frozen.is_none() && vs.min_replicas > placed(v)
+                                })
+                        })
+                        .min_by_key(|(mi, m)| (m.spec.priority, std::cmp::Reverse(*mi)))
+                        .map(|(mi, _)| mi);
+                let Some(mi) = next else {
+                    return Err(CycleError::Plan(
+                        wvo_optimizer::PlanError::FloorsExceedInventory { detail },
+                    ));
+                };
+                let m = &snapshot.models[mi];
+                let spec = &mut input.models[mi];
+                for (vs, v) in spec.variants.iter_mut().zip(&m.variants) {
+                    if v.frozen.is_none() {
+                        vs.min_replicas = vs.min_replicas.min(placed(v));
+                    }
+                }
+                let floors: u32 = spec.variants.iter().map(|v| v.min_replicas).sum();
+                spec.min_replicas = spec.min_replicas.min(floors);
+                floors_lowered[mi] = Some(format!(
+                    "the minimums of the models do not all fit the inventory ({detail}): this model (priority {}) is planned at what fits, its minimums lowered to the replicas it has placed",
+                    m.spec.priority
+                ));
+            }
+            other => break other?,
+        }
+    };
     let Reclaim {
         claim: reclaim,
         evict,
@@ -1520,6 +1566,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             demand_rps: model_plan.demand_rps,
             satisfaction: model_plan.satisfaction,
             demand: demands[mi].clone(),
+            floors_lowered: floors_lowered[mi].clone(),
             zero: zero_states[mi],
             wake: m.demand.wake,
         });
