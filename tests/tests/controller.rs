@@ -544,3 +544,42 @@ async fn two_vas_on_one_deployment_do_not_fight_and_the_conflict_is_named() {
     let (status, reason, _) = condition(&first, "Actuated").expect("Actuated");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Applied"));
 }
+
+/// A VA whose workload cannot be read (its target has no `/scale` subresource) is reported on
+/// its own; the other VAs are planned (one failed read aborted every model's cycle).
+#[tokio::test]
+async fn an_unreadable_workload_stops_only_its_own_va() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("good", "good-model", "").await;
+    cluster
+        .api
+        .create(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "not-a-workload", "namespace": NS}, "data": {}}))
+        .expect("configmap");
+    cluster
+        .va(&format!(
+            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: odd, namespace: {NS}}}\nspec:\n  modelID: odd-model\n  variants:\n  - {{name: h100, scaleTargetRef: {{apiVersion: v1, kind: ConfigMap, name: not-a-workload}}, accelerator: H100, maxRequestsPerSecond: 10}}\n"
+        ))
+        .await;
+    cluster.set_load("good-model", 25.0);
+    cluster.set_load("odd-model", 10.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    let report = controller.cycle().await.expect("the cycle runs");
+    assert!(
+        report.errors.iter().any(|e| e.contains("llm/odd")),
+        "{:?}",
+        report.errors
+    );
+    let served = 10 * cluster.replicas("good-h100").await + 3 * cluster.replicas("good-l40s").await;
+    assert!(served >= 25, "{served} req/s");
+    let odd = cluster.get_va("odd").await;
+    let (status, reason, message) = condition(&odd, "Optimized").expect("Optimized");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "WorkloadUnreadable")
+    );
+    assert!(
+        message.contains("spec.variants[0].scaleTargetRef"),
+        "{message}"
+    );
+}

@@ -710,10 +710,22 @@ impl Reconciler {
             }
             let hpas = hpas_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
             let mut workloads = Vec::with_capacity(va.spec.variants.len());
+            let mut unreadable = None;
             for (vi, v) in va.spec.variants.iter().enumerate() {
-                let mut workload = self
+                // A workload that cannot be read (e.g. a target without a /scale
+                // subresource) stops this VA only: it is reported, the others are planned.
+                let mut workload = match self
                     .read_workload(&ns, &v.scale_target_ref, va.spec.actuation, hpas)
-                    .await?;
+                    .await
+                {
+                    Ok(w) => w,
+                    Err(e) => {
+                        unreadable = Some(format!(
+                            "spec.variants[{vi}].scaleTargetRef: {e}; this model is not planned until its workload can be read (the others are)"
+                        ));
+                        break;
+                    }
+                };
                 if let Some(owner) = owners.get(&target_key(&ns, &v.scale_target_ref)) {
                     if (owner.1.as_str(), owner.2.as_str(), owner.3)
                         != (ns.as_str(), name.as_str(), vi)
@@ -729,6 +741,20 @@ impl Reconciler {
                     }
                 }
                 workloads.push(workload);
+            }
+            if let Some(message) = unreadable {
+                report.errors.push(format!("{ns}/{name}: {message}"));
+                if let Some(m) = &self.metrics {
+                    m.count_error("workload");
+                }
+                self.not_optimized(
+                    std::iter::once(va),
+                    "WorkloadUnreadable",
+                    &message,
+                    &mut report,
+                )
+                .await;
+                continue;
             }
             accepted.push((va.clone(), spec, workloads));
         }
