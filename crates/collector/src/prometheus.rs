@@ -261,6 +261,11 @@ pub fn parse_response(
             })
         }
     }
+    vector_samples(url, result)
+}
+
+/// The series of an instant vector's `data.result` (pure); errors name the item.
+fn vector_samples(url: &str, result: serde_json::Value) -> Result<Vec<PromSample>, CollectorError> {
     let items: Vec<VectorItem> =
         serde_json::from_value(result).map_err(|e| CollectorError::Parse {
             url: url.into(),
@@ -305,20 +310,15 @@ pub fn sum_response(
                 serde_json::from_value(result).map_err(|e| bad("data.result", e.to_string()))?;
             parse_value(&v).ok_or_else(|| bad("data.result", format!("`{v}` is not a number")))?
         }
-        "vector" => {
-            let items: Vec<VectorItem> =
-                serde_json::from_value(result).map_err(|e| bad("data.result", e.to_string()))?;
-            let mut total = 0.0;
-            for (i, it) in items.iter().enumerate() {
-                total += parse_value(&it.value.1).ok_or_else(|| {
-                    bad(
-                        &format!("data.result[{i}].value"),
-                        format!("`{}` is not a number", it.value.1),
-                    )
-                })?;
-            }
-            total
-        }
+        "vector" => vector_samples(url, result)
+            .map_err(|e| match e {
+                CollectorError::Parse {
+                    location, problem, ..
+                } => bad(&location, problem),
+                other => other,
+            })?
+            .iter()
+            .fold(0.0, |total, s| total + s.value),
         other => {
             return Err(bad(
                 "data.resultType",
