@@ -917,6 +917,27 @@ fn gateway_queue_growth(
     }
 }
 
+/// The variant a model with nothing placed and requests waiting is woken on.
+#[derive(Clone, Copy, Debug, Default)]
+struct Woken {
+    /// Index of the variant in the model.
+    variant: usize,
+    /// Its start-up, s.
+    startup_seconds: f64,
+    /// Requests waiting for the model, requests.
+    waiting: f64,
+}
+
+/// Start-up of a new replica of variant `v` of model `m`, s: learned for the variant, else
+/// the model's (the VA's setting or its slowest learned variant), else the default.
+fn variant_startup_seconds(snapshot: &Snapshot, m: &ModelState, v: &VariantState) -> f64 {
+    let known = v.startup_seconds.or(m.demand.startup_seconds);
+    snapshot.demand.map_or_else(
+        || known.unwrap_or(DEFAULT_STARTUP_SECONDS),
+        |o| o.startup_seconds(known),
+    )
+}
+
 /// Runs one cycle.
 pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOutcome, CycleError> {
     // Pending pods are missing supply: cap each type where they wait at what is bound now.
@@ -991,8 +1012,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     let mut demands: Vec<Option<wvo_demand::Demand>> = Vec::with_capacity(snapshot.models.len());
     let mut zero_states: Vec<ZeroState> = Vec::with_capacity(snapshot.models.len());
     // Per model, the variant a model with nothing placed and requests waiting is woken on.
-    // (variant index, its start-up in s).
-    let mut woken_on: Vec<Option<(usize, f64)>> = Vec::with_capacity(snapshot.models.len());
+    let mut woken_on: Vec<Option<Woken>> = Vec::with_capacity(snapshot.models.len());
     // GPUs of each type that no placed replica holds (in the usable inventory).
     let mut free_now: BTreeMap<String, u64> = input
         .inventory
@@ -1130,13 +1150,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
         // (then the cheapest) of those that fit GPUs free now, whatever the plan adds.
         let woken = (placed_total == 0 && waiting_now > 0.0 && spec.max_replicas != Some(0))
             .then(|| {
-                let startup = |v: &VariantState| {
-                    let known = v.startup_seconds.or(m.demand.startup_seconds);
-                    snapshot.demand.map_or_else(
-                        || known.unwrap_or(DEFAULT_STARTUP_SECONDS),
-                        |o| o.startup_seconds(known),
-                    )
-                };
+                let startup = |v: &VariantState| variant_startup_seconds(snapshot, m, v);
                 let price = |vs: &VariantSpec| {
                     input
                         .inventory
@@ -1161,10 +1175,14 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             .total_cmp(&startup(vb))
                             .then(price(a).total_cmp(&price(b)))
                     })
-                    .map(|(vi, (_, v))| (vi, startup(v)))
+                    .map(|(variant, (_, v))| Woken {
+                        variant,
+                        startup_seconds: startup(v),
+                        waiting: waiting_now,
+                    })
             })
             .flatten();
-        if let Some((vi, _)) = woken {
+        if let Some(Woken { variant: vi, .. }) = woken {
             let vs = &mut spec.variants[vi];
             vs.min_replicas = vs.min_replicas.max(1);
             if let Some(free) = free_now.get_mut(&vs.accelerator) {
@@ -1445,22 +1463,18 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                             "{}; now, without the stabilization window: another model waits for {} GPUs and this model's placed replicas serve its {:.2} req/s without these",
                             s.reason, vs.accelerator, plan.models[mi].demand_rps
                         ),
-                        _ if woken_on[mi].is_some_and(|(w, _)| w == vi)
+                        _ if woken_on[mi].is_some_and(|w| w.variant == vi)
                             && s.desired > v.replicas =>
                         {
+                            let w = woken_on[mi].unwrap_or_default();
                             format!(
                                 "{}; woken: {:.0} requests wait for this model and none of its replicas is placed; this variant starts fastest ({:.0} s) of those that fit free GPUs",
-                                s.reason,
-                                m.demand.waiting.unwrap_or(0.0).max(m.demand.wake.unwrap_or(0.0)),
-                                woken_on[mi].map_or(0.0, |(_, s)| s)
+                                s.reason, w.waiting, w.startup_seconds
                             )
                         }
                         _ if s.desired < v.replicas && idle_for.is_some() => {
-                            let wait = snapshot.demand.map_or(DEFAULT_STARTUP_SECONDS + 15.0, |o| {
-                                o.startup_seconds(
-                                    m.variants[vi].startup_seconds.or(m.demand.startup_seconds),
-                                ) + o.cycle_seconds
-                            });
+                            let wait = variant_startup_seconds(snapshot, m, v)
+                                + snapshot.demand.unwrap_or_default().cycle_seconds;
                             // What a cold start would cost if the load came back as it last
                             // was: the highest rate of the last day, held for the wait.
                             let peak = state
