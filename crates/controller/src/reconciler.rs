@@ -727,16 +727,19 @@ impl Reconciler {
                     }
                 };
                 if let Some(owner) = owners.get(&target_key(&ns, &v.scale_target_ref)) {
-                    if (owner.1.as_str(), owner.2.as_str(), owner.3)
-                        != (ns.as_str(), name.as_str(), vi)
+                    if (
+                        owner.namespace.as_str(),
+                        owner.name.as_str(),
+                        owner.variant_index,
+                    ) != (ns.as_str(), name.as_str(), vi)
                     {
                         workload.state.frozen = Some(Frozen::TargetConflict(format!(
                             "{} {ns}/{} is also the target of VariantAutoscaling {}/{} (variant {}), which owns it (the older one); wvo plans around this variant and does not actuate it: point it at its own workload or remove it",
                             v.scale_target_ref.kind,
                             v.scale_target_ref.name,
-                            owner.1,
-                            owner.2,
-                            owner.4
+                            owner.namespace,
+                            owner.name,
+                            owner.variant
                         )));
                     }
                 }
@@ -917,6 +920,9 @@ impl Reconciler {
                 }
                 Err(e) => Err(e),
             };
+            let model_signals = crate::loads::signals_for(&signals, key)
+                .copied()
+                .unwrap_or_default();
             models.push(ModelState {
                 namespace: va.namespace().unwrap_or_default(),
                 name: va.name_any(),
@@ -932,9 +938,9 @@ impl Reconciler {
                 stabilization_seconds: f64::from(va.spec.scale_down_stabilization_seconds),
                 load,
                 demand: crate::cycle::DemandInputs {
-                    waiting: crate::loads::signals_for(&signals, key).and_then(|x| x.waiting),
-                    kv_usage: crate::loads::signals_for(&signals, key).and_then(|x| x.kv_usage),
-                    running: crate::loads::signals_for(&signals, key).and_then(|x| x.running),
+                    waiting: model_signals.waiting,
+                    kv_usage: model_signals.kv_usage,
+                    running: model_signals.running,
                     startup_seconds: *startup,
                     forecast_off: !forecast.enabled,
                     forecast_period_seconds: forecast.period_seconds,
@@ -944,7 +950,7 @@ impl Reconciler {
                         .as_ref()
                         .map(|z| f64::from(z.idle_seconds)),
                     wake: {
-                        let gateway = crate::loads::signals_for(&signals, key).and_then(|x| x.wake);
+                        let gateway = model_signals.wake;
                         match wake_reads.get(key) {
                             // A configured query must be read: without it nothing says the
                             // model may sleep.
@@ -1138,12 +1144,13 @@ impl Reconciler {
                 &actuation_errors,
                 &profiles,
             );
-            if let Some(refused) = conditions.iter().find(|c| {
-                c.type_ == "Actuated"
-                    && matches!(
-                        c.reason.as_str(),
-                        "ForeignScaler" | "TargetNotFound" | "NoHpa" | "TargetConflict"
-                    )
+            // The Event of a workload wvo does not touch, when the Actuated condition reports
+            // it (dry-run and actuation errors take precedence there).
+            let frozen = decision.variants.iter().find_map(|d| d.frozen.as_ref());
+            if let Some(refused) = frozen.and_then(|f| {
+                conditions
+                    .iter()
+                    .find(|c| c.type_ == "Actuated" && c.reason == f.reason())
             }) {
                 let already = va
                     .status
@@ -1823,13 +1830,20 @@ fn target_key(namespace: &str, target: &wvo_api::crd::ScaleTargetRef) -> TargetK
     )
 }
 
-/// The owner of each workload the VAs target: the oldest VA (creation time, then namespace
-/// and name), its first variant naming it: (creation, namespace, name, variant index,
-/// variant name).
-fn target_owners(
-    vas: &[VariantAutoscaling],
-) -> BTreeMap<TargetKey, (String, String, String, usize, String)> {
-    let mut owners: BTreeMap<TargetKey, (String, String, String, usize, String)> = BTreeMap::new();
+/// The VA variant that owns a workload. Fields in ownership order: the oldest VA (creation
+/// time), then namespace and name, then its first variant naming the workload.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Owner {
+    created: String,
+    namespace: String,
+    name: String,
+    variant_index: usize,
+    variant: String,
+}
+
+/// The owner of each workload the VAs target.
+fn target_owners(vas: &[VariantAutoscaling]) -> BTreeMap<TargetKey, Owner> {
+    let mut owners: BTreeMap<TargetKey, Owner> = BTreeMap::new();
     for va in vas {
         let ns = va.namespace().unwrap_or_default();
         let created = va
@@ -1839,13 +1853,13 @@ fn target_owners(
             .map(|t| t.0.to_string())
             .unwrap_or_default();
         for (vi, v) in va.spec.variants.iter().enumerate() {
-            let candidate = (
-                created.clone(),
-                ns.clone(),
-                va.name_any(),
-                vi,
-                v.name.clone(),
-            );
+            let candidate = Owner {
+                created: created.clone(),
+                namespace: ns.clone(),
+                name: va.name_any(),
+                variant_index: vi,
+                variant: v.name.clone(),
+            };
             owners
                 .entry(target_key(&ns, &v.scale_target_ref))
                 .and_modify(|o| {
