@@ -26,7 +26,6 @@ use prometheus_client::registry::{Registry, Unit};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Content type of [`Metrics::encode`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -170,11 +169,7 @@ impl Metrics {
             self.solve_duration.observe(solve_s);
         }
         self.cycles.inc();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        self.last_cycle.set(now);
+        self.last_cycle.set(crate::reconciler::now_seconds());
     }
 
     /// Control cycles run so far (`wvo_cycles_total`).

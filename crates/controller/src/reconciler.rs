@@ -175,7 +175,8 @@ fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
-fn now_seconds() -> f64 {
+/// The wall clock now, UNIX seconds (0 if the clock is before 1970).
+pub(crate) fn now_seconds() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -166,10 +166,7 @@ pub async fn run(
 
 /// Records that the loop did its job now (liveness).
 fn heartbeat(view: &SharedView) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let now = crate::reconciler::now_seconds();
     if let Ok(mut v) = view.write() {
         v.heartbeat_unix = Some(now);
     }

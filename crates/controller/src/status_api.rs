@@ -330,11 +330,8 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn healthz(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+async fn healthz(State(s): State<AppState>) -> Response {
+    let now = crate::reconciler::now_seconds();
     // Read through a poisoned lock: liveness is about the loop's heartbeat, which a panic in
     // another reader or writer of the view does not stop (the other endpoints answer 500).
     let not_alive = match s.view.read() {
@@ -342,12 +339,12 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, ApiError> {
         Err(poisoned) => poisoned.into_inner().not_alive(now),
     };
     match not_alive {
-        None => Ok(Json(json!({ "status": "ok" })).into_response()),
-        Some(why) => Ok((
+        None => Json(json!({ "status": "ok" })).into_response(),
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "not alive", "error": one_line(&why) })),
         )
-            .into_response()),
+            .into_response(),
     }
 }
 
