@@ -258,6 +258,10 @@ async fn start_up_is_learned_from_pod_ready_times_unless_the_va_sets_it() {
     cluster
         .two_variant_va("bad", "bad", "  forecast: {periodSeconds: 5}\n")
         .await;
+    eventually(10, "the new VA in the controller's cache", || async {
+        controller.sees_va(NS, "bad").then_some(())
+    })
+    .await;
     let report = controller.cycle().await.expect("cycle");
     assert!(
         report

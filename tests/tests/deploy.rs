@@ -661,7 +661,14 @@ fn rbac_matcher_denies_what_no_rule_grants() {
         name: "x".into(),
     };
     let allowed = |r: &RecordedRequest| rules.iter().any(|rule| allows(rule, r));
-    assert!(allowed(&req("get", "apps", "deployments", "scale", "llm")));
+    assert!(allowed(&req(
+        "patch",
+        "apps",
+        "deployments",
+        "scale",
+        "llm"
+    )));
+    assert!(allowed(&req("watch", "apps", "deployments", "", "llm")));
     assert!(!allowed(&req(
         "update",
         "apps",

@@ -13,6 +13,7 @@
 // Production code handles what it cannot rule out; `unwrap()` is for tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod cache;
 pub mod calibration;
 pub mod loads;
 pub mod metrics;

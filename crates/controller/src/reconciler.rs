@@ -17,7 +17,7 @@ use crate::view::{
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -103,6 +103,9 @@ pub enum ControllerError {
     /// No valid inventory has ever been read.
     #[error("no valid inventory: {0}")]
     NoInventory(String),
+    /// The VariantAutoscaling watch cache could not be read (not listed yet, or stopped).
+    #[error("VariantAutoscaling cache: {0}")]
+    Cache(String),
     /// The planner failed; the previous plan stays in force.
     #[error(transparent)]
     Cycle(#[from] crate::cycle::CycleError),
@@ -114,6 +117,7 @@ impl ControllerError {
         match self {
             Self::Kube { .. } => "kube",
             Self::NoInventory(_) => "inventory",
+            Self::Cache(_) => "cache",
             Self::Cycle(_) => "plan",
         }
     }
@@ -169,6 +173,8 @@ pub struct Reconciler {
     startup: crate::startup::StartupLearner,
     /// Which models' past was read from the load source (Prometheus range queries).
     range_restores: crate::persist::RangeRestores,
+    /// Watch caches of VAs, Pods, HPAs and workloads.
+    cache: crate::cache::ClusterCache,
 }
 
 fn now_rfc3339() -> String {
@@ -228,6 +234,7 @@ impl Reconciler {
             instance: Some(config.identity.clone()),
         };
         let calibration = config.calibration;
+        let cache = crate::cache::ClusterCache::new(client.clone(), config.watch_namespace.clone());
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -243,6 +250,7 @@ impl Reconciler {
             calibrator: Calibrator::new(calibration),
             startup: crate::startup::StartupLearner::new(),
             range_restores: crate::persist::RangeRestores::default(),
+            cache,
         }
     }
 
@@ -250,6 +258,12 @@ impl Reconciler {
     /// first cycle planned that model); UNIX seconds.
     pub fn demand_history(&self, namespace: &str, name: &str) -> Option<&wvo_demand::History> {
         self.state.demand_history(namespace, name)
+    }
+
+    /// Whether this controller's watch cache holds VA `namespace/name` (a VA created a moment
+    /// ago is planned from the first cycle after its watch event arrives).
+    pub fn sees_va(&self, namespace: &str, name: &str) -> bool {
+        self.cache.holds_va(namespace, name)
     }
 
     /// The start-up learned for variant `variant` of VA `namespace/name` from its pods'
@@ -392,111 +406,131 @@ impl Reconciler {
     }
 
     /// Reads one variant's workload: replicas, ready, Pending-for-GPU pods, and whether it is
-    /// wvo's to change.
+    /// wvo's to change. From the watch caches when they hold the workload's kind; otherwise
+    /// (a kind with its own `/scale` paths, or a cache not listed yet) by a GET of the
+    /// workload and its `/scale` and a LIST of its pods.
     async fn read_workload(
         &self,
         namespace: &str,
         target: &wvo_api::crd::ScaleTargetRef,
         mode: ActuationMode,
         hpas: &[HorizontalPodAutoscaler],
+        pod_index: &mut crate::cache::PodIndex,
     ) -> Result<Workload, ControllerError> {
-        let (group, version) = match target.api_version.split_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), target.api_version.clone()),
-        };
-        let gvk = GroupVersionKind::gvk(&group, &version, &target.kind);
-        let resource = ApiResource::from_gvk(&gvk);
+        let resource = crate::cache::target_resource(&target.api_version, &target.kind);
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
         let what = format!("{} {namespace}/{}", target.kind, target.name);
-        let Some(object) = api
-            .get_opt(&target.name)
-            .await
-            .map_err(kube_err(format!("reading {what}")))?
-        else {
-            return Ok(Workload {
-                api,
-                name: target.name.clone(),
-                state: VariantState {
-                    frozen: Some(Frozen::TargetNotFound(format!(
-                        "scaleTargetRef {what} not found"
-                    ))),
-                    ..VariantState::default()
-                },
-                ready_pods: Vec::new(),
-                youngest_ready_age_s: None,
-                ready_times: Vec::new(),
-            });
+        let not_found = |api| Workload {
+            api,
+            name: target.name.clone(),
+            state: VariantState {
+                frozen: Some(Frozen::TargetNotFound(format!(
+                    "scaleTargetRef {what} not found"
+                ))),
+                ..VariantState::default()
+            },
+            ready_pods: Vec::new(),
+            youngest_ready_age_s: None,
+            ready_times: Vec::new(),
         };
-        let scale = api
-            .get_scale(&target.name)
-            .await
-            .map_err(kube_err(format!("reading the scale of {what}")))?;
-        let replicas = scale
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .and_then(|r| u32::try_from(r).ok())
-            .unwrap_or(0);
-        let selector = scale.status.as_ref().and_then(|s| s.selector.clone());
-        let ready = object
-            .data
-            .pointer("/status/readyReplicas")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|r| u32::try_from(r).ok())
-            .unwrap_or(0);
-        let mut pending = 0;
+        let cached = self.cache.workload(
+            namespace,
+            &target.api_version,
+            &target.kind,
+            &target.name,
+            pod_index,
+        );
+        let (replicas, ready, pods) = match cached {
+            Some(crate::cache::CachedWorkload::NotFound) => return Ok(not_found(api)),
+            Some(crate::cache::CachedWorkload::Found {
+                replicas,
+                ready,
+                pods,
+            }) => (replicas, ready, pods),
+            Some(crate::cache::CachedWorkload::ReadScale) | None => {
+                let Some(object) = api
+                    .get_opt(&target.name)
+                    .await
+                    .map_err(kube_err(format!("reading {what}")))?
+                else {
+                    return Ok(not_found(api));
+                };
+                let scale = api
+                    .get_scale(&target.name)
+                    .await
+                    .map_err(kube_err(format!("reading the scale of {what}")))?;
+                let replicas = scale
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.replicas)
+                    .and_then(|r| u32::try_from(r).ok())
+                    .unwrap_or(0);
+                let selector = scale.status.as_ref().and_then(|s| s.selector.clone());
+                let ready = object
+                    .data
+                    .pointer("/status/readyReplicas")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|r| u32::try_from(r).ok())
+                    .unwrap_or(0);
+                let mut pods = Vec::new();
+                if let Some(selector) = selector.filter(|s| !s.is_empty()) {
+                    let pod_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+                    pods = pod_api
+                        .list(&ListParams::default().labels(&selector))
+                        .await
+                        .map_err(kube_err(format!("listing the pods of {what}")))?
+                        .items
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect();
+                }
+                (replicas, ready, pods)
+            }
+        };
+        let pending = pods
+            .iter()
+            .filter(|p| {
+                let status = p.status.as_ref();
+                status.and_then(|s| s.phase.as_deref()) == Some("Pending")
+                    && status
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| {
+                                c.type_ == "PodScheduled"
+                                    && c.status == "False"
+                                    && c.reason.as_deref() == Some("Unschedulable")
+                            })
+                        })
+            })
+            .count();
         let mut ready_pods = Vec::new();
         let mut youngest_ready_age_s: Option<f64> = None;
         let mut ready_times = Vec::new();
-        if let Some(selector) = selector.filter(|s| !s.is_empty()) {
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(kube_err(format!("listing the pods of {what}")))?;
-            pending = list
-                .items
-                .iter()
-                .filter(|p| {
-                    let status = p.status.as_ref();
-                    status.and_then(|s| s.phase.as_deref()) == Some("Pending")
-                        && status
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|cs| {
-                                cs.iter().any(|c| {
-                                    c.type_ == "PodScheduled"
-                                        && c.status == "False"
-                                        && c.reason.as_deref() == Some("Unschedulable")
-                                })
-                            })
-                })
-                .count();
-            let now = k8s_openapi::jiff::Timestamp::now();
-            for p in &list.items {
-                let ready_since = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
-                    .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
-                if let Some(since) = ready_since {
-                    ready_pods.push(p.name_any());
-                    if let (Some(ready), Some(created)) = (since, startup_sample_created(p)) {
-                        ready_times.push(crate::startup::PodReady {
-                            pod: p.name_any(),
-                            created_seconds: created,
-                            ready_seconds: unix_seconds(ready),
-                        });
-                    }
-                    // Unknown transition time: unknown age (calibration treats it as warm-up).
-                    let age = since.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
-                    youngest_ready_age_s = match (youngest_ready_age_s, age) {
-                        (_, None) => Some(0.0),
-                        (None, Some(a)) => Some(a),
-                        (Some(y), Some(a)) => Some(y.min(a)),
-                    };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        for p in &pods {
+            let ready_since = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+                .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+            if let Some(since) = ready_since {
+                ready_pods.push(p.name_any());
+                if let (Some(ready), Some(created)) = (since, startup_sample_created(p)) {
+                    ready_times.push(crate::startup::PodReady {
+                        pod: p.name_any(),
+                        created_seconds: created,
+                        ready_seconds: unix_seconds(ready),
+                    });
                 }
+                // Unknown transition time: unknown age (calibration treats it as warm-up).
+                let age = since.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
+                youngest_ready_age_s = match (youngest_ready_age_s, age) {
+                    (_, None) => Some(0.0),
+                    (None, Some(a)) => Some(a),
+                    (Some(y), Some(a)) => Some(y.min(a)),
+                };
             }
         }
         let foreign = hpas.iter().find(|h| {
@@ -625,29 +659,33 @@ impl Reconciler {
 
     async fn cycle_inner(&mut self) -> Result<CycleReport, ControllerError> {
         let mut report = CycleReport::default();
-        // Listed untyped and decoded one by one: an object the types cannot read (a value a
-        // real apiserver accepts, such as `maxReplicas: 1e18`) is refused on its own.
+        // Read from the watch cache and decoded one by one: an object the types cannot read
+        // (a value a real apiserver accepts, such as `maxReplicas: 1e18`) is refused on its own.
         let resource = ApiResource::erase::<VariantAutoscaling>(&());
-        let raw: Api<DynamicObject> = match &self.config.watch_namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            None => Api::all_with(self.client.clone(), &resource),
-        };
-        let listed = raw
-            .list(&ListParams::default())
-            .await
-            .map_err(kube_err("listing VariantAutoscalings"))?
-            .items;
-        let mut list = Vec::with_capacity(listed.len());
-        for object in listed {
-            match decode_va(&object) {
-                Ok(va) => list.push(va),
-                Err(message) => {
-                    self.refuse_undecodable(&resource, &object, &message, &mut report)
-                        .await;
-                }
-            }
+        let listed = self.cache.vas().await.map_err(ControllerError::Cache)?;
+        for (object, message) in &listed.undecodable {
+            self.refuse_undecodable(&resource, object, message, &mut report)
+                .await;
         }
+        let mut list = listed.decoded;
         list.sort_by_key(|va| (va.namespace(), va.name_any()));
+        // The workload kinds the VAs target are watched too (a kind no VA names any more is
+        // not); a kind whose watch has not listed yet is read directly this cycle.
+        let kinds: BTreeSet<(String, String)> = list
+            .iter()
+            .flat_map(|va| va.spec.variants.iter())
+            .map(|v| {
+                (
+                    v.scale_target_ref.api_version.clone(),
+                    v.scale_target_ref.kind.clone(),
+                )
+            })
+            .collect();
+        let kinds: Vec<(String, String)> = kinds.into_iter().collect();
+        for ((api_version, kind), why) in self.cache.watch_workloads(&kinds).await {
+            tracing::warn!(kind = %kind, api_version = %api_version, error = %why, "cache not synced; reading directly this cycle");
+        }
+        let mut pod_index = self.cache.pod_index();
 
         let (inventory, inventory_refusal) = match self.read_inventory().await {
             Ok(x) => x,
@@ -700,13 +738,21 @@ impl Reconciler {
                 }
             };
             if !hpas_by_ns.contains_key(&ns) {
-                let hpa_api: Api<HorizontalPodAutoscaler> =
-                    Api::namespaced(self.client.clone(), &ns);
-                let hpas = hpa_api
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(kube_err(format!("listing HPAs in {ns}")))?
-                    .items;
+                let hpas = match self.cache.hpas(&ns) {
+                    Some(cached) => cached
+                        .iter()
+                        .map(|h| HorizontalPodAutoscaler::clone(h))
+                        .collect(),
+                    None => {
+                        let hpa_api: Api<HorizontalPodAutoscaler> =
+                            Api::namespaced(self.client.clone(), &ns);
+                        hpa_api
+                            .list(&ListParams::default())
+                            .await
+                            .map_err(kube_err(format!("listing HPAs in {ns}")))?
+                            .items
+                    }
+                };
                 hpas_by_ns.insert(ns.clone(), hpas);
             }
             let hpas = hpas_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
@@ -716,7 +762,13 @@ impl Reconciler {
                 // A workload that cannot be read (e.g. a target without a /scale
                 // subresource) stops this VA only: it is reported, the others are planned.
                 let mut workload = match self
-                    .read_workload(&ns, &v.scale_target_ref, va.spec.actuation, hpas)
+                    .read_workload(
+                        &ns,
+                        &v.scale_target_ref,
+                        va.spec.actuation,
+                        hpas,
+                        &mut pod_index,
+                    )
                     .await
                 {
                     Ok(w) => w,
@@ -1078,12 +1130,23 @@ impl Reconciler {
                         ActuationMode::Metric => Ok(()),
                     };
                     match result {
-                        Ok(()) => report.actuations.push((
-                            ns.clone(),
-                            w.name.clone(),
-                            d.current,
-                            d.desired,
-                        )),
+                        Ok(()) => {
+                            if va.spec.actuation == ActuationMode::Scale {
+                                self.cache.wrote_replicas(
+                                    &ns,
+                                    &v.scale_target_ref.api_version,
+                                    &v.scale_target_ref.kind,
+                                    &w.name,
+                                    d.desired,
+                                );
+                            }
+                            report.actuations.push((
+                                ns.clone(),
+                                w.name.clone(),
+                                d.current,
+                                d.desired,
+                            ))
+                        }
                         Err(e) => {
                             actuation_errors.push(format!("{}: {e}", d.name));
                             if let Some(m) = &self.metrics {
@@ -1804,6 +1867,7 @@ impl Reconciler {
             }
             return false;
         }
+        self.cache.wrote_status(va, status);
         true
     }
 }
