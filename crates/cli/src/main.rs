@@ -9,6 +9,7 @@ mod observe;
 mod plan;
 mod profile;
 mod run;
+mod scale_bench;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     Crds,
     /// Simulate wvo and its peers (HPA, KEDA, WVA, static, oracle) on the same traffic.
     Bench(bench::BenchArgs),
+    /// The controller's cost per cycle (time, API requests by verb, RSS, CPU) at 100 to
+    /// thousands of VAs, against the Kubernetes API emulator.
+    BenchScale(scale_bench::ScaleBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Crds => run::crds(),
         Command::Bench(args) => bench::run(&args),
+        Command::BenchScale(args) => scale_bench::run(&args),
     };
     match result {
         Ok(code) => code,

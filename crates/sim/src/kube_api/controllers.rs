@@ -122,7 +122,7 @@ pub fn tick(store: &mut Store, startup_delay: Duration) -> bool {
 }
 
 fn garbage_collect(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo) {
-    let live: Vec<String> = store
+    let live: std::collections::HashSet<String> = store
         .list(deploy, None)
         .iter()
         .map(|d| s(&d.obj, "/metadata/uid").to_string())
@@ -141,13 +141,22 @@ fn garbage_collect(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo
     }
 }
 
-fn owned_pods<'a>(store: &'a Store, pods: &ResourceInfo, d: &Value) -> Vec<&'a Stored> {
-    let uid = s(d, "/metadata/uid");
-    store
-        .list(pods, Some(s(d, "/metadata/namespace")))
-        .into_iter()
-        .filter(|p| owner_uid(&p.obj).is_some_and(|(k, u)| k == "Deployment" && u == uid))
-        .collect()
+/// The pods each Deployment controls, by the Deployment's uid (one pass over the pods, so a
+/// tick stays linear in the objects at thousands of Deployments).
+fn pods_by_deployment<'a>(
+    store: &'a Store,
+    pods: &ResourceInfo,
+) -> std::collections::HashMap<String, Vec<&'a Stored>> {
+    let mut out: std::collections::HashMap<String, Vec<&'a Stored>> =
+        std::collections::HashMap::new();
+    for p in store.list(pods, None) {
+        if let Some((kind, uid)) = owner_uid(&p.obj) {
+            if kind == "Deployment" {
+                out.entry(uid).or_default().push(p);
+            }
+        }
+    }
+    out
 }
 
 fn scale_deployments(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo) {
@@ -156,23 +165,32 @@ fn scale_deployments(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
         .iter()
         .map(|d| d.obj.clone())
         .collect();
+    // (unscheduled, not running, created, name) of each Deployment's live pods.
+    let mut owned_by: std::collections::HashMap<String, Vec<(bool, bool, u64, String)>> =
+        pods_by_deployment(store, pods)
+            .into_iter()
+            .map(|(uid, owned)| {
+                let owned = owned
+                    .iter()
+                    .filter(|p| !terminal(&p.obj))
+                    .map(|p| {
+                        (
+                            s(&p.obj, "/spec/nodeName").is_empty(),
+                            s(&p.obj, "/status/phase") == "Pending",
+                            p.created,
+                            s(&p.obj, "/metadata/name").to_string(),
+                        )
+                    })
+                    .collect();
+                (uid, owned)
+            })
+            .collect();
     for d in deployments {
         let desired = d
             .pointer("/spec/replicas")
             .and_then(Value::as_u64)
             .unwrap_or(1) as usize;
-        let mut owned: Vec<(bool, bool, u64, String)> = owned_pods(store, pods, &d)
-            .iter()
-            .filter(|p| !terminal(&p.obj))
-            .map(|p| {
-                (
-                    s(&p.obj, "/spec/nodeName").is_empty(),
-                    s(&p.obj, "/status/phase") == "Pending",
-                    p.created,
-                    s(&p.obj, "/metadata/name").to_string(),
-                )
-            })
-            .collect();
+        let mut owned = owned_by.remove(s(&d, "/metadata/uid")).unwrap_or_default();
         let ns = s(&d, "/metadata/namespace").to_string();
         if owned.len() > desired {
             // Victims: unscheduled first, then not yet running, then the newest.
@@ -421,7 +439,7 @@ fn run_kubelet(store: &mut Store, pods: &ResourceInfo, delay: Duration) {
         let (ns, name) = key(&pod);
         let _ = store.replace(pods, &ns, &name, pod, Part::All, WriteOpts::default());
     }
-    let live: Vec<String> = store
+    let live: std::collections::HashSet<String> = store
         .list(pods, None)
         .iter()
         .map(|p| s(&p.obj, "/metadata/uid").to_string())
@@ -435,14 +453,20 @@ fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
         .iter()
         .map(|d| d.obj.clone())
         .collect();
+    // (live, ready) pods of each Deployment.
+    let counts: std::collections::HashMap<String, (u64, u64)> = pods_by_deployment(store, pods)
+        .into_iter()
+        .map(|(uid, owned)| {
+            let live: Vec<&&Stored> = owned.iter().filter(|p| !terminal(&p.obj)).collect();
+            let ready = live.iter().filter(|p| is_ready(&p.obj)).count() as u64;
+            (uid, (live.len() as u64, ready))
+        })
+        .collect();
     for mut d in deployments {
-        let owned: Vec<Value> = owned_pods(store, pods, &d)
-            .iter()
-            .filter(|p| !terminal(&p.obj))
-            .map(|p| p.obj.clone())
-            .collect();
-        let replicas = owned.len() as u64;
-        let ready = owned.iter().filter(|p| is_ready(p)).count() as u64;
+        let (replicas, ready) = counts
+            .get(s(&d, "/metadata/uid"))
+            .copied()
+            .unwrap_or((0, 0));
         let desired = d
             .pointer("/spec/replicas")
             .and_then(Value::as_u64)
