@@ -333,8 +333,14 @@ impl Actuator {
     /// Writes every action, [`ActuatorConfig::concurrency`] at a time, and returns one
     /// result per action in the order of `actions`. A failed action does not stop the others.
     pub async fn apply(&self, actions: &[Action]) -> Vec<ActionResult> {
-        futures::stream::iter(actions.iter().enumerate())
+        // The futures are made before the stream (not by a `map` closure inside it): a
+        // closure held across an await makes the caller's future not provably `Send`.
+        let calls: Vec<_> = actions
+            .iter()
+            .enumerate()
             .map(|(index, action)| self.apply_one(index, action))
+            .collect();
+        futures::stream::iter(calls)
             .buffered(self.config.concurrency.max(1))
             .collect()
             .await

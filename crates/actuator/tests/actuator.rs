@@ -289,3 +289,17 @@ async fn each_action_has_its_result_in_order_and_a_failure_stops_no_other() {
     assert_eq!(replicas(&api, "qwen"), Some(5));
     assert!(actuator(&api, config()).apply(&[]).await.is_empty());
 }
+
+/// A controller spawns the cycle that calls `apply`: its future must be `Send` (a stream
+/// `map` closure over borrowed actions made it not provably so).
+#[tokio::test]
+async fn apply_can_run_in_a_spawned_task() {
+    let api = cluster().await;
+    let actuator = actuator(&api, config());
+    let task = tokio::spawn(async move {
+        let actions = vec![scale("llama", 2)];
+        actuator.apply(&actions).await
+    });
+    let results = task.await.expect("task");
+    assert_eq!(results[0].outcome, Ok(Applied::Scaled { replicas: 2 }));
+}
