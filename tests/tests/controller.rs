@@ -95,6 +95,24 @@ async fn hpa_mode_bounds_the_hpa_and_leaves_the_deployment() {
     let l40s = hpas.get("qwen-l40s").await.expect("hpa");
     assert_eq!(l40s.spec.min_replicas, Some(5));
     assert_eq!(l40s.spec.max_replicas, 8);
+    // Written by server-side apply: wvo's field manager owns the bounds, the HPA's author
+    // keeps its scaleTargetRef.
+    let managed = l40s.metadata.managed_fields.clone().unwrap_or_default();
+    let wvo = managed
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("wvo"))
+        .unwrap_or_else(|| panic!("no managedFields entry of wvo: {managed:?}"));
+    assert_eq!(wvo.operation.as_deref(), Some("Apply"));
+    let fields = serde_json::to_value(&wvo.fields_v1).expect("fieldsV1");
+    assert!(
+        fields.pointer("/f:spec/f:minReplicas").is_some(),
+        "{fields}"
+    );
+    assert!(
+        fields.pointer("/f:spec/f:scaleTargetRef").is_none(),
+        "{fields}"
+    );
+    assert_eq!(l40s.spec.scale_target_ref.name, "qwen-l40s");
     // The Deployments are the HPA's to scale, not wvo's.
     assert_eq!(cluster.replicas("qwen-h100").await, 1);
     assert_eq!(cluster.replicas("qwen-l40s").await, 0);
@@ -296,6 +314,48 @@ async fn conflicts_are_retried() {
     assert_eq!(cluster.replicas("llama-h100").await, 2);
     assert_eq!(cluster.replicas("llama-l40s").await, 5);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+#[tokio::test]
+async fn a_refused_write_is_reported_as_actuation_failed_and_not_retried() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 35.0);
+    let (mut controller, _, metrics) = cluster.controller("wvo-0");
+    // The cycle's first writes are its two /scale patches: both are forbidden.
+    cluster.api.fail_next_writes(2, 403);
+    cluster.api.clear_requests();
+    let report = controller.cycle().await.expect("cycle");
+    assert!(report.actuations.is_empty(), "{:?}", report.actuations);
+    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    assert!(
+        report.errors.iter().all(|e| e.contains("403 Forbidden")),
+        "{:?}",
+        report.errors
+    );
+    let scale_patches = cluster
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "patch" && r.subresource == "scale")
+        .count();
+    assert_eq!(scale_patches, 2, "a 403 is not retried");
+    assert_eq!(cluster.replicas("llama-h100").await, 1);
+    let va = cluster.get_va("llama").await;
+    let (status, reason, message) = condition(&va, "Actuated").expect("Actuated");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ActuationFailed")
+    );
+    assert!(
+        message.contains("ClusterRole"),
+        "says what to do: {message}"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"wvo_errors_total{kind="actuate"} 2"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]

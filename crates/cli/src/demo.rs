@@ -158,7 +158,11 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         .context("setting up the scrape collector")?
         .with_rate_window(Duration::from_secs_f64(timing.rate_window_seconds));
     let controller = crate::run::Controller {
-        client: api.client().context("a client of the emulated cluster")?,
+        client: kube::Client::try_from(crate::run::with_timeouts(
+            api.config()
+                .context("the emulated cluster's client config")?,
+        ))
+        .context("a client of the emulated cluster")?,
         config: ControllerConfig {
             identity: "wvo-demo".into(),
             // The controller's clock is the wall clock: its demand estimate runs in wall

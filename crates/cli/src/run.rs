@@ -153,10 +153,35 @@ fn load_source(args: &RunArgs) -> Result<Arc<dyn LoadSource>> {
     Ok(Arc::new(StaticLoads::default()))
 }
 
+/// Deadline to open a connection (TCP and TLS) to the API server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline to send a request to the API server.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the next bytes of an answer. Above the 290 s that a kube watcher asks the
+/// server to keep a watch open (`timeoutSeconds`), so a quiet watch is closed by the server
+/// first and re-opened, not cut by the client; a plain request that gets no answer at all
+/// is cut after this. The actuator's writes have their own, shorter deadline
+/// (`wvo_actuator::ActuatorConfig::call_timeout`).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(295);
+
+/// `config` with the controller's client timeouts ([`CONNECT_TIMEOUT`], [`READ_TIMEOUT`],
+/// [`WRITE_TIMEOUT`]; kube 5 has no read timeout by default). The read timeout counts from
+/// when a request is sent (`reset_reader_on_write`), not from when its pooled connection
+/// went idle.
+pub fn with_timeouts(mut config: kube::Config) -> kube::Config {
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.write_timeout = Some(WRITE_TIMEOUT);
+    config.reset_reader_on_write = true;
+    config
+}
+
 async fn run_async(args: &RunArgs) -> Result<()> {
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let client = kube::Client::try_from(with_timeouts(kube_config))
+        .context("building the Kubernetes client")?;
     let identity = args
         .identity
         .clone()
@@ -309,4 +334,22 @@ pub fn crds() -> Result<ExitCode> {
         wvo_api::crd::crd_yaml().context("rendering the CRDs")?
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_has_every_timeout_and_reads_outlast_a_watch() {
+        let uri = "http://127.0.0.1:1".parse().expect("uri");
+        let config = with_timeouts(kube::Config::new(uri));
+        assert_eq!(config.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(config.write_timeout, Some(WRITE_TIMEOUT));
+        assert_eq!(config.read_timeout, Some(READ_TIMEOUT));
+        assert!(config.reset_reader_on_write);
+        // kube's watcher asks the server to end a watch after 290 s (WatchParams default);
+        // a read timeout below that would cut every quiet watch.
+        assert!(READ_TIMEOUT > Duration::from_secs(290));
+    }
 }

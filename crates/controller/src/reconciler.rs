@@ -3,7 +3,8 @@
 //!
 //! Reads: the inventory ConfigMap, Nodes (for `discover: true`), VariantAutoscalings, each
 //! variant's workload and its `/scale`, the workload's Pods, HPAs. Writes: `/scale` (mode
-//! `scale`), HPA min/max (mode `hpa`), VA `/status` (server-side apply), Events.
+//! `scale`) and HPA min/max (mode `hpa`) through [`wvo_actuator`], VA `/status` (server-side
+//! apply), Events.
 
 use crate::calibration::{Calibrator, VariantEvidence, VariantKey};
 use crate::cycle::{
@@ -23,6 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use wvo_actuator::{Action, ActionResult, Actuation, Actuator, ActuatorConfig, WorkloadRef};
 use wvo_api::crd::{
     ActuationMode, Condition, Decision, InventoryConfig, ObservedLoad, VariantAutoscaling,
     VariantAutoscalingStatus, VariantProfileStatus, VariantStatus, INVENTORY_KEY,
@@ -145,7 +147,6 @@ pub struct CycleReport {
 
 /// One variant's workload as read from the cluster.
 struct Workload {
-    api: Api<DynamicObject>,
     name: String,
     state: VariantState,
     /// Names of the ready pods.
@@ -159,6 +160,7 @@ struct Workload {
 /// The control loop's Kubernetes side, with its state between cycles.
 pub struct Reconciler {
     client: Client,
+    actuator: Actuator,
     config: ControllerConfig,
     loads: Arc<dyn LoadSource>,
     view: SharedView,
@@ -235,8 +237,16 @@ impl Reconciler {
         };
         let calibration = config.calibration;
         let cache = crate::cache::ClusterCache::new(client.clone(), config.watch_namespace.clone());
+        let actuator = Actuator::new(
+            client.clone(),
+            ActuatorConfig {
+                field_manager: config.field_manager.clone(),
+                ..ActuatorConfig::default()
+            },
+        );
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            actuator,
             client,
             config,
             loads,
@@ -421,8 +431,7 @@ impl Reconciler {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
         let what = format!("{} {namespace}/{}", target.kind, target.name);
-        let not_found = |api| Workload {
-            api,
+        let not_found = || Workload {
             name: target.name.clone(),
             state: VariantState {
                 frozen: Some(Frozen::TargetNotFound(format!(
@@ -442,7 +451,7 @@ impl Reconciler {
             pod_index,
         );
         let (replicas, ready, pods) = match cached {
-            Some(crate::cache::CachedWorkload::NotFound) => return Ok(not_found(api)),
+            Some(crate::cache::CachedWorkload::NotFound) => return Ok(not_found()),
             Some(crate::cache::CachedWorkload::Found {
                 replicas,
                 ready,
@@ -454,7 +463,7 @@ impl Reconciler {
                     .await
                     .map_err(kube_err(format!("reading {what}")))?
                 else {
-                    return Ok(not_found(api));
+                    return Ok(not_found());
                 };
                 let scale = api
                     .get_scale(&target.name)
@@ -548,7 +557,6 @@ impl Reconciler {
             _ => None,
         };
         Ok(Workload {
-            api,
             name: target.name.clone(),
             state: VariantState {
                 replicas,
@@ -1072,16 +1080,21 @@ impl Reconciler {
         };
         report.solve_seconds = solve_started.elapsed().as_secs_f64();
 
-        // Act, then report, per VA.
+        // Act: every write of this cycle at once (a few at a time), each with its timeout and
+        // retries; the results are reported per VA below.
+        let mut actuated = self.actuate(&accepted, &outcome.models, &hpas_by_ns).await;
+
+        // Then report, per VA.
         let time = now_rfc3339();
         let mut model_views = Vec::with_capacity(accepted.len());
         let mut records = Vec::new();
         let mut live = BTreeSet::new();
-        for ((((va, spec, workloads), decision), learned), startup) in accepted
+        for (mi, ((((va, spec, workloads), decision), learned), startup)) in accepted
             .iter()
             .zip(&outcome.models)
             .zip(&learned_startup)
             .zip(&model_startup)
+            .enumerate()
         {
             let ns = decision.namespace.clone();
             live.insert((ns.clone(), decision.name.clone()));
@@ -1090,12 +1103,7 @@ impl Reconciler {
             if let Some(m) = &self.metrics {
                 m.set_wake(&ns, &decision.name, decision.wake);
             }
-            for ((d, w), v) in decision
-                .variants
-                .iter()
-                .zip(workloads)
-                .zip(&va.spec.variants)
-            {
+            for (vi, (d, w)) in decision.variants.iter().zip(workloads).enumerate() {
                 if let Some(m) = &self.metrics {
                     m.set_replicas(
                         &ns,
@@ -1109,29 +1117,17 @@ impl Reconciler {
                 if d.desired == d.current {
                     continue;
                 }
-                let acted =
-                    d.may_actuate && !va.spec.dry_run && va.spec.actuation != ActuationMode::Metric;
+                let acted = acts(va, d);
                 if acted {
-                    let result = match va.spec.actuation {
-                        ActuationMode::Scale => scale_workload(&w.api, &w.name, d.desired).await,
-                        ActuationMode::Hpa => {
-                            let hpas = hpas_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
-                            bound_hpa(
-                                &self.client,
-                                &ns,
-                                hpas,
-                                &v.scale_target_ref,
-                                d.desired,
-                                v.max_replicas,
-                                self.config.hpa_scale_to_zero,
-                            )
-                            .await
-                        }
-                        ActuationMode::Metric => Ok(()),
-                    };
+                    // No result: nothing was written (hpa mode without an HPA), as before.
+                    let result = actuated
+                        .remove(&(mi, vi))
+                        .map_or(Ok(()), |r| r.outcome.map(|_| ()));
                     match result {
                         Ok(()) => {
-                            if va.spec.actuation == ActuationMode::Scale {
+                            if let (ActuationMode::Scale, Some(v)) =
+                                (va.spec.actuation, va.spec.variants.get(vi))
+                            {
                                 self.cache.wrote_replicas(
                                     &ns,
                                     &v.scale_target_ref.api_version,
@@ -1972,90 +1968,86 @@ fn with_tokens(load: ModelLoad) -> ModelLoad {
     }
 }
 
-/// Sets a workload's replicas through its `/scale` subresource, retrying 409 conflicts.
-async fn scale_workload(
-    api: &Api<DynamicObject>,
-    name: &str,
-    replicas: u32,
-) -> Result<(), kube::Error> {
-    let patch = json!({"spec": {"replicas": replicas}});
-    let mut attempt = 0;
-    loop {
-        match api
-            .patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => attempt += 1,
-            Err(e) => return Err(e),
+/// The bounds wvo sets on an HPA; moved to `wvo-actuator`, re-exported under its old path.
+pub use wvo_actuator::hpa_bounds;
+
+impl Reconciler {
+    /// Writes every decision of `models` (in the order of `accepted`) that [`acts`], through
+    /// the actuator: all of them at once, a few at a time. Returns the results by (model
+    /// index, variant index); a variant without an action (hpa mode with no HPA targeting
+    /// its workload) has none.
+    async fn actuate(
+        &self,
+        accepted: &[(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)],
+        models: &[crate::cycle::ModelDecision],
+        hpas_by_ns: &BTreeMap<String, Vec<HorizontalPodAutoscaler>>,
+    ) -> BTreeMap<(usize, usize), ActionResult> {
+        let mut keys = Vec::new();
+        let mut actions = Vec::new();
+        for (mi, ((va, _, _), decision)) in accepted.iter().zip(models).enumerate() {
+            let ns = decision.namespace.as_str();
+            let hpas = hpas_by_ns.get(ns).map(Vec::as_slice).unwrap_or(&[]);
+            for (vi, (d, v)) in decision.variants.iter().zip(&va.spec.variants).enumerate() {
+                if d.desired == d.current || !acts(va, d) {
+                    continue;
+                }
+                if let Some(action) = action_for(ns, va, v, d, hpas, self.config.hpa_scale_to_zero)
+                {
+                    keys.push((mi, vi));
+                    actions.push(action);
+                }
+            }
         }
+        let results = self.actuator.apply(&actions).await;
+        keys.into_iter().zip(results).collect()
     }
 }
 
-/// The bounds wvo sets on an HPA for a decision of `desired` replicas: `minReplicas` =
-/// the decision (at least 1 unless `scale_to_zero`), `maxReplicas` = the variant's max (or
-/// 1.5x the decision), never below the min, and at least 1 (the API server requires it).
-pub fn hpa_bounds(desired: u32, variant_max: Option<u32>, scale_to_zero: bool) -> (u32, u32) {
-    let min = if scale_to_zero {
-        desired
-    } else {
-        desired.max(1)
-    };
-    let max = variant_max
-        .unwrap_or(desired + desired.div_ceil(2))
-        .max(min)
-        .max(1);
-    (min, max)
+/// Whether a decision is written to its workload: wvo may touch the workload, and the VA is
+/// neither a dry run nor in `metric` mode.
+fn acts(va: &VariantAutoscaling, d: &crate::cycle::VariantDecision) -> bool {
+    d.may_actuate && !va.spec.dry_run && va.spec.actuation != ActuationMode::Metric
 }
 
-/// Sets the bounds of the HPA that targets a workload ([`hpa_bounds`]), so the HPA keeps
-/// reacting between cycles inside wvo's bounds.
-async fn bound_hpa(
-    client: &Client,
-    namespace: &str,
+/// The write that carries decision `d` of variant `v` (namespace `ns`): its `/scale` (mode
+/// `scale`), or the bounds of the HPA that targets its workload (mode `hpa`; None when no
+/// HPA in `hpas` does).
+fn action_for(
+    ns: &str,
+    va: &VariantAutoscaling,
+    v: &wvo_api::crd::VariantAutoscalingVariant,
+    d: &crate::cycle::VariantDecision,
     hpas: &[HorizontalPodAutoscaler],
-    target: &wvo_api::crd::ScaleTargetRef,
-    desired: u32,
-    variant_max: Option<u32>,
-    scale_to_zero: bool,
-) -> Result<(), kube::Error> {
-    let Some(hpa) = hpas.iter().find(|h| {
-        h.spec.scale_target_ref.kind == target.kind && h.spec.scale_target_ref.name == target.name
-    }) else {
-        return Ok(());
-    };
-    let (min, max) = hpa_bounds(desired, variant_max, scale_to_zero);
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
-    let patch = json!({"spec": {"minReplicas": min, "maxReplicas": max}});
-    let mut attempt = 0;
-    loop {
-        match api
-            .patch(
-                &hpa.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => attempt += 1,
-            Err(e) => return Err(e),
+    hpa_scale_to_zero: bool,
+) -> Option<Action> {
+    let target = &v.scale_target_ref;
+    let how = match va.spec.actuation {
+        ActuationMode::Scale => Actuation::Scale,
+        ActuationMode::Hpa => {
+            let hpa = hpas.iter().find(|h| {
+                h.spec.scale_target_ref.kind == target.kind
+                    && h.spec.scale_target_ref.name == target.name
+            })?;
+            let (min, max) = hpa_bounds(d.desired, v.max_replicas, hpa_scale_to_zero);
+            Actuation::HpaBounds {
+                hpa: hpa.name_any(),
+                min,
+                max,
+            }
         }
-    }
+        ActuationMode::Metric => return None,
+    };
+    Some(Action {
+        namespace: ns.to_string(),
+        workload: WorkloadRef::new(&target.api_version, &target.kind, &target.name),
+        desired: d.desired,
+        how,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hpa_bounds_reach_zero_only_with_scale_to_zero_allowed() {
-        assert_eq!(hpa_bounds(0, Some(4), false), (1, 4));
-        assert_eq!(hpa_bounds(0, Some(4), true), (0, 4));
-        assert_eq!(hpa_bounds(0, None, true), (0, 1));
-        assert_eq!(hpa_bounds(3, None, false), (3, 5));
-        assert_eq!(hpa_bounds(5, Some(2), true), (5, 5));
-    }
 
     fn pod(created: Option<&str>, restarts: i32) -> Pod {
         serde_json::from_value(json!({

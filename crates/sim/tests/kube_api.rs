@@ -815,6 +815,29 @@ async fn injected_failures_and_conflicts() {
 }
 
 #[tokio::test]
+async fn delayed_requests_time_out_a_client_and_later_ones_are_served_at_once() {
+    let api = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "default");
+    cms.create(&PostParams::default(), &cm("d", &[], &[]))
+        .await
+        .expect("create");
+    api.delay_next_requests(1, Duration::from_secs(60));
+    let held = tokio::time::timeout(Duration::from_millis(200), cms.get("d")).await;
+    assert!(
+        held.is_err(),
+        "a held request gets no answer within its deadline"
+    );
+    // The delay was for one request only: the next one is answered at once.
+    let next = tokio::time::timeout(DEADLINE, cms.get("d"))
+        .await
+        .expect("answered within the deadline")
+        .expect("get");
+    assert_eq!(next.metadata.name.as_deref(), Some("d"));
+    let gets = api.requests().iter().filter(|r| r.verb == "get").count();
+    assert_eq!(gets, 2, "both requests were recorded");
+}
+
+#[tokio::test]
 async fn deployment_status_and_scale_subresources() {
     let api = KubeApiServer::start(KubeApiOptions {
         run_controllers: false,

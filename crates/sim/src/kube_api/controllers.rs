@@ -160,10 +160,19 @@ fn pods_by_deployment<'a>(
 }
 
 fn scale_deployments(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo) {
-    let deployments: Vec<Value> = store
+    // (namespace, name, uid, desired replicas); a Deployment is cloned only to make pods.
+    let deployments: Vec<(String, String, String, usize)> = store
         .list(deploy, None)
         .iter()
-        .map(|d| d.obj.clone())
+        .map(|d| {
+            let (ns, name) = key(&d.obj);
+            let desired = d
+                .obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_u64)
+                .unwrap_or(1) as usize;
+            (ns, name, s(&d.obj, "/metadata/uid").to_string(), desired)
+        })
         .collect();
     // (unscheduled, not running, created, name) of each Deployment's live pods.
     let mut owned_by: std::collections::HashMap<String, Vec<(bool, bool, u64, String)>> =
@@ -185,13 +194,11 @@ fn scale_deployments(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
                 (uid, owned)
             })
             .collect();
-    for d in deployments {
-        let desired = d
-            .pointer("/spec/replicas")
-            .and_then(Value::as_u64)
-            .unwrap_or(1) as usize;
-        let mut owned = owned_by.remove(s(&d, "/metadata/uid")).unwrap_or_default();
-        let ns = s(&d, "/metadata/namespace").to_string();
+    for (ns, name, uid, desired) in deployments {
+        let mut owned = owned_by.remove(&uid).unwrap_or_default();
+        if owned.len() == desired {
+            continue;
+        }
         if owned.len() > desired {
             // Victims: unscheduled first, then not yet running, then the newest.
             owned.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
@@ -200,6 +207,9 @@ fn scale_deployments(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
             }
         }
         for _ in owned.len()..desired {
+            let Some(d) = store.stored(deploy, &ns, &name).map(|d| d.obj.clone()) else {
+                break;
+            };
             let pod = pod_from_template(&d, store.random_suffix());
             let _ = store.create(
                 pods,
@@ -448,11 +458,7 @@ fn run_kubelet(store: &mut Store, pods: &ResourceInfo, delay: Duration) {
 }
 
 fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo) {
-    let deployments: Vec<Value> = store
-        .list(deploy, None)
-        .iter()
-        .map(|d| d.obj.clone())
-        .collect();
+    let deployments: Vec<&Value> = store.list(deploy, None).iter().map(|d| &d.obj).collect();
     // (live, ready) pods of each Deployment.
     let counts: std::collections::HashMap<String, (u64, u64)> = pods_by_deployment(store, pods)
         .into_iter()
@@ -462,7 +468,9 @@ fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
             (uid, (live.len() as u64, ready))
         })
         .collect();
-    for mut d in deployments {
+    // Deployments whose status changed (cloned only then), written after the pass.
+    let mut changed: Vec<Value> = Vec::new();
+    for d in deployments {
         let (replicas, ready) = counts
             .get(s(&d, "/metadata/uid"))
             .copied()
@@ -519,9 +527,13 @@ fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
         if d.get("status") == Some(&new_status) {
             continue;
         }
+        let mut d = d.clone();
         if let Some(o) = d.as_object_mut() {
             o.insert("status".into(), new_status);
         }
+        changed.push(d);
+    }
+    for d in changed {
         let (ns, name) = key(&d);
         let _ = store.replace(deploy, &ns, &name, d, Part::Status, WriteOpts::default());
     }

@@ -17,6 +17,7 @@
 //!   ([`drop_watches`](KubeApiHandle::drop_watches),
 //!   [`fail_next_writes`](KubeApiHandle::fail_next_writes),
 //!   [`inject_conflicts`](KubeApiHandle::inject_conflicts),
+//!   [`delay_next_requests`](KubeApiHandle::delay_next_requests),
 //!   [`compact`](KubeApiHandle::compact), [`tick`](KubeApiHandle::tick)), and the
 //!   resource requests it served as authorization attributes
 //!   ([`requests`](KubeApiHandle::requests), [`RecordedRequest`]).
@@ -291,6 +292,17 @@ impl KubeApiHandle {
     /// The next `n` updates and patches (PUT, PATCH) answer 409 Conflict.
     pub fn inject_conflicts(&self, n: u32) {
         self.shared.faults().conflicts = n;
+    }
+
+    /// The next `n` resource requests (those [`requests`](Self::requests) records: any
+    /// verb, watches included) are held for `delay` before they are handled, as an
+    /// overloaded API server would. A client that times out meanwhile gets no answer; the
+    /// request is still handled when the delay ends (a write may land after the client gave
+    /// up). Discovery and admin calls on this handle are not delayed.
+    pub fn delay_next_requests(&self, n: u32, delay: Duration) {
+        let mut f = self.shared.faults();
+        f.delay_requests = n;
+        f.delay = delay;
     }
 
     /// Forget the watch history: watching from any older resourceVersion now gets a

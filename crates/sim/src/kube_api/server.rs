@@ -27,6 +27,10 @@ pub(crate) struct Faults {
     pub fail_code: u16,
     /// Remaining updates/patches to answer with 409 Conflict.
     pub conflicts: u32,
+    /// Remaining resource requests to hold before handling them, and for how long.
+    pub delay_requests: u32,
+    /// How long a delayed request is held.
+    pub delay: Duration,
 }
 
 /// State shared by the server, the controllers and the handle.
@@ -76,6 +80,18 @@ pub(crate) async fn handle(
 ) -> Response {
     if let Some(r) = audit::attributes(&method, &uri, &headers) {
         sh.requests().push(r);
+        // A slow server: the request is held, then handled as usual (a client that gave up
+        // meanwhile may still see its write applied, as with a real API server).
+        let delay = {
+            let mut f = sh.faults();
+            (f.delay_requests > 0).then(|| {
+                f.delay_requests -= 1;
+                f.delay
+            })
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
     }
     match dispatch(&sh, &method, &uri, &headers, &body) {
         Ok(Reply::Json(code, v)) => (
