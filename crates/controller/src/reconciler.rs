@@ -28,12 +28,10 @@ use wvo_api::crd::{
     VariantAutoscalingStatus, VariantProfileStatus, VariantStatus, INVENTORY_KEY,
 };
 use wvo_api::{AcceleratorType, ModelLoad, PlanInput, PlanOptions, ProfileSpec};
+use wvo_cycle::admission::{admit, Admitted, Prior};
 use wvo_perf::TokenMix;
 
 pub use wvo_cycle::{DEFAULT_HEADROOM, DEFAULT_SCALE_DOWN_MARGIN, DEFAULT_TOKENS};
-
-/// The profile calibration starts from, and where it came from (`inline` or `catalog`).
-type Prior = (wvo_api::Profile, &'static str);
 
 /// Decisions kept in a VA's status.
 pub const STATUS_DECISIONS: usize = 10;
@@ -675,12 +673,13 @@ impl Reconciler {
         for va in &list {
             let ns = va.namespace().unwrap_or_default();
             let name = va.name_any();
-            let spec = match self.check_va(va, &inventory, &classes) {
-                Ok((spec, priors)) => {
+            let spec = match admit(va, &inventory, &classes) {
+                Ok(Admitted { spec, priors }) => {
                     priors_by_va.insert((ns.clone(), name.clone()), priors);
                     spec
                 }
-                Err(message) => {
+                Err(e) => {
+                    let message = e.to_string();
                     report
                         .refused
                         .push((format!("{ns}/{name}"), message.clone()));
@@ -834,7 +833,10 @@ impl Reconciler {
                 .map(|s| s.profiles.clone())
                 .unwrap_or_default();
             for (i, (vs, w)) in spec.variants.iter_mut().zip(workloads.iter()).enumerate() {
-                let Some((prior, source)) = priors_by_va
+                let Some(Prior {
+                    profile: prior,
+                    source,
+                }) = priors_by_va
                     .get(&(ns.clone(), name.clone()))
                     .and_then(|p| p.get(i).copied().flatten())
                 else {
@@ -845,7 +847,8 @@ impl Reconciler {
                     .iter()
                     .find(|p| p.name == vs.name)
                     .and_then(|p| p.calibration.as_deref());
-                self.calibrator.track(&key, prior, source, saved_state);
+                self.calibrator
+                    .track(&key, prior, source.as_str(), saved_state);
                 if let Some(f) =
                     observed
                         .variants
@@ -1362,61 +1365,6 @@ impl Reconciler {
                 .errors
                 .push(format!("writing the status of {ns}/{name}: {e}"));
         }
-    }
-
-    /// Checks one VA against the inventory and service classes; the error names the field.
-    fn check_va(
-        &self,
-        va: &VariantAutoscaling,
-        inventory: &[AcceleratorType],
-        classes: &[wvo_api::crd::ServiceClass],
-    ) -> Result<(wvo_api::ModelSpec, Vec<Option<Prior>>), String> {
-        let name = format!("{}/{}", va.namespace().unwrap_or_default(), va.name_any());
-        let spec = va
-            .to_model_spec(&name, classes)
-            .map_err(|e| e.to_string())?;
-        let probe = PlanInput {
-            inventory: inventory.to_vec(),
-            models: vec![spec.clone()],
-            load: [(
-                name.clone(),
-                ModelLoad {
-                    arrival_rate: 0.0,
-                    avg_input_tokens: Some(DEFAULT_TOKENS.0),
-                    avg_output_tokens: Some(DEFAULT_TOKENS.1),
-                },
-            )]
-            .into(),
-            current: BTreeMap::new(),
-            options: PlanOptions::default(),
-        };
-        probe
-            .validate()
-            .map_err(|e| e.to_string().replacen("models[0]", "spec", 1))?;
-        // A catalog profile must resolve (known model, catalog accelerator, fits); the
-        // result is the prior calibration starts from.
-        let mix = TokenMix {
-            avg_input_tokens: DEFAULT_TOKENS.0,
-            avg_output_tokens: DEFAULT_TOKENS.1,
-        };
-        let mut priors = Vec::with_capacity(spec.variants.len());
-        for (i, v) in spec.variants.iter().enumerate() {
-            priors.push(match &v.profile {
-                Some(ProfileSpec::Inline(p)) => Some((*p, "inline")),
-                Some(ProfileSpec::Catalog(c)) => Some((
-                    wvo_optimizer::problem::resolve_catalog(
-                        c,
-                        v,
-                        &mix,
-                        &format!("spec.variants[{i}]"),
-                    )
-                    .map_err(|e| e.to_string())?,
-                    "catalog",
-                )),
-                None => None,
-            });
-        }
-        Ok((spec, priors))
     }
 
     /// The `status.profiles` entries of a VA, and the variants whose calibration state they

@@ -15,6 +15,7 @@
 // Production code handles what it cannot rule out; `unwrap()` is for tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod admission;
 pub mod calibration;
 pub mod cycle;
 pub mod stabilizer;
