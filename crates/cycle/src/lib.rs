@@ -17,9 +17,12 @@
 
 pub mod admission;
 pub mod calibration;
+pub mod conditions;
 pub mod cycle;
+pub mod inventory;
 pub mod stabilizer;
 pub mod startup;
+pub mod status;
 
 pub use cycle::{
     run_cycle, CycleError, CycleOutcome, CycleState, ModelState, Snapshot, VariantState,
