@@ -208,19 +208,15 @@ pub struct ModelConditions<'a> {
     pub gateway_queue_metrics: &'a [&'a str],
 }
 
-/// The warnings of the plan that say a variant of model `plan_name` (`namespace/name`)
-/// cannot meet its SLO at any load.
-///
-/// The optimizer's plan output has no typed per-model marker for this: the warning text
-/// (`model "<name>" ... cannot meet the SLO ...`) is what identifies it.
-pub fn slo_unreachable_warnings<'p>(outcome: &'p CycleOutcome, plan_name: &str) -> Vec<&'p str> {
-    let quoted = format!("\"{plan_name}\"");
+/// The plan's warnings about the variants of model `plan_name` (`namespace/name`) whose
+/// profile cannot meet the SLO at any load (from the plan's typed per-model marker).
+pub fn slo_unreachable_warnings(outcome: &CycleOutcome, plan_name: &str) -> Vec<String> {
     outcome
         .plan
-        .warnings
+        .models
         .iter()
-        .filter(|w| w.contains(&quoted) && w.contains("cannot meet the SLO"))
-        .map(String::as_str)
+        .filter(|m| m.model == plan_name)
+        .flat_map(|m| m.slo_unreachable.iter().map(|u| u.warning(&m.model)))
         .collect()
 }
 

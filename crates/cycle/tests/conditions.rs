@@ -6,7 +6,7 @@ mod common;
 use common::{decision, frozen, outcome, va, variant};
 use serde_json::{json, Value};
 use wvo_api::crd::{ProfileNumbers, VariantAutoscaling, VariantProfileStatus};
-use wvo_api::ModelSpec;
+use wvo_api::{ModelPlan, ModelSpec, SloUnreachable};
 use wvo_cycle::admission::admit;
 use wvo_cycle::conditions::{
     model_conditions, Condition, ConditionType as T, ModelConditions, Reason,
@@ -189,19 +189,42 @@ fn a_refused_inventory_makes_the_plan_stale_but_optimized() {
     );
 }
 
+/// `case`'s plan with a model plan for each of `models`, marking `variant` of each as unable
+/// to meet a 10 ms / 1 ms SLO.
+fn with_unreachable(case: &mut Case, models: &[&str]) {
+    for model in models {
+        let marker = SloUnreachable {
+            variant: "h100".into(),
+            ttft_ms: 10.0,
+            itl_ms: 1.0,
+        };
+        case.outcome.plan.warnings.push(marker.warning(model));
+        case.outcome.plan.models.push(ModelPlan {
+            model: model.to_string(),
+            demand_rps: 8.8,
+            served_rps: 8.8,
+            satisfaction: 1.0,
+            slo: Some("mean".into()),
+            slo_unreachable: vec![marker],
+        });
+    }
+}
+
 #[test]
 fn an_unreachable_slo_of_this_model_wins_over_a_contradiction_and_ignores_other_models() {
     let mut case = plain();
-    let ours = "model \"llm/chat\" variant \"h100\": the profile cannot meet the SLO (TTFT 10 ms, ITL 1 ms) at any load; it gets no replicas beyond its minimum";
-    let theirs = "model \"llm/chatbot\" variant \"h100\": the profile cannot meet the SLO (TTFT 10 ms, ITL 1 ms) at any load; it gets no replicas beyond its minimum";
-    case.outcome = outcome(vec![case.decision.clone()], &[theirs], json!([]));
+    with_unreachable(&mut case, &["llm/chatbot"]);
     assert_eq!(case.get(T::ProfileReady).reason, Reason::ProfilesKnown);
 
-    case.outcome = outcome(vec![case.decision.clone()], &[theirs, ours], json!([]));
+    let mut case = plain();
+    with_unreachable(&mut case, &["llm/chatbot", "llm/chat"]);
     case.profiles = vec![profile(Some("capacity 40% of the prior"), false)];
     let c = case.get(T::ProfileReady);
     assert_eq!((c.status, c.reason), (false, Reason::SloUnreachable));
-    assert_eq!(c.message, ours);
+    assert_eq!(
+        c.message,
+        "model \"llm/chat\" variant \"h100\": the profile cannot meet the SLO (TTFT 10 ms, ITL 1 ms) at any load; it gets no replicas beyond its minimum"
+    );
 }
 
 #[test]
