@@ -2,7 +2,7 @@
 //! and the accelerator inventory ConfigMap format. Enabled by the `crd` feature.
 
 use crate::plan::{self, ModelSpec, VariantSpec};
-use kube::{CustomResource, KubeSchema};
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,10 @@ pub struct SloTargets {
 /// `tp` and `dtype`) that wvo estimates for the variant's accelerator. Either way the
 /// controller then calibrates it online and keeps the result in `status.profiles`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("has(self.catalog) ? !(has(self.alpha) || has(self.beta) || has(self.gamma) || has(self.delta) || has(self.maxBatchSize)) : (has(self.alpha) && has(self.beta) && has(self.gamma) && has(self.delta) && has(self.maxBatchSize))").message("give either catalog (with optional tp, dtype) or all of alpha, beta, gamma, delta, maxBatchSize"))]
-#[x_kube(validation = kube::core::Rule::new("has(self.catalog) || !(has(self.tp) || has(self.dtype))").message("tp and dtype only go with catalog"))]
+#[x_kube(validation = kube_core::Rule::new("has(self.catalog) ? !(has(self.alpha) || has(self.beta) || has(self.gamma) || has(self.delta) || has(self.maxBatchSize)) : (has(self.alpha) && has(self.beta) && has(self.gamma) && has(self.delta) && has(self.maxBatchSize))").message("give either catalog (with optional tp, dtype) or all of alpha, beta, gamma, delta, maxBatchSize"))]
+#[x_kube(validation = kube_core::Rule::new("has(self.catalog) || !(has(self.tp) || has(self.dtype))").message("tp and dtype only go with catalog"))]
 pub struct InlineProfile {
     /// Decode base time per token, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,9 +143,10 @@ fn default_kind() -> String {
 
 /// One way to serve the model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
-#[x_kube(validation = kube::core::Rule::new("has(self.maxRequestsPerSecond) != has(self.profile)").message("give exactly one of maxRequestsPerSecond or profile"))]
+#[x_kube(validation = kube_core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
+#[x_kube(validation = kube_core::Rule::new("has(self.maxRequestsPerSecond) != has(self.profile)").message("give exactly one of maxRequestsPerSecond or profile"))]
 pub struct VariantAutoscalingVariant {
     /// Variant name, unique in the VA.
     pub name: String,
@@ -195,6 +197,7 @@ pub enum ActuationMode {
 /// Spec of a VariantAutoscaling: one served model and its variants.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "wvo.dev",
     version = "v1alpha1",
     kind = "VariantAutoscaling",
@@ -209,9 +212,10 @@ pub enum ActuationMode {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
-#[x_kube(validation = kube::core::Rule::new("self.variants.all(v, self.variants.exists_one(w, w.name == v.name))").message("variant names must be unique"))]
-#[x_kube(validation = kube::core::Rule::new("has(self.slo) || has(self.serviceClass) || self.variants.all(v, has(v.maxRequestsPerSecond))").message("variants with a profile need slo or serviceClass"))]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[x_kube(validation = kube_core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
+#[x_kube(validation = kube_core::Rule::new("self.variants.all(v, self.variants.exists_one(w, w.name == v.name))").message("variant names must be unique"))]
+#[x_kube(validation = kube_core::Rule::new("has(self.slo) || has(self.serviceClass) || self.variants.all(v, has(v.maxRequestsPerSecond))").message("variants with a profile need slo or serviceClass"))]
 pub struct VariantAutoscalingSpec {
     /// The served model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.
     #[serde(rename = "modelID")]
@@ -235,7 +239,7 @@ pub struct VariantAutoscalingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replicas: Option<u32>,
     /// The variants (1..n).
-    #[x_kube(validation = kube::core::Rule::new("size(self) >= 1").message("at least one variant"))]
+    #[x_kube(validation = kube_core::Rule::new("size(self) >= 1").message("at least one variant"))]
     pub variants: Vec<VariantAutoscalingVariant>,
     /// How decisions are applied.
     #[serde(default)]
@@ -762,7 +766,7 @@ impl VariantAutoscaling {
 /// The CRD manifests wvo installs, as YAML documents (what `wvo crds` prints and `crds/`
 /// holds).
 pub fn crd_yaml() -> Result<String, serde_norway::Error> {
-    use kube::CustomResourceExt;
+    use kube_core::CustomResourceExt;
     let crd = VariantAutoscaling::crd();
     Ok(format!("---\n{}", serde_norway::to_string(&crd)?))
 }

@@ -338,6 +338,32 @@ pub struct ModelPlan {
     /// SLO (measured `maxRequestsPerSecond` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<String>,
+    /// Variants of this model whose profile cannot meet the SLO at any load (capacity 0:
+    /// no replicas beyond their minimum); each is also one of the plan's `warnings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo_unreachable: Vec<SloUnreachable>,
+}
+
+/// A variant whose profile cannot meet its model's SLO at any load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloUnreachable {
+    /// Variant name.
+    pub variant: String,
+    /// The SLO's TTFT target, ms.
+    pub ttft_ms: f64,
+    /// The SLO's ITL target, ms.
+    pub itl_ms: f64,
+}
+
+impl SloUnreachable {
+    /// The plan's warning about this variant of model `model`.
+    pub fn warning(&self, model: &str) -> String {
+        format!(
+            "model \"{model}\" variant \"{}\": the profile cannot meet the SLO (TTFT {} ms, ITL {} ms) at any load; it gets no replicas beyond its minimum",
+            self.variant, self.ttft_ms, self.itl_ms
+        )
+    }
 }
 
 /// Use of one accelerator type.

@@ -14,7 +14,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cache;
-pub mod calibration;
 pub mod loads;
 pub mod metrics;
 pub mod persist;
@@ -26,7 +25,7 @@ pub mod view;
 
 /// The pure decision core lives in `wvo-cycle`; its modules are re-exported here under their
 /// old paths (`wvo_controller::cycle::...`).
-pub use wvo_cycle::{cycle, stabilizer, startup};
+pub use wvo_cycle::{calibration, cycle, stabilizer, startup};
 pub use wvo_cycle::{
     run_cycle, CycleError, CycleOutcome, CycleState, ModelState, Snapshot, VariantState,
 };

@@ -6,7 +6,7 @@
 //! `scale`) and HPA min/max (mode `hpa`) through [`wvo_actuator`], VA `/status` (server-side
 //! apply), Events.
 
-use crate::calibration::{Calibrator, VariantEvidence, VariantKey};
+use crate::calibration::{Calibrator, VariantEvidence};
 use crate::cycle::{
     run_cycle, CycleOutcome, CycleState, Frozen, ModelState, Snapshot, VariantState,
 };
@@ -25,20 +25,16 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wvo_actuator::{Action, ActionResult, Actuation, Actuator, ActuatorConfig, WorkloadRef};
-use wvo_api::crd::{
-    ActuationMode, Condition, Decision, InventoryConfig, ObservedLoad, VariantAutoscaling,
-    VariantAutoscalingStatus, VariantProfileStatus, VariantStatus, INVENTORY_KEY,
-};
+use wvo_api::crd::{ActuationMode, Decision, VariantAutoscaling, INVENTORY_KEY};
 use wvo_api::{AcceleratorType, ModelLoad, PlanInput, PlanOptions, ProfileSpec};
-use wvo_perf::TokenMix;
+use wvo_cycle::admission::{admit, Admitted, Prior};
+use wvo_cycle::conditions::{model_conditions, Condition, ConditionType, ModelConditions, Reason};
+use wvo_cycle::inventory::{InventoryOutcome, InventoryRead, InventoryState};
+use wvo_cycle::status::{profile_statuses, va_status, Fresh};
 
 pub use wvo_cycle::{DEFAULT_HEADROOM, DEFAULT_SCALE_DOWN_MARGIN, DEFAULT_TOKENS};
 
-/// The profile calibration starts from, and where it came from (`inline` or `catalog`).
-type Prior = (wvo_api::Profile, &'static str);
-
-/// Decisions kept in a VA's status.
-pub const STATUS_DECISIONS: usize = 10;
+pub use wvo_cycle::status::STATUS_DECISIONS;
 
 /// Settings of the control loop.
 #[derive(Clone, Debug)]
@@ -166,8 +162,7 @@ pub struct Reconciler {
     view: SharedView,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     state: CycleState,
-    inventory: Option<InventoryConfig>,
-    inventory_text: Option<String>,
+    inventory: InventoryState,
     last_tokens: BTreeMap<ModelKey, (f64, f64)>,
     recorder: Recorder,
     known_vas: BTreeSet<(String, String)>,
@@ -213,15 +208,6 @@ fn startup_sample_created(p: &Pod) -> Option<f64> {
         .map(|t| unix_seconds(t.0))
 }
 
-fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> ConditionView {
-    ConditionView {
-        type_: type_.into(),
-        status: if ok { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message: message.into(),
-    }
-}
-
 impl Reconciler {
     /// A reconciler using `client`, reading loads from `loads`, publishing to `view`.
     pub fn new(
@@ -253,8 +239,7 @@ impl Reconciler {
             view,
             metrics,
             state: CycleState::default(),
-            inventory: None,
-            inventory_text: None,
+            inventory: InventoryState::new(),
             last_tokens: BTreeMap::new(),
             known_vas: BTreeSet::new(),
             calibrator: Calibrator::new(calibration),
@@ -322,62 +307,31 @@ impl Reconciler {
             .get_opt(&self.config.inventory_name)
             .await
             .map_err(kube_err("reading the inventory ConfigMap"))?;
-        let mut refusal = None;
-        match &cm {
-            None => {
-                refusal = Some(format!(
-                    "ConfigMap {}/{} not found",
-                    self.config.inventory_namespace, self.config.inventory_name
-                ))
-            }
-            Some(cm) => {
-                let text = cm.data.as_ref().and_then(|d| d.get(INVENTORY_KEY)).cloned();
-                match text {
-                    None => refusal = Some(format!("ConfigMap has no data key {INVENTORY_KEY}")),
-                    Some(text) if Some(&text) == self.inventory_text.as_ref() => {}
-                    Some(text) => match InventoryConfig::parse(&text) {
-                        Ok(inv) => {
-                            self.inventory = Some(inv);
-                            self.inventory_text = Some(text);
-                        }
-                        Err(e) => {
-                            let message = format!("inventory refused: {e}");
-                            let reference = cm.object_ref(&());
-                            self.publish(
-                                &reference,
-                                true,
-                                "InvalidInventory",
-                                format!("{message}; the last good inventory stays in force"),
-                            )
-                            .await;
-                            // Remember the bad text so the Event is not repeated every cycle.
-                            self.inventory_text = Some(text);
-                            refusal = Some(message);
-                        }
-                    },
-                }
-            }
-        }
-        if refusal.is_none() {
-            if let Some(text) = &self.inventory_text {
-                if self.inventory.is_none() {
-                    refusal = InventoryConfig::parse(text)
-                        .err()
-                        .map(|e| format!("inventory refused: {e}"));
-                }
-            }
-        }
-        let Some(inventory) = self.inventory.clone() else {
-            return Err(ControllerError::NoInventory(
-                refusal.unwrap_or_else(|| "no inventory read yet".into()),
-            ));
+        let read = match &cm {
+            None => InventoryRead::NotFound {
+                namespace: &self.config.inventory_namespace,
+                name: &self.config.inventory_name,
+            },
+            Some(cm) => match cm.data.as_ref().and_then(|d| d.get(INVENTORY_KEY)) {
+                None => InventoryRead::NoKey,
+                Some(text) => InventoryRead::Text(text),
+            },
         };
-        // A stale refusal of a text that later became good again is cleared by the parse above.
-        if let (Some(text), Some(_)) = (&self.inventory_text, &refusal) {
-            if InventoryConfig::parse(text).is_ok() {
-                refusal = None;
-            }
+        let InventoryOutcome {
+            inventory,
+            refusal,
+            newly_refused,
+        } = self.inventory.observe(read);
+        if let (true, Some(cm), Some(message)) = (newly_refused, &cm, &refusal) {
+            self.publish(
+                &cm.object_ref(&()),
+                true,
+                "InvalidInventory",
+                format!("{message}; the last good inventory stays in force"),
+            )
+            .await;
         }
+        let inventory = inventory.map_err(|e| ControllerError::NoInventory(e.0))?;
         let mut accelerators = Vec::with_capacity(inventory.accelerators.len());
         for a in &inventory.accelerators {
             let mut count = a.count.unwrap_or(u32::MAX);
@@ -698,14 +652,19 @@ impl Reconciler {
         let (inventory, inventory_refusal) = match self.read_inventory().await {
             Ok(x) => x,
             Err(e) => {
-                self.not_optimized(list.iter(), "NoInventory", &e.to_string(), &mut report)
-                    .await;
+                self.not_optimized(
+                    list.iter(),
+                    Reason::NoInventory,
+                    &e.to_string(),
+                    &mut report,
+                )
+                .await;
                 return Err(e);
             }
         };
         let classes = self
             .inventory
-            .as_ref()
+            .in_force()
             .map(|i| i.service_classes.clone())
             .unwrap_or_default();
 
@@ -721,12 +680,13 @@ impl Reconciler {
         for va in &list {
             let ns = va.namespace().unwrap_or_default();
             let name = va.name_any();
-            let spec = match self.check_va(va, &inventory, &classes) {
-                Ok((spec, priors)) => {
+            let spec = match admit(va, &inventory, &classes) {
+                Ok(Admitted { spec, priors }) => {
                     priors_by_va.insert((ns.clone(), name.clone()), priors);
                     spec
                 }
-                Err(message) => {
+                Err(e) => {
+                    let message = e.to_string();
                     report
                         .refused
                         .push((format!("{ns}/{name}"), message.clone()));
@@ -740,8 +700,13 @@ impl Reconciler {
                         self.publish(&va.object_ref(&()), true, "InvalidSpec", note)
                             .await;
                     }
-                    self.not_optimized(std::iter::once(va), "InvalidSpec", &message, &mut report)
-                        .await;
+                    self.not_optimized(
+                        std::iter::once(va),
+                        Reason::InvalidSpec,
+                        &message,
+                        &mut report,
+                    )
+                    .await;
                     continue;
                 }
             };
@@ -813,7 +778,7 @@ impl Reconciler {
                 }
                 self.not_optimized(
                     std::iter::once(va),
-                    "WorkloadUnreadable",
+                    Reason::WorkloadUnreadable,
                     &message,
                     &mut report,
                 )
@@ -894,7 +859,10 @@ impl Reconciler {
                 .map(|s| s.profiles.clone())
                 .unwrap_or_default();
             for (i, (vs, w)) in spec.variants.iter_mut().zip(workloads.iter()).enumerate() {
-                let Some((prior, source)) = priors_by_va
+                let Some(Prior {
+                    profile: prior,
+                    source,
+                }) = priors_by_va
                     .get(&(ns.clone(), name.clone()))
                     .and_then(|p| p.get(i).copied().flatten())
                 else {
@@ -905,7 +873,8 @@ impl Reconciler {
                     .iter()
                     .find(|p| p.name == vs.name)
                     .and_then(|p| p.calibration.as_deref());
-                self.calibrator.track(&key, prior, source, saved_state);
+                self.calibrator
+                    .track(&key, prior, source.as_str(), saved_state);
                 if let Some(f) =
                     observed
                         .variants
@@ -1073,7 +1042,7 @@ impl Reconciler {
             Err(e) => {
                 let message = format!("{e}; the previous plan stays in force");
                 let vas = accepted.iter().map(|(va, _, _)| va);
-                self.not_optimized(vas, "PlanFailed", &message, &mut report)
+                self.not_optimized(vas, Reason::PlanFailed, &message, &mut report)
                     .await;
                 return Err(e.into());
             }
@@ -1194,23 +1163,24 @@ impl Reconciler {
                     tracing::info!(va = %decision.name, variant = %d.name, reason = %d.reason, "not actuated");
                 }
             }
-            let (profiles, persisted) = self.profile_statuses(va, spec, decision);
-            let conditions = self.conditions_for(
+            let (profiles, persisted) = profile_statuses(&self.calibrator, va, spec, decision);
+            let conditions = model_conditions(&ModelConditions {
                 va,
                 spec,
                 decision,
-                &outcome,
-                inventory_refusal.as_deref(),
-                &actuation_errors,
-                &profiles,
-            );
+                outcome: &outcome,
+                inventory_refusal: inventory_refusal.as_deref(),
+                actuation_errors: &actuation_errors,
+                profiles: &profiles,
+                gateway_queue_metrics: wvo_collector::names::GATEWAY_QUEUE,
+            });
             // The Event of a workload wvo does not touch, when the Actuated condition reports
             // it (dry-run and actuation errors take precedence there).
             let frozen = decision.variants.iter().find_map(|d| d.frozen.as_ref());
             if let Some(refused) = frozen.and_then(|f| {
                 conditions
                     .iter()
-                    .find(|c| c.type_ == "Actuated" && c.reason == f.reason())
+                    .find(|c| c.type_ == ConditionType::Actuated && c.reason == Reason::from(f))
             }) {
                 let already = va
                     .status
@@ -1220,7 +1190,7 @@ impl Reconciler {
                     self.publish(
                         &va.object_ref(&()),
                         true,
-                        &refused.reason,
+                        refused.reason.as_str(),
                         refused.message.clone(),
                     )
                     .await;
@@ -1253,7 +1223,7 @@ impl Reconciler {
                 .write_status(
                     &vas_api(&self.client, va),
                     va,
-                    Some(fresh),
+                    Some(&fresh),
                     &conditions,
                     &changes,
                     &mut report,
@@ -1274,7 +1244,7 @@ impl Reconciler {
                 satisfaction: decision.satisfaction,
                 metrics_unknown: decision.metrics_unknown.clone(),
                 variants: decision.variants.iter().map(VariantView::from).collect(),
-                conditions,
+                conditions: conditions.iter().map(ConditionView::from).collect(),
             });
         }
         if let Some(m) = &self.metrics {
@@ -1357,11 +1327,11 @@ impl Reconciler {
     async fn not_optimized<'v>(
         &self,
         vas: impl Iterator<Item = &'v VariantAutoscaling>,
-        reason: &str,
+        reason: Reason,
         message: &str,
         report: &mut CycleReport,
     ) {
-        let conditions = vec![condition("Optimized", false, reason, message)];
+        let conditions = [Condition::not_optimized(reason, message)];
         for va in vas {
             let api = vas_api(&self.client, va);
             self.write_status(&api, va, None, &conditions, &[], report)
@@ -1423,428 +1393,28 @@ impl Reconciler {
         }
     }
 
-    /// Checks one VA against the inventory and service classes; the error names the field.
-    fn check_va(
-        &self,
-        va: &VariantAutoscaling,
-        inventory: &[AcceleratorType],
-        classes: &[wvo_api::crd::ServiceClass],
-    ) -> Result<(wvo_api::ModelSpec, Vec<Option<Prior>>), String> {
-        let name = format!("{}/{}", va.namespace().unwrap_or_default(), va.name_any());
-        let spec = va
-            .to_model_spec(&name, classes)
-            .map_err(|e| e.to_string())?;
-        let probe = PlanInput {
-            inventory: inventory.to_vec(),
-            models: vec![spec.clone()],
-            load: [(
-                name.clone(),
-                ModelLoad {
-                    arrival_rate: 0.0,
-                    avg_input_tokens: Some(DEFAULT_TOKENS.0),
-                    avg_output_tokens: Some(DEFAULT_TOKENS.1),
-                },
-            )]
-            .into(),
-            current: BTreeMap::new(),
-            options: PlanOptions::default(),
-        };
-        probe
-            .validate()
-            .map_err(|e| e.to_string().replacen("models[0]", "spec", 1))?;
-        // A catalog profile must resolve (known model, catalog accelerator, fits); the
-        // result is the prior calibration starts from.
-        let mix = TokenMix {
-            avg_input_tokens: DEFAULT_TOKENS.0,
-            avg_output_tokens: DEFAULT_TOKENS.1,
-        };
-        let mut priors = Vec::with_capacity(spec.variants.len());
-        for (i, v) in spec.variants.iter().enumerate() {
-            priors.push(match &v.profile {
-                Some(ProfileSpec::Inline(p)) => Some((*p, "inline")),
-                Some(ProfileSpec::Catalog(c)) => Some((
-                    wvo_optimizer::problem::resolve_catalog(
-                        c,
-                        v,
-                        &mix,
-                        &format!("spec.variants[{i}]"),
-                    )
-                    .map_err(|e| e.to_string())?,
-                    "catalog",
-                )),
-                None => None,
-            });
-        }
-        Ok((spec, priors))
-    }
-
-    /// The `status.profiles` entries of a VA, and the variants whose calibration state they
-    /// carry anew. An entry is refreshed when its calibration learned
-    /// `persist_every_samples` more samples or a contradiction appears or clears; otherwise
-    /// the previous entry stays, so status is not rewritten every cycle.
-    fn profile_statuses(
-        &self,
-        va: &VariantAutoscaling,
-        spec: &wvo_api::ModelSpec,
-        decision: &crate::cycle::ModelDecision,
-    ) -> (Vec<VariantProfileStatus>, Vec<VariantKey>) {
-        let ns = va.namespace().unwrap_or_default();
-        let name = va.name_any();
-        let previous = va
-            .status
-            .as_ref()
-            .map(|s| s.profiles.as_slice())
-            .unwrap_or(&[]);
-        let mix = TokenMix {
-            avg_input_tokens: decision
-                .load_used
-                .avg_input_tokens
-                .unwrap_or(DEFAULT_TOKENS.0),
-            avg_output_tokens: decision
-                .load_used
-                .avg_output_tokens
-                .unwrap_or(DEFAULT_TOKENS.1)
-                .max(1.0),
-        };
-        let mut out = Vec::new();
-        let mut persisted = Vec::new();
-        for v in &va.spec.variants {
-            let key = (ns.clone(), name.clone(), v.name.clone());
-            let prev = previous.iter().find(|p| p.name == v.name);
-            let persist = self.calibrator.should_persist(&key)
-                || prev.is_none_or(|p| p.calibration.is_none());
-            let Some(mut entry) = self
-                .calibrator
-                .status(&key, spec.slo.as_ref(), &mix, persist)
-            else {
-                continue;
-            };
-            if persist {
-                persisted.push(key);
-            } else if let Some(p) = prev {
-                if p.contradiction.is_some() == entry.contradiction.is_some()
-                    && p.prior == entry.prior
-                {
-                    entry = p.clone();
-                } else {
-                    entry.calibration.clone_from(&p.calibration);
-                }
-            }
-            out.push(entry);
-        }
-        (out, persisted)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn conditions_for(
-        &self,
-        va: &VariantAutoscaling,
-        spec: &wvo_api::ModelSpec,
-        decision: &crate::cycle::ModelDecision,
-        outcome: &CycleOutcome,
-        inventory_refusal: Option<&str>,
-        actuation_errors: &[String],
-        profiles: &[VariantProfileStatus],
-    ) -> Vec<ConditionView> {
-        let mut out = Vec::new();
-        out.push(match &decision.metrics_unknown {
-            None => condition(
-                "MetricsAvailable",
-                true,
-                "MetricsFresh",
-                format!("arrival rate {:.3} req/s", decision.load_used.arrival_rate),
-            ),
-            Some(why) => condition(
-                "MetricsAvailable",
-                false,
-                "MetricsUnknown",
-                format!("{why}; the last good load holds and nothing is scaled down"),
-            ),
-        });
-        let plan_name = format!("{}/{}", decision.namespace, decision.name);
-        let unreachable: Vec<&String> = outcome
-            .plan
-            .warnings
-            .iter()
-            .filter(|w| {
-                w.contains(&format!("\"{plan_name}\"")) && w.contains("cannot meet the SLO")
-            })
-            .collect();
-        let contradicted: Vec<String> = profiles
-            .iter()
-            .filter_map(|p| {
-                p.contradiction
-                    .as_ref()
-                    .map(|c| format!("{} (prior from {}): {c}", p.name, p.source))
-            })
-            .collect();
-        out.push(if !unreachable.is_empty() || !contradicted.is_empty() {
-            if unreachable.is_empty() {
-                condition(
-                    "ProfileReady",
-                    false,
-                    "ProfileContradicted",
-                    format!(
-                        "{}; planning uses the calibrated profile",
-                        contradicted.join("; ")
-                    ),
-                )
-            } else {
-                condition(
-                    "ProfileReady",
-                    false,
-                    "SloUnreachable",
-                    unreachable
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            }
-        } else {
-            let estimated = spec.variants.iter().filter(|v| v.profile.is_some()).count();
-            let calibrated: Vec<String> = profiles
-                .iter()
-                .filter(|p| p.in_use != p.prior)
-                .map(|p| format!("{} (confidence {:.2})", p.name, p.confidence.overall))
-                .collect();
-            let learned = if calibrated.is_empty() {
-                String::new()
-            } else {
-                format!("; calibrated online: {}", calibrated.join(", "))
-            };
-            condition(
-                "ProfileReady",
-                true,
-                "ProfilesKnown",
-                format!(
-                    "{} variants with a measured capacity, {estimated} from a profile{learned}",
-                    spec.variants.len() - estimated
-                ),
-            )
-        });
-        out.push(match inventory_refusal {
-            None => condition(
-                "Optimized",
-                true,
-                "Planned",
-                format!(
-                    "global plan over {} models; this model {:.1}% served",
-                    outcome.models.len(),
-                    decision.satisfaction * 100.0
-                ),
-            ),
-            Some(why) => condition(
-                "Optimized",
-                true,
-                "StaleInventory",
-                format!("{why}; planned with the last good inventory"),
-            ),
-        });
-        if let Some(z) = &va.spec.scale_to_zero {
-            use crate::cycle::ZeroState;
-            out.push(match &decision.zero {
-                ZeroState::NoWakeSignal | ZeroState::KeepsOne => condition(
-                    "ScaleToZeroUnavailable",
-                    true,
-                    "NoWakeSignal",
-                    format!(
-                        "spec.scaleToZero is set but no wake signal is read for model {} (no gateway flow-control queue metric ({}) for it{}): it keeps one replica, since nothing would wake it from zero",
-                        va.spec.model_id,
-                        wvo_collector::names::GATEWAY_QUEUE.join(" or "),
-                        if z.wake_query.is_some() {
-                            ", and spec.scaleToZero.wakeQuery gave no value"
-                        } else {
-                            ", and no spec.scaleToZero.wakeQuery"
-                        }
-                    ),
-                ),
-                ZeroState::Active { idle_for_seconds } => condition(
-                    "ScaleToZeroUnavailable",
-                    false,
-                    "Active",
-                    format!(
-                        "wake signal read; idle for {idle_for_seconds:.0} s of the {} s after which its replicas go to zero",
-                        z.idle_seconds
-                    ),
-                ),
-                ZeroState::Idle { idle_for_seconds } => condition(
-                    "ScaleToZeroUnavailable",
-                    false,
-                    "Idle",
-                    format!(
-                        "idle for {idle_for_seconds:.0} s (spec.scaleToZero.idleSeconds {}): at zero replicas unless the forecast predicts a return; a request at the gateway wakes it",
-                        z.idle_seconds
-                    ),
-                ),
-            });
-        }
-        let frozen: Vec<&crate::cycle::VariantDecision> = decision
-            .variants
-            .iter()
-            .filter(|d| !d.may_actuate)
-            .collect();
-        out.push(if !actuation_errors.is_empty() {
-            condition(
-                "Actuated",
-                false,
-                "ActuationFailed",
-                actuation_errors.join("; "),
-            )
-        } else if va.spec.dry_run {
-            condition(
-                "Actuated",
-                false,
-                "DryRun",
-                "dryRun: decisions are reported, workloads are not changed",
-            )
-        } else if let Some(why) = frozen.iter().find_map(|d| d.frozen.as_ref()) {
-            condition("Actuated", false, why.reason(), why.message().to_string())
-        } else {
-            let mode = match va.spec.actuation {
-                ActuationMode::Scale => "scale subresource",
-                ActuationMode::Hpa => "HPA bounds",
-                ActuationMode::Metric => "wvo_desired_replicas metric",
-            };
-            condition(
-                "Actuated",
-                true,
-                "Applied",
-                format!("desired replicas applied through the {mode}"),
-            )
-        });
-        out.push(if let Some(why) = &decision.floors_lowered {
-            condition("CapacityConstrained", true, "MinimumsDoNotFit", why.clone())
-        } else if decision.satisfaction < 1.0 {
-            let missing = outcome
-                .plan
-                .shortfall
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} more {} GPUs (cluster-wide unmet {:.2} req/s)",
-                        s.missing_gpus, s.accelerator, s.unmet_rps
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            condition(
-                "CapacityConstrained",
-                true,
-                "NotEnoughGPUs",
-                format!(
-                    "{:.1}% of {:.2} req/s served; missing: {missing}",
-                    decision.satisfaction * 100.0,
-                    decision.demand_rps
-                ),
-            )
-        } else {
-            condition(
-                "CapacityConstrained",
-                false,
-                "DemandMet",
-                "all demand is served",
-            )
-        });
-        out
-    }
-
-    /// Writes a VA's status by server-side apply, keeping transition times of unchanged
-    /// conditions and appending `changes` to the decision history.
+    /// Writes a VA's status by server-side apply when it changed ([`va_status`]: transition
+    /// times of unchanged conditions kept, `changes` appended to the decision history).
     async fn write_status(
         &self,
         api: &Api<VariantAutoscaling>,
         va: &VariantAutoscaling,
-        decision: Option<Fresh<'_>>,
-        conditions: &[ConditionView],
+        decision: Option<&Fresh<'_>>,
+        conditions: &[Condition],
         changes: &[Decision],
         report: &mut CycleReport,
     ) -> bool {
         let previous = va.status.clone().unwrap_or_default();
-        let now = now_rfc3339();
-        let generation = va.metadata.generation;
-        let mut merged: Vec<Condition> = Vec::new();
-        for c in conditions {
-            let last = previous
-                .conditions
-                .iter()
-                .find(|p| p.type_ == c.type_ && p.status == c.status)
-                .map(|p| p.last_transition_time.clone())
-                .unwrap_or_else(|| now.clone());
-            merged.push(Condition {
-                type_: c.type_.clone(),
-                status: c.status.clone(),
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-                last_transition_time: last,
-                observed_generation: generation,
-            });
-        }
-        // Conditions this cycle did not compute keep their last value.
-        for p in &previous.conditions {
-            if !merged.iter().any(|c| c.type_ == p.type_) {
-                merged.push(p.clone());
-            }
-        }
-        let mut status = VariantAutoscalingStatus {
-            observed_generation: generation,
-            conditions: merged,
-            decisions: previous.decisions.clone(),
-            last_decision: previous.last_decision.clone(),
-            ..previous.clone()
-        };
-        if let Some(Fresh {
-            decision: d,
-            profiles,
-            learned_startup,
-            startup_seconds,
-            history,
-        }) = decision
-        {
-            status.profiles = profiles;
-            status.startup_seconds = startup_seconds;
-            if let Some(demand) = &d.demand {
-                status.forecast = Some(demand.forecast.summary());
-            }
-            if history.is_some() {
-                status.demand_history = history;
-            }
-            status.observed_load = Some(ObservedLoad {
-                arrival_rate: d.load_used.arrival_rate,
-                avg_input_tokens: d.load_used.avg_input_tokens,
-                avg_output_tokens: d.load_used.avg_output_tokens,
-            });
-            status.demand_rps = d.demand_rps;
-            status.satisfaction = d.satisfaction;
-            status.variants = d
-                .variants
-                .iter()
-                .zip(learned_startup.iter().chain(std::iter::repeat(&None)))
-                .map(|(v, learned)| VariantStatus {
-                    name: v.name.clone(),
-                    accelerator: v.accelerator.clone(),
-                    current_replicas: v.current,
-                    ready_replicas: v.ready,
-                    pending_replicas: v.pending,
-                    desired_replicas: v.desired,
-                    capacity_rps: v.capacity_rps,
-                    cost_per_hour: v.cost_per_hour,
-                    learned_startup_seconds: learned.map(|s| (s * 10.0).round() / 10.0),
-                })
-                .collect();
-            status.current_replicas = d.variants.iter().map(|v| v.current).sum();
-            status.desired_replicas = d.variants.iter().map(|v| v.desired).sum();
-            status.cost_per_hour = d.variants.iter().map(|v| v.cost_per_hour).sum();
-        }
-        for c in changes {
-            status.decisions.push(c.clone());
-            status.last_decision = Some(c.clone());
-        }
-        let excess = status.decisions.len().saturating_sub(STATUS_DECISIONS);
-        status.decisions.drain(..excess);
-        if status == previous {
+        let Some(status) = va_status(
+            &previous,
+            decision,
+            conditions,
+            changes,
+            va.metadata.generation,
+            &now_rfc3339(),
+        ) else {
             return true;
-        }
+        };
         let body = json!({
             "apiVersion": "wvo.dev/v1alpha1",
             "kind": "VariantAutoscaling",
@@ -1866,18 +1436,6 @@ impl Reconciler {
         self.cache.wrote_status(va, status);
         true
     }
-}
-
-/// What one cycle computed for a VA's status.
-struct Fresh<'d> {
-    decision: &'d crate::cycle::ModelDecision,
-    profiles: Vec<VariantProfileStatus>,
-    /// Learned start-up per variant (VA order), s.
-    learned_startup: Vec<Option<f64>>,
-    /// The start-up the demand estimate used, s (None without demand estimation).
-    startup_seconds: Option<f64>,
-    /// The rate history to write, when due (None keeps the one in the status).
-    history: Option<wvo_api::crd::DemandHistoryStatus>,
 }
 
 /// A workload as VAs name it: (namespace, kind, name).

@@ -95,6 +95,17 @@ pub struct ConditionView {
     pub message: String,
 }
 
+impl From<&wvo_cycle::conditions::Condition> for ConditionView {
+    fn from(c: &wvo_cycle::conditions::Condition) -> Self {
+        Self {
+            type_: c.type_.as_str().into(),
+            status: c.status_str().into(),
+            reason: c.reason.as_str().into(),
+            message: c.message.clone(),
+        }
+    }
+}
+
 /// Use of one accelerator type.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -51,12 +51,7 @@ impl Frozen {
     /// The `Actuated=False` condition reason: `TargetNotFound`, `ForeignScaler`, `NoHpa` or
     /// `TargetConflict`.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Frozen::TargetNotFound(_) => "TargetNotFound",
-            Frozen::ForeignScaler(_) => "ForeignScaler",
-            Frozen::NoHpa(_) => "NoHpa",
-            Frozen::TargetConflict(_) => "TargetConflict",
-        }
+        crate::conditions::Reason::from(self).as_str()
     }
 
     /// What is wrong and what to do, for the condition's message.

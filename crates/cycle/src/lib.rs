@@ -7,17 +7,28 @@
 //!  make-before-break · strict tiers in actuation · scale to zero
 //! ```
 //!
+//! Around the cycle, the controller's other decisions about a VariantAutoscaling:
+//! [`admission`] (is the VA plannable; its error names the field), [`calibration`] (profiles
+//! learned online), [`conditions`] and [`status`] (what its status says; None when unchanged),
+//! and [`inventory`] (the accelerator inventory's keep-last-good).
+//!
 //! No I/O, no async, no clock (`now` is an input): the controller (`wvo-controller`) reads the
 //! cluster into a [`Snapshot`] and writes the results; the benchmark simulator (`wvo-bench`)
-//! calls the same function. A test (`tests/purity.rs`) checks that no kube client, tokio,
-//! axum or reqwest is among this crate's dependencies.
+//! calls the same function. A test (`tests/purity.rs`) checks that no kube client or runtime,
+//! tokio, axum, reqwest or hyper is among this crate's dependencies (the CRD types come
+//! through kube-core and kube-derive).
 
 // Production code handles what it cannot rule out; `unwrap()` is for tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod admission;
+pub mod calibration;
+pub mod conditions;
 pub mod cycle;
+pub mod inventory;
 pub mod stabilizer;
 pub mod startup;
+pub mod status;
 
 pub use cycle::{
     run_cycle, CycleError, CycleOutcome, CycleState, ModelState, Snapshot, VariantState,

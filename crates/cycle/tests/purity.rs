@@ -5,7 +5,15 @@
 use std::process::Command;
 
 /// Crates that must not appear among a pure crate's normal dependencies.
-const FORBIDDEN: [&str; 6] = ["kube", "kube-client", "tokio", "axum", "reqwest", "hyper"];
+const FORBIDDEN: [&str; 7] = [
+    "kube",
+    "kube-client",
+    "kube-runtime",
+    "tokio",
+    "axum",
+    "reqwest",
+    "hyper",
+];
 
 /// The pure crates: the decision core, the planner and its inputs, and the simulator.
 const PURE: [&str; 7] = [

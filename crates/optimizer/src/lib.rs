@@ -254,6 +254,7 @@ pub fn report(problem: &Problem, x: &[u32], lower_bound: Option<f64>, solver: &s
                     round6(served / info.demand)
                 },
                 slo: info.slo.clone(),
+                slo_unreachable: info.slo_unreachable.clone(),
             }
         })
         .collect();

@@ -39,6 +39,9 @@ pub struct ModelInfo {
     /// What the SLO's targets mean (`"mean"`, `"p99"`, ...; [`wvo_api::Slo::semantics`]);
     /// None when the model has no SLO (measured capacities only).
     pub slo: Option<String>,
+    /// Variants whose profile cannot meet the SLO at any load (also in
+    /// [`Problem::warnings`]).
+    pub slo_unreachable: Vec<wvo_api::SloUnreachable>,
 }
 
 /// One variant.
@@ -206,6 +209,7 @@ impl Problem {
                 });
             let first = variants.len();
             let mut user_max = Vec::with_capacity(spec.variants.len());
+            let mut slo_unreachable = Vec::new();
             for (vi, vs) in spec.variants.iter().enumerate() {
                 let accelerator = accelerators
                     .iter()
@@ -240,10 +244,13 @@ impl Problem {
                                 )
                             })?;
                         if estimate.limit == CapacityLimit::SloUnreachable {
-                            warnings.push(format!(
-                                "model \"{}\" variant \"{}\": the profile cannot meet the SLO (TTFT {} ms, ITL {} ms) at any load; it gets no replicas beyond its minimum",
-                                spec.name, vs.name, slo.ttft_ms, slo.itl_ms
-                            ));
+                            let marker = wvo_api::SloUnreachable {
+                                variant: vs.name.clone(),
+                                ttft_ms: slo.ttft_ms,
+                                itl_ms: slo.itl_ms,
+                            };
+                            warnings.push(marker.warning(&spec.name));
+                            slo_unreachable.push(marker);
                         }
                         estimate.rps
                     }
@@ -339,6 +346,7 @@ impl Problem {
                 variants: range,
                 max_coverable,
                 slo: spec.slo.as_ref().map(wvo_api::Slo::semantics),
+                slo_unreachable,
             });
         }
         Ok(Self {

@@ -294,6 +294,20 @@ fn unreachable_slo_gets_no_replicas_and_says_so() {
             .warnings
             .iter()
             .any(|w| w.contains("\"slow\"") && w.contains("cannot meet the SLO")));
+        // The same fact, typed, on the model's plan; its warning is the one above.
+        let unreachable = &plan.models[0].slo_unreachable;
+        assert_eq!(
+            unreachable
+                .iter()
+                .map(|u| u.variant.as_str())
+                .collect::<Vec<_>>(),
+            ["slow"]
+        );
+        assert!(plan.warnings.contains(&unreachable[0].warning("m")));
+        assert_eq!(
+            (unreachable[0].ttft_ms, unreachable[0].itl_ms),
+            (500.0, 50.0)
+        );
     }
 }
 

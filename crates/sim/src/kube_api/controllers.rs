@@ -471,10 +471,7 @@ fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
     // Deployments whose status changed (cloned only then), written after the pass.
     let mut changed: Vec<Value> = Vec::new();
     for d in deployments {
-        let (replicas, ready) = counts
-            .get(s(&d, "/metadata/uid"))
-            .copied()
-            .unwrap_or((0, 0));
+        let (replicas, ready) = counts.get(s(d, "/metadata/uid")).copied().unwrap_or((0, 0));
         let desired = d
             .pointer("/spec/replicas")
             .and_then(Value::as_u64)
@@ -519,7 +516,7 @@ fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceIn
                  "message": if available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
                  "lastTransitionTime": since("Available", avail_status)},
                 {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                 "message": format!("Deployment {:?} is progressing.", s(&d, "/metadata/name")),
+                 "message": format!("Deployment {:?} is progressing.", s(d, "/metadata/name")),
                  "lastTransitionTime": since("Progressing", "True")},
             ]),
         );
