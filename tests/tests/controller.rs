@@ -643,3 +643,59 @@ async fn an_unreadable_workload_stops_only_its_own_va() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_steady_cycle_reads_caches_and_writes_nothing() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.two_variant_va("qwen", "qwen", "").await;
+    cluster.set_load("llama", 12.0);
+    cluster.set_load("qwen", 4.0);
+    // As `wvo run` has it (demand estimation with its trailing window, forecast on).
+    let (mut controller, _, _) = cluster.controller_with(wvo_controller::reconciler::ControllerConfig {
+        identity: "wvo-0".into(),
+        ..wvo_controller::reconciler::ControllerConfig::default()
+    });
+    let va_status = |cluster: &Cluster, name: &str| {
+        cluster
+            .api
+            .get("wvo.dev/v1alpha1", "VariantAutoscaling", NS, name)
+            .map(|v| v["status"].clone())
+            .unwrap_or_default()
+    };
+    // Scale, wait for the pods, and let the controller see them.
+    controller.cycle().await.expect("first cycle");
+    eventually(30, "every Deployment ready at its replicas", || async {
+        cluster
+            .api
+            .list("apps/v1", "Deployment", Some(NS))
+            .iter()
+            .all(|d| {
+                d["spec"]["replicas"].as_u64().unwrap_or(1)
+                    == d["status"]["readyReplicas"].as_u64().unwrap_or(0)
+            })
+            .then_some(())
+    })
+    .await;
+    controller.cycle().await.expect("second cycle");
+    controller.cycle().await.expect("third cycle");
+    let before = [va_status(&cluster, "llama"), va_status(&cluster, "qwen")];
+    cluster.api.clear_requests();
+    let report = controller.cycle().await.expect("steady cycle");
+    assert!(report.actuations.is_empty(), "{:?}", report.actuations);
+    let after = [va_status(&cluster, "llama"), va_status(&cluster, "qwen")];
+    let made: Vec<String> = cluster
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.user == CONTROLLER_USER)
+        .map(|r| format!("{} {} {}/{}", r.verb, r.rbac_resource(), r.namespace, r.name))
+        .collect();
+    // Reads come from the watch caches: no GET or LIST of a workload, its /scale or its
+    // pods; the inventory ConfigMap is the one read per cycle.
+    assert!(
+        made.iter()
+            .all(|r| r.starts_with("get configmaps wvo-system/wvo-inventory")),
+        "a steady cycle made {made:#?}\nstatus before {before:#?}\nafter {after:#?}"
+    );
+}

@@ -59,6 +59,9 @@ struct CycleCost {
     rss_bytes: u64,
     /// Peak resident memory so far, bytes.
     peak_rss_bytes: u64,
+    /// Resident anonymous memory (heap, stacks) after the cycle, bytes: RSS without the
+    /// mapped binary and libraries.
+    anon_rss_bytes: u64,
     /// Whether the cycle planned (an error is printed in `error`).
     error: Option<String>,
 }
@@ -88,6 +91,9 @@ pub struct ScaleFigures {
     pub rss_mib: f64,
     /// Controller peak RSS, MiB.
     pub peak_rss_mib: f64,
+    /// Controller anonymous RSS (heap and stacks, without the mapped binary) after the last
+    /// cycle, MiB.
+    pub anon_rss_mib: f64,
 }
 
 /// Runs `wvo bench-scale`.
@@ -122,7 +128,7 @@ pub fn run(args: &ScaleBenchArgs) -> Result<ExitCode> {
 fn print_row(f: &ScaleFigures, header: bool) {
     if header {
         println!(
-            "{:>6} {:>8} {:>6} | {:>9} {:>9} | {:>10} {:>10} {:>10} | {:>8} {:>8} | {:>9}",
+            "{:>6} {:>8} {:>6} | {:>9} {:>9} | {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} | {:>9}",
             "VAs",
             "variants",
             "pods",
@@ -133,13 +139,14 @@ fn print_row(f: &ScaleFigures, header: bool) {
             "CPU (s)",
             "RSS MiB",
             "peak MiB",
+            "anon MiB",
             "reqs/cycle"
         );
     }
     let first: usize = f.first_cycle_requests.values().sum();
     let steady: f64 = f.requests_per_cycle.values().sum();
     println!(
-        "{:>6} {:>8} {:>6} | {:>9.3} {:>9} | {:>10.3} {:>10.3} {:>10.3} | {:>8.1} {:>8.1} | {:>9.1}",
+        "{:>6} {:>8} {:>6} | {:>9.3} {:>9} | {:>10.3} {:>10.3} {:>10.3} | {:>8.1} {:>8.1} {:>8.1} | {:>9.1}",
         f.vas,
         f.variants,
         f.pods,
@@ -150,6 +157,7 @@ fn print_row(f: &ScaleFigures, header: bool) {
         f.cpu_seconds_per_cycle,
         f.rss_mib,
         f.peak_rss_mib,
+        f.anon_rss_mib,
         steady
     );
     let by_verb = |m: &BTreeMap<String, f64>| {
@@ -186,6 +194,7 @@ fn namespace_of(i: usize) -> String {
 async fn measure(n: usize, cycles: usize) -> Result<ScaleFigures> {
     let api = KubeApiServer::start(KubeApiOptions {
         controller_interval: Duration::from_secs(1),
+        controller_min_gap: Duration::from_millis(250),
         history_limit: 100_000,
         ..KubeApiOptions::default()
     })
@@ -321,10 +330,14 @@ async fn measure(n: usize, cycles: usize) -> Result<ScaleFigures> {
             / steady.len().max(1) as f64,
         rss_mib: last.rss_bytes as f64 / 1_048_576.0,
         peak_rss_mib: last.peak_rss_bytes as f64 / 1_048_576.0,
+        anon_rss_mib: last.anon_rss_bytes as f64 / 1_048_576.0,
     })
 }
 
 type Measured = (CycleCost, BTreeMap<String, usize>);
+
+/// Most uncounted cycles run after the first one before the steady cycles are measured.
+const MAX_SETTLE_CYCLES: usize = 5;
 
 /// Runs the child through the first cycle and `cycles` more, counting requests per cycle.
 async fn drive_child(
@@ -350,7 +363,11 @@ async fn drive_child(
     let mut lines = BufReader::new(stdout).lines();
     api.clear_requests();
     let mut measured = Vec::with_capacity(cycles + 1);
-    for _ in 0..=cycles {
+    // The first cycle; then cycles to settle after its scales (uncounted: until one writes
+    // nothing, at most MAX_SETTLE_CYCLES); then the steady ones.
+    let mut settling = 0;
+    let mut cycle = 0;
+    while measured.len() < cycles + 1 {
         let line = tokio::time::timeout(Duration::from_secs(600), lines.next_line())
             .await
             .context("the controller took over 600 s for one cycle")??
@@ -366,8 +383,22 @@ async fn drive_child(
                 .entry(format!("{} {}", r.verb, r.rbac_resource()))
                 .or_default() += 1;
         }
+        if cycle == 0 {
+            // The first cycle's scales: their pods Ready before the controller looks again.
+            wait_settled(api).await?;
+        }
         api.clear_requests();
-        measured.push((cost, by_verb));
+        let wrote = by_verb
+            .keys()
+            .any(|k| !k.starts_with("get ") && !k.starts_with("list ") && !k.starts_with("watch "));
+        if cycle == 0 {
+            measured.push((cost, by_verb));
+        } else if settling < MAX_SETTLE_CYCLES && (settling == 0 || wrote) {
+            settling += 1;
+        } else {
+            measured.push((cost, by_verb));
+        }
+        cycle += 1;
         stdin.write_all(b"next\n").await?;
         stdin.flush().await?;
     }
@@ -376,6 +407,28 @@ async fn drive_child(
     let mut it = measured.into_iter();
     let first = it.next().context("no cycle measured")?;
     Ok((first, it.collect()))
+}
+
+/// Waits until every Deployment has its replicas Ready (up to 300 s).
+async fn wait_settled(api: &wvo_sim::kube_api::KubeApiHandle) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let unsettled = api
+            .list("apps/v1", "Deployment", None)
+            .iter()
+            .filter(|d| {
+                d["spec"]["replicas"].as_u64().unwrap_or(1)
+                    != d["status"]["readyReplicas"].as_u64().unwrap_or(0)
+            })
+            .count();
+        if unsettled == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{unsettled} Deployments not Ready 300 s after the first cycle");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The measured controller: one cycle per line read on stdin, a [`CycleCost`] line after each.
@@ -416,12 +469,13 @@ async fn child(kubeconfig: &std::path::Path, vas: usize) -> Result<ExitCode> {
         let started = Instant::now();
         let result = reconciler.cycle().await;
         let seconds = started.elapsed().as_secs_f64();
-        let (rss_bytes, peak_rss_bytes) = rss_bytes();
+        let (rss_bytes, peak_rss_bytes, anon_rss_bytes) = rss_bytes();
         let cost = CycleCost {
             seconds,
             cpu_seconds: cpu_seconds() - cpu_before,
             rss_bytes,
             peak_rss_bytes,
+            anon_rss_bytes,
             error: result.err().map(|e| e.to_string()),
         };
         println!("{}", serde_json::to_string(&cost)?);
@@ -453,10 +507,11 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Resident and peak resident memory of this process, bytes (from `/proc/self/status`).
-fn rss_bytes() -> (u64, u64) {
+/// Resident, peak resident and resident anonymous memory of this process, bytes (from
+/// `/proc/self/status`).
+fn rss_bytes() -> (u64, u64, u64) {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let field = |name: &str| {
         status
@@ -466,5 +521,5 @@ fn rss_bytes() -> (u64, u64) {
             .and_then(|kb| kb.parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }

@@ -118,10 +118,45 @@ fn strip_untyped(object: &mut DynamicObject) {
     }
 }
 
-/// A VA's status is kept whole (conditions and decisions are compared before a write);
-/// only managed fields go.
-fn strip_va(object: &mut DynamicObject) {
+/// One VA as the cache keeps it: decoded (only the typed form is kept, which is several
+/// times smaller than the untyped JSON), or the object the types could not read and why.
+#[derive(Clone)]
+enum VaEntry {
+    Decoded(Box<VariantAutoscaling>),
+    Undecodable(Box<DynamicObject>, String),
+}
+
+/// The VAs, as the VA watch last delivered them.
+#[derive(Default)]
+struct VaEntries {
+    /// By (namespace, name).
+    current: HashMap<(String, String), VaEntry>,
+    /// A re-list under way (from `Init` to `InitDone`): it replaces `current` whole.
+    relisting: Option<HashMap<(String, String), VaEntry>>,
+}
+
+/// The VA watch: a watcher whose objects are decoded as they arrive.
+struct VaCache {
+    entries: Arc<std::sync::RwLock<VaEntries>>,
+    /// True from the end of the first LIST.
+    listed: tokio::sync::watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for VaCache {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn va_entry(mut object: DynamicObject) -> ((String, String), VaEntry) {
     object.metadata.managed_fields = None;
+    let key = (object.namespace().unwrap_or_default(), object.name_any());
+    let entry = match crate::reconciler::decode_va(&object) {
+        Ok(va) => VaEntry::Decoded(Box::new(va)),
+        Err(message) => VaEntry::Undecodable(Box::new(object), message),
+    };
+    (key, entry)
 }
 
 /// The group/version and kind a `scaleTargetRef` names.
@@ -151,9 +186,6 @@ pub enum CachedWorkload {
     ReadScale,
 }
 
-/// A VA decoded at a resourceVersion: the VA, or the message naming the field it cannot read.
-type Decoded = (Option<String>, Result<VariantAutoscaling, String>);
-
 /// A workload: (namespace, apiVersion, kind, name).
 type WorkloadKey = (String, String, String, String);
 
@@ -162,12 +194,10 @@ pub struct ClusterCache {
     client: Client,
     /// The namespace watched, or None for the whole cluster.
     namespace: Option<String>,
-    vas: Option<Reflected<DynamicObject>>,
+    vas: Option<VaCache>,
     pods: Option<Reflected<Pod>>,
     hpas: Option<Reflected<HorizontalPodAutoscaler>>,
     workloads: BTreeMap<(String, String), (ApiResource, Reflected<DynamicObject>)>,
-    /// Decoded VAs by (namespace, name), with the resourceVersion they were decoded at.
-    decoded: HashMap<(String, String), Decoded>,
     /// Watch failures seen (all caches).
     errors: Arc<AtomicU64>,
     /// Caches whose first LIST had not completed at the last [`ClusterCache::watch_workloads`]
@@ -208,7 +238,6 @@ impl ClusterCache {
             pods: None,
             hpas: None,
             workloads: BTreeMap::new(),
-            decoded: HashMap::new(),
             errors: Arc::new(AtomicU64::new(0)),
             unsynced: std::collections::BTreeSet::new(),
             written: std::sync::Mutex::new(Written::default()),
@@ -268,13 +297,69 @@ impl ClusterCache {
         Reflected { store, task }
     }
 
-    /// Every VariantAutoscaling, decoded one by one (a decoded VA is reused while its
-    /// resourceVersion stays). Starts the VA, Pod and HPA watches on first use and waits
-    /// for their first LIST (up to [`SYNC_TIMEOUT`]).
+    /// Starts the VA watch: each object is decoded on arrival (one the types cannot read
+    /// is kept with the message naming its field).
+    fn watch_vas(&self) -> VaCache {
+        let resource = ApiResource::erase::<VariantAutoscaling>(&());
+        let entries: Arc<std::sync::RwLock<VaEntries>> = Arc::default();
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let errors = self.errors.clone();
+        let stream = watcher(
+            self.api_untyped(&resource),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff();
+        let shared = entries.clone();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(cache = "VariantAutoscalings", error = %e, "watch failed; re-listing with backoff");
+                        continue;
+                    }
+                };
+                let Ok(mut entries) = shared.write() else {
+                    return;
+                };
+                match event {
+                    watcher::Event::Apply(object) => {
+                        let (key, entry) = va_entry(object);
+                        entries.current.insert(key, entry);
+                    }
+                    watcher::Event::Delete(object) => {
+                        entries
+                            .current
+                            .remove(&(object.namespace().unwrap_or_default(), object.name_any()));
+                    }
+                    watcher::Event::Init => entries.relisting = Some(HashMap::new()),
+                    watcher::Event::InitApply(object) => {
+                        let (key, entry) = va_entry(object);
+                        entries.relisting.get_or_insert_with(HashMap::new).insert(key, entry);
+                    }
+                    watcher::Event::InitDone => {
+                        if let Some(listed) = entries.relisting.take() {
+                            entries.current = listed;
+                        }
+                        let _ = listed_tx.send(true);
+                    }
+                }
+            }
+        });
+        VaCache {
+            entries,
+            listed,
+            task,
+        }
+    }
+
+    /// Every VariantAutoscaling, each decoded on its own. Starts the VA, Pod and HPA watches
+    /// on first use and waits for the VAs' first LIST (up to [`SYNC_TIMEOUT`]).
     pub async fn vas(&mut self) -> Result<ListedVas, String> {
         if self.vas.is_none() {
-            let resource = ApiResource::erase::<VariantAutoscaling>(&());
-            self.vas = Some(self.untyped(&resource, strip_va, "VariantAutoscalings".into()));
+            self.vas = Some(self.watch_vas());
             self.pods = Some(reflect(
                 self.api::<Pod>(),
                 (),
@@ -293,41 +378,48 @@ impl ClusterCache {
         let Some(vas) = &self.vas else {
             return Err("the VariantAutoscaling cache is not running".into());
         };
-        synced(&vas.store, "VariantAutoscalings").await?;
-        let objects = vas.store.state();
+        let mut listed_rx = vas.listed.clone();
+        match tokio::time::timeout(SYNC_TIMEOUT, listed_rx.wait_for(|listed| *listed)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err("the VariantAutoscaling watch stopped".into()),
+            Err(_) => {
+                return Err(format!(
+                    "the VariantAutoscaling watch has not listed yet ({} s); retried next cycle",
+                    SYNC_TIMEOUT.as_secs()
+                ))
+            }
+        }
+        let entries = vas
+            .entries
+            .read()
+            .map_err(|_| "the VariantAutoscaling cache is poisoned".to_string())?;
         let mut listed = ListedVas {
-            decoded: Vec::with_capacity(objects.len()),
+            decoded: Vec::with_capacity(entries.current.len()),
             undecodable: Vec::new(),
         };
-        let mut live = HashMap::with_capacity(objects.len());
-        for object in objects {
-            let key = (object.namespace().unwrap_or_default(), object.name_any());
-            let version = object.resource_version();
-            let result = match self.decoded.remove(&key) {
-                Some((v, result)) if v.is_some() && v == version => result,
-                _ => crate::reconciler::decode_va(&object),
-            };
-            match &result {
-                Ok(va) => {
-                    let mut va = va.clone();
-                    if let Ok(mut written) = self.written.lock() {
-                        match written.statuses.remove(&key) {
-                            Some((at, status)) if at == version => {
+        let mut written = self.written.lock().ok();
+        for (key, entry) in &entries.current {
+            match entry {
+                VaEntry::Decoded(va) => {
+                    let mut va = VariantAutoscaling::clone(va);
+                    if let Some(written) = written.as_mut() {
+                        match written.statuses.get(key) {
+                            Some((at, status)) if *at == va.resource_version() => {
                                 va.status = Some(status.clone());
-                                written.statuses.insert(key.clone(), (at, status));
                             }
-                            _ => {}
+                            Some(_) => {
+                                written.statuses.remove(key);
+                            }
+                            None => {}
                         }
                     }
                     listed.decoded.push(va);
                 }
-                Err(message) => listed
+                VaEntry::Undecodable(object, message) => listed
                     .undecodable
-                    .push(((*object).clone(), message.clone())),
+                    .push((DynamicObject::clone(object), message.clone())),
             }
-            live.insert(key, (version, result));
         }
-        self.decoded = live;
         Ok(listed)
     }
 
@@ -371,11 +463,11 @@ impl ClusterCache {
 
     /// Whether the VA cache holds VA `namespace/name`.
     pub fn holds_va(&self, namespace: &str, name: &str) -> bool {
-        let resource = ApiResource::erase::<VariantAutoscaling>(&());
         self.vas.as_ref().is_some_and(|v| {
-            v.store
-                .get(&ObjectRef::new_with(name, resource).within(namespace))
-                .is_some()
+            v.entries.read().is_ok_and(|e| {
+                e.current
+                    .contains_key(&(namespace.to_string(), name.to_string()))
+            })
         })
     }
 

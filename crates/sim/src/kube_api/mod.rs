@@ -75,6 +75,11 @@ pub struct KubeApiOptions {
     pub run_controllers: bool,
     /// Period of the background controllers when nothing changes.
     pub controller_interval: Duration,
+    /// Least time between two runs of the background controllers (0: run after every
+    /// change). A few hundred ms batches the work of a burst of writes, as real controllers'
+    /// work queues do; at thousands of objects it keeps the controllers from holding the
+    /// store most of the time.
+    pub controller_min_gap: Duration,
     /// How long a Pod bound to a node stays Pending before it is Running and Ready.
     pub pod_startup_delay: Duration,
     /// Period of BOOKMARK events on watches that asked for them.
@@ -89,6 +94,7 @@ impl Default for KubeApiOptions {
             port: 0,
             run_controllers: true,
             controller_interval: Duration::from_millis(50),
+            controller_min_gap: Duration::ZERO,
             pod_startup_delay: Duration::ZERO,
             bookmark_interval: Duration::from_secs(1),
             history_limit: 10_000,
@@ -140,14 +146,20 @@ impl KubeApiServer {
         let controllers = options.run_controllers.then(|| {
             let sh = shared.clone();
             let period = options.controller_interval.max(Duration::from_millis(5));
+            let gap = options.controller_min_gap;
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = sh.changed.notified() => {}
                         _ = tokio::time::sleep(period) => {}
                     }
-                    let mut store = sh.store();
-                    controllers::tick(&mut store, sh.startup_delay);
+                    {
+                        let mut store = sh.store();
+                        controllers::tick(&mut store, sh.startup_delay);
+                    }
+                    if !gap.is_zero() {
+                        tokio::time::sleep(gap).await;
+                    }
                 }
             })
         });
