@@ -4,12 +4,15 @@
 //! Reads: the inventory ConfigMap, Nodes (for `discover: true`), VariantAutoscalings, each
 //! variant's workload and its `/scale`, the workload's Pods, HPAs. Writes: `/scale` (mode
 //! `scale`) and HPA min/max (mode `hpa`) through [`wvo_actuator`], VA `/status` (server-side
-//! apply), Events.
+//! apply), Events. Each write is preceded by a check of the [`LeaseGuard`]
+//! ([`Reconciler::with_lease`]): the first refusal stops the cycle's writes and the cycle
+//! ends in [`ControllerError::NotLeader`].
 
 use crate::calibration::{Calibrator, VariantEvidence};
 use crate::cycle::{
     run_cycle, CycleOutcome, CycleState, Frozen, ModelState, Snapshot, VariantState,
 };
+use crate::lease::{LeaseGuard, NotLeader};
 use crate::loads::{LoadSource, ModelKey, VariantPod};
 use crate::view::{
     AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, VariantView,
@@ -107,6 +110,10 @@ pub enum ControllerError {
     /// The planner failed; the previous plan stays in force.
     #[error(transparent)]
     Cycle(#[from] crate::cycle::CycleError),
+    /// A write was refused because this replica may not write any more
+    /// ([`LeaseGuard::check`]): the cycle stopped writing. Not an error of any VA.
+    #[error("write refused: {0}")]
+    NotLeader(#[from] NotLeader),
 }
 
 impl ControllerError {
@@ -117,6 +124,7 @@ impl ControllerError {
             Self::NoInventory(_) => "inventory",
             Self::Cache(_) => "cache",
             Self::Cycle(_) => "plan",
+            Self::NotLeader(_) => "not_leader",
         }
     }
 }
@@ -172,6 +180,10 @@ pub struct Reconciler {
     range_restores: crate::persist::RangeRestores,
     /// Watch caches of VAs, Pods, HPAs and workloads.
     cache: crate::cache::ClusterCache,
+    /// Checked before each write: whether this replica still holds the leader Lease.
+    lease: LeaseGuard,
+    /// Why this cycle stopped writing (the first refusal of [`Self::lease`]), if it did.
+    refusal: std::sync::Mutex<Option<NotLeader>>,
 }
 
 fn now_rfc3339() -> String {
@@ -246,7 +258,47 @@ impl Reconciler {
             startup: crate::startup::StartupLearner::new(),
             range_restores: crate::persist::RangeRestores::default(),
             cache,
+            lease: LeaseGuard::always(),
+            refusal: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The same reconciler writing only while `guard` is valid: every status patch,
+    /// actuation and Event is preceded by [`LeaseGuard::check`] (without it, [`new`](Self::new)
+    /// writes as if always leader: `--no-leader-election`).
+    pub fn with_lease(mut self, guard: LeaseGuard) -> Self {
+        self.lease = guard;
+        self
+    }
+
+    /// The guard this reconciler checks before each write.
+    pub fn lease(&self) -> &LeaseGuard {
+        &self.lease
+    }
+
+    /// Whether this cycle may write now: false from the first refusal of the guard on (the
+    /// cycle stops writing; logged once per cycle).
+    fn may_write(&self) -> bool {
+        let mut refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
+        if refusal.is_some() {
+            return false;
+        }
+        match self.lease.check() {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(why = %why, identity = %self.config.identity, "not leader: this cycle writes nothing more");
+                *refusal = Some(why);
+                false
+            }
+        }
+    }
+
+    /// Whether a write of this cycle was refused.
+    fn refused(&self) -> bool {
+        self.refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// The rate history this controller keeps for VA `namespace/name` (None before its
@@ -280,6 +332,9 @@ impl Reconciler {
         reason: &str,
         note: String,
     ) {
+        if !self.may_write() {
+            return;
+        }
         let event = KubeEvent {
             type_: if warning {
                 EventType::Warning
@@ -601,7 +656,18 @@ impl Reconciler {
     /// previous plan then stays in force.
     pub async fn cycle(&mut self) -> Result<CycleReport, ControllerError> {
         let started = std::time::Instant::now();
+        *self.refusal.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
         let result = self.cycle_inner().await;
+        // A refused write ends the cycle as not leader, whatever else it met.
+        let result = match self
+            .refusal
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(why) => Err(ControllerError::NotLeader(why)),
+            None => result,
+        };
         if let Some(m) = &self.metrics {
             let solve = result.as_ref().map_or(0.0, |r| r.solve_seconds);
             m.observe_cycle(started.elapsed().as_secs_f64(), solve);
@@ -1052,6 +1118,11 @@ impl Reconciler {
         // Act: every write of this cycle at once (a few at a time), each with its timeout and
         // retries; the results are reported per VA below.
         let mut actuated = self.actuate(&accepted, &outcome.models, &hpas_by_ns).await;
+        if self.refused() {
+            // Not leader any more: nothing of this cycle is reported as written.
+            report.outcome = Some(outcome);
+            return Ok(report);
+        }
 
         // Then report, per VA.
         let time = now_rfc3339();
@@ -1376,6 +1447,9 @@ impl Reconciler {
             self.publish(&reference, true, "InvalidSpec", message.to_string())
                 .await;
         }
+        if !self.may_write() {
+            return;
+        }
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, resource);
         let patch = json!({"status": {"observedGeneration": object.metadata.generation,
         "conditions": [{
@@ -1420,6 +1494,9 @@ impl Reconciler {
             "kind": "VariantAutoscaling",
             "status": status,
         });
+        if !self.may_write() {
+            return false;
+        }
         let params = PatchParams::apply(&self.config.field_manager).force();
         if let Err(e) = api
             .patch_status(&va.name_any(), &params, &Patch::Apply(&body))
@@ -1556,7 +1633,12 @@ impl Reconciler {
                 }
             }
         }
-        let results = self.actuator.apply(&actions).await;
+        if actions.is_empty() || !self.may_write() {
+            return BTreeMap::new();
+        }
+        // Checked again before each call and retry: a lease lost mid-apply stops it.
+        let may_write = || self.may_write();
+        let results = self.actuator.apply_checked(&actions, &may_write).await;
         keys.into_iter().zip(results).collect()
     }
 }
