@@ -338,17 +338,19 @@ impl Actuator {
     /// Writes every action, [`ActuatorConfig::concurrency`] at a time, and returns one
     /// result per action in the order of `actions`. A failed action does not stop the others.
     pub async fn apply(&self, actions: &[Action]) -> Vec<ActionResult> {
-        self.apply_checked(actions, &|| true).await
+        self.apply_checked(actions, &|| Some(Duration::MAX)).await
     }
 
-    /// [`apply`](Self::apply), calling `may_write` just before sending each call (retries
-    /// included): when it answers false, that action ends with
-    /// [`ActuationError::Withheld`] and nothing more of it is sent (a leader that lost its
-    /// Lease mid-apply stops writing at once instead of after its retries).
+    /// [`apply`](Self::apply), asking `may_write` just before each call (retries included)
+    /// how long the caller may still write: None ends that action with
+    /// [`ActuationError::Withheld`] and nothing more of it is sent; `Some(d)` bounds the
+    /// call's timeout by `d` (the call, and the kube client's own retries inside it, are
+    /// cut when `d` runs out). A leader that loses its Lease mid-apply stops writing at its
+    /// deadline instead of after its retries.
     pub async fn apply_checked(
         &self,
         actions: &[Action],
-        may_write: &(dyn Fn() -> bool + Sync),
+        may_write: &(dyn Fn() -> Option<Duration> + Sync),
     ) -> Vec<ActionResult> {
         // The futures are made before the stream (not by a `map` closure inside it): a
         // closure held across an await makes the caller's future not provably `Send`.
@@ -368,33 +370,40 @@ impl Actuator {
         &self,
         index: usize,
         action: &Action,
-        may_write: &(dyn Fn() -> bool + Sync),
+        may_write: &(dyn Fn() -> Option<Duration> + Sync),
     ) -> ActionResult {
         let mut attempts = 0;
         loop {
-            if !may_write() {
+            let Some(left) = may_write() else {
                 return ActionResult {
                     index,
                     outcome: Err(ActuationError::Withheld),
                     attempts,
                 };
-            }
+            };
             attempts += 1;
-            let error =
-                match tokio::time::timeout(self.config.call_timeout, self.call(action)).await {
-                    Ok(Ok(applied)) => {
-                        return ActionResult {
-                            index,
-                            outcome: Ok(applied),
-                            attempts,
-                        }
+            let timeout = self.config.call_timeout.min(left);
+            let error = match tokio::time::timeout(timeout, self.call(action)).await {
+                Ok(Ok(applied)) => {
+                    return ActionResult {
+                        index,
+                        outcome: Ok(applied),
+                        attempts,
                     }
-                    Ok(Err(e)) => ActuationError::from_kube(e),
-                    Err(_) => ActuationError::Timeout {
-                        after_ms: u64::try_from(self.config.call_timeout.as_millis())
-                            .unwrap_or(u64::MAX),
-                    },
-                };
+                }
+                Ok(Err(e)) => ActuationError::from_kube(e),
+                // Cut because the caller's time to write ran out.
+                Err(_) if timeout < self.config.call_timeout && may_write().is_none() => {
+                    return ActionResult {
+                        index,
+                        outcome: Err(ActuationError::Withheld),
+                        attempts,
+                    };
+                }
+                Err(_) => ActuationError::Timeout {
+                    after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                },
+            };
             if !error.is_retryable() || attempts > self.config.retries {
                 return ActionResult {
                     index,

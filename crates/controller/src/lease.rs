@@ -125,8 +125,21 @@ impl LeaseGuard {
 
     /// [`check`](Self::check) at a given monotonic time.
     pub fn check_at(&self, now: Instant) -> Result<(), NotLeader> {
+        self.remaining_at(now).map(|_| ())
+    }
+
+    /// How long this replica may still write: the time left to the deadline
+    /// ([`Duration::MAX`] for [`always`](Self::always)), or why it may not. A write is bounded
+    /// by it (a call still waiting for its answer, or retried by the client, is cut at the
+    /// deadline).
+    pub fn remaining(&self) -> Result<Duration, NotLeader> {
+        self.remaining_at(Instant::now())
+    }
+
+    /// [`remaining`](Self::remaining) at a given monotonic time.
+    pub fn remaining_at(&self, now: Instant) -> Result<Duration, NotLeader> {
         if self.0.always {
-            return Ok(());
+            return Ok(Duration::MAX);
         }
         let state = self.state();
         match state.valid_until {
@@ -135,7 +148,7 @@ impl LeaseGuard {
             Some(until) if now >= until => Err(NotLeader::Expired {
                 late_ms: u64::try_from(now.duration_since(until).as_millis()).unwrap_or(u64::MAX),
             }),
-            Some(_) => Ok(()),
+            Some(until) => Ok(until - now),
         }
     }
 
@@ -555,6 +568,7 @@ mod tests {
         guard.renewed(sent, timing.validity());
         assert_eq!(guard.valid_until(), Some(sent + Duration::from_secs(2)));
         assert!(guard.check().is_ok());
+        assert_eq!(guard.remaining(), Ok(Duration::from_millis(1700)));
         tokio::time::advance(Duration::from_millis(1699)).await;
         assert!(guard.check().is_ok(), "1 ms before the deadline");
         tokio::time::advance(Duration::from_millis(1)).await;

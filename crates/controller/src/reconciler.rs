@@ -276,19 +276,33 @@ impl Reconciler {
         &self.lease
     }
 
-    /// Whether this cycle may write now: false from the first refusal of the guard on (the
-    /// cycle stops writing; logged once per cycle).
-    fn may_write(&self) -> bool {
+    /// How long this cycle may still write ([`LeaseGuard::remaining`]): None from the first
+    /// refusal of the guard on (the cycle stops writing; logged once per cycle).
+    fn may_write(&self) -> Option<std::time::Duration> {
         let mut refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
         if refusal.is_some() {
-            return false;
+            return None;
         }
-        match self.lease.check() {
-            Ok(()) => true,
+        match self.lease.remaining() {
+            Ok(left) => Some(left),
             Err(why) => {
                 tracing::warn!(why = %why, identity = %self.config.identity, "not leader: this cycle writes nothing more");
                 *refusal = Some(why);
-                false
+                None
+            }
+        }
+    }
+
+    /// Runs `write` if this cycle may write, cut at the lease's deadline (the kube client's
+    /// own retries inside it included); None when refused or cut.
+    async fn guarded<T>(&self, write: impl std::future::Future<Output = T>) -> Option<T> {
+        let left = self.may_write()?;
+        match tokio::time::timeout(left, write).await {
+            Ok(out) => Some(out),
+            Err(_) => {
+                // Records the refusal (the deadline passed).
+                let _ = self.may_write();
+                None
             }
         }
     }
@@ -332,9 +346,6 @@ impl Reconciler {
         reason: &str,
         note: String,
     ) {
-        if !self.may_write() {
-            return;
-        }
         let event = KubeEvent {
             type_: if warning {
                 EventType::Warning
@@ -346,7 +357,7 @@ impl Reconciler {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        if let Some(Err(e)) = self.guarded(self.recorder.publish(&event, reference)).await {
             tracing::warn!(error = %e, "could not publish an Event");
         }
     }
@@ -1447,9 +1458,6 @@ impl Reconciler {
             self.publish(&reference, true, "InvalidSpec", message.to_string())
                 .await;
         }
-        if !self.may_write() {
-            return;
-        }
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, resource);
         let patch = json!({"status": {"observedGeneration": object.metadata.generation,
         "conditions": [{
@@ -1457,10 +1465,14 @@ impl Reconciler {
             "message": message, "lastTransitionTime": now_rfc3339(),
             "observedGeneration": object.metadata.generation,
         }]}});
-        if let Err(e) = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let params = PatchParams::default();
+        let Some(written) = self
+            .guarded(api.patch_status(&name, &params, &Patch::Merge(&patch)))
             .await
-        {
+        else {
+            return;
+        };
+        if let Err(e) = written {
             report
                 .errors
                 .push(format!("writing the status of {ns}/{name}: {e}"));
@@ -1494,14 +1506,15 @@ impl Reconciler {
             "kind": "VariantAutoscaling",
             "status": status,
         });
-        if !self.may_write() {
-            return false;
-        }
         let params = PatchParams::apply(&self.config.field_manager).force();
-        if let Err(e) = api
-            .patch_status(&va.name_any(), &params, &Patch::Apply(&body))
+        let name = va.name_any();
+        let Some(written) = self
+            .guarded(api.patch_status(&name, &params, &Patch::Apply(&body)))
             .await
-        {
+        else {
+            return false;
+        };
+        if let Err(e) = written {
             report
                 .errors
                 .push(format!("status of {}: {e}", va.name_any()));
@@ -1633,7 +1646,7 @@ impl Reconciler {
                 }
             }
         }
-        if actions.is_empty() || !self.may_write() {
+        if actions.is_empty() || self.may_write().is_none() {
             return BTreeMap::new();
         }
         // Checked again before each call and retry: a lease lost mid-apply stops it.
