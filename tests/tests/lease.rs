@@ -383,3 +383,61 @@ async fn a_renew_failure_demotes_within_the_lease() {
     let _ = task.await;
     election.release().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_taken_over_at_once() {
+    let cluster = Cluster::start().await;
+    let a = runner::elect(cluster.api.client_as("a").expect("client"), &lease("a"))
+        .await
+        .expect("elect A");
+    let mut a_leader = a.leader.clone();
+    tokio::time::timeout(Duration::from_secs(10), a_leader.wait_for(|l| *l))
+        .await
+        .expect("A leads")
+        .expect("election running");
+    let b = runner::elect(cluster.api.client_as("b").expect("client"), &lease("b"))
+        .await
+        .expect("elect B");
+    // B reads the Lease (held by A) before A lets it go.
+    eventually(10, "B to see A's Lease", || async {
+        cluster
+            .api
+            .requests()
+            .iter()
+            .any(|r| r.user == "b" && r.resource == "leases")
+            .then_some(())
+    })
+    .await;
+    assert!(!*b.leader.borrow(), "two leaders");
+    let a_guard = a.guard();
+    let released = Instant::now();
+    a.release().await;
+    assert!(a_guard.check().is_err(), "A writes nothing once released");
+    let mut b_leader = b.leader.clone();
+    tokio::time::timeout(Duration::from_secs(10), b_leader.wait_for(|l| *l))
+        .await
+        .expect("B leads")
+        .expect("election running");
+    let took = released.elapsed();
+    println!("B took over {} ms after A released", took.as_millis());
+    // B tries every third of the lease; without the release it would wait the whole lease
+    // after it last saw A's renew.
+    assert!(
+        took < Duration::from_secs(LEASE_SECONDS) - Duration::from_millis(500),
+        "took {took:?}"
+    );
+    let lease = cluster
+        .api
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "wvo-system",
+            "wvo-leader",
+        )
+        .expect("the Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1, "one hand-over");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], LEASE_SECONDS);
+    assert!(b.guard().check().is_ok());
+    b.release().await;
+}
