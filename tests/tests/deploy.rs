@@ -765,6 +765,7 @@ async fn rbac_allows_exactly_the_calls_the_controller_makes() {
         .expect("becomes leader in time")
         .expect("election running");
     let (reconciler, view, metrics) = cluster.controller("wvo-0");
+    let reconciler = reconciler.with_lease(election.guard());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(runner::run(
         reconciler,

@@ -177,6 +177,10 @@ pub enum ActuationError {
     /// that does not decode).
     #[error("cannot talk to the API server: {0}; check the kubeconfig or in-cluster config and the network (the write is tried again next cycle)")]
     Transport(String),
+    /// Not written: the caller's check said it may not write any more (this replica no
+    /// longer holds the leader Lease), before this attempt was sent.
+    #[error("not written: this replica may not write any more (it no longer holds the leader Lease); the leader writes it")]
+    Withheld,
 }
 
 impl ActuationError {
@@ -193,7 +197,7 @@ impl ActuationError {
     }
 
     /// A short label, e.g. for metrics: `timeout`, `conflict`, `not_found`, `forbidden`,
-    /// `rejected`, `unavailable`, `transport`.
+    /// `rejected`, `unavailable`, `transport`, `withheld`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Timeout { .. } => "timeout",
@@ -203,6 +207,7 @@ impl ActuationError {
             Self::Rejected { .. } => "rejected",
             Self::Unavailable { .. } => "unavailable",
             Self::Transport(_) => "transport",
+            Self::Withheld => "withheld",
         }
     }
 
@@ -231,7 +236,7 @@ pub struct ActionResult {
     pub index: usize,
     /// What the server holds now, or why the write failed after its retries.
     pub outcome: Result<Applied, ActuationError>,
-    /// Calls made, 1 to `retries + 1`.
+    /// Calls made, 1 to `retries + 1` (0 when withheld before the first).
     pub attempts: u32,
 }
 
@@ -333,12 +338,26 @@ impl Actuator {
     /// Writes every action, [`ActuatorConfig::concurrency`] at a time, and returns one
     /// result per action in the order of `actions`. A failed action does not stop the others.
     pub async fn apply(&self, actions: &[Action]) -> Vec<ActionResult> {
+        self.apply_checked(actions, &|| Some(Duration::MAX)).await
+    }
+
+    /// [`apply`](Self::apply), asking `may_write` just before each call (retries included)
+    /// how long the caller may still write: None ends that action with
+    /// [`ActuationError::Withheld`] and nothing more of it is sent; `Some(d)` bounds the
+    /// call's timeout by `d` (the call, and the kube client's own retries inside it, are
+    /// cut when `d` runs out). A leader that loses its Lease mid-apply stops writing at its
+    /// deadline instead of after its retries.
+    pub async fn apply_checked(
+        &self,
+        actions: &[Action],
+        may_write: &(dyn Fn() -> Option<Duration> + Sync),
+    ) -> Vec<ActionResult> {
         // The futures are made before the stream (not by a `map` closure inside it): a
         // closure held across an await makes the caller's future not provably `Send`.
         let calls: Vec<_> = actions
             .iter()
             .enumerate()
-            .map(|(index, action)| self.apply_one(index, action))
+            .map(|(index, action)| self.apply_one(index, action, may_write))
             .collect();
         futures::stream::iter(calls)
             .buffered(self.config.concurrency.max(1))
@@ -347,25 +366,44 @@ impl Actuator {
     }
 
     /// One action with its timeout and retries.
-    async fn apply_one(&self, index: usize, action: &Action) -> ActionResult {
+    async fn apply_one(
+        &self,
+        index: usize,
+        action: &Action,
+        may_write: &(dyn Fn() -> Option<Duration> + Sync),
+    ) -> ActionResult {
         let mut attempts = 0;
         loop {
-            attempts += 1;
-            let error =
-                match tokio::time::timeout(self.config.call_timeout, self.call(action)).await {
-                    Ok(Ok(applied)) => {
-                        return ActionResult {
-                            index,
-                            outcome: Ok(applied),
-                            attempts,
-                        }
-                    }
-                    Ok(Err(e)) => ActuationError::from_kube(e),
-                    Err(_) => ActuationError::Timeout {
-                        after_ms: u64::try_from(self.config.call_timeout.as_millis())
-                            .unwrap_or(u64::MAX),
-                    },
+            let Some(left) = may_write() else {
+                return ActionResult {
+                    index,
+                    outcome: Err(ActuationError::Withheld),
+                    attempts,
                 };
+            };
+            attempts += 1;
+            let timeout = self.config.call_timeout.min(left);
+            let error = match tokio::time::timeout(timeout, self.call(action)).await {
+                Ok(Ok(applied)) => {
+                    return ActionResult {
+                        index,
+                        outcome: Ok(applied),
+                        attempts,
+                    }
+                }
+                Ok(Err(e)) => ActuationError::from_kube(e),
+                // Cut because the caller's time to write ran out.
+                Err(_) if timeout < self.config.call_timeout && may_write().is_none() => {
+                    return ActionResult {
+                        index,
+                        outcome: Err(ActuationError::Withheld),
+                        attempts,
+                    };
+                }
+                Err(_) => ActuationError::Timeout {
+                    after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                },
+            };
             if !error.is_retryable() || attempts > self.config.retries {
                 return ActionResult {
                     index,

@@ -303,3 +303,55 @@ async fn apply_can_run_in_a_spawned_task() {
     let results = task.await.expect("task");
     assert_eq!(results[0].outcome, Ok(Applied::Scaled { replicas: 2 }));
 }
+
+#[tokio::test]
+async fn a_write_the_caller_may_no_longer_make_is_withheld_before_it_is_sent() {
+    let api = cluster().await;
+    api.inject_conflicts(100);
+    let asked = std::sync::atomic::AtomicU32::new(0);
+    // The caller may write twice (its lease runs out before the third try).
+    let may_write = || {
+        let n = asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (n < 2).then_some(Duration::from_secs(60))
+    };
+    let actuator = actuator(&api, config());
+    let results = actuator
+        .apply_checked(&[scale("llama", 4)], &may_write)
+        .await;
+    assert_eq!(results[0].outcome, Err(ActuationError::Withheld));
+    assert_eq!(results[0].attempts, 2, "two calls, the third withheld");
+    assert_eq!(
+        writes(&api).len(),
+        2,
+        "nothing sent after the check said no"
+    );
+    assert_eq!(replicas(&api, "llama"), Some(1));
+    assert!(!ActuationError::Withheld.is_retryable());
+    // Not allowed from the start: nothing at all is sent.
+    let results = actuator.apply_checked(&[scale("llama", 4)], &|| None).await;
+    assert_eq!(results[0].outcome, Err(ActuationError::Withheld));
+    assert_eq!(results[0].attempts, 0);
+    assert_eq!(writes(&api).len(), 2);
+}
+
+#[tokio::test]
+async fn a_call_is_cut_when_the_callers_time_to_write_runs_out() {
+    let api = cluster().await;
+    api.delay_next_requests(100, Duration::from_secs(60));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    let may_write = || {
+        let now = tokio::time::Instant::now();
+        (now < deadline).then(|| deadline - now)
+    };
+    let started = std::time::Instant::now();
+    let results = actuator(&api, config())
+        .apply_checked(&[scale("llama", 4)], &may_write)
+        .await;
+    assert_eq!(results[0].outcome, Err(ActuationError::Withheld));
+    assert_eq!(results[0].attempts, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut at the caller's deadline, not the 5 s call timeout: {:?}",
+        started.elapsed()
+    );
+}

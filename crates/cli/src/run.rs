@@ -62,7 +62,9 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "wvo-leader")]
     pub lease_name: String,
-    /// Lease duration in seconds: a dead leader is replaced within it.
+    /// Lease duration in seconds: a dead or paused leader is replaced within it; the leader
+    /// renews every third of it and stops writing max(1 s, a fifth of it) before it runs out
+    /// by its own clock.
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: u64,
     /// This replica's identity (default: the pod name, else the host name).
@@ -214,7 +216,8 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         name: args.lease_name.clone(),
         identity,
         duration_seconds: args.lease_seconds,
-        grace_seconds: (args.lease_seconds / 3).max(1),
+        // The safety margin: max(1 s, a fifth of the lease).
+        grace_seconds: (args.lease_seconds / 5).max(1),
     });
     let controller = Controller {
         client,
@@ -259,13 +262,6 @@ pub async fn run_controller(
     c: Controller,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let reconciler = Reconciler::new(
-        c.client.clone(),
-        c.config,
-        c.loads,
-        c.view.clone(),
-        Some(c.metrics.clone()),
-    );
     if let Ok(address) = c.listener.local_addr() {
         tracing::info!(address = %address, "status API, /metrics and probes");
     }
@@ -276,15 +272,24 @@ pub async fn run_controller(
             tracing::error!(error = %e, "status API stopped");
         }
     });
-    // Keep the election alive for the life of the loop.
+    // Keep the election alive for the life of the loop. Every write of the reconciler
+    // checks the election's guard first (always valid without election).
+    let reconciler = Reconciler::new(
+        c.client.clone(),
+        c.config,
+        c.loads,
+        c.view.clone(),
+        Some(c.metrics.clone()),
+    );
     let mut election = None;
-    let leader = match &c.election {
-        None => runner::always_leader(),
+    let (leader, reconciler) = match &c.election {
+        None => (runner::always_leader(), reconciler),
         Some(config) => {
             let e = runner::elect(c.client, config).await?;
             let receiver = e.leader.clone();
+            let reconciler = reconciler.with_lease(e.guard());
             election = Some(e);
-            receiver
+            (receiver, reconciler)
         }
     };
     runner::run(

@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cache;
+pub mod lease;
 pub mod loads;
 pub mod metrics;
 pub mod persist;

@@ -4,12 +4,15 @@
 //! Reads: the inventory ConfigMap, Nodes (for `discover: true`), VariantAutoscalings, each
 //! variant's workload and its `/scale`, the workload's Pods, HPAs. Writes: `/scale` (mode
 //! `scale`) and HPA min/max (mode `hpa`) through [`wvo_actuator`], VA `/status` (server-side
-//! apply), Events.
+//! apply), Events. Each write is preceded by a check of the [`LeaseGuard`]
+//! ([`Reconciler::with_lease`]): the first refusal stops the cycle's writes and the cycle
+//! ends in [`ControllerError::NotLeader`].
 
 use crate::calibration::{Calibrator, VariantEvidence};
 use crate::cycle::{
     run_cycle, CycleOutcome, CycleState, Frozen, ModelState, Snapshot, VariantState,
 };
+use crate::lease::{LeaseGuard, NotLeader};
 use crate::loads::{LoadSource, ModelKey, VariantPod};
 use crate::view::{
     AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, VariantView,
@@ -107,6 +110,10 @@ pub enum ControllerError {
     /// The planner failed; the previous plan stays in force.
     #[error(transparent)]
     Cycle(#[from] crate::cycle::CycleError),
+    /// A write was refused because this replica may not write any more
+    /// ([`LeaseGuard::check`]): the cycle stopped writing. Not an error of any VA.
+    #[error("write refused: {0}")]
+    NotLeader(#[from] NotLeader),
 }
 
 impl ControllerError {
@@ -117,6 +124,7 @@ impl ControllerError {
             Self::NoInventory(_) => "inventory",
             Self::Cache(_) => "cache",
             Self::Cycle(_) => "plan",
+            Self::NotLeader(_) => "not_leader",
         }
     }
 }
@@ -172,6 +180,10 @@ pub struct Reconciler {
     range_restores: crate::persist::RangeRestores,
     /// Watch caches of VAs, Pods, HPAs and workloads.
     cache: crate::cache::ClusterCache,
+    /// Checked before each write: whether this replica still holds the leader Lease.
+    lease: LeaseGuard,
+    /// Why this cycle stopped writing (the first refusal of [`Self::lease`]), if it did.
+    refusal: std::sync::Mutex<Option<NotLeader>>,
 }
 
 fn now_rfc3339() -> String {
@@ -246,7 +258,61 @@ impl Reconciler {
             startup: crate::startup::StartupLearner::new(),
             range_restores: crate::persist::RangeRestores::default(),
             cache,
+            lease: LeaseGuard::always(),
+            refusal: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The same reconciler writing only while `guard` is valid: every status patch,
+    /// actuation and Event is preceded by [`LeaseGuard::check`] (without it, [`new`](Self::new)
+    /// writes as if always leader: `--no-leader-election`).
+    pub fn with_lease(mut self, guard: LeaseGuard) -> Self {
+        self.lease = guard;
+        self
+    }
+
+    /// The guard this reconciler checks before each write.
+    pub fn lease(&self) -> &LeaseGuard {
+        &self.lease
+    }
+
+    /// How long this cycle may still write ([`LeaseGuard::remaining`]): None from the first
+    /// refusal of the guard on (the cycle stops writing; logged once per cycle).
+    fn may_write(&self) -> Option<std::time::Duration> {
+        let mut refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
+        if refusal.is_some() {
+            return None;
+        }
+        match self.lease.remaining() {
+            Ok(left) => Some(left),
+            Err(why) => {
+                tracing::warn!(why = %why, identity = %self.config.identity, "not leader: this cycle writes nothing more");
+                *refusal = Some(why);
+                None
+            }
+        }
+    }
+
+    /// Runs `write` if this cycle may write, cut at the lease's deadline (the kube client's
+    /// own retries inside it included); None when refused or cut.
+    async fn guarded<T>(&self, write: impl std::future::Future<Output = T>) -> Option<T> {
+        let left = self.may_write()?;
+        match tokio::time::timeout(left, write).await {
+            Ok(out) => Some(out),
+            Err(_) => {
+                // Records the refusal (the deadline passed).
+                let _ = self.may_write();
+                None
+            }
+        }
+    }
+
+    /// Whether a write of this cycle was refused.
+    fn refused(&self) -> bool {
+        self.refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// The rate history this controller keeps for VA `namespace/name` (None before its
@@ -291,7 +357,7 @@ impl Reconciler {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        if let Some(Err(e)) = self.guarded(self.recorder.publish(&event, reference)).await {
             tracing::warn!(error = %e, "could not publish an Event");
         }
     }
@@ -601,7 +667,18 @@ impl Reconciler {
     /// previous plan then stays in force.
     pub async fn cycle(&mut self) -> Result<CycleReport, ControllerError> {
         let started = std::time::Instant::now();
+        *self.refusal.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
         let result = self.cycle_inner().await;
+        // A refused write ends the cycle as not leader, whatever else it met.
+        let result = match self
+            .refusal
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(why) => Err(ControllerError::NotLeader(why)),
+            None => result,
+        };
         if let Some(m) = &self.metrics {
             let solve = result.as_ref().map_or(0.0, |r| r.solve_seconds);
             m.observe_cycle(started.elapsed().as_secs_f64(), solve);
@@ -1052,6 +1129,11 @@ impl Reconciler {
         // Act: every write of this cycle at once (a few at a time), each with its timeout and
         // retries; the results are reported per VA below.
         let mut actuated = self.actuate(&accepted, &outcome.models, &hpas_by_ns).await;
+        if self.refused() {
+            // Not leader any more: nothing of this cycle is reported as written.
+            report.outcome = Some(outcome);
+            return Ok(report);
+        }
 
         // Then report, per VA.
         let time = now_rfc3339();
@@ -1383,10 +1465,14 @@ impl Reconciler {
             "message": message, "lastTransitionTime": now_rfc3339(),
             "observedGeneration": object.metadata.generation,
         }]}});
-        if let Err(e) = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let params = PatchParams::default();
+        let Some(written) = self
+            .guarded(api.patch_status(&name, &params, &Patch::Merge(&patch)))
             .await
-        {
+        else {
+            return;
+        };
+        if let Err(e) = written {
             report
                 .errors
                 .push(format!("writing the status of {ns}/{name}: {e}"));
@@ -1421,10 +1507,14 @@ impl Reconciler {
             "status": status,
         });
         let params = PatchParams::apply(&self.config.field_manager).force();
-        if let Err(e) = api
-            .patch_status(&va.name_any(), &params, &Patch::Apply(&body))
+        let name = va.name_any();
+        let Some(written) = self
+            .guarded(api.patch_status(&name, &params, &Patch::Apply(&body)))
             .await
-        {
+        else {
+            return false;
+        };
+        if let Err(e) = written {
             report
                 .errors
                 .push(format!("status of {}: {e}", va.name_any()));
@@ -1556,7 +1646,12 @@ impl Reconciler {
                 }
             }
         }
-        let results = self.actuator.apply(&actions).await;
+        if actions.is_empty() || self.may_write().is_none() {
+            return BTreeMap::new();
+        }
+        // Checked again before each call and retry: a lease lost mid-apply stops it.
+        let may_write = || self.may_write();
+        let results = self.actuator.apply_checked(&actions, &may_write).await;
         keys.into_iter().zip(results).collect()
     }
 }

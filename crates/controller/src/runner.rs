@@ -1,10 +1,12 @@
 //! The long-running control loop: leader election, one cycle per interval while leader.
 
+use crate::lease::{Elector, LeaseGuard, LeaseTiming};
 use crate::reconciler::Reconciler;
 use crate::view::SharedView;
-use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -17,49 +19,78 @@ pub struct LeaderConfig {
     pub name: String,
     /// This replica's identity (pod name).
     pub identity: String,
-    /// Lease duration, s: a dead leader is replaced within this time.
+    /// Lease duration, s (at least 1): a dead or paused leader is replaced within this time
+    /// after its last renew; renewed every third of it.
     pub duration_seconds: u64,
-    /// Renew this long before the lease expires, s.
+    /// Safety margin, s: the leader stops writing this long before its lease runs out by
+    /// its own clock (a write still on the wire, clock-rate drift); clamped to at least 1 s
+    /// and at most half the duration (see [`LeaseTiming::new`]).
     pub grace_seconds: u64,
+}
+
+impl LeaderConfig {
+    /// The election's times.
+    pub fn timing(&self) -> LeaseTiming {
+        LeaseTiming::new(self.duration_seconds, self.grace_seconds)
+    }
 }
 
 /// Errors starting leader election.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    /// The lease manager could not start.
+    /// The settings cannot make an election.
     #[error("leader election: {0}")]
     Lease(String),
 }
 
-/// A running leader election: the channel says whether this replica leads now. Dropping it
-/// stops the election task without releasing the Lease (as a crash would); use
+/// A running leader election: the channel says whether this replica leads now, the
+/// [`LeaseGuard`] whether it may write now. Dropping it stops the election task without
+/// releasing the Lease (as a crash would: the guard then runs out at its deadline); use
 /// [`Election::release`] for a clean hand-over.
 pub struct Election {
     /// True while this replica holds the Lease.
     pub leader: watch::Receiver<bool>,
-    task: Option<
-        tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
-    >,
+    guard: LeaseGuard,
+    sender: Option<Arc<watch::Sender<bool>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    api: Api<Lease>,
+    name: String,
+    identity: String,
 }
 
 impl Election {
-    /// Gives the Lease up (the other replica takes over at once) and stops the task.
-    /// Every clone of `leader` must be dropped first: the manager releases when its last
-    /// receiver closes. Gives up after 5 s (the Lease then simply expires).
+    /// The guard every write of this replica checks first ([`Reconciler::with_lease`]).
+    pub fn guard(&self) -> LeaseGuard {
+        self.guard.clone()
+    }
+
+    /// Gives the Lease up (the other replica takes over at once) and stops the task: the
+    /// guard fails and `leader` turns false first, then the Lease's holder is cleared.
+    /// Gives up after 5 s (the Lease then simply expires).
     pub async fn release(mut self) {
-        let Some(task) = self.task.take() else { return };
-        let (_, closed) = watch::channel(false);
-        self.leader = closed;
-        let abort = task.abort_handle();
-        let released = tokio::time::timeout(Duration::from_secs(5), async move {
-            if let Ok(Ok(manager)) = task.await {
-                let _ = manager.release().await;
-            }
-        })
+        self.guard.step_down();
+        if let Some(sender) = self.sender.take() {
+            sender.send_replace(false);
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // Wait until it stopped: no renew of the elector may land after the release.
+            let _ = task.await;
+        }
+        let released = tokio::time::timeout(
+            Duration::from_secs(5),
+            Elector::release(&self.api, &self.name, &self.identity),
+        )
         .await;
-        if released.is_err() {
-            abort.abort();
-            tracing::warn!("the Lease was not released in time; it will expire instead");
+        match released {
+            Ok(Ok(true)) => tracing::info!(lease = %self.name, "leader Lease released"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the Lease was not released; it will expire instead")
+            }
+            Err(_) => {
+                tracing::warn!("the Lease was not released in time; it will expire instead")
+            }
         }
     }
 }
@@ -72,20 +103,42 @@ impl Drop for Election {
     }
 }
 
-/// Starts leader election on a `coordination.k8s.io` Lease.
+/// Starts leader election on a `coordination.k8s.io/v1` Lease (see [`crate::lease`]): a
+/// task that acquires and renews it and steps down on a renew failure within the lease.
 pub async fn elect(client: Client, config: &LeaderConfig) -> Result<Election, RunnerError> {
-    let manager = LeaseManagerBuilder::new(client, config.name.clone())
-        .with_namespace(config.namespace.clone())
-        .with_identity(config.identity.clone())
-        .with_duration(config.duration_seconds)
-        .with_grace(config.grace_seconds)
-        .build()
-        .await
-        .map_err(|e| RunnerError::Lease(e.to_string()))?;
-    let (leader, task) = manager.watch().await;
+    if config.duration_seconds == 0 || i32::try_from(config.duration_seconds).is_err() {
+        return Err(RunnerError::Lease(format!(
+            "the lease duration must be between 1 and {} s, got {}",
+            i32::MAX,
+            config.duration_seconds
+        )));
+    }
+    if config.identity.is_empty() {
+        return Err(RunnerError::Lease(
+            "this replica's identity is empty: set --identity or POD_NAME".into(),
+        ));
+    }
+    let guard = LeaseGuard::new();
+    let (sender, leader) = watch::channel(false);
+    let sender = Arc::new(sender);
+    let elector = Elector::new(
+        client.clone(),
+        &config.namespace,
+        &config.name,
+        &config.identity,
+        config.timing(),
+        guard.clone(),
+        sender.clone(),
+    );
+    let task = tokio::spawn(elector.run());
     Ok(Election {
         leader,
+        guard,
+        sender: Some(sender),
         task: Some(task),
+        api: Api::namespaced(client, &config.namespace),
+        name: config.name.clone(),
+        identity: config.identity.clone(),
     })
 }
 
@@ -97,8 +150,11 @@ pub fn always_leader() -> watch::Receiver<bool> {
     receiver
 }
 
-/// Runs cycles every `interval` while `leader` says so, until `shutdown` completes.
-/// A replica that is not leader only keeps its view's `leader` flag current.
+/// Runs cycles every `interval` while `leader` says so and the reconciler's
+/// [`LeaseGuard`] is valid, until `shutdown` completes. A replica that is not leader only
+/// keeps its view's `leader` flag current; a cycle whose write the guard refused
+/// ([`ControllerError::NotLeader`](crate::reconciler::ControllerError::NotLeader)) demotes it
+/// until the next tick at which both say leader again.
 pub async fn run(
     mut reconciler: Reconciler,
     view: SharedView,
@@ -143,13 +199,22 @@ pub async fn run(
                 }
             }
         }
-        let is_leader = *leader.borrow();
+        // The elector's word and the guard's deadline: a replica that resumes after a pause
+        // past its deadline does not start a cycle before its elector renewed.
+        let is_leader = *leader.borrow() && reconciler.lease().check().is_ok();
         set_leader(&view, metrics.as_deref(), is_leader);
         if !is_leader {
             heartbeat(&view);
             continue;
         }
         match reconciler.cycle().await {
+            Err(crate::reconciler::ControllerError::NotLeader(why)) => {
+                // A write was refused (logged and counted by the reconciler): demote until
+                // the elector renews.
+                tracing::info!(why = %why, "not leader any more; the cycle stopped writing");
+                set_leader(&view, metrics.as_deref(), false);
+                heartbeat(&view);
+            }
             Ok(report) => {
                 heartbeat(&view);
                 for (ns, name, from, to) in &report.actuations {

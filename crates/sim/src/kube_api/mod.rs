@@ -275,6 +275,17 @@ impl KubeApiHandle {
     /// are admin calls on this handle ([`create`](Self::create), [`get`](Self::get), ...)
     /// or the emulator's own controllers.
     pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// [`requests`](Self::requests) with the time each arrived (monotonic, taken when the
+    /// server began handling it, before any [`delay_next_requests`](Self::delay_next_requests)
+    /// hold), so a test can tell what a client sent after a given moment.
+    pub fn requests_timed(&self) -> Vec<(std::time::Instant, RecordedRequest)> {
         self.shared.requests().clone()
     }
 

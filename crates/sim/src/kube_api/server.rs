@@ -42,8 +42,9 @@ pub(crate) struct Shared {
     pub bookmark_interval: Duration,
     pub changed: Arc<Notify>,
     pub startup_delay: Duration,
-    /// Resource requests received, in arrival order (see [`super::audit`]).
-    pub requests: Mutex<Vec<RecordedRequest>>,
+    /// Resource requests received, in arrival order, with their arrival time (see
+    /// [`super::audit`]).
+    pub requests: Mutex<Vec<(std::time::Instant, RecordedRequest)>>,
 }
 
 impl Shared {
@@ -55,7 +56,7 @@ impl Shared {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
+    pub fn requests(&self) -> MutexGuard<'_, Vec<(std::time::Instant, RecordedRequest)>> {
         self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -79,7 +80,7 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Response {
     if let Some(r) = audit::attributes(&method, &uri, &headers) {
-        sh.requests().push(r);
+        sh.requests().push((std::time::Instant::now(), r));
         // A slow server: the request is held, then handled as usual (a client that gave up
         // meanwhile may still see its write applied, as with a real API server).
         let delay = {
