@@ -652,10 +652,11 @@ async fn a_steady_cycle_reads_caches_and_writes_nothing() {
     cluster.set_load("llama", 12.0);
     cluster.set_load("qwen", 4.0);
     // As `wvo run` has it (demand estimation with its trailing window, forecast on).
-    let (mut controller, _, _) = cluster.controller_with(wvo_controller::reconciler::ControllerConfig {
-        identity: "wvo-0".into(),
-        ..wvo_controller::reconciler::ControllerConfig::default()
-    });
+    let (mut controller, _, _) =
+        cluster.controller_with(wvo_controller::reconciler::ControllerConfig {
+            identity: "wvo-0".into(),
+            ..wvo_controller::reconciler::ControllerConfig::default()
+        });
     let va_status = |cluster: &Cluster, name: &str| {
         cluster
             .api
@@ -689,7 +690,15 @@ async fn a_steady_cycle_reads_caches_and_writes_nothing() {
         .requests()
         .into_iter()
         .filter(|r| r.user == CONTROLLER_USER)
-        .map(|r| format!("{} {} {}/{}", r.verb, r.rbac_resource(), r.namespace, r.name))
+        .map(|r| {
+            format!(
+                "{} {} {}/{}",
+                r.verb,
+                r.rbac_resource(),
+                r.namespace,
+                r.name
+            )
+        })
         .collect();
     // Reads come from the watch caches: no GET or LIST of a workload, its /scale or its
     // pods; the inventory ConfigMap is the one read per cycle.

@@ -347,7 +347,16 @@ async fn drive_child(
     cycles: usize,
 ) -> Result<(Measured, Vec<Measured>)> {
     let exe = std::env::current_exe().context("finding this binary")?;
-    let mut child = tokio::process::Command::new(exe)
+    // A profiler to run the controller under, e.g. `WVO_BENCH_SCALE_WRAPPER=heaptrack`.
+    let mut command = match std::env::var("WVO_BENCH_SCALE_WRAPPER") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut c = tokio::process::Command::new(wrapper.trim());
+            c.arg(exe);
+            c
+        }
+        _ => tokio::process::Command::new(exe),
+    };
+    let mut child = command
         .arg("bench-scale")
         .arg("--child")
         .arg(kubeconfig)
@@ -368,10 +377,17 @@ async fn drive_child(
     let mut settling = 0;
     let mut cycle = 0;
     while measured.len() < cycles + 1 {
-        let line = tokio::time::timeout(Duration::from_secs(600), lines.next_line())
-            .await
-            .context("the controller took over 600 s for one cycle")??
-            .context("the controller process ended early")?;
+        let line = loop {
+            let line = tokio::time::timeout(Duration::from_secs(600), lines.next_line())
+                .await
+                .context("the controller took over 600 s for one cycle")??
+                .context("the controller process ended early")?;
+            // A wrapper's own output (a profiler's banner) is passed through.
+            if line.starts_with('{') {
+                break line;
+            }
+            eprintln!("{line}");
+        };
         let cost: CycleCost = serde_json::from_str(&line)
             .with_context(|| format!("the controller printed {line:?}"))?;
         if let Some(e) = &cost.error {

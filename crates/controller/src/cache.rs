@@ -28,6 +28,18 @@ use wvo_api::crd::VariantAutoscaling;
 /// serves as unreadable for this cycle, s.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How the caches list and watch: from any cached version (the API server's watch cache, as
+/// controllers do), in pages of [`LIST_PAGE_SIZE`].
+fn list_config() -> watcher::Config {
+    watcher::Config::default()
+        .any_semantic()
+        .page_size(LIST_PAGE_SIZE)
+}
+
+/// Objects per page of a cache's LIST: smaller pages keep the memory a LIST of thousands of
+/// objects holds at once low (each page is parsed whole before it is stripped).
+pub const LIST_PAGE_SIZE: u32 = 100;
+
 /// A reflector's store and the task that feeds it (stopped when dropped).
 struct Reflected<K>
 where
@@ -63,7 +75,7 @@ where
 {
     let writer = reflector::store::Writer::new(dyntype);
     let store = writer.as_reader();
-    let stream = watcher(api, watcher::Config::default().any_semantic())
+    let stream = watcher(api, list_config())
         .default_backoff()
         .modify(strip)
         .reflect(writer);
@@ -81,41 +93,75 @@ where
     Reflected { store, task }
 }
 
-fn clear_metadata(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
-    meta.managed_fields = None;
-    meta.annotations = None;
+/// Keeps what identifies an object (name, namespace, uid, resourceVersion, generation,
+/// creation time) and, with `labels`, its labels.
+fn clear_metadata(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    labels: bool,
+) {
+    *meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        generation: meta.generation,
+        creation_timestamp: meta.creation_timestamp.take(),
+        labels: if labels { meta.labels.take() } else { None },
+        ..Default::default()
+    };
 }
 
+/// A Pod as the cycle reads it: labels (for selectors), phase, conditions (Ready,
+/// PodScheduled) and each container's restart count.
 fn strip_pod(pod: &mut Pod) {
-    clear_metadata(&mut pod.metadata);
+    clear_metadata(&mut pod.metadata, true);
     pod.spec = None;
-    if let Some(status) = pod.status.as_mut() {
-        status.init_container_statuses = None;
-        status.ephemeral_container_statuses = None;
-        status.pod_ips = None;
-        status.host_ips = None;
-        status.message = None;
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase,
+            conditions: status.conditions.map(|cs| {
+                cs.into_iter()
+                    .map(|c| k8s_openapi::api::core::v1::PodCondition { message: None, ..c })
+                    .collect()
+            }),
+            container_statuses: status.container_statuses.map(|cs| {
+                cs.into_iter()
+                    .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
+                        name: c.name,
+                        restart_count: c.restart_count,
+                        ready: c.ready,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        });
     }
 }
 
+/// An HPA as the cycle reads it: its target (and bounds).
 fn strip_hpa(hpa: &mut HorizontalPodAutoscaler) {
-    clear_metadata(&mut hpa.metadata);
+    clear_metadata(&mut hpa.metadata, false);
+    hpa.spec.metrics = None;
+    hpa.spec.behavior = None;
     hpa.status = None;
 }
 
+/// A workload as the cycle reads it: `spec.replicas`, `spec.selector` and
+/// `status.readyReplicas` (a kind without the first two is read through `/scale`).
 fn strip_untyped(object: &mut DynamicObject) {
-    clear_metadata(&mut object.metadata);
-    if let Some(spec) = object.data.get_mut("spec").and_then(|s| s.as_object_mut()) {
-        spec.remove("template");
-        spec.remove("volumeClaimTemplates");
+    clear_metadata(&mut object.metadata, false);
+    let mut spec = serde_json::Map::new();
+    let mut status = serde_json::Map::new();
+    for key in ["replicas", "selector"] {
+        if let Some(v) = object.data.pointer_mut(&format!("/spec/{key}")) {
+            spec.insert(key.to_string(), v.take());
+        }
     }
-    if let Some(status) = object
-        .data
-        .get_mut("status")
-        .and_then(|s| s.as_object_mut())
-    {
-        status.remove("conditions");
+    if let Some(v) = object.data.pointer_mut("/status/readyReplicas") {
+        status.insert("readyReplicas".to_string(), v.take());
     }
+    object.data = serde_json::json!({"spec": spec, "status": status});
 }
 
 /// One VA as the cache keeps it: decoded (only the typed form is kept, which is several
@@ -276,13 +322,10 @@ impl ClusterCache {
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
         let errors = self.errors.clone();
-        let stream = watcher(
-            self.api_untyped(resource),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .modify(strip)
-        .reflect(writer);
+        let stream = watcher(self.api_untyped(resource), list_config())
+            .default_backoff()
+            .modify(strip)
+            .reflect(writer);
         let task = tokio::spawn(async move {
             stream
                 .for_each(|event| {
@@ -304,11 +347,7 @@ impl ClusterCache {
         let entries: Arc<std::sync::RwLock<VaEntries>> = Arc::default();
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let errors = self.errors.clone();
-        let stream = watcher(
-            self.api_untyped(&resource),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff();
+        let stream = watcher(self.api_untyped(&resource), list_config()).default_backoff();
         let shared = entries.clone();
         let task = tokio::spawn(async move {
             futures::pin_mut!(stream);
@@ -337,7 +376,10 @@ impl ClusterCache {
                     watcher::Event::Init => entries.relisting = Some(HashMap::new()),
                     watcher::Event::InitApply(object) => {
                         let (key, entry) = va_entry(object);
-                        entries.relisting.get_or_insert_with(HashMap::new).insert(key, entry);
+                        entries
+                            .relisting
+                            .get_or_insert_with(HashMap::new)
+                            .insert(key, entry);
                     }
                     watcher::Event::InitDone => {
                         if let Some(listed) = entries.relisting.take() {
