@@ -708,3 +708,65 @@ async fn a_steady_cycle_reads_caches_and_writes_nothing() {
         "a steady cycle made {made:#?}\nstatus before {before:#?}\nafter {after:#?}"
     );
 }
+
+/// A VA whose minimums cannot all be placed (valid per the CRD: 20 H100 replicas on an
+/// inventory of 8) is planned at what fits and says so; the other VA is planned as usual
+/// (one such VA used to fail the global plan for everyone).
+#[tokio::test]
+async fn impossible_minimums_are_named_and_the_others_are_planned() {
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("good", "good-model", "").await;
+    cluster
+        .deployment("greedy-h100", "NVIDIA-H100-80GB-HBM3", 1, 1)
+        .await;
+    cluster
+        .va(&format!(
+            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: greedy, namespace: {NS}}}\nspec:\n  modelID: greedy-model\n  variants:\n  - {{name: h100, scaleTargetRef: {{name: greedy-h100}}, accelerator: H100, maxRequestsPerSecond: 10, minReplicas: 20}}\n"
+        ))
+        .await;
+    cluster.set_load("good-model", 12.0);
+    cluster.set_load("greedy-model", 1.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    let report = controller.cycle().await.expect("the cycle plans");
+    let outcome = report.outcome.expect("a plan");
+    let h100: u32 = outcome
+        .models
+        .iter()
+        .flat_map(|m| &m.variants)
+        .filter(|v| v.accelerator == "H100")
+        .map(|v| v.desired)
+        .sum();
+    assert!(h100 <= 8, "{h100} H100 replicas planned on 8 GPUs");
+
+    let greedy = cluster.get_va("greedy").await;
+    let (status, reason, message) =
+        condition(&greedy, "CapacityConstrained").expect("CapacityConstrained");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "MinimumsDoNotFit")
+    );
+    assert!(
+        message.contains("minReplicas 20") && message.contains("inventory has 8"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&greedy, "Optimized").expect("Optimized").0,
+        "True"
+    );
+
+    let good = cluster.get_va("good").await;
+    let (status, reason, _) = condition(&good, "Optimized").expect("Optimized");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Planned"));
+    let good_status = good.status.expect("status");
+    assert!(
+        good_status.desired_replicas >= 1
+            && good_status
+                .variants
+                .iter()
+                .map(|v| v.capacity_rps * f64::from(v.desired_replicas))
+                .sum::<f64>()
+                >= 12.0,
+        "the good model is served: {:?}",
+        good_status.variants
+    );
+}

@@ -14,7 +14,7 @@
 //! | GET | `/openapi.json` | OpenAPI 3 document of all of the above |
 //! | GET | `/metrics` | [`Metrics`] in the OpenMetrics text format |
 //! | GET | `/healthz` | 200 while the control loop runs; 503 when no cycle completed for `--liveness-cycles` intervals (default 10) or the leader election ended |
-//! | GET | `/readyz` | 200 once the first cycle completed, else 503 |
+//! | GET | `/readyz` | 200 for a leader once a cycle completed, or a standby whose loop and election are alive; else 503 |
 //! | GET | `/` | the dashboard (HTML) |
 //!
 //! Errors are JSON `{"error": "<one line>"}`. Handlers copy what they need out of the
@@ -349,13 +349,28 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let (ready, last_error) = with_view(&s.view, |v| (v.ready, v.last_error.clone()))?;
+    let now = crate::reconciler::now_seconds();
+    let (ready, role, last_error) = with_view(&s.view, |v| {
+        // Healthy as leader (a cycle completed, cycles keep completing) or as standby (the
+        // loop beats and the election runs, ready to take over).
+        let alive = v.not_alive(now);
+        let ready = match (&alive, v.leader) {
+            (Some(_), _) => Err(alive.clone().unwrap_or_default()),
+            (None, true) if v.ready => Ok("leader"),
+            (None, true) => Err("the first control cycle has not completed".to_string()),
+            (None, false) if v.heartbeat_unix.is_some() => Ok("standby"),
+            (None, false) => Err("the control loop has not started".to_string()),
+        };
+        (ready.clone().is_ok(), ready, v.last_error.clone())
+    })?;
     if ready {
-        Ok(Json(json!({ "status": "ready" })).into_response())
+        let role = role.unwrap_or_default();
+        Ok(Json(json!({ "status": "ready", "role": role })).into_response())
     } else {
+        let why = role.err().unwrap_or_default();
         let mut body = json!({
             "status": "not ready",
-            "error": "the first control cycle has not completed",
+            "error": why,
         });
         if let Some(e) = last_error {
             body["lastError"] = Value::String(one_line(&e));

@@ -731,3 +731,53 @@ async fn healthz_fails_when_no_cycle_completed_for_the_liveness_window_or_the_lo
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(error_of(&health).contains("leader election stopped"));
 }
+
+#[tokio::test]
+async fn readyz_is_ok_for_a_live_standby_and_fails_when_the_election_stopped() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    // A standby: never ran a cycle, its loop beats.
+    let standby = ControllerView {
+        leader: false,
+        heartbeat_unix: Some(now),
+        liveness_window_seconds: Some(300.0),
+        ..ControllerView::default()
+    };
+    let (app, view, _) = app(standby);
+    let ready = get(&app, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["role"], "standby");
+    // A leader before its first cycle is not ready yet.
+    if let Ok(mut v) = view.write() {
+        v.leader = true;
+    }
+    assert_eq!(
+        get(&app, "/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // The election task ended: neither leader nor standby.
+    if let Ok(mut v) = view.write() {
+        v.leader = false;
+        v.stopped = Some("leader election stopped".into());
+    }
+    let ready = get(&app, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("leader election stopped")),
+        "{}",
+        ready.text()
+    );
+    // A standby whose loop stopped beating is not ready either.
+    if let Ok(mut v) = view.write() {
+        v.stopped = None;
+        v.heartbeat_unix = Some(now - 1000.0);
+    }
+    assert_eq!(
+        get(&app, "/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}

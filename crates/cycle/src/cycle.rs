@@ -1240,6 +1240,42 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
     // the last model's) are lowered to what it has placed, one model at a time, until the
     // plan fits; that model is planned at what fits and says so.
     let mut floors_lowered: Vec<Option<String>> = vec![None; snapshot.models.len()];
+    // A variant whose minimum alone exceeds its accelerator's inventory (valid per the CRD,
+    // which cannot know the inventory) is planned with at most what the inventory holds.
+    let mut clamped: Vec<Option<String>> = vec![None; snapshot.models.len()];
+    for (mi, spec) in input.models.iter_mut().enumerate() {
+        let mut lowered = Vec::new();
+        for (vi, vs) in spec.variants.iter_mut().enumerate() {
+            let Some(count) = input
+                .inventory
+                .iter()
+                .find(|a| a.name == vs.accelerator)
+                .map(|a| a.count)
+            else {
+                continue;
+            };
+            let most = count / vs.gpus_per_replica.max(1);
+            if vs.min_replicas > most {
+                lowered.push(format!(
+                    "spec.variants[{vi}].minReplicas {} needs {} {} GPUs but the inventory has {count}: planned with at most {most}",
+                    vs.min_replicas,
+                    u64::from(vs.min_replicas) * u64::from(vs.gpus_per_replica),
+                    vs.accelerator,
+                ));
+                vs.min_replicas = most;
+            }
+        }
+        if !lowered.is_empty() {
+            let floors: u32 = spec.variants.iter().map(|v| v.min_replicas).sum();
+            spec.min_replicas = spec.min_replicas.min(floors);
+            if let Some(max) = spec.max_replicas {
+                spec.max_replicas = Some(max.max(floors));
+            }
+            if let Some(slot) = clamped.get_mut(mi) {
+                *slot = Some(lowered.join("; "));
+            }
+        }
+    }
     let plan = loop {
         match wvo_optimizer::plan(&input) {
             Err(wvo_optimizer::PlanError::FloorsExceedInventory { detail }) => {
@@ -1280,6 +1316,12 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             other => break other?,
         }
     };
+    for (lowered, clamp) in floors_lowered.iter_mut().zip(clamped) {
+        *lowered = match (lowered.take(), clamp) {
+            (Some(l), Some(c)) => Some(format!("{c}; {l}")),
+            (l, c) => l.or(c),
+        };
+    }
     let Reclaim {
         claim: reclaim,
         evict,
