@@ -66,8 +66,9 @@ struct CycleCost {
     error: Option<String>,
 }
 
-/// One VA count's figures.
+/// One VA count's figures (`--output json`: camelCase fields).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ScaleFigures {
     /// VariantAutoscalings.
     pub vas: usize,
