@@ -678,8 +678,26 @@ async fn a_steady_cycle_reads_caches_and_writes_nothing() {
             .then_some(())
     })
     .await;
-    controller.cycle().await.expect("second cycle");
-    controller.cycle().await.expect("third cycle");
+    // Cycles until the controller itself sees every variant Ready at its desired count (its
+    // pod cache follows the emulator a moment later); that cycle writes what it saw.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let report = controller.cycle().await.expect("cycle");
+        let settled = report.outcome.as_ref().is_some_and(|o| {
+            o.models
+                .iter()
+                .flat_map(|m| &m.variants)
+                .all(|v| v.ready == v.desired && v.current == v.desired)
+        });
+        if settled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller never saw its pods Ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let before = [va_status(&cluster, "llama"), va_status(&cluster, "qwen")];
     cluster.api.clear_requests();
     let report = controller.cycle().await.expect("steady cycle");

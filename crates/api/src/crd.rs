@@ -342,19 +342,9 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
-/// Observed offered load of the model.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ObservedLoad {
-    /// Arrival rate, req/s.
-    pub arrival_rate: f64,
-    /// Mean prompt tokens per request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avg_input_tokens: Option<f64>,
-    /// Mean generated tokens per request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avg_output_tokens: Option<f64>,
-}
+/// Observed offered load of the model: the plan's own [`crate::ModelLoad`] (one type for
+/// the plan input and the status).
+pub type ObservedLoad = crate::ModelLoad;
 
 /// Status of one variant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

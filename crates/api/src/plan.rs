@@ -205,16 +205,19 @@ pub struct Profile {
     pub max_batch_size: u32,
 }
 
-/// Offered load of one model.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// Offered load of one model: the plan's input, and (as `status.observedLoad`, the one type
+/// for both, its schema generated with the `crd` feature) what a VA's status says was planned
+/// for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelLoad {
-    /// Arrival rate, requests per second.
+    /// Arrival rate, req/s.
     pub arrival_rate: f64,
-    /// Mean input (prompt) tokens per request; needed when a variant uses a profile.
+    /// Mean prompt tokens per request (needed when a variant uses a profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_input_tokens: Option<f64>,
-    /// Mean output (generated) tokens per request; needed when a variant uses a profile.
+    /// Mean generated tokens per request (needed when a variant uses a profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_output_tokens: Option<f64>,
 }

@@ -15,8 +15,7 @@ use crate::cycle::{
 use crate::lease::{LeaseGuard, NotLeader};
 use crate::loads::{LoadSource, ModelKey, VariantPod};
 use crate::view::{
-    AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, VariantView,
-    DECISION_HISTORY,
+    AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, DECISION_HISTORY,
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
@@ -1325,7 +1324,7 @@ impl Reconciler {
                 demand_rps: decision.demand_rps,
                 satisfaction: decision.satisfaction,
                 metrics_unknown: decision.metrics_unknown.clone(),
-                variants: decision.variants.iter().map(VariantView::from).collect(),
+                variants: decision.variants.clone(),
                 conditions: conditions.iter().map(ConditionView::from).collect(),
             });
         }

@@ -37,48 +37,10 @@ pub struct ModelView {
     pub conditions: Vec<ConditionView>,
 }
 
-/// One variant as last planned.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VariantView {
-    /// Variant name.
-    pub name: String,
-    /// Accelerator type.
-    pub accelerator: String,
-    /// Replicas now.
-    pub current: u32,
-    /// Ready replicas.
-    pub ready: u32,
-    /// Pending for lack of a GPU.
-    pub pending: u32,
-    /// Optimizer's plan.
-    pub planned: u32,
-    /// After stabilization: what wvo sets.
-    pub desired: u32,
-    /// Capacity per replica, req/s.
-    pub capacity_rps: f64,
-    /// Cost of the desired replicas, $/h.
-    pub cost_per_hour: f64,
-    /// Why.
-    pub reason: String,
-}
-
-impl From<&VariantDecision> for VariantView {
-    fn from(d: &VariantDecision) -> Self {
-        Self {
-            name: d.name.clone(),
-            accelerator: d.accelerator.clone(),
-            current: d.current,
-            ready: d.ready,
-            pending: d.pending,
-            planned: d.planned,
-            desired: d.desired,
-            capacity_rps: d.capacity_rps,
-            cost_per_hour: d.cost_per_hour,
-            reason: d.reason.clone(),
-        }
-    }
-}
+/// One variant as last planned: the cycle's own decision (one type for both; it serializes
+/// name, accelerator, current, ready, pending, planned, desired, capacityRps, costPerHour and
+/// reason).
+pub type VariantView = VariantDecision;
 
 /// A condition, as on the VA status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

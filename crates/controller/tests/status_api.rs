@@ -110,7 +110,10 @@ fn filled_view() -> ControllerView {
         desired,
         capacity_rps: 10.0,
         cost_per_hour: 4.0 * f64::from(desired),
+        price_per_replica: 4.0,
         reason: "scale up: demand 25.00 req/s".into(),
+        may_actuate: true,
+        frozen: None,
     };
     ControllerView {
         plan: Some(plan),

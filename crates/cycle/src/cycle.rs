@@ -287,8 +287,10 @@ impl CycleState {
     }
 }
 
-/// The decision for one variant.
-#[derive(Clone, Debug, PartialEq)]
+/// The decision for one variant; also what the status API shows of it (`/api/v1/models`,
+/// camelCase, without the fields that only steer actuation).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VariantDecision {
     /// Variant name.
     pub name: String,
@@ -309,13 +311,34 @@ pub struct VariantDecision {
     /// Cost of the desired replicas, $/h.
     pub cost_per_hour: f64,
     /// Cost of one replica, $/h.
+    #[serde(skip)]
     pub price_per_replica: f64,
     /// Why.
     pub reason: String,
     /// False when the workload must not be touched (`frozen`).
+    #[serde(skip)]
     pub may_actuate: bool,
     /// Why the workload is not touched (None when it may be).
+    #[serde(skip)]
     pub frozen: Option<Frozen>,
+}
+
+impl VariantDecision {
+    /// This variant's entry in the VA's `status.variants`, with the start-up learned from its
+    /// pods (s; rounded to 0.1 s, None before a pod of it was seen Ready).
+    pub fn to_status(&self, learned_startup_seconds: Option<f64>) -> wvo_api::crd::VariantStatus {
+        wvo_api::crd::VariantStatus {
+            name: self.name.clone(),
+            accelerator: self.accelerator.clone(),
+            current_replicas: self.current,
+            ready_replicas: self.ready,
+            pending_replicas: self.pending,
+            desired_replicas: self.desired,
+            capacity_rps: self.capacity_rps,
+            cost_per_hour: self.cost_per_hour,
+            learned_startup_seconds: learned_startup_seconds.map(|s| (s * 10.0).round() / 10.0),
+        }
+    }
 }
 
 /// The decision for one model.

@@ -16,8 +16,8 @@ use crate::cycle::ModelDecision;
 use crate::DEFAULT_TOKENS;
 use kube_core::ResourceExt;
 use wvo_api::crd::{
-    Decision, DemandHistoryStatus, ObservedLoad, VariantAutoscaling, VariantAutoscalingStatus,
-    VariantProfileStatus, VariantStatus,
+    Decision, DemandHistoryStatus, VariantAutoscaling, VariantAutoscalingStatus,
+    VariantProfileStatus,
 };
 use wvo_api::ModelSpec;
 use wvo_perf::TokenMix;
@@ -101,28 +101,14 @@ pub fn va_status(
         if history.is_some() {
             status.demand_history.clone_from(history);
         }
-        status.observed_load = Some(ObservedLoad {
-            arrival_rate: d.load_used.arrival_rate,
-            avg_input_tokens: d.load_used.avg_input_tokens,
-            avg_output_tokens: d.load_used.avg_output_tokens,
-        });
+        status.observed_load = Some(d.load_used);
         status.demand_rps = d.demand_rps;
         status.satisfaction = d.satisfaction;
         status.variants = d
             .variants
             .iter()
             .zip(learned_startup.iter().chain(std::iter::repeat(&None)))
-            .map(|(v, learned)| VariantStatus {
-                name: v.name.clone(),
-                accelerator: v.accelerator.clone(),
-                current_replicas: v.current,
-                ready_replicas: v.ready,
-                pending_replicas: v.pending,
-                desired_replicas: v.desired,
-                capacity_rps: v.capacity_rps,
-                cost_per_hour: v.cost_per_hour,
-                learned_startup_seconds: learned.map(|s| (s * 10.0).round() / 10.0),
-            })
+            .map(|(v, learned)| v.to_status(*learned))
             .collect();
         status.current_replicas = d.variants.iter().map(|v| v.current).sum();
         status.desired_replicas = d.variants.iter().map(|v| v.desired).sum();
