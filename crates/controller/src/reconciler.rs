@@ -14,9 +14,7 @@ use crate::cycle::{
 };
 use crate::lease::{LeaseGuard, NotLeader};
 use crate::loads::{LoadSource, ModelKey, VariantPod};
-use crate::view::{
-    AcceleratorView, ConditionView, DecisionRecord, ModelView, SharedView, DECISION_HISTORY,
-};
+use crate::view::{AcceleratorView, DecisionRecord, ModelView, SharedView, DECISION_HISTORY};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
@@ -1325,7 +1323,7 @@ impl Reconciler {
                 satisfaction: decision.satisfaction,
                 metrics_unknown: decision.metrics_unknown.clone(),
                 variants: decision.variants.clone(),
-                conditions: conditions.iter().map(ConditionView::from).collect(),
+                conditions: conditions.clone(),
             });
         }
         if let Some(m) = &self.metrics {

@@ -42,31 +42,9 @@ pub struct ModelView {
 /// reason).
 pub type VariantView = VariantDecision;
 
-/// A condition, as on the VA status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConditionView {
-    /// Condition type.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `True` / `False` / `Unknown`.
-    pub status: String,
-    /// Reason.
-    pub reason: String,
-    /// Message.
-    pub message: String,
-}
-
-impl From<&wvo_cycle::conditions::Condition> for ConditionView {
-    fn from(c: &wvo_cycle::conditions::Condition) -> Self {
-        Self {
-            type_: c.type_.as_str().into(),
-            status: c.status_str().into(),
-            reason: c.reason.as_str().into(),
-            message: c.message.clone(),
-        }
-    }
-}
+/// A condition as the cycle computed it (one type for the cycle, the status API and the VA
+/// status, which adds transition time and generation).
+pub type ConditionView = wvo_cycle::conditions::Condition;
 
 /// Use of one accelerator type.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -132,12 +132,12 @@ fn filled_view() -> ControllerView {
                     variant_view("h100", "H100", 2, 3),
                     variant_view("l40s", "L40S", 0, 0),
                 ],
-                conditions: vec![ConditionView {
-                    type_: "Optimized".into(),
-                    status: "True".into(),
-                    reason: "Planned".into(),
-                    message: "all demand met".into(),
-                }],
+                conditions: vec![ConditionView::new(
+                    wvo_cycle::conditions::ConditionType::Optimized,
+                    true,
+                    wvo_cycle::conditions::Reason::Planned,
+                    "all demand met",
+                )],
             },
             ModelView {
                 namespace: "prod".into(),

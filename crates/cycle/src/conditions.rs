@@ -155,6 +155,20 @@ pub struct Condition {
     pub message: String,
 }
 
+/// As the status API shows it: `{"type", "status": "True"|"False", "reason", "message"}`
+/// (the VA status adds its transition time and generation).
+impl serde::Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Condition", 4)?;
+        s.serialize_field("type", self.type_.as_str())?;
+        s.serialize_field("status", self.status_str())?;
+        s.serialize_field("reason", self.reason.as_str())?;
+        s.serialize_field("message", &self.message)?;
+        s.end()
+    }
+}
+
 impl Condition {
     /// A condition of type `type_`, holding when `status`.
     pub fn new(
