@@ -282,7 +282,7 @@ fn workload_entry(object: &DynamicObject) -> WorkloadEntry {
 /// times smaller than the untyped JSON), or the object the types could not read and why.
 #[derive(Clone)]
 enum VaEntry {
-    Decoded(Box<VariantAutoscaling>),
+    Decoded(Arc<VariantAutoscaling>),
     Undecodable(Box<DynamicObject>, String),
 }
 
@@ -313,7 +313,7 @@ fn va_entry(mut object: DynamicObject) -> ((String, String), VaEntry) {
     object.metadata.managed_fields = None;
     let key = (object.namespace().unwrap_or_default(), object.name_any());
     let entry = match crate::reconciler::decode_va(&object) {
-        Ok(va) => VaEntry::Decoded(Box::new(va)),
+        Ok(va) => VaEntry::Decoded(Arc::new(va)),
         Err(message) => VaEntry::Undecodable(Box::new(object), message),
     };
     (key, entry)
@@ -381,8 +381,9 @@ struct Written {
 
 /// The VAs of one cycle: each decoded on its own.
 pub struct ListedVas {
-    /// The VAs the types could read.
-    pub decoded: Vec<VariantAutoscaling>,
+    /// The VAs the types could read (shared with the cache; one whose status this
+    /// controller wrote and the watch has not shown yet is a copy carrying that status).
+    pub decoded: Vec<Arc<VariantAutoscaling>>,
     /// The objects they could not, with the message naming the field.
     pub undecodable: Vec<(DynamicObject, String)>,
 }
@@ -528,11 +529,13 @@ impl ClusterCache {
         for (key, entry) in &entries.current {
             match entry {
                 VaEntry::Decoded(va) => {
-                    let mut va = VariantAutoscaling::clone(va);
+                    let mut va = va.clone();
                     if let Some(written) = written.as_mut() {
                         match written.statuses.get(key) {
                             Some((at, status)) if *at == va.resource_version() => {
-                                va.status = Some(status.clone());
+                                let mut copy = VariantAutoscaling::clone(&va);
+                                copy.status = Some(status.clone());
+                                va = Arc::new(copy);
                             }
                             Some(_) => {
                                 written.statuses.remove(key);

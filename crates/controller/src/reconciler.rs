@@ -701,7 +701,7 @@ impl Reconciler {
             Ok(x) => x,
             Err(e) => {
                 self.not_optimized(
-                    list.iter(),
+                    list.iter().map(|va| &**va),
                     Reason::NoInventory,
                     &e.to_string(),
                     &mut report,
@@ -723,7 +723,8 @@ impl Reconciler {
 
         // Valid VAs, their workloads, and their loads.
         let mut hpas_by_ns: BTreeMap<String, Vec<Arc<CachedHpa>>> = BTreeMap::new();
-        let mut accepted: Vec<(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)> = Vec::new();
+        let mut accepted: Vec<(Arc<VariantAutoscaling>, wvo_api::ModelSpec, Vec<Workload>)> =
+            Vec::new();
         let mut priors_by_va: BTreeMap<(String, String), Vec<Option<Prior>>> = BTreeMap::new();
         for va in &list {
             let ns = va.namespace().unwrap_or_default();
@@ -749,7 +750,7 @@ impl Reconciler {
                             .await;
                     }
                     self.not_optimized(
-                        std::iter::once(va),
+                        std::iter::once(&**va),
                         Reason::InvalidSpec,
                         &message,
                         &mut report,
@@ -825,7 +826,7 @@ impl Reconciler {
                     m.count_error("workload");
                 }
                 self.not_optimized(
-                    std::iter::once(va),
+                    std::iter::once(&**va),
                     Reason::WorkloadUnreadable,
                     &message,
                     &mut report,
@@ -1089,7 +1090,7 @@ impl Reconciler {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = format!("{e}; the previous plan stays in force");
-                let vas = accepted.iter().map(|(va, _, _)| va);
+                let vas = accepted.iter().map(|(va, _, _)| &**va);
                 self.not_optimized(vas, Reason::PlanFailed, &message, &mut report)
                     .await;
                 return Err(e.into());
@@ -1522,7 +1523,7 @@ struct Owner {
 }
 
 /// The owner of each workload the VAs target.
-fn target_owners(vas: &[VariantAutoscaling]) -> BTreeMap<TargetKey, Owner> {
+fn target_owners(vas: &[Arc<VariantAutoscaling>]) -> BTreeMap<TargetKey, Owner> {
     let mut owners: BTreeMap<TargetKey, Owner> = BTreeMap::new();
     for va in vas {
         let ns = va.namespace().unwrap_or_default();
@@ -1597,7 +1598,7 @@ impl Reconciler {
     /// its workload) has none.
     async fn actuate(
         &self,
-        accepted: &[(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)],
+        accepted: &[(Arc<VariantAutoscaling>, wvo_api::ModelSpec, Vec<Workload>)],
         models: &[crate::cycle::ModelDecision],
         hpas_by_ns: &BTreeMap<String, Vec<Arc<CachedHpa>>>,
     ) -> BTreeMap<(usize, usize), ActionResult> {
