@@ -37,7 +37,7 @@ fn list_config() -> watcher::Config {
 }
 
 /// Objects per page of a cache's LIST: smaller pages keep the memory a LIST of thousands of
-/// objects holds at once low (each page is parsed whole before it is stripped).
+/// objects holds at once low (each page is parsed whole before its objects are reduced).
 pub const LIST_PAGE_SIZE: u32 = 100;
 
 /// The objects of one watch, each kept as what the cycle reads of it (`T`), by
