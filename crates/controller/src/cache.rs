@@ -2,10 +2,11 @@
 //! workloads the VAs target (one watch per kind, over the watched namespace or the whole
 //! cluster), so a cycle reads memory instead of sending a GET and a LIST per variant.
 //!
-//! Each cache is a kube-runtime reflector: one LIST, then a WATCH kept open (re-listed
-//! with backoff when the watch breaks). Objects are stored stripped of what the cycle does
-//! not read (managed fields, annotations, Pod specs, workload pod templates), which keeps
-//! the controller's memory small at thousands of models. A workload kind is watched from the
+//! Each cache is a kube-runtime watcher: one LIST, then a WATCH kept open (re-listed with
+//! backoff when the watch breaks). Each object is reduced as it arrives to what the cycle
+//! reads of it ([`CachedPod`], [`CachedHpa`], a workload's replicas, selector and ready
+//! count; VAs decoded) and the object itself dropped, which keeps the controller's memory
+//! small at thousands of models. A workload kind is watched from the
 //! first cycle a VA targets it; a workload whose kind has no `spec.replicas` and
 //! `spec.selector` (a custom resource with its own `/scale` paths) is still read with a GET
 //! of `/scale` and a LIST of its pods, as before.
@@ -15,7 +16,6 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind, Selector, SelectorExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
@@ -37,138 +37,252 @@ fn list_config() -> watcher::Config {
 }
 
 /// Objects per page of a cache's LIST: smaller pages keep the memory a LIST of thousands of
-/// objects holds at once low (each page is parsed whole before it is stripped).
+/// objects holds at once low (each page is parsed whole before its objects are reduced).
 pub const LIST_PAGE_SIZE: u32 = 100;
 
-/// A reflector's store and the task that feeds it (stopped when dropped).
-struct Reflected<K>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    store: Store<K>,
+/// The objects of one watch, each kept as what the cycle reads of it (`T`), by
+/// (namespace, name).
+struct Entries<T> {
+    current: HashMap<(String, String), Arc<T>>,
+    /// A re-list under way (from `Init` to `InitDone`): it replaces `current` whole.
+    relisting: Option<HashMap<(String, String), Arc<T>>>,
+}
+
+impl<T> Default for Entries<T> {
+    fn default() -> Self {
+        Self {
+            current: HashMap::new(),
+            relisting: None,
+        }
+    }
+}
+
+/// A watch whose objects are reduced to `T` as they arrive (the object itself is dropped).
+struct Compact<T> {
+    entries: Arc<std::sync::RwLock<Entries<T>>>,
+    /// True from the end of the first LIST.
+    listed: tokio::sync::watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl<K> Drop for Reflected<K>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
+impl<T> Drop for Compact<T> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// Starts a reflector of `api` whose objects are passed through `strip` before they are
-/// stored. Watch errors are counted in `errors` (the watcher re-lists with backoff).
-fn reflect<K>(
-    api: Api<K>,
-    dyntype: K::DynamicType,
-    strip: fn(&mut K),
-    errors: Arc<AtomicU64>,
-    what: String,
-) -> Reflected<K>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone + Default + Send + Sync,
-{
-    let writer = reflector::store::Writer::new(dyntype);
-    let store = writer.as_reader();
-    let stream = watcher(api, list_config())
-        .default_backoff()
-        .modify(strip)
-        .reflect(writer);
-    let task = tokio::spawn(async move {
-        stream
-            .for_each(|event| {
-                if let Err(e) = event {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(cache = %what, error = %e, "watch failed; re-listing with backoff");
-                }
-                futures::future::ready(())
-            })
-            .await;
-    });
-    Reflected { store, task }
-}
+impl<T> Compact<T> {
+    /// Waits for the first LIST, up to [`SYNC_TIMEOUT`].
+    async fn synced(&self, what: &str) -> Result<(), String> {
+        let mut listed = self.listed.clone();
+        let waited = tokio::time::timeout(SYNC_TIMEOUT, listed.wait_for(|listed| *listed))
+            .await
+            .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(format!("the {what} watch stopped")),
+            Err(_) => Err(format!(
+                "the {what} watch has not listed yet ({} s); retried next cycle",
+                SYNC_TIMEOUT.as_secs()
+            )),
+        }
+    }
 
-/// Keeps what identifies an object (name, namespace, uid, resourceVersion, generation,
-/// creation time) and, with `labels`, its labels.
-fn clear_metadata(
-    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    labels: bool,
-) {
-    *meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        uid: meta.uid.take(),
-        resource_version: meta.resource_version.take(),
-        generation: meta.generation,
-        creation_timestamp: meta.creation_timestamp.take(),
-        labels: if labels { meta.labels.take() } else { None },
-        ..Default::default()
-    };
-}
+    /// The entry of `namespace/name`.
+    fn get(&self, namespace: &str, name: &str) -> Option<Arc<T>> {
+        let entries = self.entries.read().ok()?;
+        entries
+            .current
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
 
-/// A Pod as the cycle reads it: labels (for selectors), phase, conditions (Ready,
-/// PodScheduled) and each container's restart count.
-fn strip_pod(pod: &mut Pod) {
-    clear_metadata(&mut pod.metadata, true);
-    pod.spec = None;
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase,
-            conditions: status.conditions.map(|cs| {
-                cs.into_iter()
-                    .map(|c| k8s_openapi::api::core::v1::PodCondition { message: None, ..c })
-                    .collect()
-            }),
-            container_statuses: status.container_statuses.map(|cs| {
-                cs.into_iter()
-                    .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
-                        name: c.name,
-                        restart_count: c.restart_count,
-                        ready: c.ready,
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        });
+    /// Every entry (of `namespace` when given).
+    fn all(&self, namespace: Option<&str>) -> Vec<Arc<T>> {
+        let Ok(entries) = self.entries.read() else {
+            return Vec::new();
+        };
+        entries
+            .current
+            .iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
-/// An HPA as the cycle reads it: its target (and bounds).
-fn strip_hpa(hpa: &mut HorizontalPodAutoscaler) {
-    clear_metadata(&mut hpa.metadata, false);
-    hpa.spec.metrics = None;
-    hpa.spec.behavior = None;
-    hpa.status = None;
+/// Starts a watch of `api` whose objects are reduced by `compact` as they arrive. Watch
+/// errors are counted in `errors` (the watcher re-lists with backoff).
+fn watch_compact<K, T>(
+    api: Api<K>,
+    compact: fn(&K) -> T,
+    errors: Arc<AtomicU64>,
+    what: String,
+) -> Compact<T>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    T: Send + Sync + 'static,
+{
+    let entries: Arc<std::sync::RwLock<Entries<T>>> = Arc::default();
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
+    let stream = watcher(api, list_config()).default_backoff();
+    let shared = entries.clone();
+    let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(cache = %what, error = %e, "watch failed; re-listing with backoff");
+                    continue;
+                }
+            };
+            let Ok(mut entries) = shared.write() else {
+                return;
+            };
+            match event {
+                watcher::Event::Apply(object) => {
+                    entries
+                        .current
+                        .insert(key(&object), Arc::new(compact(&object)));
+                }
+                watcher::Event::Delete(object) => {
+                    entries.current.remove(&key(&object));
+                }
+                watcher::Event::Init => entries.relisting = Some(HashMap::new()),
+                watcher::Event::InitApply(object) => {
+                    let entry = Arc::new(compact(&object));
+                    entries
+                        .relisting
+                        .get_or_insert_with(HashMap::new)
+                        .insert(key(&object), entry);
+                }
+                watcher::Event::InitDone => {
+                    if let Some(listed) = entries.relisting.take() {
+                        entries.current = listed;
+                    }
+                    let _ = listed_tx.send(true);
+                }
+            }
+        }
+    });
+    Compact {
+        entries,
+        listed,
+        task,
+    }
+}
+
+/// A Pod as the cycle reads it.
+#[derive(Debug, Clone)]
+pub struct CachedPod {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its labels (for selectors).
+    pub labels: BTreeMap<String, String>,
+    /// Pending, and not scheduled because no node fits (PodScheduled False, Unschedulable).
+    pub pending_unschedulable: bool,
+    /// Some when its Ready condition is True: since when (None when the time is not given).
+    pub ready_since: Option<Option<k8s_openapi::jiff::Timestamp>>,
+    /// Its creation time.
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
+    /// Whether one of its containers restarted.
+    pub restarted: bool,
+}
+
+impl CachedPod {
+    /// What the cycle reads of `pod`.
+    pub fn from_pod(pod: &Pod) -> Self {
+        let status = pod.status.as_ref();
+        let conditions = status.and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
+        Self {
+            namespace: pod.namespace().unwrap_or_default(),
+            name: pod.name_any(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            pending_unschedulable: status.and_then(|s| s.phase.as_deref()) == Some("Pending")
+                && conditions.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                }),
+            ready_since: conditions
+                .iter()
+                .find(|c| c.type_ == "Ready" && c.status == "True")
+                .map(|c| c.last_transition_time.as_ref().map(|t| t.0)),
+            created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            restarted: status
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.restart_count > 0)),
+        }
+    }
+}
+
+/// An HPA as the cycle reads it: its name and the workload it targets.
+#[derive(Debug, Clone)]
+pub struct CachedHpa {
+    /// Its name.
+    pub name: String,
+    /// `spec.scaleTargetRef.kind`.
+    pub target_kind: String,
+    /// `spec.scaleTargetRef.name`.
+    pub target_name: String,
+}
+
+impl CachedHpa {
+    /// What the cycle reads of `hpa`.
+    pub fn from_hpa(hpa: &HorizontalPodAutoscaler) -> Self {
+        Self {
+            name: hpa.name_any(),
+            target_kind: hpa.spec.scale_target_ref.kind.clone(),
+            target_name: hpa.spec.scale_target_ref.name.clone(),
+        }
+    }
 }
 
 /// A workload as the cycle reads it: `spec.replicas`, `spec.selector` and
 /// `status.readyReplicas` (a kind without the first two is read through `/scale`).
-fn strip_untyped(object: &mut DynamicObject) {
-    clear_metadata(&mut object.metadata, false);
-    let mut spec = serde_json::Map::new();
-    let mut status = serde_json::Map::new();
-    for key in ["replicas", "selector"] {
-        if let Some(v) = object.data.pointer_mut(&format!("/spec/{key}")) {
-            spec.insert(key.to_string(), v.take());
-        }
+struct WorkloadEntry {
+    resource_version: Option<String>,
+    /// `spec.replicas`.
+    replicas: Option<u32>,
+    /// `spec.selector`, when it is a label selector.
+    selector: Option<Selector>,
+    /// `status.readyReplicas` (0 when absent).
+    ready: u32,
+}
+
+fn workload_entry(object: &DynamicObject) -> WorkloadEntry {
+    WorkloadEntry {
+        resource_version: object.resource_version(),
+        replicas: object
+            .data
+            .pointer("/spec/replicas")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|r| u32::try_from(r).ok()),
+        selector: object
+            .data
+            .pointer("/spec/selector")
+            .filter(|s| s.is_object())
+            .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
+            .and_then(|s| Selector::try_from(s).ok()),
+        ready: object
+            .data
+            .pointer("/status/readyReplicas")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(0),
     }
-    if let Some(v) = object.data.pointer_mut("/status/readyReplicas") {
-        status.insert("readyReplicas".to_string(), v.take());
-    }
-    object.data = serde_json::json!({"spec": spec, "status": status});
 }
 
 /// One VA as the cache keeps it: decoded (only the typed form is kept, which is several
 /// times smaller than the untyped JSON), or the object the types could not read and why.
 #[derive(Clone)]
 enum VaEntry {
-    Decoded(Box<VariantAutoscaling>),
+    Decoded(Arc<VariantAutoscaling>),
     Undecodable(Box<DynamicObject>, String),
 }
 
@@ -199,7 +313,7 @@ fn va_entry(mut object: DynamicObject) -> ((String, String), VaEntry) {
     object.metadata.managed_fields = None;
     let key = (object.namespace().unwrap_or_default(), object.name_any());
     let entry = match crate::reconciler::decode_va(&object) {
-        Ok(va) => VaEntry::Decoded(Box::new(va)),
+        Ok(va) => VaEntry::Decoded(Arc::new(va)),
         Err(message) => VaEntry::Undecodable(Box::new(object), message),
     };
     (key, entry)
@@ -225,7 +339,7 @@ pub enum CachedWorkload {
         /// `status.readyReplicas` (0 when absent).
         ready: u32,
         /// Its pods (those in its namespace matching its selector).
-        pods: Vec<Arc<Pod>>,
+        pods: Vec<Arc<CachedPod>>,
     },
     /// The object exists but its replicas or selector are not at the apps/v1 paths: read it
     /// through `/scale` and a LIST of its pods.
@@ -241,9 +355,9 @@ pub struct ClusterCache {
     /// The namespace watched, or None for the whole cluster.
     namespace: Option<String>,
     vas: Option<VaCache>,
-    pods: Option<Reflected<Pod>>,
-    hpas: Option<Reflected<HorizontalPodAutoscaler>>,
-    workloads: BTreeMap<(String, String), (ApiResource, Reflected<DynamicObject>)>,
+    pods: Option<Compact<CachedPod>>,
+    hpas: Option<Compact<CachedHpa>>,
+    workloads: BTreeMap<(String, String), Compact<WorkloadEntry>>,
     /// Watch failures seen (all caches).
     errors: Arc<AtomicU64>,
     /// Caches whose first LIST had not completed at the last [`ClusterCache::watch_workloads`]
@@ -267,8 +381,9 @@ struct Written {
 
 /// The VAs of one cycle: each decoded on its own.
 pub struct ListedVas {
-    /// The VAs the types could read.
-    pub decoded: Vec<VariantAutoscaling>,
+    /// The VAs the types could read (shared with the cache; one whose status this
+    /// controller wrote and the watch has not shown yet is a copy carrying that status).
+    pub decoded: Vec<Arc<VariantAutoscaling>>,
     /// The objects they could not, with the message naming the field.
     pub undecodable: Vec<(DynamicObject, String)>,
 }
@@ -311,33 +426,6 @@ impl ClusterCache {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         }
-    }
-
-    fn untyped(
-        &self,
-        resource: &ApiResource,
-        strip: fn(&mut DynamicObject),
-        what: String,
-    ) -> Reflected<DynamicObject> {
-        let writer = reflector::store::Writer::new(resource.clone());
-        let store = writer.as_reader();
-        let errors = self.errors.clone();
-        let stream = watcher(self.api_untyped(resource), list_config())
-            .default_backoff()
-            .modify(strip)
-            .reflect(writer);
-        let task = tokio::spawn(async move {
-            stream
-                .for_each(|event| {
-                    if let Err(e) = event {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(cache = %what, error = %e, "watch failed; re-listing with backoff");
-                    }
-                    futures::future::ready(())
-                })
-                .await;
-        });
-        Reflected { store, task }
     }
 
     /// Starts the VA watch: each object is decoded on arrival (one the types cannot read
@@ -402,17 +490,15 @@ impl ClusterCache {
     pub async fn vas(&mut self) -> Result<ListedVas, String> {
         if self.vas.is_none() {
             self.vas = Some(self.watch_vas());
-            self.pods = Some(reflect(
+            self.pods = Some(watch_compact(
                 self.api::<Pod>(),
-                (),
-                strip_pod,
+                CachedPod::from_pod,
                 self.errors.clone(),
                 "Pods".into(),
             ));
-            self.hpas = Some(reflect(
+            self.hpas = Some(watch_compact(
                 self.api::<HorizontalPodAutoscaler>(),
-                (),
-                strip_hpa,
+                CachedHpa::from_hpa,
                 self.errors.clone(),
                 "HorizontalPodAutoscalers".into(),
             ));
@@ -443,11 +529,13 @@ impl ClusterCache {
         for (key, entry) in &entries.current {
             match entry {
                 VaEntry::Decoded(va) => {
-                    let mut va = VariantAutoscaling::clone(va);
+                    let mut va = va.clone();
                     if let Some(written) = written.as_mut() {
                         match written.statuses.get(key) {
                             Some((at, status)) if *at == va.resource_version() => {
-                                va.status = Some(status.clone());
+                                let mut copy = VariantAutoscaling::clone(&va);
+                                copy.status = Some(status.clone());
+                                va = Arc::new(copy);
                             }
                             Some(_) => {
                                 written.statuses.remove(key);
@@ -479,23 +567,27 @@ impl ClusterCache {
             let key = (api_version.clone(), kind.clone());
             if !self.workloads.contains_key(&key) {
                 let resource = target_resource(api_version, kind);
-                let reflected =
-                    self.untyped(&resource, strip_untyped, format!("{kind} ({api_version})"));
-                self.workloads.insert(key.clone(), (resource, reflected));
+                let compact = watch_compact(
+                    self.api_untyped(&resource),
+                    workload_entry,
+                    self.errors.clone(),
+                    format!("{kind} ({api_version})"),
+                );
+                self.workloads.insert(key.clone(), compact);
             }
-            if let Some((_, r)) = self.workloads.get(&key) {
-                if let Err(e) = synced(&r.store, kind).await {
+            if let Some(w) = self.workloads.get(&key) {
+                if let Err(e) = w.synced(kind).await {
                     failed.insert(key, e);
                 }
             }
         }
         if let Some(p) = &self.pods {
-            if let Err(e) = synced(&p.store, "Pods").await {
+            if let Err(e) = p.synced("Pods").await {
                 failed.insert(pod_key(), e);
             }
         }
         if let Some(h) = &self.hpas {
-            if let Err(e) = synced(&h.store, "HorizontalPodAutoscalers").await {
+            if let Err(e) = h.synced("HorizontalPodAutoscalers").await {
                 failed.insert(hpa_key(), e);
             }
         }
@@ -538,14 +630,15 @@ impl ClusterCache {
         name: &str,
         replicas: u32,
     ) {
-        let Some((resource, reflected)) = self
+        let Some(cached) = self
             .workloads
             .get(&(api_version.to_string(), kind.to_string()))
         else {
             return;
         };
-        let key = ObjectRef::new_with(name, resource.clone()).within(namespace);
-        let at = reflected.store.get(&key).and_then(|o| o.resource_version());
+        let at = cached
+            .get(namespace, name)
+            .and_then(|o| o.resource_version.clone());
         if let Ok(mut written) = self.written.lock() {
             written.replicas.insert(
                 (
@@ -560,25 +653,17 @@ impl ClusterCache {
     }
 
     /// The HPAs of `namespace`; None while the HPA cache has not listed (read them directly).
-    pub fn hpas(&self, namespace: &str) -> Option<Vec<Arc<HorizontalPodAutoscaler>>> {
+    pub fn hpas(&self, namespace: &str) -> Option<Vec<Arc<CachedHpa>>> {
         if self.unsynced.contains(&hpa_key()) {
             return None;
         }
         let h = self.hpas.as_ref()?;
-        Some(
-            h.store
-                .state_filter(|x| x.metadata.namespace.as_deref() == Some(namespace)),
-        )
+        Some(h.all(Some(namespace)))
     }
 
     /// One cycle's view of the pods, indexed for selector lookups.
     pub fn pod_index(&self) -> PodIndex {
-        PodIndex::new(
-            self.pods
-                .as_ref()
-                .map(|p| p.store.state())
-                .unwrap_or_default(),
-        )
+        PodIndex::new(self.pods.as_ref().map(|p| p.all(None)).unwrap_or_default())
     }
 
     /// The workload `kind/name` in `namespace` as the cache knows it; None when its kind is
@@ -595,23 +680,12 @@ impl ClusterCache {
         if self.unsynced.contains(&kind_key) || self.unsynced.contains(&pod_key()) {
             return None;
         }
-        let (resource, reflected) = self.workloads.get(&kind_key)?;
-        let key = ObjectRef::new_with(name, resource.clone()).within(namespace);
-        let Some(object) = reflected.store.get(&key) else {
+        let cached = self.workloads.get(&kind_key)?;
+        let Some(object) = cached.get(namespace, name) else {
             return Some(CachedWorkload::NotFound);
         };
-        let replicas = object
-            .data
-            .pointer("/spec/replicas")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|r| u32::try_from(r).ok());
-        let selector = object
-            .data
-            .pointer("/spec/selector")
-            .filter(|s| s.is_object())
-            .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
-            .and_then(|s| Selector::try_from(s).ok());
-        let (Some(mut replicas), Some(selector)) = (replicas, selector) else {
+        let (Some(mut replicas), Some(selector)) = (object.replicas, object.selector.as_ref())
+        else {
             return Some(CachedWorkload::ReadScale);
         };
         if let Ok(mut written) = self.written.lock() {
@@ -622,23 +696,17 @@ impl ClusterCache {
                 name.to_string(),
             );
             match written.replicas.get(&key) {
-                Some((at, wrote)) if *at == object.resource_version() => replicas = *wrote,
+                Some((at, wrote)) if *at == object.resource_version => replicas = *wrote,
                 Some(_) => {
                     written.replicas.remove(&key);
                 }
                 None => {}
             }
         }
-        let ready = object
-            .data
-            .pointer("/status/readyReplicas")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|r| u32::try_from(r).ok())
-            .unwrap_or(0);
         Some(CachedWorkload::Found {
             replicas,
-            ready,
-            pods: pods.matching(namespace, &selector),
+            ready: object.ready,
+            pods: pods.matching(namespace, selector),
         })
     }
 }
@@ -651,27 +719,11 @@ fn hpa_key() -> (String, String) {
     ("autoscaling/v2".into(), "HorizontalPodAutoscaler".into())
 }
 
-/// Waits for a store's first LIST, up to [`SYNC_TIMEOUT`].
-async fn synced<K>(store: &Store<K>, what: &str) -> Result<(), String>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    match tokio::time::timeout(SYNC_TIMEOUT, store.wait_until_ready()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(format!("the {what} watch stopped")),
-        Err(_) => Err(format!(
-            "the {what} watch has not listed yet ({} s); retried next cycle",
-            SYNC_TIMEOUT.as_secs()
-        )),
-    }
-}
-
 /// The pods of one cycle, indexed by namespace and by the value of each label key a
 /// selector looked up (built on first use), so a workload's pods are found without a scan
 /// of every pod.
 pub struct PodIndex {
-    pods: Vec<Arc<Pod>>,
+    pods: Vec<Arc<CachedPod>>,
     /// (label key) → (namespace, value) → indices into `pods`.
     by_label: HashMap<String, HashMap<(String, String), Vec<usize>>>,
     /// namespace → indices into `pods`.
@@ -679,7 +731,7 @@ pub struct PodIndex {
 }
 
 impl PodIndex {
-    fn new(pods: Vec<Arc<Pod>>) -> Self {
+    fn new(pods: Vec<Arc<CachedPod>>) -> Self {
         Self {
             pods,
             by_label: HashMap::new(),
@@ -688,8 +740,7 @@ impl PodIndex {
     }
 
     /// The pods of `namespace` that `selector` matches.
-    pub fn matching(&mut self, namespace: &str, selector: &Selector) -> Vec<Arc<Pod>> {
-        let no_labels = BTreeMap::new();
+    pub fn matching(&mut self, namespace: &str, selector: &Selector) -> Vec<Arc<CachedPod>> {
         // An equality term narrows the candidates through the index.
         let equal = selector.clone().into_iter().find_map(|e| match e {
             kube::core::Expression::Equal(k, v) => Some((k, v)),
@@ -704,9 +755,9 @@ impl PodIndex {
                 let index = self.by_label.entry(key.clone()).or_insert_with(|| {
                     let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
                     for (i, p) in pods.iter().enumerate() {
-                        if let Some(v) = p.metadata.labels.as_ref().and_then(|l| l.get(&key)) {
+                        if let Some(v) = p.labels.get(&key) {
                             index
-                                .entry((p.namespace().unwrap_or_default(), v.clone()))
+                                .entry((p.namespace.clone(), v.clone()))
                                 .or_default()
                                 .push(i);
                         }
@@ -723,10 +774,7 @@ impl PodIndex {
                 let index = self.by_namespace.get_or_insert_with(|| {
                     let mut index: HashMap<String, Vec<usize>> = HashMap::new();
                     for (i, p) in pods.iter().enumerate() {
-                        index
-                            .entry(p.namespace().unwrap_or_default())
-                            .or_default()
-                            .push(i);
+                        index.entry(p.namespace.clone()).or_default().push(i);
                     }
                     index
                 });
@@ -736,7 +784,7 @@ impl PodIndex {
         candidates
             .into_iter()
             .filter_map(|i| self.pods.get(i))
-            .filter(|p| selector.matches(p.metadata.labels.as_ref().unwrap_or(&no_labels)))
+            .filter(|p| selector.matches(&p.labels))
             .cloned()
             .collect()
     }

@@ -8,6 +8,7 @@
 //! ([`Reconciler::with_lease`]): the first refusal stops the cycle's writes and the cycle
 //! ends in [`ControllerError::NotLeader`].
 
+use crate::cache::{CachedHpa, CachedPod};
 use crate::calibration::{Calibrator, VariantEvidence};
 use crate::cycle::{
     run_cycle, CycleOutcome, CycleState, Frozen, ModelState, Snapshot, VariantState,
@@ -202,19 +203,11 @@ fn unix_seconds(t: k8s_openapi::jiff::Timestamp) -> f64 {
 
 /// Creation time of a pod, UNIX seconds, when its Ready time is a start-up sample: it has a
 /// creation time and none of its containers restarted (a restart moves the Ready time).
-fn startup_sample_created(p: &Pod) -> Option<f64> {
-    let restarted = p
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.restart_count > 0));
-    if restarted {
+fn startup_sample_created(p: &CachedPod) -> Option<f64> {
+    if p.restarted {
         return None;
     }
-    p.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| unix_seconds(t.0))
+    p.created.map(unix_seconds)
 }
 
 impl Reconciler {
@@ -441,7 +434,7 @@ impl Reconciler {
         namespace: &str,
         target: &wvo_api::crd::ScaleTargetRef,
         mode: ActuationMode,
-        hpas: &[HorizontalPodAutoscaler],
+        hpas: &[Arc<CachedHpa>],
         pod_index: &mut crate::cache::PodIndex,
     ) -> Result<Workload, ControllerError> {
         let resource = crate::cache::target_resource(&target.api_version, &target.kind);
@@ -507,45 +500,24 @@ impl Reconciler {
                         .await
                         .map_err(kube_err(format!("listing the pods of {what}")))?
                         .items
-                        .into_iter()
-                        .map(Arc::new)
+                        .iter()
+                        .map(|p| Arc::new(CachedPod::from_pod(p)))
                         .collect();
                 }
                 (replicas, ready, pods)
             }
         };
-        let pending = pods
-            .iter()
-            .filter(|p| {
-                let status = p.status.as_ref();
-                status.and_then(|s| s.phase.as_deref()) == Some("Pending")
-                    && status
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|cs| {
-                            cs.iter().any(|c| {
-                                c.type_ == "PodScheduled"
-                                    && c.status == "False"
-                                    && c.reason.as_deref() == Some("Unschedulable")
-                            })
-                        })
-            })
-            .count();
+        let pending = pods.iter().filter(|p| p.pending_unschedulable).count();
         let mut ready_pods = Vec::new();
         let mut youngest_ready_age_s: Option<f64> = None;
         let mut ready_times = Vec::new();
         let now = k8s_openapi::jiff::Timestamp::now();
         for p in &pods {
-            let ready_since = p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
-                .map(|c| c.last_transition_time.as_ref().map(|t| t.0));
-            if let Some(since) = ready_since {
-                ready_pods.push(p.name_any());
+            if let Some(since) = p.ready_since {
+                ready_pods.push(p.name.clone());
                 if let (Some(ready), Some(created)) = (since, startup_sample_created(p)) {
                     ready_times.push(crate::startup::PodReady {
-                        pod: p.name_any(),
+                        pod: p.name.clone(),
                         created_seconds: created,
                         ready_seconds: unix_seconds(ready),
                     });
@@ -559,14 +531,13 @@ impl Reconciler {
                 };
             }
         }
-        let foreign = hpas.iter().find(|h| {
-            h.spec.scale_target_ref.kind == target.kind
-                && h.spec.scale_target_ref.name == target.name
-        });
+        let foreign = hpas
+            .iter()
+            .find(|h| h.target_kind == target.kind && h.target_name == target.name);
         let frozen = match (mode, foreign) {
             (ActuationMode::Scale, Some(h)) => Some(Frozen::ForeignScaler(format!(
                 "{what} is scaled by HorizontalPodAutoscaler {namespace}/{}; wvo reports but does not fight it (use actuation: hpa to bound it)",
-                h.name_any()
+                h.name
             ))),
             (ActuationMode::Hpa, None) => Some(Frozen::NoHpa(format!(
                 "actuation is hpa but no HorizontalPodAutoscaler targets {what}; create one, or use actuation: scale"
@@ -727,7 +698,7 @@ impl Reconciler {
             Ok(x) => x,
             Err(e) => {
                 self.not_optimized(
-                    list.iter(),
+                    list.iter().map(|va| &**va),
                     Reason::NoInventory,
                     &e.to_string(),
                     &mut report,
@@ -748,8 +719,9 @@ impl Reconciler {
         let owners = target_owners(&list);
 
         // Valid VAs, their workloads, and their loads.
-        let mut hpas_by_ns: BTreeMap<String, Vec<HorizontalPodAutoscaler>> = BTreeMap::new();
-        let mut accepted: Vec<(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)> = Vec::new();
+        let mut hpas_by_ns: BTreeMap<String, Vec<Arc<CachedHpa>>> = BTreeMap::new();
+        let mut accepted: Vec<(Arc<VariantAutoscaling>, wvo_api::ModelSpec, Vec<Workload>)> =
+            Vec::new();
         let mut priors_by_va: BTreeMap<(String, String), Vec<Option<Prior>>> = BTreeMap::new();
         for va in &list {
             let ns = va.namespace().unwrap_or_default();
@@ -775,7 +747,7 @@ impl Reconciler {
                             .await;
                     }
                     self.not_optimized(
-                        std::iter::once(va),
+                        std::iter::once(&**va),
                         Reason::InvalidSpec,
                         &message,
                         &mut report,
@@ -786,10 +758,7 @@ impl Reconciler {
             };
             if !hpas_by_ns.contains_key(&ns) {
                 let hpas = match self.cache.hpas(&ns) {
-                    Some(cached) => cached
-                        .iter()
-                        .map(|h| HorizontalPodAutoscaler::clone(h))
-                        .collect(),
+                    Some(cached) => cached,
                     None => {
                         let hpa_api: Api<HorizontalPodAutoscaler> =
                             Api::namespaced(self.client.clone(), &ns);
@@ -798,6 +767,9 @@ impl Reconciler {
                             .await
                             .map_err(kube_err(format!("listing HPAs in {ns}")))?
                             .items
+                            .iter()
+                            .map(|h| Arc::new(CachedHpa::from_hpa(h)))
+                            .collect()
                     }
                 };
                 hpas_by_ns.insert(ns.clone(), hpas);
@@ -851,7 +823,7 @@ impl Reconciler {
                     m.count_error("workload");
                 }
                 self.not_optimized(
-                    std::iter::once(va),
+                    std::iter::once(&**va),
                     Reason::WorkloadUnreadable,
                     &message,
                     &mut report,
@@ -1115,7 +1087,7 @@ impl Reconciler {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = format!("{e}; the previous plan stays in force");
-                let vas = accepted.iter().map(|(va, _, _)| va);
+                let vas = accepted.iter().map(|(va, _, _)| &**va);
                 self.not_optimized(vas, Reason::PlanFailed, &message, &mut report)
                     .await;
                 return Err(e.into());
@@ -1548,7 +1520,7 @@ struct Owner {
 }
 
 /// The owner of each workload the VAs target.
-fn target_owners(vas: &[VariantAutoscaling]) -> BTreeMap<TargetKey, Owner> {
+fn target_owners(vas: &[Arc<VariantAutoscaling>]) -> BTreeMap<TargetKey, Owner> {
     let mut owners: BTreeMap<TargetKey, Owner> = BTreeMap::new();
     for va in vas {
         let ns = va.namespace().unwrap_or_default();
@@ -1623,9 +1595,9 @@ impl Reconciler {
     /// its workload) has none.
     async fn actuate(
         &self,
-        accepted: &[(VariantAutoscaling, wvo_api::ModelSpec, Vec<Workload>)],
+        accepted: &[(Arc<VariantAutoscaling>, wvo_api::ModelSpec, Vec<Workload>)],
         models: &[crate::cycle::ModelDecision],
-        hpas_by_ns: &BTreeMap<String, Vec<HorizontalPodAutoscaler>>,
+        hpas_by_ns: &BTreeMap<String, Vec<Arc<CachedHpa>>>,
     ) -> BTreeMap<(usize, usize), ActionResult> {
         let mut keys = Vec::new();
         let mut actions = Vec::new();
@@ -1667,20 +1639,19 @@ fn action_for(
     va: &VariantAutoscaling,
     v: &wvo_api::crd::VariantAutoscalingVariant,
     d: &crate::cycle::VariantDecision,
-    hpas: &[HorizontalPodAutoscaler],
+    hpas: &[Arc<CachedHpa>],
     hpa_scale_to_zero: bool,
 ) -> Option<Action> {
     let target = &v.scale_target_ref;
     let how = match va.spec.actuation {
         ActuationMode::Scale => Actuation::Scale,
         ActuationMode::Hpa => {
-            let hpa = hpas.iter().find(|h| {
-                h.spec.scale_target_ref.kind == target.kind
-                    && h.spec.scale_target_ref.name == target.name
-            })?;
+            let hpa = hpas
+                .iter()
+                .find(|h| h.target_kind == target.kind && h.target_name == target.name)?;
             let (min, max) = hpa_bounds(d.desired, v.max_replicas, hpa_scale_to_zero);
             Actuation::HpaBounds {
-                hpa: hpa.name_any(),
+                hpa: hpa.name.clone(),
                 min,
                 max,
             }
@@ -1699,15 +1670,17 @@ fn action_for(
 mod tests {
     use super::*;
 
-    fn pod(created: Option<&str>, restarts: i32) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": "p", "creationTimestamp": created},
-            "status": {"containerStatuses": [{
-                "name": "vllm", "image": "vllm", "imageID": "", "ready": true,
-                "restartCount": restarts
-            }]}
-        }))
-        .expect("pod")
+    fn pod(created: Option<&str>, restarts: i32) -> CachedPod {
+        CachedPod::from_pod(
+            &serde_json::from_value(json!({
+                "metadata": {"name": "p", "creationTimestamp": created},
+                "status": {"containerStatuses": [{
+                    "name": "vllm", "image": "vllm", "imageID": "", "ready": true,
+                    "restartCount": restarts
+                }]}
+            }))
+            .expect("pod"),
+        )
     }
 
     #[test]
