@@ -286,37 +286,18 @@ enum VaEntry {
     Undecodable(Box<DynamicObject>, String),
 }
 
-/// The VAs, as the VA watch last delivered them.
-#[derive(Default)]
-struct VaEntries {
-    /// By (namespace, name).
-    current: HashMap<(String, String), VaEntry>,
-    /// A re-list under way (from `Init` to `InitDone`): it replaces `current` whole.
-    relisting: Option<HashMap<(String, String), VaEntry>>,
-}
+/// The VA watch: objects decoded as they arrive.
+type VaCache = Compact<VaEntry>;
 
-/// The VA watch: a watcher whose objects are decoded as they arrive.
-struct VaCache {
-    entries: Arc<std::sync::RwLock<VaEntries>>,
-    /// True from the end of the first LIST.
-    listed: tokio::sync::watch::Receiver<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for VaCache {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn va_entry(mut object: DynamicObject) -> ((String, String), VaEntry) {
-    object.metadata.managed_fields = None;
-    let key = (object.namespace().unwrap_or_default(), object.name_any());
-    let entry = match crate::reconciler::decode_va(&object) {
+fn va_entry(object: &DynamicObject) -> VaEntry {
+    match crate::reconciler::decode_va(object) {
         Ok(va) => VaEntry::Decoded(Arc::new(va)),
-        Err(message) => VaEntry::Undecodable(Box::new(object), message),
-    };
-    (key, entry)
+        Err(message) => {
+            let mut object = object.clone();
+            object.metadata.managed_fields = None;
+            VaEntry::Undecodable(Box::new(object), message)
+        }
+    }
 }
 
 /// The group/version and kind a `scaleTargetRef` names.
@@ -432,57 +413,12 @@ impl ClusterCache {
     /// is kept with the message naming its field).
     fn watch_vas(&self) -> VaCache {
         let resource = ApiResource::erase::<VariantAutoscaling>(&());
-        let entries: Arc<std::sync::RwLock<VaEntries>> = Arc::default();
-        let (listed_tx, listed) = tokio::sync::watch::channel(false);
-        let errors = self.errors.clone();
-        let stream = watcher(self.api_untyped(&resource), list_config()).default_backoff();
-        let shared = entries.clone();
-        let task = tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(e) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(cache = "VariantAutoscalings", error = %e, "watch failed; re-listing with backoff");
-                        continue;
-                    }
-                };
-                let Ok(mut entries) = shared.write() else {
-                    return;
-                };
-                match event {
-                    watcher::Event::Apply(object) => {
-                        let (key, entry) = va_entry(object);
-                        entries.current.insert(key, entry);
-                    }
-                    watcher::Event::Delete(object) => {
-                        entries
-                            .current
-                            .remove(&(object.namespace().unwrap_or_default(), object.name_any()));
-                    }
-                    watcher::Event::Init => entries.relisting = Some(HashMap::new()),
-                    watcher::Event::InitApply(object) => {
-                        let (key, entry) = va_entry(object);
-                        entries
-                            .relisting
-                            .get_or_insert_with(HashMap::new)
-                            .insert(key, entry);
-                    }
-                    watcher::Event::InitDone => {
-                        if let Some(listed) = entries.relisting.take() {
-                            entries.current = listed;
-                        }
-                        let _ = listed_tx.send(true);
-                    }
-                }
-            }
-        });
-        VaCache {
-            entries,
-            listed,
-            task,
-        }
+        watch_compact(
+            self.api_untyped(&resource),
+            va_entry,
+            self.errors.clone(),
+            "VariantAutoscalings".into(),
+        )
     }
 
     /// Every VariantAutoscaling, each decoded on its own. Starts the VA, Pod and HPA watches
@@ -506,17 +442,7 @@ impl ClusterCache {
         let Some(vas) = &self.vas else {
             return Err("the VariantAutoscaling cache is not running".into());
         };
-        let mut listed_rx = vas.listed.clone();
-        match tokio::time::timeout(SYNC_TIMEOUT, listed_rx.wait_for(|listed| *listed)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err("the VariantAutoscaling watch stopped".into()),
-            Err(_) => {
-                return Err(format!(
-                    "the VariantAutoscaling watch has not listed yet ({} s); retried next cycle",
-                    SYNC_TIMEOUT.as_secs()
-                ))
-            }
-        }
+        vas.synced("VariantAutoscaling").await?;
         let entries = vas
             .entries
             .read()
@@ -527,7 +453,7 @@ impl ClusterCache {
         };
         let mut written = self.written.lock().ok();
         for (key, entry) in &entries.current {
-            match entry {
+            match entry.as_ref() {
                 VaEntry::Decoded(va) => {
                     let mut va = va.clone();
                     if let Some(written) = written.as_mut() {

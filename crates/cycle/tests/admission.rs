@@ -1,8 +1,11 @@
 //! Admission of a VariantAutoscaling without a server: each refusal names its field, and an
 //! admitted VA carries its plan form and the priors calibration starts from.
 
+mod common;
+
+use common::va;
 use serde_json::{json, Value};
-use wvo_api::crd::{ServiceClass, VariantAutoscaling};
+use wvo_api::crd::ServiceClass;
 use wvo_api::AcceleratorType;
 use wvo_cycle::admission::{admit, Admitted, InputError, PriorSource};
 
@@ -19,25 +22,6 @@ fn classes() -> Vec<ServiceClass> {
         {"name": "premium", "priority": 100, "ttftMs": 500.0, "itlMs": 50.0}
     ]))
     .expect("service classes")
-}
-
-/// A VA `llm/chat` with `spec` merged over a one-variant spec on H100 at 10 req/s.
-fn va(spec: Value) -> VariantAutoscaling {
-    let mut base = json!({
-        "modelID": "chat",
-        "variants": [{"name": "h100", "scaleTargetRef": {"name": "chat-h100"},
-                      "accelerator": "H100", "maxRequestsPerSecond": 10.0}]
-    });
-    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), spec) {
-        base.extend(extra);
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "wvo.dev/v1alpha1",
-        "kind": "VariantAutoscaling",
-        "metadata": {"name": "chat", "namespace": "llm"},
-        "spec": base,
-    }))
-    .expect("a VariantAutoscaling")
 }
 
 fn refused(spec: Value) -> InputError {
