@@ -222,6 +222,16 @@ impl Policy for Wvo {
     }
 
     fn initial(&mut self, scenario: &Scenario) -> Result<Desired, BenchError> {
+        // The controller's admission of each model (what `wvo run` checks of a VA once it is
+        // in plan form): a model it would refuse is refused here too, naming the field.
+        for (i, m) in scenario.models.iter().enumerate() {
+            wvo_cycle::admission::admit_spec(m.spec(), &scenario.inventory).map_err(|e| {
+                BenchError::Field {
+                    field: format!("models[{i}]"),
+                    problem: format!("the controller would refuse this model: {e}"),
+                }
+            })?;
+        }
         plan_replicas(scenario, &initial_rates(scenario), PlanOptions::default())
     }
 

@@ -101,6 +101,17 @@ pub fn admit(
 ) -> Result<Admitted, InputError> {
     let name = format!("{}/{}", va.namespace().unwrap_or_default(), va.name_any());
     let spec = va.to_model_spec(&name, classes).map_err(InputError::Spec)?;
+    admit_spec(spec, inventory)
+}
+
+/// The checks of [`admit`] after the VA is in plan form: `spec` against the inventory (the
+/// plan input's validation, fields read as `spec...`) and each catalog profile resolved to
+/// its prior. The bench runs this on its scenarios' models, which have no VA object.
+pub fn admit_spec(
+    spec: wvo_api::ModelSpec,
+    inventory: &[AcceleratorType],
+) -> Result<Admitted, InputError> {
+    let name = spec.name.clone();
     let probe = PlanInput {
         inventory: inventory.to_vec(),
         models: vec![spec.clone()],
