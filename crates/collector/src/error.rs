@@ -1,7 +1,10 @@
 //! The collector's one error type.
 
+use crate::redact::redact_url;
+
 /// Why collecting metrics failed. Every variant names the URL (and where relevant the
-/// query or line) so the message a user reads says where to look.
+/// query or line) so the message a user reads says where to look; URLs are shown through
+/// [`redact_url`], never with credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
     /// The configuration is not usable (bad URL, unreadable CA file, ...).
@@ -13,7 +16,7 @@ pub enum CollectorError {
         problem: String,
     },
     /// The HTTP request did not complete (connection refused, DNS, TLS, body read).
-    #[error("{url}: request failed: {detail}")]
+    #[error("{}: request failed: {detail}", redact_url(.url))]
     Http {
         /// The URL requested.
         url: String,
@@ -24,7 +27,7 @@ pub enum CollectorError {
         source: reqwest::Error,
     },
     /// No answer within the configured timeout.
-    #[error("{url}: no answer within {timeout_ms} ms")]
+    #[error("{}: no answer within {timeout_ms} ms", redact_url(.url))]
     Timeout {
         /// The URL requested.
         url: String,
@@ -32,7 +35,7 @@ pub enum CollectorError {
         timeout_ms: u64,
     },
     /// The server answered with a non-success HTTP status.
-    #[error("{url}: HTTP {status}: {body}")]
+    #[error("{}: HTTP {status}: {body}", redact_url(.url))]
     Status {
         /// The URL requested.
         url: String,
@@ -42,7 +45,7 @@ pub enum CollectorError {
         body: String,
     },
     /// Prometheus answered `status: error` for a query.
-    #[error("{url}: query `{query}` failed: {error_type}: {error}")]
+    #[error("{}: query `{query}` failed: {error_type}: {error}", redact_url(.url))]
     Query {
         /// The Prometheus API URL.
         url: String,
@@ -54,7 +57,7 @@ pub enum CollectorError {
         error: String,
     },
     /// The body is not what the endpoint should serve (bad text format, bad JSON shape).
-    #[error("{url}: unreadable response at {location}: {problem}")]
+    #[error("{}: unreadable response at {location}: {problem}", redact_url(.url))]
     Parse {
         /// The URL the body came from.
         url: String,

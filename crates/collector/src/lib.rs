@@ -31,19 +31,21 @@ pub mod observation;
 pub mod pod;
 pub mod prometheus;
 pub mod range;
+pub mod redact;
 pub mod render;
 pub mod scrape;
 pub mod text;
 
 pub use aggregate::Window;
 pub use error::CollectorError;
-pub use http::{install_crypto_provider, HttpConfig};
+pub use http::{install_crypto_provider, HttpConfig, TokenFile};
 pub use names::Flavor;
 pub use observation::{
     Figure, LoadFigures, ModelObservation, Observations, Target, VariantObservation,
 };
 pub use prometheus::{PrometheusConfig, PrometheusSource};
 pub use range::{ModelRates, RatePoint, RateRange, MAX_POINTS_PER_REQUEST};
+pub use redact::redact_url;
 pub use render::{render_json, render_table};
 pub use scrape::{ScrapeConfig, ScrapeSource};
 

@@ -214,13 +214,16 @@ impl Target {
     /// A scrape target from a bare URL (CLI `--scrape URL`): no namespace, any model,
     /// variant `*`, pod named after the URL's host and port.
     pub fn from_url(url: &str) -> Target {
-        let host = url
+        // From the redacted URL, so no user name or password becomes the pod name.
+        let shown = crate::redact::redact_url(url);
+        let authority = shown
             .split("://")
             .nth(1)
-            .unwrap_or(url)
-            .split('/')
+            .unwrap_or(&shown)
+            .split(['/', '?', '#'])
             .next()
-            .unwrap_or(url);
+            .unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or(authority);
         Target {
             namespace: String::new(),
             model: String::new(),

@@ -11,6 +11,7 @@ use crate::http::{self, HttpConfig};
 use crate::names::{self, Flavor, Hist, Kind, Scalar};
 use crate::observation::{Observations, Target};
 use crate::pod::{finite, kv_capacity, HistReading, PodFigures, Reading};
+use crate::redact::redact_url;
 use crate::text::{parse_value, Sample};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -627,13 +628,16 @@ impl PrometheusSource {
         let query_url = reqwest::Url::parse(&format!("{base}/api/v1/query")).map_err(|e| {
             CollectorError::Config {
                 field: "prometheus URL",
-                problem: format!("{}: {e}", cfg.base_url),
+                problem: format!("{}: {e}", redact_url(&cfg.base_url)),
             }
         })?;
         if !matches!(query_url.scheme(), "http" | "https") {
             return Err(CollectorError::Config {
                 field: "prometheus URL",
-                problem: format!("{}: scheme must be http or https", cfg.base_url),
+                problem: format!(
+                    "{}: scheme must be http or https",
+                    redact_url(&cfg.base_url)
+                ),
             });
         }
         let client = http::client(&cfg.http)?;
@@ -656,6 +660,7 @@ impl PrometheusSource {
             let client = self.client.clone();
             let http_cfg = self.cfg.http.clone();
             let base = self.query_url.clone();
+            let shown = http::without_credentials(&base);
             let t = eval_time.clone();
             set.spawn(async move {
                 let url = reqwest::Url::parse_with_params(
@@ -663,13 +668,11 @@ impl PrometheusSource {
                     &[("query", q.promql.as_str()), ("time", t.as_str())],
                 );
                 let res = match url {
-                    Err(e) => Err(format!("{base}: {e}")),
+                    Err(e) => Err(format!("{shown}: {e}")),
                     Ok(url) => match http::get(&client, &http_cfg, url).await {
                         Err(e) => Err(format!("prometheus: {e}")),
-                        Ok((status, body)) => {
-                            parse_response(base.as_str(), &q.promql, status, &body)
-                                .map_err(|e| format!("prometheus: {e}"))
-                        }
+                        Ok((status, body)) => parse_response(&shown, &q.promql, status, &body)
+                            .map_err(|e| format!("prometheus: {e}")),
                     },
                 };
                 (q.id, res)
@@ -710,7 +713,7 @@ impl PrometheusSource {
     pub async fn collect(&self) -> Observations {
         let results = self.run_queries().await;
         observations_from_results(
-            &format!("prometheus {}", self.cfg.base_url),
+            &format!("prometheus {}", redact_url(&self.cfg.base_url)),
             &results,
             &self.targets,
             &self.window,

@@ -10,6 +10,7 @@ use crate::error::CollectorError;
 use crate::http::{self, HttpConfig};
 use crate::observation::{Observations, Target};
 use crate::pod;
+use crate::redact::redact_url;
 use crate::text::{self, Exposition};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -107,11 +108,15 @@ pub fn observations_from_scrapes(
                         continue; // a gateway (EPP) endpoint, not a model server
                     }
                     let e = if t.model.is_empty() {
-                        format!("{}: no vLLM or SGLang model-server metrics", t.url)
+                        format!(
+                            "{}: no vLLM or SGLang model-server metrics",
+                            redact_url(&t.url)
+                        )
                     } else {
                         format!(
                             "{}: no vLLM or SGLang model-server metrics for model {}",
-                            t.url, t.model
+                            redact_url(&t.url),
+                            t.model
                         )
                     };
                     errors.push(e.clone());
@@ -155,7 +160,7 @@ impl ScrapeSource {
             if !ok {
                 return Err(CollectorError::Config {
                     field: "scrape URL",
-                    problem: format!("`{}` is not an http(s) URL", t.url),
+                    problem: format!("`{}` is not an http(s) URL", redact_url(&t.url)),
                 });
             }
         }
@@ -174,12 +179,13 @@ impl ScrapeSource {
             let client = self.client.clone();
             let cfg = self.cfg.http.clone();
             let url = url.clone();
+            let shown = redact_url(&url);
             set.spawn(async move {
                 let res = match reqwest::Url::parse(&url) {
-                    Err(e) => Err(format!("{url}: {e}")),
+                    Err(e) => Err(format!("{shown}: {e}")),
                     Ok(u) => match http::get(&client, &cfg, u).await {
                         Err(e) => Err(e.to_string()),
-                        Ok((status, body)) => on_response(&url, status, &body)
+                        Ok((status, body)) => on_response(&shown, status, &body)
                             .map(|expo| Snapshot {
                                 at: Instant::now(),
                                 expo,
@@ -192,7 +198,7 @@ impl ScrapeSource {
         }
         let mut out: Vec<Result<Snapshot, String>> = urls
             .iter()
-            .map(|u| Err(format!("{u}: not scraped")))
+            .map(|u| Err(format!("{}: not scraped", redact_url(u))))
             .collect();
         while let Some(j) = set.join_next().await {
             if let Ok((i, r)) = j {

@@ -146,7 +146,7 @@ async fn prometheus_down_is_an_error_naming_the_url_without_credentials() {
     let text = e.to_string();
     assert!(
         text.starts_with(&format!(
-            "http://127.0.0.1:{port}/api/v1/query_range: request failed"
+            "http://***@127.0.0.1:{port}/api/v1/query_range: request failed"
         )),
         "{text}"
     );
