@@ -394,6 +394,35 @@ mod tests {
     use super::*;
     use wvo_collector::Figure;
 
+    #[tokio::test]
+    async fn prometheus_credentials_appear_in_no_model_reason() {
+        // Port 1: nothing listens there, so every model is unknown with the error.
+        let loads = CollectorLoads::new(wvo_collector::ObserveConfig {
+            source: wvo_collector::SourceConfig::Prometheus(wvo_collector::PrometheusConfig {
+                base_url: "http://user:s3cret@127.0.0.1:1/".into(),
+                namespace: None,
+                model: None,
+                http: wvo_collector::HttpConfig {
+                    timeout: std::time::Duration::from_secs(2),
+                    ..Default::default()
+                },
+            }),
+            window: Default::default(),
+            targets: vec![],
+        });
+        let models = [("ns".to_string(), "m".to_string())];
+        let observed = loads.observe(&models, &[]).await;
+        let reason = observed.loads[&models[0]]
+            .as_ref()
+            .expect_err("prometheus is down");
+        // This reason becomes the VA's MetricsUnknown message and the status API's.
+        assert!(reason.contains("127.0.0.1:1"), "{reason}");
+        assert!(
+            !reason.contains("s3cret") && !reason.contains("user:"),
+            "{reason}"
+        );
+    }
+
     #[test]
     fn arrivals_are_completions_plus_the_growth_in_the_servers() {
         let known = |v: f64| Figure::known(v, 1.0, "vllm:num_requests_waiting");
