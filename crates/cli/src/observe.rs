@@ -123,6 +123,7 @@ pub fn config(args: &ObserveArgs) -> std::result::Result<ObserveConfig, String> 
         bearer_token,
         ca_file: args.ca_file.clone(),
         timeout: args.timeout,
+        ..HttpConfig::default()
     };
     if args.window < Duration::from_secs(1) {
         return Err("--window must be at least 1s".into());
@@ -170,14 +171,14 @@ pub fn config(args: &ObserveArgs) -> std::result::Result<ObserveConfig, String> 
     })
 }
 
-/// Where the observations were read from, for messages.
+/// Where the observations were read from, for messages (URLs redacted).
 fn source_name(cfg: &ObserveConfig) -> String {
     match &cfg.source {
-        SourceConfig::Prometheus(p) => p.base_url.clone(),
+        SourceConfig::Prometheus(p) => wvo_collector::redact_url(&p.base_url),
         SourceConfig::Scrape(s) => s
             .targets
             .iter()
-            .map(|t| t.url.as_str())
+            .map(|t| wvo_collector::redact_url(&t.url))
             .collect::<Vec<_>>()
             .join(", "),
     }

@@ -31,7 +31,8 @@ pub struct RunArgs {
     /// Prometheus base URL to read model-server metrics from.
     #[arg(long)]
     pub prometheus_url: Option<String>,
-    /// File holding a bearer token for Prometheus.
+    /// File holding a bearer token for Prometheus (or the scraped servers); read again at
+    /// each request, so a rotated service-account token is used without a restart.
     #[arg(long)]
     pub bearer_token_file: Option<std::path::PathBuf>,
     /// CA bundle (PEM) for Prometheus over https.
@@ -110,19 +111,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 
 fn load_source(args: &RunArgs) -> Result<Arc<dyn LoadSource>> {
     use wvo_collector::{
-        HttpConfig, ObserveConfig, PrometheusConfig, ScrapeConfig, SourceConfig, Target,
+        HttpConfig, ObserveConfig, PrometheusConfig, ScrapeConfig, SourceConfig, Target, TokenFile,
     };
-    let bearer_token = match &args.bearer_token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("--bearer-token-file {}: cannot read", path.display()))?
-                .trim()
-                .to_string(),
-        ),
+    // Read now (a missing file fails at start), then again at each request: the kubelet
+    // rotates a projected service-account token in place.
+    let bearer_token_file = match &args.bearer_token_file {
+        Some(path) => Some(TokenFile::open(path).context("--bearer-token-file")?),
         None => None,
     };
     let http = HttpConfig {
-        bearer_token,
+        bearer_token_file,
         ca_file: args.ca_file.clone(),
         ..HttpConfig::default()
     };

@@ -278,6 +278,39 @@ fn prometheus_down_fails_with_one_short_line_naming_the_url() {
 }
 
 #[test]
+fn credentials_in_a_url_are_printed_nowhere() {
+    let port = free_port();
+    let prometheus = format!("http://user:s3cret@127.0.0.1:{port}/?token=hunter2");
+    let scrape = format!("http://user:s3cret@127.0.0.1:{port}/metrics?access_token=hunter2");
+    let runs = [
+        vec!["observe", "--prometheus", &prometheus, "--timeout", "2s"],
+        vec!["observe", "--prometheus", &prometheus, "-o", "json"],
+        vec!["observe", "--scrape", &scrape, "--interval", "100ms"],
+        vec!["observe", "--scrape", &scrape, "-o", "json"],
+        vec![
+            "observe",
+            "--prometheus",
+            "ftp://user:s3cret@host/?token=hunter2",
+        ],
+    ];
+    for args in runs {
+        let run = wvo(&args, Duration::from_secs(20));
+        assert_ne!(run.code, Some(0), "{args:?} fails");
+        let printed = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !printed.contains("s3cret")
+                && !printed.contains("user:")
+                && !printed.contains("hunter2"),
+            "{args:?} printed a credential: {printed}"
+        );
+        assert!(
+            printed.contains("***@"),
+            "{args:?} names the URL: {printed}"
+        );
+    }
+}
+
+#[test]
 fn neither_source_is_a_one_line_usage_error() {
     let run = wvo(&["observe"], Duration::from_secs(10));
     assert_eq!(run.code, Some(2));
