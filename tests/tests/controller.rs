@@ -795,3 +795,111 @@ async fn impossible_minimums_are_named_and_the_others_are_planned() {
         good_status.variants
     );
 }
+
+/// The notes of the inventory Events in `wvo-system` of `reason`, newest first.
+async fn inventory_notes(cluster: &Cluster, reason: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "wvo-system");
+    let mut list: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect();
+    list.sort_by_key(|e| std::cmp::Reverse(e.event_time.as_ref().map(|t| t.0)));
+    list.into_iter().filter_map(|e| e.note).collect()
+}
+
+#[tokio::test]
+async fn a_second_inventory_refusal_gets_its_own_event_and_the_refusal_stays_until_fixed() {
+    // Was: the second refusal was folded into the first Event (same key, stale note), and the
+    // VAs went back to Planned one cycle after a refusal while the text was still bad.
+    let cluster = Cluster::start().await;
+    cluster.two_variant_va("llama", "llama", "").await;
+    cluster.set_load("llama", 35.0);
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    // The first cycle starts the watch cache and waits for its first list.
+    controller
+        .cycle()
+        .await
+        .expect("cycle with a good inventory");
+    let optimized = |va: &wvo_api::crd::VariantAutoscaling| {
+        let (status, reason, message) = condition(va, "Optimized").expect("Optimized");
+        assert_eq!(status, "True", "{message}");
+        (reason, message)
+    };
+    assert_eq!(optimized(&cluster.get_va("llama").await).0, "Planned");
+
+    // Bad text A: refused every cycle, one Event naming it.
+    cluster
+        .set_inventory("accelerators:\n- {name: H100, count: -3, costPerHour: 4.1}\n")
+        .await;
+    for cycle in 0..3 {
+        controller
+            .cycle()
+            .await
+            .expect("cycle with the last good inventory");
+        let (reason, message) = optimized(&cluster.get_va("llama").await);
+        assert_eq!(reason, "StaleInventory", "cycle {cycle}: {message}");
+        assert!(
+            message.contains("accelerators[0].count")
+                && message.ends_with("planned with the last good inventory"),
+            "cycle {cycle}: {message}"
+        );
+    }
+    let notes = inventory_notes(&cluster, "InvalidInventory").await;
+    assert_eq!(notes.len(), 1, "one Event for A: {notes:?}");
+    assert!(notes[0].contains("accelerators[0].count"), "{notes:?}");
+
+    // Bad text B: a new Event with B's note (not a series of A's under A's note).
+    cluster
+        .set_inventory("accelerators:\n- {name: H100, count: 16, costPerHour: -1}\n")
+        .await;
+    controller
+        .cycle()
+        .await
+        .expect("cycle with the last good inventory");
+    let notes = inventory_notes(&cluster, "InvalidInventory").await;
+    assert_eq!(notes.len(), 2, "one Event per cause: {notes:?}");
+    assert!(
+        notes[0].contains("accelerators[0].costPerHour")
+            && notes[0].contains("the last good inventory stays in force"),
+        "the newest names B: {notes:?}"
+    );
+    let (reason, message) = optimized(&cluster.get_va("llama").await);
+    assert_eq!(reason, "StaleInventory");
+    assert!(message.contains("accelerators[0].costPerHour"), "{message}");
+
+    // Good again: Planned.
+    cluster.set_inventory(INVENTORY).await;
+    controller
+        .cycle()
+        .await
+        .expect("cycle with a good inventory");
+    assert_eq!(optimized(&cluster.get_va("llama").await).0, "Planned");
+
+    // A missing key is refused with its own reason, and stays so.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client.clone(), "wvo-system");
+    cms.patch(
+        "wvo-inventory",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"data": {"inventory.yaml": null}})),
+    )
+    .await
+    .expect("remove the key");
+    for _ in 0..2 {
+        controller
+            .cycle()
+            .await
+            .expect("cycle with the last good inventory");
+        let (reason, message) = optimized(&cluster.get_va("llama").await);
+        assert_eq!(reason, "StaleInventory");
+        assert!(message.contains("no data key inventory.yaml"), "{message}");
+    }
+    assert_eq!(
+        inventory_notes(&cluster, "InventoryKeyMissing").await.len(),
+        1
+    );
+}

@@ -329,11 +329,41 @@ impl Reconciler {
             .estimate(&(namespace.into(), name.into(), variant.into()))
     }
 
+    /// Publishes an Event under action `Reconcile`: kube's [`Recorder`] folds the Events of
+    /// one (type, action, reason, object, reporting controller) into a series that keeps the
+    /// first note (for 6 minutes), which suits repeated happenings such as `ScaledUp`.
     async fn publish(
         &self,
         reference: &ObjectReference,
         warning: bool,
         reason: &str,
+        note: String,
+    ) {
+        self.publish_as(reference, warning, reason, "Reconcile".into(), note)
+            .await;
+    }
+
+    /// Publishes the Event of a refusal (bad inventory, bad spec, a workload not touched):
+    /// one Event per distinct note, each carrying its own. The [`Recorder`]'s cache key is
+    /// (type, action, reason, reporting controller and instance, regarding, related), the
+    /// note not in it, so a second refusal of the same reason on the same object within its
+    /// 6-minute cache would be patched into the first Event's series under the first (stale)
+    /// note. The action is therefore `Refuse-<digest of the note>`: a new cause is a new
+    /// Event with the current note, and the same cause repeated (same note) still folds into
+    /// its own series. The action, not `related`: it is the only free string in the key and
+    /// needs no made-up object reference.
+    async fn publish_refusal(&self, reference: &ObjectReference, reason: &str, note: String) {
+        let note: String = note.chars().take(1000).collect();
+        let action = format!("Refuse-{:08x}", note_digest(&note));
+        self.publish_as(reference, true, reason, action, note).await;
+    }
+
+    async fn publish_as(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: String,
         note: String,
     ) {
         let event = KubeEvent {
@@ -344,7 +374,7 @@ impl Reconciler {
             },
             reason: reason.into(),
             note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
+            action,
             secondary: None,
         };
         if let Some(Err(e)) = self.guarded(self.recorder.publish(&event, reference)).await {
@@ -378,15 +408,31 @@ impl Reconciler {
             refusal,
             newly_refused,
         } = self.inventory.observe(read);
-        if let (true, Some(cm), Some(message)) = (newly_refused, &cm, &refusal) {
-            self.publish(
-                &cm.object_ref(&()),
-                true,
-                "InvalidInventory",
-                format!("{message}; the last good inventory stays in force"),
+        if let (true, Some(refused)) = (newly_refused, &refusal) {
+            // A ConfigMap that is not there is still named (no uid).
+            let reference = cm.as_ref().map_or_else(
+                || ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("ConfigMap".into()),
+                    namespace: Some(self.config.inventory_namespace.clone()),
+                    name: Some(self.config.inventory_name.clone()),
+                    ..ObjectReference::default()
+                },
+                |cm| cm.object_ref(&()),
+            );
+            let stays = if inventory.is_ok() {
+                "the last good inventory stays in force"
+            } else {
+                "no inventory is in force: nothing is planned"
+            };
+            self.publish_refusal(
+                &reference,
+                refused.kind.reason(),
+                format!("{}; {stays}", refused.message),
             )
             .await;
         }
+        let refusal = refusal.map(|r| r.message);
         let inventory = inventory.map_err(|e| ControllerError::NoInventory(e.0))?;
         let mut accelerators = Vec::with_capacity(inventory.accelerators.len());
         for a in &inventory.accelerators {
@@ -743,7 +789,7 @@ impl Reconciler {
                     });
                     if newly {
                         let note = message.clone();
-                        self.publish(&va.object_ref(&()), true, "InvalidSpec", note)
+                        self.publish_refusal(&va.object_ref(&()), "InvalidSpec", note)
                             .await;
                     }
                     self.not_optimized(
@@ -1238,9 +1284,8 @@ impl Reconciler {
                     .as_ref()
                     .is_some_and(|s| s.conditions.iter().any(|c| c.message == refused.message));
                 if !already {
-                    self.publish(
+                    self.publish_refusal(
                         &va.object_ref(&()),
-                        true,
                         refused.reason.as_str(),
                         refused.message.clone(),
                     )
@@ -1424,7 +1469,7 @@ impl Reconciler {
                 uid: object.metadata.uid.clone(),
                 ..ObjectReference::default()
             };
-            self.publish(&reference, true, "InvalidSpec", message.to_string())
+            self.publish_refusal(&reference, "InvalidSpec", message.to_string())
                 .await;
         }
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, resource);
@@ -1666,9 +1711,28 @@ fn action_for(
     })
 }
 
+/// A short digest of an Event's note (32-bit FNV-1a): stable across runs and releases, which
+/// the standard hasher does not promise; only told apart within one Recorder's cache.
+fn note_digest(note: &str) -> u32 {
+    note.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_that_differ_get_distinct_refusal_digests() {
+        // FNV-1a reference values.
+        assert_eq!(note_digest(""), 0x811c_9dc5);
+        assert_eq!(note_digest("a"), 0xe40c_292c);
+        assert_ne!(
+            note_digest("inventory refused: accelerators[0].count: must be >= 0"),
+            note_digest("inventory refused: accelerators[0].costPerHour: must be >= 0")
+        );
+    }
 
     fn pod(created: Option<&str>, restarts: i32) -> CachedPod {
         CachedPod::from_pod(

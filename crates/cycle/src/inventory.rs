@@ -1,11 +1,13 @@
 //! Keep-last-good of the accelerator inventory: the controller reads the inventory
-//! ConfigMap each cycle and feeds what it found to [`InventoryState::observe`]; a bad text is
-//! refused (once: the controller publishes an Event on [`InventoryOutcome::newly_refused`])
-//! and the last good inventory stays in force.
+//! ConfigMap each cycle and feeds what it found to [`InventoryState::observe`]; a bad text (or
+//! a missing ConfigMap or key) is refused for as long as it stays so, and the last good
+//! inventory stays in force meanwhile. The controller publishes an Event when a refusal is new
+//! ([`InventoryOutcome::newly_refused`]: a refusal whose message differs from the last cycle's).
 //!
 //! ```text
 //!  ConfigMap read ─► InventoryRead (NotFound | NoKey | Text) ─► InventoryState::observe
-//!    ─► InventoryOutcome { inventory in force (or NoInventory), refusal, newly_refused }
+//!    ─► InventoryOutcome { inventory in force (or NoInventory), refusal (kind, message),
+//!                          newly_refused }
 //! ```
 //!
 //! Pure: the controller keeps the ConfigMap GET, the Event and node discovery.
@@ -34,25 +36,62 @@ pub enum InventoryRead<'a> {
 #[error("{0}")]
 pub struct NoInventory(pub String);
 
+/// What kind of problem a refusal is: each has its own Event reason, so that one kind of
+/// failure is never folded into an Event of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefusalKind {
+    /// The ConfigMap does not exist.
+    NotFound,
+    /// The ConfigMap has no data key [`INVENTORY_KEY`].
+    KeyMissing,
+    /// The text does not parse or check.
+    Invalid,
+}
+
+impl RefusalKind {
+    /// The Event reason of this kind of refusal.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NotFound => "InventoryNotFound",
+            Self::KeyMissing => "InventoryKeyMissing",
+            Self::Invalid => "InvalidInventory",
+        }
+    }
+}
+
+/// Why what was read is not in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The kind of problem (the Event reason).
+    pub kind: RefusalKind,
+    /// What a user reads: `inventory refused: <field>: <problem>`, `ConfigMap ns/name not
+    /// found`, `ConfigMap has no data key inventory.yaml`.
+    pub message: String,
+}
+
 /// The result of one [`InventoryState::observe`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct InventoryOutcome {
     /// The inventory in force: the one just read when it is good, else the last good one.
     pub inventory: Result<InventoryConfig, NoInventory>,
-    /// Why what was read is not in force, when the last good inventory is used for it
-    /// (`Optimized=True StaleInventory`); None when what was read is in force.
-    pub refusal: Option<String>,
-    /// A text not seen before was refused this time: publish the Event (once per text).
+    /// Why what was read is not in force (`Optimized=True StaleInventory` when the last good
+    /// inventory is used for it); None when what was read is in force. Given on every cycle
+    /// for as long as what is read stays bad.
+    pub refusal: Option<Refusal>,
+    /// The refusal differs from the previous cycle's (none, or another message): publish the
+    /// Event (once per distinct failure, not every cycle).
     pub newly_refused: bool,
 }
 
-/// The inventory between cycles: the last good one and the last text read.
+/// The inventory between cycles: the last good one, the last text read and the last refusal.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InventoryState {
     /// The last inventory that parsed.
     good: Option<InventoryConfig>,
-    /// The last text read (good or bad): the same text is not parsed, nor refused, again.
-    text: Option<String>,
+    /// The last text read and its refusal, if bad: the same text is not parsed again.
+    text: Option<(String, Option<Refusal>)>,
+    /// The previous cycle's refusal, to tell a new one from the same one.
+    refused: Option<Refusal>,
 }
 
 impl InventoryState {
@@ -68,63 +107,49 @@ impl InventoryState {
 
     /// Takes in what the controller found this cycle.
     ///
-    /// A new text that parses replaces the inventory in force; one that does not is refused
-    /// (`inventory refused: <field>: <problem>`, [`InventoryOutcome::newly_refused`] once per
-    /// text) and the last good inventory stays. A missing ConfigMap or key is a refusal of
-    /// its own. When the last text read parses, a refusal does not outlive it: the inventory
-    /// in force is then that text's.
+    /// A text that parses replaces the inventory in force and clears any refusal. One that
+    /// does not is refused (`inventory refused: <field>: <problem>`) on every cycle it stays,
+    /// and the last good inventory stays in force; so is a missing ConfigMap or key.
+    /// [`InventoryOutcome::newly_refused`] is set on the first cycle of each distinct refusal.
     pub fn observe(&mut self, read: InventoryRead<'_>) -> InventoryOutcome {
-        let mut refusal = None;
-        let mut newly_refused = false;
-        match read {
-            InventoryRead::NotFound { namespace, name } => {
-                refusal = Some(format!("ConfigMap {namespace}/{name} not found"));
-            }
-            InventoryRead::NoKey => {
-                refusal = Some(format!("ConfigMap has no data key {INVENTORY_KEY}"));
-            }
-            InventoryRead::Text(text) if Some(text) == self.text.as_deref() => {}
-            InventoryRead::Text(text) => {
-                match InventoryConfig::parse(text) {
-                    Ok(inventory) => self.good = Some(inventory),
-                    Err(e) => {
-                        refusal = Some(format!("inventory refused: {e}"));
-                        newly_refused = true;
-                    }
-                }
-                // Remembered good or bad: a bad text is refused once, not every cycle.
-                self.text = Some(text.to_string());
-            }
-        }
-        if refusal.is_none() && self.good.is_none() {
-            if let Some(text) = &self.text {
-                refusal = InventoryConfig::parse(text)
-                    .err()
-                    .map(|e| format!("inventory refused: {e}"));
-            }
-        }
-        let Some(inventory) = self.good.clone() else {
-            return InventoryOutcome {
-                inventory: Err(NoInventory(
+        let refusal = match read {
+            InventoryRead::NotFound { namespace, name } => Some(Refusal {
+                kind: RefusalKind::NotFound,
+                message: format!("ConfigMap {namespace}/{name} not found"),
+            }),
+            InventoryRead::NoKey => Some(Refusal {
+                kind: RefusalKind::KeyMissing,
+                message: format!("ConfigMap has no data key {INVENTORY_KEY}"),
+            }),
+            InventoryRead::Text(text) => match &self.text {
+                Some((last, refusal)) if last == text => refusal.clone(),
+                _ => {
+                    let refusal = match InventoryConfig::parse(text) {
+                        Ok(inventory) => {
+                            self.good = Some(inventory);
+                            None
+                        }
+                        Err(e) => Some(Refusal {
+                            kind: RefusalKind::Invalid,
+                            message: format!("inventory refused: {e}"),
+                        }),
+                    };
+                    self.text = Some((text.to_string(), refusal.clone()));
                     refusal
-                        .clone()
-                        .unwrap_or_else(|| "no inventory read yet".into()),
-                )),
-                refusal,
-                newly_refused,
-            };
+                }
+            },
         };
-        // A stale refusal of a text that later became good again is cleared.
-        if refusal.is_some()
-            && self
-                .text
-                .as_deref()
-                .is_some_and(|t| InventoryConfig::parse(t).is_ok())
-        {
-            refusal = None;
-        }
+        let newly_refused = refusal.is_some() && refusal != self.refused;
+        self.refused = refusal.clone();
+        let inventory = match &self.good {
+            Some(inventory) => Ok(inventory.clone()),
+            None => Err(NoInventory(refusal.as_ref().map_or_else(
+                || "no inventory read yet".into(),
+                |r| r.message.clone(),
+            ))),
+        };
         InventoryOutcome {
-            inventory: Ok(inventory),
+            inventory,
             refusal,
             newly_refused,
         }
