@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 pub const TAG: &str = "wvo_metric";
 
 /// What the Prometheus source needs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PrometheusConfig {
     /// Base URL, e.g. `http://prometheus.monitoring:9090` (no `/api/v1`).
     pub base_url: String,
@@ -30,6 +30,18 @@ pub struct PrometheusConfig {
     pub model: Option<String>,
     /// Token, CA file, timeout per query.
     pub http: HttpConfig,
+}
+
+/// Credentials in the URL are shown as `***` ([`crate::redact_url`]); the token as `HttpConfig` shows it.
+impl std::fmt::Debug for PrometheusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusConfig")
+            .field("base_url", &crate::redact_url(&self.base_url))
+            .field("namespace", &self.namespace)
+            .field("model", &self.model)
+            .field("http", &self.http)
+            .finish()
+    }
 }
 
 /// One query to run: an id for the pure part and the PromQL text.
@@ -606,7 +618,7 @@ pub fn pods_from_results(results: &Results) -> (Vec<PodFigures>, GatewayReadings
 }
 
 /// Reads observations from a Prometheus server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PrometheusSource {
     pub(crate) cfg: PrometheusConfig,
     pub(crate) window: Window,
@@ -614,6 +626,18 @@ pub struct PrometheusSource {
     pub(crate) client: reqwest::Client,
     /// `{base}/api/v1/query`.
     pub(crate) query_url: reqwest::Url,
+}
+
+/// The configuration (credentials shown as `***`), window and targets; not the client.
+impl std::fmt::Debug for PrometheusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusSource")
+            .field("cfg", &self.cfg)
+            .field("window", &self.window)
+            .field("targets", &self.targets)
+            .field("query_url", &crate::redact_url(self.query_url.as_str()))
+            .finish()
+    }
 }
 
 impl PrometheusSource {

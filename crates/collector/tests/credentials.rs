@@ -126,6 +126,24 @@ fn the_debug_of_http_settings_hides_the_token() {
     assert_no_credentials("HttpConfig's debug", &shown);
 }
 
+#[test]
+fn the_debug_of_a_prometheus_source_hides_the_urls_credentials() {
+    let cfg = prometheus_cfg(
+        "http://user:s3cret@127.0.0.1:9090/?token=hunter2",
+        HttpConfig {
+            bearer_token: Some("hunter2".into()),
+            ..HttpConfig::default()
+        },
+    );
+    let shown = format!("{cfg:?}");
+    assert!(shown.contains("***@127.0.0.1:9090"), "{shown}");
+    assert_no_credentials("PrometheusConfig's debug", &shown);
+    let src = PrometheusSource::new(cfg, Window::default(), vec![]).expect("a source");
+    let shown = format!("{src:?}");
+    assert!(shown.contains("***@127.0.0.1:9090"), "{shown}");
+    assert_no_credentials("PrometheusSource's debug", &shown);
+}
+
 /// A unique path in the temporary directory.
 fn temp_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("wvo-{}-{name}", std::process::id()))
