@@ -269,13 +269,18 @@ fn workload_entry(object: &DynamicObject) -> WorkloadEntry {
             .filter(|s| s.is_object())
             .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
             .and_then(|s| Selector::try_from(s).ok()),
-        ready: object
-            .data
-            .pointer("/status/readyReplicas")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|r| u32::try_from(r).ok())
-            .unwrap_or(0),
+        ready: ready_replicas(object),
     }
+}
+
+/// A workload's `status.readyReplicas` (0 when absent).
+pub(crate) fn ready_replicas(object: &DynamicObject) -> u32 {
+    object
+        .data
+        .pointer("/status/readyReplicas")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(0)
 }
 
 /// One VA as the cache keeps it: decoded (only the typed form is kept, which is several
@@ -358,6 +363,22 @@ struct Written {
     replicas: HashMap<WorkloadKey, (Option<String>, u32)>,
     /// (namespace, name) → (the cached resourceVersion at the write, the status written).
     statuses: HashMap<(String, String), (Option<String>, wvo_api::crd::VariantAutoscalingStatus)>,
+}
+
+/// What was written of the object at `key`, while the cache still holds it at `version`, the
+/// version it had when the write was made; a record the cache has moved past is dropped.
+fn read_back<'w, K, T>(
+    written: &'w mut HashMap<K, (Option<String>, T)>,
+    key: &K,
+    version: &Option<String>,
+) -> Option<&'w T>
+where
+    K: std::hash::Hash + Eq,
+{
+    if written.get(key).is_some_and(|(at, _)| at != version) {
+        written.remove(key);
+    }
+    written.get(key).map(|(_, value)| value)
 }
 
 /// The VAs of one cycle: each decoded on its own.
@@ -456,18 +477,13 @@ impl ClusterCache {
             match entry.as_ref() {
                 VaEntry::Decoded(va) => {
                     let mut va = va.clone();
-                    if let Some(written) = written.as_mut() {
-                        match written.statuses.get(key) {
-                            Some((at, status)) if *at == va.resource_version() => {
-                                let mut copy = VariantAutoscaling::clone(&va);
-                                copy.status = Some(status.clone());
-                                va = Arc::new(copy);
-                            }
-                            Some(_) => {
-                                written.statuses.remove(key);
-                            }
-                            None => {}
-                        }
+                    if let Some(status) = written
+                        .as_mut()
+                        .and_then(|w| read_back(&mut w.statuses, key, &va.resource_version()))
+                    {
+                        let mut copy = VariantAutoscaling::clone(&va);
+                        copy.status = Some(status.clone());
+                        va = Arc::new(copy);
                     }
                     listed.decoded.push(va);
                 }
@@ -523,12 +539,9 @@ impl ClusterCache {
 
     /// Whether the VA cache holds VA `namespace/name`.
     pub fn holds_va(&self, namespace: &str, name: &str) -> bool {
-        self.vas.as_ref().is_some_and(|v| {
-            v.entries.read().is_ok_and(|e| {
-                e.current
-                    .contains_key(&(namespace.to_string(), name.to_string()))
-            })
-        })
+        self.vas
+            .as_ref()
+            .is_some_and(|v| v.get(namespace, name).is_some())
     }
 
     /// Records that the status of VA `va` (as read this cycle) was written as `status`: reads
@@ -621,12 +634,8 @@ impl ClusterCache {
                 kind.to_string(),
                 name.to_string(),
             );
-            match written.replicas.get(&key) {
-                Some((at, wrote)) if *at == object.resource_version => replicas = *wrote,
-                Some(_) => {
-                    written.replicas.remove(&key);
-                }
-                None => {}
+            if let Some(wrote) = read_back(&mut written.replicas, &key, &object.resource_version) {
+                replicas = *wrote;
             }
         }
         Some(CachedWorkload::Found {

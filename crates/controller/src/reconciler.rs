@@ -532,12 +532,7 @@ impl Reconciler {
                     .and_then(|r| u32::try_from(r).ok())
                     .unwrap_or(0);
                 let selector = scale.status.as_ref().and_then(|s| s.selector.clone());
-                let ready = object
-                    .data
-                    .pointer("/status/readyReplicas")
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|r| u32::try_from(r).ok())
-                    .unwrap_or(0);
+                let ready = crate::cache::ready_replicas(&object);
                 let mut pods = Vec::new();
                 if let Some(selector) = selector.filter(|s| !s.is_empty()) {
                     let pod_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);

@@ -287,6 +287,13 @@ impl CycleState {
     }
 }
 
+/// After a model's variant floors were lowered: its model-wide minimum is at most their sum
+/// (its maximum, at least their sum since it was built, stays valid).
+fn lower_model_floor(spec: &mut wvo_api::ModelSpec) {
+    let floors: u32 = spec.variants.iter().map(|v| v.min_replicas).sum();
+    spec.min_replicas = spec.min_replicas.min(floors);
+}
+
 /// The decision for one variant; also what the status API shows of it (`/api/v1/models`,
 /// camelCase, without the fields that only steer actuation).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -1289,11 +1296,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             }
         }
         if !lowered.is_empty() {
-            let floors: u32 = spec.variants.iter().map(|v| v.min_replicas).sum();
-            spec.min_replicas = spec.min_replicas.min(floors);
-            if let Some(max) = spec.max_replicas {
-                spec.max_replicas = Some(max.max(floors));
-            }
+            lower_model_floor(spec);
             if let Some(slot) = clamped.get_mut(mi) {
                 *slot = Some(lowered.join("; "));
             }
@@ -1329,8 +1332,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
                         vs.min_replicas = vs.min_replicas.min(placed(v));
                     }
                 }
-                let floors: u32 = spec.variants.iter().map(|v| v.min_replicas).sum();
-                spec.min_replicas = spec.min_replicas.min(floors);
+                lower_model_floor(spec);
                 floors_lowered[mi] = Some(format!(
                     "the minimums of the models do not all fit the inventory ({detail}): this model (priority {}) is planned at what fits, its minimums lowered to the replicas it has placed",
                     m.spec.priority
