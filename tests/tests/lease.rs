@@ -97,6 +97,50 @@ impl LoadSource for FreezingLoads {
 }
 
 /// Scales for `rate` req/s (H100 at 10, L40S at 3 each) are in place.
+/// Controller `identity`, elected with `client`: its election, and its reconciler checking the
+/// election's lease before each write.
+async fn elected(
+    client: kube::Client,
+    identity: &str,
+    loads: Arc<dyn LoadSource>,
+    view: &SharedView,
+    metrics: &Arc<Metrics>,
+) -> (runner::Election, Reconciler) {
+    let election = runner::elect(client.clone(), &lease(identity))
+        .await
+        .expect("elect");
+    let reconciler = Reconciler::new(
+        client,
+        test_config(identity),
+        loads,
+        view.clone(),
+        Some(metrics.clone()),
+    )
+    .with_lease(election.guard());
+    (election, reconciler)
+}
+
+/// The control loop of `reconciler`: a cycle every 200 ms while `election` says it leads,
+/// until `stopped` fires.
+fn control_loop(
+    reconciler: Reconciler,
+    view: &SharedView,
+    metrics: &Arc<Metrics>,
+    election: &runner::Election,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> impl std::future::Future<Output = ()> {
+    runner::run(
+        reconciler,
+        view.clone(),
+        Some(metrics.clone()),
+        Duration::from_millis(200),
+        election.leader.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    )
+}
+
 async fn serves(cluster: &Cluster, rate: f64) -> Option<()> {
     let h = cluster.replicas("llama-h100").await;
     let l = cluster.replicas("llama-l40s").await;
@@ -133,29 +177,10 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_it_resumes() {
                 .expect("runtime of A");
             rt.block_on(async move {
                 let client = kube::Client::try_from(a_config).expect("client of A");
-                let election = runner::elect(client.clone(), &lease("a"))
-                    .await
-                    .expect("elect A");
+                let (election, reconciler) =
+                    elected(client, "a", Arc::new(loads), &view, &metrics).await;
                 let _ = guard_tx.send(election.guard());
-                let reconciler = Reconciler::new(
-                    client,
-                    test_config("a"),
-                    Arc::new(loads),
-                    view.clone(),
-                    Some(metrics.clone()),
-                )
-                .with_lease(election.guard());
-                runner::run(
-                    reconciler,
-                    view,
-                    Some(metrics),
-                    Duration::from_millis(200),
-                    election.leader.clone(),
-                    async {
-                        let _ = stopped_a.await;
-                    },
-                )
-                .await;
+                control_loop(reconciler, &view, &metrics, &election, stopped_a).await;
                 drop(election);
             });
         }
@@ -178,28 +203,22 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_it_resumes() {
 
     // Controller B takes over when A's lease expires by B's clock, and acts.
     let b_client = cluster.api.client_as("b").expect("client of B");
-    let b_election = runner::elect(b_client.clone(), &lease("b"))
-        .await
-        .expect("elect B");
     let (b_view, b_metrics) = (new_view(), Arc::new(Metrics::new()));
-    let b_reconciler = Reconciler::new(
+    let (b_election, b_reconciler) = elected(
         b_client,
-        test_config("b"),
+        "b",
         Arc::new(cluster.loads.clone()),
-        b_view.clone(),
-        Some(b_metrics.clone()),
+        &b_view,
+        &b_metrics,
     )
-    .with_lease(b_election.guard());
+    .await;
     let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
-    let b_task = tokio::spawn(runner::run(
+    let b_task = tokio::spawn(control_loop(
         b_reconciler,
-        b_view.clone(),
-        Some(b_metrics),
-        Duration::from_millis(200),
-        b_election.leader.clone(),
-        async {
-            let _ = stopped_b.await;
-        },
+        &b_view,
+        &b_metrics,
+        &b_election,
+        stopped_b,
     ));
     eventually(15, "B to lead", || {
         let view = b_view.clone();
@@ -281,29 +300,19 @@ async fn a_renew_failure_demotes_within_the_lease() {
     cluster.two_variant_va("llama", "llama", "").await;
     cluster.set_load("llama", 35.0);
     let client = cluster.api.client_as("a").expect("client of A");
-    let election = runner::elect(client.clone(), &lease("a"))
-        .await
-        .expect("elect A");
-    let guard = election.guard();
     let (view, metrics) = (new_view(), Arc::new(Metrics::new()));
-    let reconciler = Reconciler::new(
+    let (election, reconciler) = elected(
         client,
-        test_config("a"),
+        "a",
         Arc::new(cluster.loads.clone()),
-        view.clone(),
-        Some(metrics.clone()),
+        &view,
+        &metrics,
     )
-    .with_lease(guard.clone());
+    .await;
+    let guard = election.guard();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(runner::run(
-        reconciler,
-        view.clone(),
-        Some(metrics),
-        Duration::from_millis(200),
-        election.leader.clone(),
-        async {
-            let _ = stopped.await;
-        },
+    let task = tokio::spawn(control_loop(
+        reconciler, &view, &metrics, &election, stopped,
     ));
     eventually(15, "A to lead and act", || serves(&cluster, 35.0)).await;
 
