@@ -190,13 +190,16 @@ async fn an_idle_model_goes_to_zero_and_a_held_request_wakes_it_within_one_cycle
         }
     })
     .await;
-    let (status, reason, message) =
-        condition(&cluster.get_va("chat").await, "ScaleToZeroUnavailable").expect("condition");
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "Idle"),
-        "{message}"
-    );
+    // The cycle that scaled to zero writes its statuses after all of its scales: wait for it.
+    eventually(10, "chat's status to say Idle", || {
+        let cluster = &cluster;
+        async move {
+            let (status, reason, _) =
+                condition(&cluster.get_va("chat").await, "ScaleToZeroUnavailable")?;
+            (status == "False" && reason == "Idle").then_some(())
+        }
+    })
+    .await;
 
     // One request at the gateway: held (gauge 1) ...
     let request = tokio::spawn({
