@@ -1,0 +1,1 @@
+//! Install-time checks of a CRD schema.

@@ -1,0 +1,1 @@
+//! Validation of a custom object against its CRD schema.
