@@ -1,5 +1,6 @@
 //! `wvo bench`: wvo and its peers on the same simulated traffic and GPUs (see docs/bench.md).
 
+use crate::output;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -121,8 +122,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
     }
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Table => print!("{}", render_table(&report)),
+        OutputFormat::Json => output::println(&serde_json::to_string_pretty(&report)?)?,
+        OutputFormat::Table => output::print(&render_table(&report))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -103,10 +103,10 @@ fn say(line: &str) {
 async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
     let estimates = cluster::estimates()?;
     let api = Arc::new(cluster::start(&timing, &estimates).await?);
-    let kubeconfig_dir = std::env::temp_dir().join(format!("wvo-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&kubeconfig_dir)
-        .with_context(|| format!("creating {}", kubeconfig_dir.display()))?;
-    let kubeconfig = kubeconfig_dir.join("kubeconfig");
+    // Removed on every way out of this function (a failed bind included).
+    let kubeconfig_dir =
+        TempDir::create(std::env::temp_dir().join(format!("wvo-demo-{}", std::process::id())))?;
+    let kubeconfig = kubeconfig_dir.0.join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig_yaml())
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
 
@@ -292,8 +292,24 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
     if let Ok(api) = Arc::try_unwrap(api) {
         api.shutdown().await;
     }
-    let _ = std::fs::remove_dir_all(&kubeconfig_dir);
+    drop(kubeconfig_dir);
     Ok(())
+}
+
+/// A directory removed with its contents when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn create(path: std::path::PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn print_header(

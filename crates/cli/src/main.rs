@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod observe;
+mod output;
 mod plan;
 mod profile;
 mod run;
@@ -58,6 +59,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our output left (`wvo crds | head`): nothing more to say.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, naming what is wrong.
             let message = format!("{e:#}").replace('\n', " ");

@@ -1,6 +1,7 @@
 //! `wvo observe`: what wvo sees of the model servers, from Prometheus or straight from the
 //! pods' `/metrics`. Thin wiring of `wvo_collector::observe`.
 
+use crate::output;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -265,8 +266,8 @@ pub fn run(args: &ObserveArgs) -> Result<ExitCode> {
         Ok(Ok(obs)) => obs,
     };
     match args.output {
-        ObserveOutput::Json => println!("{}", render_json(&obs)),
-        ObserveOutput::Table => print!("{}", render_table(&obs)),
+        ObserveOutput::Json => output::println(&render_json(&obs))?,
+        ObserveOutput::Table => output::print(&render_table(&obs))?,
     }
     if let Some(why) = nothing_observed(&obs, &source) {
         eprintln!("error: {why}");

@@ -1,5 +1,6 @@
 //! `wvo plan`: read a plan input file, print the plan.
 
+use crate::output;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::Read;
@@ -89,8 +90,8 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
         }
     };
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        OutputFormat::Table => print!("{}", render_table(&plan)),
+        OutputFormat::Json => output::println(&serde_json::to_string_pretty(&plan)?)?,
+        OutputFormat::Table => output::print(&render_table(&plan))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -107,7 +108,7 @@ pub fn render_table(plan: &PlanOutput) -> String {
         &mut out,
         format!(
             "{:<24} {:<16} {:<12} {:>8} {:>6} {:>10} {:>12}",
-            "MODEL", "VARIANT", "ACCELERATOR", "REPLICAS", "GPUS", "COST/H", "CAP/REPLICA"
+            "MODEL", "VARIANT", "ACCELERATOR", "REPLICAS", "GPUS", "COST $/h", "CAP r/s/rep"
         ),
     );
     for v in &plan.variants {

@@ -1,6 +1,7 @@
 //! `wvo profile`: the estimated profile of a catalog model on an accelerator, its KV-cache
 //! capacity, max batch and (with an SLO and a token mix) its capacity in req/s.
 
+use crate::output;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -109,7 +110,7 @@ fn positive(name: &str, v: Option<f64>, min: f64) -> Result<Option<f64>> {
 pub fn run(args: &ProfileArgs) -> Result<ExitCode> {
     let catalog = Catalog::embedded()?;
     if args.list {
-        print!("{}", render_list(catalog));
+        output::print(&render_list(catalog))?;
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(model), Some(accelerator)) = (&args.model, &args.accelerator) else {
@@ -167,31 +168,41 @@ pub fn run(args: &ProfileArgs) -> Result<ExitCode> {
         capacity_rps,
     };
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
+        OutputFormat::Json => output::println(&serde_json::to_string_pretty(&out)?)?,
         OutputFormat::Table => {
-            println!(
+            use std::fmt::Write as _;
+            let mut text = String::new();
+            writeln!(
+                text,
                 "model          {} ({} x{}, {})",
                 out.model, out.accelerator, out.tp, out.dtype
-            );
-            println!("fits           {}", out.fits);
+            )?;
+            writeln!(text, "fits           {}", out.fits)?;
             if let Some(reason) = &e.reason {
-                println!("why not        {reason}");
+                writeln!(text, "why not        {reason}")?;
             }
-            println!(
+            writeln!(
+                text,
                 "decode         ITL(n) = {:.3} + {:.5} * n ms",
                 out.alpha, out.beta
-            );
-            println!(
+            )?;
+            writeln!(
+                text,
                 "prefill        {:.3} + {:.6} * tokens ms",
                 out.gamma, out.delta
-            );
-            println!("weights        {:.1} GiB per GPU", e.weights_gib_per_gpu);
-            println!("kv cache       {} tokens", out.kv_cache_tokens);
-            println!("max batch      {}", out.max_batch_size);
+            )?;
+            writeln!(
+                text,
+                "weights        {:.1} GiB per GPU",
+                e.weights_gib_per_gpu
+            )?;
+            writeln!(text, "kv cache       {} tokens", out.kv_cache_tokens)?;
+            writeln!(text, "max batch      {}", out.max_batch_size)?;
             match out.capacity_rps {
-                Some(rps) => println!("capacity       {rps:.3} req/s at the SLO"),
-                None => println!("capacity       (give --ttft-ms and --itl-ms)"),
+                Some(rps) => writeln!(text, "capacity       {rps:.3} req/s at the SLO")?,
+                None => writeln!(text, "capacity       (give --ttft-ms and --itl-ms)")?,
             }
+            output::print(&text)?;
         }
     }
     Ok(ExitCode::SUCCESS)

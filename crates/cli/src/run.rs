@@ -332,10 +332,7 @@ pub async fn shutdown_signal() {
 
 /// Prints the CRD manifests.
 pub fn crds() -> Result<ExitCode> {
-    print!(
-        "{}",
-        wvo_api::crd::crd_yaml().context("rendering the CRDs")?
-    );
+    crate::output::print(&wvo_api::crd::crd_yaml().context("rendering the CRDs")?)?;
     Ok(ExitCode::SUCCESS)
 }
 

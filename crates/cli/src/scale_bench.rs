@@ -12,7 +12,6 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,19 +115,22 @@ pub fn run(args: &ScaleBenchArgs) -> Result<ExitCode> {
     for &n in &args.vas {
         let figures = runtime.block_on(measure(n, args.cycles.max(1)))?;
         if args.output == "table" {
-            print_row(&figures, all.is_empty());
+            print_row(&figures, all.is_empty())?;
         }
         all.push(figures);
     }
     if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        crate::output::println(&serde_json::to_string_pretty(&all)?)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_row(f: &ScaleFigures, header: bool) {
+fn print_row(f: &ScaleFigures, header: bool) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
     if header {
-        println!(
+        let _ = writeln!(
+            text,
             "{:>6} {:>8} {:>6} | {:>9} {:>9} | {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} | {:>9}",
             "VAs",
             "variants",
@@ -146,7 +148,8 @@ fn print_row(f: &ScaleFigures, header: bool) {
     }
     let first: usize = f.first_cycle_requests.values().sum();
     let steady: f64 = f.requests_per_cycle.values().sum();
-    println!(
+    let _ = writeln!(
+        text,
         "{:>6} {:>8} {:>6} | {:>9.3} {:>9} | {:>10.3} {:>10.3} {:>10.3} | {:>8.1} {:>8.1} {:>8.1} | {:>9.1}",
         f.vas,
         f.variants,
@@ -167,7 +170,8 @@ fn print_row(f: &ScaleFigures, header: bool) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!(
+    let _ = writeln!(
+        text,
         "       first cycle: {}",
         f.first_cycle_requests
             .iter()
@@ -175,7 +179,8 @@ fn print_row(f: &ScaleFigures, header: bool) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    let _ = writeln!(
+        text,
         "       per steady cycle: {}",
         if f.requests_per_cycle.is_empty() {
             "none".to_string()
@@ -183,7 +188,7 @@ fn print_row(f: &ScaleFigures, header: bool) {
             by_verb(&f.requests_per_cycle)
         }
     );
-    let _ = std::io::stdout().flush();
+    crate::output::print(&text)
 }
 
 fn namespace_of(i: usize) -> String {
@@ -495,8 +500,7 @@ async fn child(kubeconfig: &std::path::Path, vas: usize) -> Result<ExitCode> {
             anon_rss_bytes,
             error: result.err().map(|e| e.to_string()),
         };
-        println!("{}", serde_json::to_string(&cost)?);
-        std::io::stdout().flush()?;
+        crate::output::println(&serde_json::to_string(&cost)?)?;
         if stdin.next_line().await?.is_none() {
             return Ok(ExitCode::SUCCESS);
         }

@@ -170,3 +170,29 @@ fn demo_runs_serves_its_api_and_scales_with_the_load() {
     assert!(requests > 100, "too few requests served:\n{all}");
     let _ = std::fs::remove_file(&stderr_path);
 }
+
+#[test]
+fn a_failed_bind_exits_1_naming_the_flag_and_leaves_no_temp_files() {
+    // The port is taken; the demo's temp files go to a directory of this test's own.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().expect("address").port();
+    let tmp = std::env::temp_dir().join(format!("wvo-demo-bind-test-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_wvo"))
+        .args(["demo", "--duration", "5", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wvo demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("--listen"), "names the flag: {stderr}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("read temp dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+}

@@ -207,7 +207,7 @@ async fn table_is_the_default_and_lists_every_scraped_model() {
     // Idle servers: an arrival rate of a known 0 is an observation.
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert!(run.stdout.contains("MODEL"), "{}", run.stdout);
-    assert!(run.stdout.contains("RPS"), "{}", run.stdout);
+    assert!(run.stdout.contains("REQ/s"), "{}", run.stdout);
     for model in ["model-a", "model-b"] {
         let line = run
             .stdout

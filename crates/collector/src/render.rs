@@ -72,8 +72,8 @@ fn reasons(out: &mut String, who: &str, f: &LoadFigures) {
 /// A fixed-width table: one line per model (variant `ALL`) and per variant, then the
 /// reasons of every unknown figure (`?`) and the collection errors.
 ///
-/// Units: RPS req/s (completions); GROW/s growth of running + waiting, req/s; IN/OUT
-/// tokens per request; KV% percent; KVCAP tokens;
+/// Units: REQ/s completions per s; GROW/s growth of running + waiting, req/s; IN/OUT tok
+/// tokens per request; KV% percent; KVCAP tok tokens;
 /// TTFT ms (mean/p95); ITL ms (mean/p95); PRE/s preemptions per s; GWQ gateway queue.
 pub fn render_table(obs: &Observations) -> String {
     let mut out = String::new();
@@ -85,7 +85,7 @@ pub fn render_table(obs: &Observations) -> String {
     let _ = writeln!(
         out,
         "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5}",
-        "MODEL", "VARIANT", "PODS", "RPS", "IN", "OUT", "RUN", "WAIT", "GROW/s", "KV%", "KVCAP",
+        "MODEL", "VARIANT", "PODS", "REQ/s", "IN tok", "OUT tok", "RUN", "WAIT", "GROW/s", "KV%", "KVCAP tok",
         "TTFT ms", "ITL ms", "PRE/s", "READY", "GWQ"
     );
     let mut notes = String::new();
