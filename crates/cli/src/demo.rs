@@ -92,12 +92,10 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a line on stdout at once (the test and a user's pipe read it live).
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+/// Prints a line on stdout at once (the test and a user's pipe read it live). False when
+/// stdout is gone (`wvo demo | head -3`): the demo then stops as on Ctrl-C.
+fn say(line: &str) -> bool {
+    crate::output::println(line).is_ok()
 }
 
 async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
@@ -267,7 +265,10 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
             Ok(v) => rows(&v, sim),
             Err(p) => rows(&p.into_inner(), sim),
         };
-        say(&summary.line(sim, &rows, &window));
+        if !say(&summary.line(sim, &rows, &window)) {
+            tracing::info!("stdout closed: stopping the demo");
+            break;
+        }
     }
 
     let wall = clock.elapsed().as_secs_f64();
@@ -277,7 +278,9 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         Err(p) => p.into_inner().total().clone(),
     };
     for line in summary.finish(wall, &totals) {
-        say(&line);
+        if !say(&line) {
+            break;
+        }
     }
     for g in generators {
         let _ = g.await;

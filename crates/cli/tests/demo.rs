@@ -196,3 +196,43 @@ fn a_failed_bind_exits_1_naming_the_flag_and_leaves_no_temp_files() {
     let _ = std::fs::remove_dir_all(&tmp);
     assert!(left.is_empty(), "temp files left behind: {left:?}");
 }
+
+#[test]
+fn the_demo_stops_by_itself_when_its_reader_leaves() {
+    // No --duration: only the closed stdout can end it (`wvo demo | head -3`).
+    let tmp = std::env::temp_dir().join(format!("wvo-demo-pipe-test-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wvo"))
+        .args(["demo", "--speed", "10", "--listen", "127.0.0.1:0"])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wvo demo");
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for wvo demo") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wvo demo kept running after its stdout closed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = child
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("read temp dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+}
