@@ -31,7 +31,7 @@ fn crd_has_status_printer_columns_short_name_and_validation() {
         "name: Optimized",
         "x-kubernetes-validations",
         "minReplicas must be <= maxReplicas",
-        "variant names must be unique",
+        "x-kubernetes-list-type: map",
     ] {
         assert!(yaml.contains(needle), "CRD lacks {needle:?}");
     }
