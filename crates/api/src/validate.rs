@@ -727,6 +727,28 @@ mod tests {
     }
 
     #[test]
+    fn priority_range() {
+        bounds(
+            "models[0].priority",
+            &[MIN_PRIORITY, 100, MAX_PRIORITY],
+            &[MIN_PRIORITY - 1, MAX_PRIORITY + 1, i32::MIN, i32::MAX],
+            "between 0 and 1000",
+            |i, v| i.models[0].priority = v,
+        );
+    }
+
+    #[test]
+    fn max_batch_size_range() {
+        bounds(
+            "models[0].variants[1].profile.maxBatchSize",
+            &[1, MAX_BATCH_SIZE],
+            &[0, MAX_BATCH_SIZE + 1, u32::MAX],
+            "between 1 and 65536 requests",
+            |i, v| inline(i).max_batch_size = v,
+        );
+    }
+
+    #[test]
     fn gpu_count_range() {
         bounds(
             "inventory[0].count",

@@ -406,6 +406,10 @@ fn the_quadratic_uniqueness_rule_over_unbounded_variants_is_over_budget() {
 #[test]
 fn bounds_make_the_same_rule_cheap_and_the_estimate_grows_with_them() {
     let small = cost_of(UNIQUE, variants(Some(32), Some(63))).per_evaluation;
+    // w.name == v.name: 4 selects/idents + 1 + 252 bytes / 10 = 31; exists_one's step
+    // `p ? accu + 1 : accu` 31 + 2, × 32, + range 2 + result 2 = 1060; all's step
+    // `@not_strictly_false(accu)` 2 + `accu && inner` 1061, × 32, + range 2 + result 1.
+    assert_eq!(small, 32 * (2 + 1 + (32 * (31 + 2) + 2 + 2)) + 2 + 1);
     assert!(small <= STATIC_ESTIMATED_COST_LIMIT, "{small}");
     let bigger_list = cost_of(UNIQUE, variants(Some(64), Some(63))).per_evaluation;
     let longer_names = cost_of(UNIQUE, variants(Some(32), Some(253))).per_evaluation;
