@@ -2,23 +2,102 @@
 //! and the accelerator inventory ConfigMap format. Enabled by the `crd` feature.
 
 use crate::plan::{self, ModelSpec, VariantSpec};
+use crate::validate::{
+    MAX_BATCH_SIZE, MAX_GPUS_PER_REPLICA, MAX_PRIORITY, MAX_PROFILE_MS, MAX_REPLICAS,
+    MAX_REQUESTS_PER_SECOND, MAX_SLO_MS, MAX_SLO_PERCENTILE, MAX_WEIGHT, MIN_PRIORITY,
+    MIN_REQUESTS_PER_SECOND, MIN_SLO_PERCENTILE, MIN_WEIGHT,
+};
 use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+// Bounds of the CRD schema (`crds/variantautoscaling.yaml`). The apiserver refuses a value
+// outside them, so every admitted value fits the Rust type, and every list and string has a
+// size the CEL cost estimate can rely on. The numeric ones shared with the plan input's
+// validation (replicas, weights, SLOs, rates, profile numbers, priority) are the constants of
+// `crate::validate`; the rest are here. See docs/crd.md.
+
+/// Most variants in one VA (`spec.variants`, and the per-variant lists of the status).
+pub const MAX_VARIANTS: u32 = 32;
+/// Longest name of a Kubernetes object or of a DNS label-like name (variant, accelerator
+/// type, service class, kind), characters.
+pub const MAX_LABEL_LENGTH: u32 = 63;
+/// Longest DNS subdomain (a workload's `metadata.name`), characters.
+pub const MAX_SUBDOMAIN_LENGTH: u32 = 253;
+/// Longest `apiVersion` (`<DNS subdomain>/<version>`), characters.
+pub const MAX_API_VERSION_LENGTH: u32 = 317;
+/// Longest `spec.modelID` and `profile.catalog` (a Hugging Face id is at most 96 + 1 + 96),
+/// characters.
+pub const MAX_MODEL_ID_LENGTH: u32 = 256;
+/// Longest `profile.dtype`, characters.
+pub const MAX_DTYPE_LENGTH: u32 = 16;
+/// Longest `spec.scaleToZero.wakeQuery` (PromQL), characters.
+pub const MAX_QUERY_LENGTH: u32 = 4096;
+/// Longest `spec.scaleDownStabilizationSeconds`, s (one hour, as the HPA's
+/// `stabilizationWindowSeconds`).
+pub const MAX_STABILIZATION_SECONDS: u32 = 3600;
+/// Highest count a status reports (replicas of a variant or a model, as a workload's int32
+/// `replicas`; a profile's batch size).
+pub const MAX_STATUS_COUNT: u32 = i32::MAX as u32;
+/// Highest 64-bit count or generation a status reports: 2^53 - 1, the largest integer a
+/// JSON number (an IEEE double) keeps exactly.
+pub const MAX_STATUS_INT64: i64 = (1 << 53) - 1;
+/// Longest condition message in a status, characters (as `metav1.Condition`); longer
+/// messages are cut when the status is built.
+pub const MAX_CONDITION_MESSAGE_LENGTH: u32 = 32_768;
+/// Longest condition reason and type in a status, characters (as `metav1.Condition`).
+pub const MAX_CONDITION_REASON_LENGTH: u32 = 1024;
+/// Longest RFC 3339 time in a status, characters.
+pub const MAX_TIME_LENGTH: u32 = 64;
+/// Longest decision reason in a status, characters; longer ones are cut when the status is
+/// built.
+pub const MAX_DECISION_REASON_LENGTH: u32 = 4096;
+/// Longest short note in a status (`forecast`, `contradiction`, a profile's `source`, a
+/// condition's `status`), characters; longer ones are cut when the status is built.
+pub const MAX_STATUS_NOTE_LENGTH: u32 = 4096;
+/// Longest opaque calibration state in `status.profiles[].calibration` (a fixed-size JSON of
+/// about 1.5 kB), characters.
+pub const MAX_CALIBRATION_LENGTH: u32 = 16_384;
+/// Most conditions in a status.
+pub const MAX_CONDITIONS: u32 = 16;
+/// Decisions kept in `status.decisions`, the newest last.
+pub const MAX_STATUS_DECISIONS: u32 = 10;
+/// Most buckets of `status.demandHistory` (two days of 60 s buckets).
+pub const MAX_HISTORY_BUCKETS: u32 = 2_880;
+
+/// `text` cut to at most `max` characters (a status string's `maxLength` counts characters),
+/// ending with `…` when cut; unchanged when it fits.
+pub fn clip_chars(text: &str, max: u32) -> String {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    if max > 0 {
+        cut.push('…');
+    }
+    cut
+}
 
 /// Latency targets, ms.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SloTargets {
     /// Target time to first token, ms (queueing included): the mean, or the value
-    /// `percentile` percent of requests stay within.
+    /// `percentile` percent of requests stay within. More than 0, at most 1e7.
+    #[schemars(range(min = 0.0, max = MAX_SLO_MS), extend("exclusiveMinimum" = true))]
     pub ttft_ms: f64,
     /// Target inter-token latency, ms: the mean, or the value `percentile` percent of
-    /// requests stay within.
+    /// requests stay within. More than 0, at most 1e7.
+    #[schemars(range(min = 0.0, max = MAX_SLO_MS), extend("exclusiveMinimum" = true))]
     pub itl_ms: f64,
     /// Share of requests, percent (more than 50, at most 99.9), that must meet both targets.
     /// Absent: the targets are means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        range(min = MIN_SLO_PERCENTILE, max = MAX_SLO_PERCENTILE),
+        extend("exclusiveMinimum" = true)
+    )]
     pub percentile: Option<f64>,
 }
 
@@ -32,29 +111,38 @@ pub struct SloTargets {
 #[x_kube(validation = kube_core::Rule::new("has(self.catalog) ? !(has(self.alpha) || has(self.beta) || has(self.gamma) || has(self.delta) || has(self.maxBatchSize)) : (has(self.alpha) && has(self.beta) && has(self.gamma) && has(self.delta) && has(self.maxBatchSize))").message("give either catalog (with optional tp, dtype) or all of alpha, beta, gamma, delta, maxBatchSize"))]
 #[x_kube(validation = kube_core::Rule::new("has(self.catalog) || !(has(self.tp) || has(self.dtype))").message("tp and dtype only go with catalog"))]
 pub struct InlineProfile {
-    /// Decode base time per token, ms.
+    /// Decode base time per token, ms (more than 0, at most 1e6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = MAX_PROFILE_MS), extend("exclusiveMinimum" = true))]
     pub alpha: Option<f64>,
-    /// Decode time added per request in the batch, ms.
+    /// Decode time added per request in the batch, ms (0..=1e6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = MAX_PROFILE_MS))]
     pub beta: Option<f64>,
-    /// Prefill base time, ms.
+    /// Prefill base time, ms (0..=1e6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = MAX_PROFILE_MS))]
     pub gamma: Option<f64>,
-    /// Prefill time per input token per request in the batch, ms.
+    /// Prefill time per input token per request in the batch, ms (0..=1e6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = MAX_PROFILE_MS))]
     pub delta: Option<f64>,
-    /// Most requests one replica runs at once.
+    /// Most requests one replica runs at once (1..=65536).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_BATCH_SIZE), extend("format" = "int32"))]
     pub max_batch_size: Option<u32>,
-    /// Catalog model name or Hugging Face id (`wvo profile --list`), e.g. `llama-3.1-8b`.
+    /// Catalog model name or Hugging Face id (`wvo profile --list`), e.g. `llama-3.1-8b`;
+    /// at most 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_MODEL_ID_LENGTH))]
     pub catalog: Option<String>,
-    /// Tensor-parallel degree for a catalog profile (default: `gpusPerReplica`).
+    /// Tensor-parallel degree for a catalog profile (default: `gpusPerReplica`; 1..=1024).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_GPUS_PER_REPLICA), extend("format" = "int32"))]
     pub tp: Option<u32>,
     /// Weight dtype for a catalog profile: `bf16`, `fp16` or `fp8` (default: the model's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_DTYPE_LENGTH))]
     pub dtype: Option<String>,
 }
 
@@ -126,11 +214,14 @@ impl InlineProfile {
 pub struct ScaleTargetRef {
     /// API version of the target, e.g. `apps/v1`.
     #[serde(default = "default_api_version")]
+    #[schemars(length(min = 1, max = MAX_API_VERSION_LENGTH))]
     pub api_version: String,
     /// Kind of the target, e.g. `Deployment`.
     #[serde(default = "default_kind")]
+    #[schemars(length(min = 1, max = MAX_LABEL_LENGTH))]
     pub kind: String,
-    /// Name of the target, in the VA's namespace.
+    /// Name of the target, in the VA's namespace (a DNS subdomain, at most 253 characters).
+    #[schemars(length(min = 1, max = MAX_SUBDOMAIN_LENGTH))]
     pub name: String,
 }
 
@@ -148,23 +239,29 @@ fn default_kind() -> String {
 #[x_kube(validation = kube_core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
 #[x_kube(validation = kube_core::Rule::new("has(self.maxRequestsPerSecond) != has(self.profile)").message("give exactly one of maxRequestsPerSecond or profile"))]
 pub struct VariantAutoscalingVariant {
-    /// Variant name, unique in the VA.
+    /// Variant name, unique in the VA (the list's map key), 1 to 63 characters.
+    #[schemars(length(min = 1, max = MAX_LABEL_LENGTH))]
     pub name: String,
     /// The workload this variant scales.
     pub scale_target_ref: ScaleTargetRef,
-    /// Accelerator type name (as in the inventory).
+    /// Accelerator type name (as in the inventory), 1 to 63 characters.
+    #[schemars(length(min = 1, max = MAX_LABEL_LENGTH))]
     pub accelerator: String,
-    /// GPUs one replica uses.
+    /// GPUs one replica uses (1..=1024).
     #[serde(default = "default_gpus")]
+    #[schemars(range(min = 1, max = MAX_GPUS_PER_REPLICA), extend("format" = "int32"))]
     pub gpus_per_replica: u32,
-    /// Minimum replicas of this variant.
+    /// Minimum replicas of this variant (0..=1000000).
     #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_REPLICAS), extend("format" = "int32"))]
     pub min_replicas: u32,
-    /// Maximum replicas of this variant.
+    /// Maximum replicas of this variant (0..=1000000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_REPLICAS), extend("format" = "int32"))]
     pub max_replicas: Option<u32>,
-    /// Measured capacity per replica at the SLO, req/s.
+    /// Measured capacity per replica at the SLO, req/s (1e-6..=1e9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = MIN_REQUESTS_PER_SECOND, max = MAX_REQUESTS_PER_SECOND))]
     pub max_requests_per_second: Option<f64>,
     /// Performance profile (with the model's SLO and observed token mix gives capacity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,32 +311,42 @@ pub enum ActuationMode {
 #[serde(rename_all = "camelCase")]
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[x_kube(validation = kube_core::Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"))]
-#[x_kube(validation = kube_core::Rule::new("self.variants.all(v, self.variants.exists_one(w, w.name == v.name))").message("variant names must be unique"))]
 #[x_kube(validation = kube_core::Rule::new("has(self.slo) || has(self.serviceClass) || self.variants.all(v, has(v.maxRequestsPerSecond))").message("variants with a profile need slo or serviceClass"))]
 pub struct VariantAutoscalingSpec {
-    /// The served model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.
+    /// The served model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`, 1 to 256 characters.
     #[serde(rename = "modelID")]
+    #[schemars(length(min = 1, max = MAX_MODEL_ID_LENGTH))]
     pub model_id: String,
-    /// Service class (from the inventory ConfigMap) giving priority and SLO.
+    /// Service class (from the inventory ConfigMap) giving priority and SLO, at most 63
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_LABEL_LENGTH))]
     pub service_class: Option<String>,
     /// Inline SLO; overrides the service class's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<SloTargets>,
-    /// Priority tier (higher first); overrides the service class's. Default 0.
+    /// Priority tier, 0..=1000 (higher tiers are served first when GPUs are short);
+    /// overrides the service class's. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = MIN_PRIORITY, max = MAX_PRIORITY), extend("format" = "int32"))]
     pub priority: Option<i32>,
-    /// Fair-share weight inside the tier.
+    /// Fair-share weight inside the tier (1e-6..=1e6). Default 1.
     #[serde(default = "default_weight")]
+    #[schemars(range(min = MIN_WEIGHT, max = MAX_WEIGHT))]
     pub weight: f64,
-    /// Minimum replicas over all variants.
+    /// Minimum replicas over all variants (0..=1000000).
     #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_REPLICAS), extend("format" = "int32"))]
     pub min_replicas: u32,
-    /// Maximum replicas over all variants.
+    /// Maximum replicas over all variants (0..=1000000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_REPLICAS), extend("format" = "int32"))]
     pub max_replicas: Option<u32>,
-    /// The variants (1..n).
-    #[x_kube(validation = kube_core::Rule::new("size(self) >= 1").message("at least one variant"))]
+    /// The variants, 1 to 32, names unique (a list of type `map` keyed by `name`).
+    #[schemars(
+        length(min = 1, max = MAX_VARIANTS),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
     pub variants: Vec<VariantAutoscalingVariant>,
     /// How decisions are applied.
     #[serde(default)]
@@ -247,14 +354,16 @@ pub struct VariantAutoscalingSpec {
     /// Decide and report only; never touch the workloads.
     #[serde(default)]
     pub dry_run: bool,
-    /// Scale-down stabilization window, s.
+    /// Scale-down stabilization window, s (0..=3600). Default 300.
     #[serde(default = "default_stabilization")]
+    #[schemars(range(min = 0, max = MAX_STABILIZATION_SECONDS), extend("format" = "int32"))]
     pub scale_down_stabilization_seconds: u32,
     /// Seconds from the creation of a new replica's pod to its Ready condition (model
     /// download and load included), 0..=86400 s. The plan holds for the highest expected
     /// demand over the next start-up + cycle. Absent: learned per variant from the pods'
     /// ready times (the slowest variant of the model counts), else 120 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = MAX_STARTUP_SECONDS))]
     pub startup_seconds: Option<f64>,
     /// Seasonal forecast of periodic load from the model's rate history. Absent: on, with
     /// the period found by autocorrelation.
@@ -277,13 +386,15 @@ pub const MAX_IDLE_SECONDS: u32 = 604_800;
 pub struct ScaleToZeroSpec {
     /// Seconds with no arrivals, no waiting request and no wake signal after which the
     /// model's replicas are removed, 10..=604800 s.
+    #[schemars(range(min = MIN_IDLE_SECONDS, max = MAX_IDLE_SECONDS), extend("format" = "int32"))]
     pub idle_seconds: u32,
     /// PromQL whose value (summed over its series) is the number of requests waiting for
     /// this model at a gateway wvo does not know; above 0 wakes the model. Optional: the
     /// llm-d / Gateway API inference extension EPP's flow-control queue
     /// (`*_flow_control_queue_size`) is read for every model without it. Needs
-    /// `--prometheus-url`.
+    /// `--prometheus-url`. At most 4096 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_QUERY_LENGTH))]
     pub wake_query: Option<String>,
 }
 
@@ -306,6 +417,7 @@ pub struct ForecastSpec {
     /// autocorrelation of the rate history (300 s to one day). The forecast is used only
     /// while it predicted the last period well, either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = MIN_FORECAST_PERIOD_SECONDS, max = MAX_FORECAST_PERIOD_SECONDS))]
     pub period_seconds: Option<f64>,
 }
 
@@ -328,17 +440,23 @@ fn default_true() -> bool {
 pub struct Condition {
     /// `MetricsAvailable`, `ProfileReady`, `Optimized`, `Actuated` or `CapacityConstrained`.
     #[serde(rename = "type")]
+    #[schemars(length(max = MAX_CONDITION_REASON_LENGTH))]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
+    #[schemars(length(max = MAX_STATUS_NOTE_LENGTH))]
     pub status: String,
     /// CamelCase reason.
+    #[schemars(length(max = MAX_CONDITION_REASON_LENGTH))]
     pub reason: String,
-    /// Human-readable detail.
+    /// Human-readable detail (at most 32768 characters; longer ones are cut).
+    #[schemars(length(max = MAX_CONDITION_MESSAGE_LENGTH))]
     pub message: String,
     /// RFC 3339 time of the last status change.
+    #[schemars(length(max = MAX_TIME_LENGTH))]
     pub last_transition_time: String,
     /// Generation of the spec this condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_STATUS_INT64), extend("format" = "int64"))]
     pub observed_generation: Option<i64>,
 }
 
@@ -351,16 +469,22 @@ pub type ObservedLoad = crate::ModelLoad;
 #[serde(rename_all = "camelCase")]
 pub struct VariantStatus {
     /// Variant name.
+    #[schemars(length(max = MAX_LABEL_LENGTH))]
     pub name: String,
     /// Accelerator type.
+    #[schemars(length(max = MAX_LABEL_LENGTH))]
     pub accelerator: String,
     /// Replicas the workload is set to.
+    #[schemars(range(min = 0, max = MAX_STATUS_COUNT), extend("format" = "int32"))]
     pub current_replicas: u32,
     /// Ready replicas.
+    #[schemars(range(min = 0, max = MAX_STATUS_COUNT), extend("format" = "int32"))]
     pub ready_replicas: u32,
     /// Replicas Pending for lack of a GPU.
+    #[schemars(range(min = 0, max = MAX_STATUS_COUNT), extend("format" = "int32"))]
     pub pending_replicas: u32,
     /// Replicas wvo wants.
+    #[schemars(range(min = 0, max = MAX_STATUS_COUNT), extend("format" = "int32"))]
     pub desired_replicas: u32,
     /// Capacity of one replica, req/s.
     pub capacity_rps: f64,
@@ -384,10 +508,12 @@ pub struct DemandHistoryStatus {
     /// Start of the first bucket, UNIX seconds.
     pub start_seconds: f64,
     /// Highest arrival rate observed in each bucket, req/s, oldest first; -1 marks a bucket
-    /// with no observation.
+    /// with no observation. At most 2880 buckets.
+    #[schemars(length(max = MAX_HISTORY_BUCKETS))]
     pub max_rps: Vec<f64>,
     /// Mean arrival rate observed in each bucket, req/s, oldest first; -1 marks a bucket
-    /// with no observation.
+    /// with no observation. At most 2880 buckets.
+    #[schemars(length(max = MAX_HISTORY_BUCKETS))]
     pub mean_rps: Vec<f64>,
 }
 
@@ -396,8 +522,10 @@ pub struct DemandHistoryStatus {
 #[serde(rename_all = "camelCase")]
 pub struct VariantProfileStatus {
     /// Variant name.
+    #[schemars(length(max = MAX_LABEL_LENGTH))]
     pub name: String,
     /// Where the prior came from: `inline` or `catalog`.
+    #[schemars(length(max = MAX_STATUS_NOTE_LENGTH))]
     pub source: String,
     /// The profile planning uses now (the prior until calibration is confident), ms.
     pub in_use: ProfileNumbers,
@@ -406,18 +534,22 @@ pub struct VariantProfileStatus {
     /// Confidence of the calibration, 0..1 (decode fit, prefill fit, minimum of both).
     pub confidence: ProfileConfidence,
     /// Samples the decode and prefill fits accepted so far.
+    #[schemars(range(min = 0, max = MAX_STATUS_INT64), extend("format" = "int64"))]
     pub samples: u64,
     /// Samples ignored as warm-up of new replicas, outliers or invalid, since this leader
     /// started.
     #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_STATUS_INT64), extend("format" = "int64"))]
     pub rejected_samples: u64,
     /// Set when the data contradicts the prior (observed capacity far below the estimate),
     /// with the numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_NOTE_LENGTH))]
     pub contradiction: Option<String>,
     /// The calibration state (JSON of `wvo_perf::calibrate::CalibratedProfile`), so a restart
     /// or a new leader continues from what was learned. Opaque.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_CALIBRATION_LENGTH))]
     pub calibration: Option<String>,
 }
 
@@ -434,6 +566,7 @@ pub struct ProfileNumbers {
     /// Prefill time per input token, ms.
     pub delta: f64,
     /// Most requests one replica runs at once.
+    #[schemars(range(min = 0, max = MAX_STATUS_COUNT), extend("format" = "int32"))]
     pub max_batch_size: u32,
 }
 
@@ -466,8 +599,10 @@ pub struct ProfileConfidence {
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// RFC 3339 time.
+    #[schemars(length(max = MAX_TIME_LENGTH))]
     pub time: String,
-    /// What changed and why.
+    /// What changed and why (at most 4096 characters; longer ones are cut).
+    #[schemars(length(max = MAX_DECISION_REASON_LENGTH))]
     pub reason: String,
 }
 
@@ -477,6 +612,7 @@ pub struct Decision {
 pub struct VariantAutoscalingStatus {
     /// Spec generation this status reflects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_STATUS_INT64), extend("format" = "int64"))]
     pub observed_generation: Option<i64>,
     /// Load the last plan used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -489,27 +625,33 @@ pub struct VariantAutoscalingStatus {
     pub satisfaction: f64,
     /// Replicas over all variants now.
     #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_STATUS_COUNT), extend("format" = "int32"))]
     pub current_replicas: u32,
     /// Replicas over all variants wvo wants.
     #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_STATUS_COUNT), extend("format" = "int32"))]
     pub desired_replicas: u32,
     /// Cost of the desired replicas, $/h.
     #[serde(default)]
     pub cost_per_hour: f64,
     /// Per variant.
     #[serde(default)]
+    #[schemars(length(max = MAX_VARIANTS))]
     pub variants: Vec<VariantStatus>,
     /// Per variant with a profile: the profile in use and the online calibration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VARIANTS))]
     pub profiles: Vec<VariantProfileStatus>,
     /// The last decision that changed something.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<Decision>,
     /// The last 10 decisions, newest last.
     #[serde(default)]
+    #[schemars(length(max = MAX_STATUS_DECISIONS))]
     pub decisions: Vec<Decision>,
-    /// Conditions.
+    /// Conditions (at most 16).
     #[serde(default)]
+    #[schemars(length(max = MAX_CONDITIONS))]
     pub conditions: Vec<Condition>,
     /// Start-up of a new replica the demand estimate uses, s: `spec.startupSeconds`, else
     /// the slowest learned start-up of the variants, else the 120 s default.
@@ -519,6 +661,7 @@ pub struct VariantAutoscalingStatus {
     /// trusted (<H>% of <N> checks hit)` or `period <P> s, forecast <F> req/s (<H>% of checks
     /// hit)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_NOTE_LENGTH))]
     pub forecast: Option<String>,
     /// The model's recent arrival-rate history, 60 s buckets, at most two days (a restarted
     /// controller or a new leader continues from it).
@@ -631,6 +774,16 @@ impl InventoryConfig {
                 return Err(crate::InputError::new(
                     format!("{at}.name"),
                     format!("duplicate service class \"{}\"", c.name),
+                ));
+            }
+            if !(crate::validate::MIN_PRIORITY..=MAX_PRIORITY).contains(&c.priority) {
+                return Err(crate::InputError::new(
+                    format!("{at}.priority"),
+                    format!(
+                        "must be between {} and {MAX_PRIORITY} (got {})",
+                        crate::validate::MIN_PRIORITY,
+                        c.priority
+                    ),
                 ));
             }
             for (field, v) in [("ttftMs", c.ttft_ms), ("itlMs", c.itl_ms)] {

@@ -56,6 +56,15 @@ pub const MIN_OUTPUT_TOKENS: f64 = 1.0;
 /// Most replicas accepted in any `minReplicas`, `maxReplicas` or `current` count, replicas.
 pub const MAX_REPLICAS: u32 = 1_000_000;
 
+/// Lowest accepted `priority` of a model (the default tier).
+pub const MIN_PRIORITY: i32 = 0;
+/// Highest accepted `priority` of a model. Tiers are compared, not summed, so the range only
+/// bounds what a VA may claim; 1000 leaves room for tiers between the usual 0, 10, 100.
+pub const MAX_PRIORITY: i32 = 1000;
+/// Most requests one replica may run at once (`profile.maxBatchSize`; fewest: 1); the
+/// batching model caps its batch there too.
+pub const MAX_BATCH_SIZE: u32 = 1 << 16;
+
 /// Lowest SLO `percentile` (exclusive), percent: below the median a percentile target says
 /// less than the mean does.
 pub const MIN_SLO_PERCENTILE: f64 = 50.0;
@@ -218,6 +227,15 @@ impl PlanInput {
                     format!(
                         "duplicate model name \"{}\"; model names must be unique",
                         model.name
+                    ),
+                ));
+            }
+            if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&model.priority) {
+                return Err(InputError::new(
+                    format!("{at}.priority"),
+                    format!(
+                        "must be between {MIN_PRIORITY} and {MAX_PRIORITY} (got {})",
+                        model.priority
                     ),
                 ));
             }
@@ -390,12 +408,13 @@ impl PlanInput {
                                 between(format!("{at}.profile.beta"), profile.beta, 0.0, MAX_PROFILE_MS, "ms")?;
                                 between(format!("{at}.profile.gamma"), profile.gamma, 0.0, MAX_PROFILE_MS, "ms")?;
                                 between(format!("{at}.profile.delta"), profile.delta, 0.0, MAX_PROFILE_MS, "ms")?;
-                                if profile.max_batch_size == 0 {
-                                    return Err(InputError::new(
-                                        format!("{at}.profile.maxBatchSize"),
-                                        "must be at least 1",
-                                    ));
-                                }
+                                count_between(
+                                    format!("{at}.profile.maxBatchSize"),
+                                    profile.max_batch_size,
+                                    1,
+                                    MAX_BATCH_SIZE,
+                                    "requests",
+                                )?;
                             }
                             ProfileSpec::Catalog(c) => {
                                 if c.catalog.trim().is_empty() {
@@ -704,6 +723,28 @@ mod tests {
         assert_eq!(
             i.validate().map_err(|e| e.to_string()),
             Err("inventory[0].costPerHour: must be between 0 and 1000000 $/h (got 1e308)".into())
+        );
+    }
+
+    #[test]
+    fn priority_range() {
+        bounds(
+            "models[0].priority",
+            &[MIN_PRIORITY, 100, MAX_PRIORITY],
+            &[MIN_PRIORITY - 1, MAX_PRIORITY + 1, i32::MIN, i32::MAX],
+            "between 0 and 1000",
+            |i, v| i.models[0].priority = v,
+        );
+    }
+
+    #[test]
+    fn max_batch_size_range() {
+        bounds(
+            "models[0].variants[1].profile.maxBatchSize",
+            &[1, MAX_BATCH_SIZE],
+            &[0, MAX_BATCH_SIZE + 1, u32::MAX],
+            "between 1 and 65536 requests",
+            |i, v| inline(i).max_batch_size = v,
         );
     }
 

@@ -31,7 +31,7 @@ fn crd_has_status_printer_columns_short_name_and_validation() {
         "name: Optimized",
         "x-kubernetes-validations",
         "minReplicas must be <= maxReplicas",
-        "variant names must be unique",
+        "x-kubernetes-list-type: map",
     ] {
         assert!(yaml.contains(needle), "CRD lacks {needle:?}");
     }
@@ -52,6 +52,7 @@ fn inventory_config_rejects_bad_content_naming_the_field() {
         ("accelerators:\n- {name: H100, discover: true, costPerHour: 1}\n", "accelerators[0].nodeSelector"),
         ("accelerators:\n- {name: H100, count: 1, costPerHour: 1, colour: red}\n", "unknown field `colour`"),
         ("accelerators: []\nserviceClasses:\n- {name: a, ttftMs: 0, itlMs: 5}\n", "serviceClasses[0].ttftMs"),
+        ("accelerators: []\nserviceClasses:\n- {name: a, priority: 1001, ttftMs: 5, itlMs: 5}\n", "serviceClasses[0].priority"),
     ];
     for (text, field) in cases {
         let err = InventoryConfig::parse(text).expect_err(text).to_string();
@@ -138,4 +139,15 @@ fn scale_to_zero_is_off_by_default_and_bad_values_name_the_field() {
             .to_string();
         assert!(err.contains(field), "{err} should name {field}");
     }
+}
+
+#[test]
+fn clip_chars_cuts_long_status_strings_at_a_character_boundary() {
+    use wvo_api::crd::clip_chars;
+    assert_eq!(clip_chars("short", 10), "short");
+    assert_eq!(clip_chars("exactly", 7), "exactly");
+    let cut = clip_chars("ééééééééé", 4);
+    assert_eq!(cut, "ééé…");
+    assert_eq!(cut.chars().count(), 4);
+    assert_eq!(clip_chars("abc", 0), "");
 }

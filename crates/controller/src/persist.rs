@@ -21,7 +21,8 @@ use wvo_demand::History;
 
 /// Most buckets written to a status: two days of 60 s buckets, all the history a daily
 /// period needs to be found again (about 35 kB of JSON).
-pub const STATUS_HISTORY_BUCKETS: usize = 2_880;
+/// The CRD's `maxItems` of `status.demandHistory.maxRps` and `meanRps`.
+pub const STATUS_HISTORY_BUCKETS: usize = wvo_api::crd::MAX_HISTORY_BUCKETS as usize;
 /// The history in a status is rewritten once it lags the controller's by this much, s.
 pub const HISTORY_PERSIST_SECONDS: f64 = 300.0;
 /// Marks a bucket with no observation in a status.

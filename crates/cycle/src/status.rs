@@ -16,14 +16,16 @@ use crate::cycle::ModelDecision;
 use crate::DEFAULT_TOKENS;
 use kube_core::ResourceExt;
 use wvo_api::crd::{
-    Decision, DemandHistoryStatus, VariantAutoscaling, VariantAutoscalingStatus,
-    VariantProfileStatus,
+    clip_chars, Decision, DemandHistoryStatus, VariantAutoscaling, VariantAutoscalingStatus,
+    VariantProfileStatus, MAX_CONDITION_MESSAGE_LENGTH, MAX_DECISION_REASON_LENGTH,
+    MAX_STATUS_COUNT, MAX_STATUS_NOTE_LENGTH,
 };
 use wvo_api::ModelSpec;
 use wvo_perf::TokenMix;
 
-/// Decisions kept in a VA's status (`status.decisions`), the newest last.
-pub const STATUS_DECISIONS: usize = 10;
+/// Decisions kept in a VA's status (`status.decisions`), the newest last (the CRD's
+/// `maxItems`).
+pub const STATUS_DECISIONS: usize = wvo_api::crd::MAX_STATUS_DECISIONS as usize;
 
 /// What one cycle computed for a planned VA's status.
 #[derive(Clone, Debug)]
@@ -47,7 +49,9 @@ pub struct Fresh<'d> {
 /// Conditions this cycle did not compute keep their last value. `fresh` (None for a VA that
 /// was not planned) replaces the figures; `changes` are appended to `decisions` (at most
 /// [`STATUS_DECISIONS`] kept) and the last becomes `lastDecision`. `generation` is the VA's
-/// `metadata.generation`, written as `observedGeneration`.
+/// `metadata.generation`, written as `observedGeneration`. Strings longer than the CRD's
+/// `maxLength` (condition messages, decision reasons, notes) are cut and counts above its
+/// `maximum` are capped, so the apiserver never refuses the status.
 pub fn va_status(
     previous: &VariantAutoscalingStatus,
     fresh: Option<&Fresh<'_>>,
@@ -69,7 +73,7 @@ pub fn va_status(
             type_: type_.to_string(),
             status: status.to_string(),
             reason: c.reason.as_str().to_string(),
-            message: c.message.clone(),
+            message: clip_chars(&c.message, MAX_CONDITION_MESSAGE_LENGTH),
             last_transition_time: last,
             observed_generation: generation,
         });
@@ -94,9 +98,17 @@ pub fn va_status(
     }) = fresh
     {
         status.profiles.clone_from(profiles);
+        for p in &mut status.profiles {
+            if let Some(c) = &mut p.contradiction {
+                *c = clip_chars(c, MAX_STATUS_NOTE_LENGTH);
+            }
+        }
         status.startup_seconds = *startup_seconds;
         if let Some(demand) = &d.demand {
-            status.forecast = Some(demand.forecast.summary());
+            status.forecast = Some(clip_chars(
+                &demand.forecast.summary(),
+                MAX_STATUS_NOTE_LENGTH,
+            ));
         }
         if history.is_some() {
             status.demand_history.clone_from(history);
@@ -110,13 +122,21 @@ pub fn va_status(
             .zip(learned_startup.iter().chain(std::iter::repeat(&None)))
             .map(|(v, learned)| v.to_status(*learned))
             .collect();
-        status.current_replicas = d.variants.iter().map(|v| v.current).sum();
-        status.desired_replicas = d.variants.iter().map(|v| v.desired).sum();
+        let total = |count: fn(&crate::cycle::VariantDecision) -> u32| {
+            let sum: u64 = d.variants.iter().map(|v| u64::from(count(v))).sum();
+            u32::try_from(sum.min(u64::from(MAX_STATUS_COUNT))).unwrap_or(MAX_STATUS_COUNT)
+        };
+        status.current_replicas = total(|v| v.current);
+        status.desired_replicas = total(|v| v.desired);
         status.cost_per_hour = d.variants.iter().map(|v| v.cost_per_hour).sum();
     }
     for c in changes {
+        let c = Decision {
+            time: c.time.clone(),
+            reason: clip_chars(&c.reason, MAX_DECISION_REASON_LENGTH),
+        };
         status.decisions.push(c.clone());
-        status.last_decision = Some(c.clone());
+        status.last_decision = Some(c);
     }
     let excess = status.decisions.len().saturating_sub(STATUS_DECISIONS);
     status.decisions.drain(..excess);

@@ -240,3 +240,29 @@ fn a_history_is_written_only_when_given() {
         "no history to write keeps the one in the status"
     );
 }
+
+#[test]
+fn long_messages_and_reasons_are_cut_to_the_crd_bounds() {
+    use wvo_api::crd::{MAX_CONDITION_MESSAGE_LENGTH, MAX_DECISION_REASON_LENGTH};
+    let d = decision(vec![variant(1, 2)]);
+    let mut long = conditions(false);
+    long[1].message = "x".repeat(100_000);
+    let huge = decided(&"y".repeat(100_000), T0);
+    let s = va_status(
+        &VariantAutoscalingStatus::default(),
+        Some(&fresh(&d)),
+        &long,
+        &[huge],
+        Some(3),
+        T0,
+    )
+    .expect("a first status");
+    let longest = s.conditions.iter().map(|c| c.message.chars().count()).max();
+    assert_eq!(longest, Some(MAX_CONDITION_MESSAGE_LENGTH as usize));
+    assert_eq!(
+        s.decisions[0].reason.chars().count(),
+        MAX_DECISION_REASON_LENGTH as usize
+    );
+    assert!(s.decisions[0].reason.ends_with('…'));
+    assert_eq!(s.last_decision.as_ref(), s.decisions.last());
+}

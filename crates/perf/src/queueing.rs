@@ -11,8 +11,8 @@ use crate::{CapacityEstimate, CapacityLimit, PerfError, TokenMix};
 pub const SATURATION_MARGIN: f64 = 0.05;
 
 /// Batch sizes above this are modelled as this (the chain costs `O(batch)` per evaluation;
-/// no real replica decodes more requests at once).
-pub const MAX_MODELLED_BATCH: u32 = 1 << 16;
+/// no real replica decodes more requests at once). The plan input refuses larger ones.
+pub const MAX_MODELLED_BATCH: u32 = wvo_api::validate::MAX_BATCH_SIZE;
 
 /// Above this mean count of prefill stalls in a request's life, the percentile model takes
 /// the count as normal instead of summing its distribution term by term.
