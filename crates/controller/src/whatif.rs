@@ -65,7 +65,7 @@ impl Default for WhatIfLimits {
             max_models: 10_000,
             max_variants: 40_000,
             exact_max_variants: wvo_optimizer::EXACT_SCARCE_MAX_VARIANTS,
-            concurrency: 1,
+            concurrency: crate::status_api::WHATIF_CONCURRENCY,
             queue: 4,
             deadline: Duration::from_secs(10),
             retry_after_seconds: 2,

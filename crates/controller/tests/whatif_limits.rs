@@ -379,3 +379,32 @@ async fn exact_over_the_size_limit_is_planned_by_the_decomposition_and_says_so()
     assert_eq!(under.body["solver"], "milp");
     assert!(!under.body["warnings"].to_string().contains(note));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_waits_past_its_deadline_is_refused_and_leaves_the_queue() {
+    use wvo_controller::whatif::Refused;
+    let runner = WhatIfRunner::new(WhatIfLimits {
+        concurrency: 1,
+        queue: 1,
+        ..WhatIfLimits::default()
+    });
+    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+    let held = runner.admit(far).await.expect("the free slot");
+    // The queue has one place: the first waiter takes it and gives up at its deadline...
+    let soon = tokio::time::Instant::now() + Duration::from_secs(5);
+    let waiter = tokio::spawn({
+        let runner = runner.clone();
+        async move { runner.admit(soon).await.map(drop) }
+    });
+    wait_until("the waiter to queue", || runner.waiting() == 1).await;
+    // ... while a second finds it full.
+    assert_eq!(runner.admit(far).await.map(drop), Err(Refused::QueueFull));
+    assert_eq!(
+        waiter.await.expect("waiter task"),
+        Err(Refused::WaitedTooLong)
+    );
+    assert_eq!(runner.waiting(), 0);
+    // Once the slot is given back, the next request gets it at once.
+    drop(held);
+    assert!(runner.admit(far).await.is_ok());
+}
