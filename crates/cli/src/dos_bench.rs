@@ -116,20 +116,26 @@ pub fn run(args: &DosBenchArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let figures = runtime.block_on(measure(args))?;
-    if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+    let text = if args.output == "json" {
+        serde_json::to_string_pretty(&figures)? + "\n"
     } else {
-        print_table(&figures);
-    }
+        table(&figures)
+    };
+    // An error (a reader that left: broken pipe) is returned, not a panic.
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(f: &DosFigures) {
+/// The figures as lines for people.
+fn table(f: &DosFigures) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
     let what = match &f.body_file {
         Some(file) => format!("{file} bodies"),
         None => format!("{}-model bodies", f.models_per_body),
     };
-    println!(
+    let _ = writeln!(
+        text,
         "{} clients x {what} ({:.2} MiB) for {:.0} s against a {}-VA cluster",
         f.clients,
         f.body_bytes as f64 / 1_048_576.0,
@@ -141,27 +147,36 @@ fn print_table(f: &DosFigures) {
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
-    println!(
+    let _ = writeln!(
+        text,
         "answers        {} (429/503 without Retry-After: {})",
         by_code.join(", "),
         f.retry_after_missing
     );
-    println!(
+    let _ = writeln!(
+        text,
         "controller RSS before {:.1} MiB, max during flood {:.1} MiB, peak {:.1} MiB",
         f.rss_before_mib, f.rss_max_mib, f.peak_rss_mib
     );
-    println!(
+    let _ = writeln!(
+        text,
         "cycle period   {} cycles, mean {:.2} s, p50 {:.2} s, max {:.2} s (interval {:.0} s)",
         f.cycles, f.cycle_period_mean, f.cycle_period_p50, f.cycle_period_max, f.interval_seconds
     );
-    println!(
+    let _ = writeln!(
+        text,
         "longest solve  {} (server), {:.0} ms (solveMillis of a 200); longest request {:.1} s",
         f.longest_solve_seconds
             .map_or_else(|| "n/a".to_string(), |s| format!("{s:.2} s")),
         f.longest_solve_millis,
         f.longest_request_seconds
     );
-    println!("controller     {}", if f.alive { "alive" } else { "DOWN" });
+    let _ = writeln!(
+        text,
+        "controller     {}",
+        if f.alive { "alive" } else { "DOWN" }
+    );
+    text
 }
 
 /// A what-if body: `models` models with an H100 and an L40S variant each, on an inventory
