@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod dos_bench;
 mod observe;
 mod output;
 mod plan;
@@ -43,6 +44,9 @@ enum Command {
     /// The controller's cost per cycle (time, API requests by verb, RSS, CPU) at 100 to
     /// thousands of VAs, against the Kubernetes API emulator.
     BenchScale(scale_bench::ScaleBenchArgs),
+    /// Flood the status API's what-if endpoint (N clients, big bodies, exact solver) and
+    /// measure the controller: answers by status, RSS, cycle period, longest solve.
+    BenchDos(dos_bench::DosBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Crds => run::crds(),
         Command::Bench(args) => bench::run(&args),
         Command::BenchScale(args) => scale_bench::run(&args),
+        Command::BenchDos(args) => dos_bench::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -198,6 +198,49 @@ fn namespace_of(i: usize) -> String {
 /// Seeds the emulator with `n` VAs and runs the child controller through `cycles` steady
 /// cycles after the first.
 async fn measure(n: usize, cycles: usize) -> Result<ScaleFigures> {
+    let (api, pods) = seeded_world(n).await?;
+    let variants_per_va = 2;
+
+    let dir = std::env::temp_dir().join(format!("wvo-bench-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml())
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    let result = drive_child(&api, &kubeconfig, n, cycles).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (first, steady) = result?;
+    api.shutdown().await;
+
+    let mut seconds: Vec<f64> = steady.iter().map(|(c, _)| c.seconds).collect();
+    seconds.sort_by(f64::total_cmp);
+    let mut requests: BTreeMap<String, f64> = BTreeMap::new();
+    for (_, r) in &steady {
+        for (k, v) in r {
+            *requests.entry(k.clone()).or_default() += *v as f64 / steady.len() as f64;
+        }
+    }
+    let last = steady.last().map(|(c, _)| c).unwrap_or(&first.0);
+    Ok(ScaleFigures {
+        vas: n,
+        variants: n * variants_per_va,
+        pods,
+        first_cycle_seconds: first.0.seconds,
+        first_cycle_requests: first.1,
+        cycle_seconds_median: seconds.get(seconds.len() / 2).copied().unwrap_or(0.0),
+        cycle_seconds_max: seconds.last().copied().unwrap_or(0.0),
+        requests_per_cycle: requests,
+        cpu_seconds_per_cycle: steady.iter().map(|(c, _)| c.cpu_seconds).sum::<f64>()
+            / steady.len().max(1) as f64,
+        rss_mib: last.rss_bytes as f64 / 1_048_576.0,
+        peak_rss_mib: last.peak_rss_bytes as f64 / 1_048_576.0,
+        anon_rss_mib: last.anon_rss_bytes as f64 / 1_048_576.0,
+    })
+}
+
+/// The scale-bench world in the API emulator: `n` VAs (two variants each, a Deployment per
+/// variant, one Pod Ready per model), GPU nodes and the inventory ConfigMap
+/// `wvo-system/wvo-inventory` with room to spare. Returns the emulator and its Pod count.
+pub(crate) async fn seeded_world(n: usize) -> Result<(wvo_sim::kube_api::KubeApiHandle, usize)> {
     let api = KubeApiServer::start(KubeApiOptions {
         controller_interval: Duration::from_secs(1),
         controller_min_gap: Duration::from_millis(250),
@@ -218,7 +261,6 @@ async fn measure(n: usize, cycles: usize) -> Result<ScaleFigures> {
         .await
         .context("creating the CRD")?;
     }
-    let variants_per_va = 2;
     // One replica per model on H100 (1 GPU) and room to spare on both products.
     let nodes = n.div_ceil(8) + 1;
     for i in 0..nodes {
@@ -303,41 +345,7 @@ async fn measure(n: usize, cycles: usize) -> Result<ScaleFigures> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-
-    let dir = std::env::temp_dir().join(format!("wvo-bench-scale-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_yaml())
-        .with_context(|| format!("writing {}", kubeconfig.display()))?;
-    let result = drive_child(&api, &kubeconfig, n, cycles).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let (first, steady) = result?;
-    api.shutdown().await;
-
-    let mut seconds: Vec<f64> = steady.iter().map(|(c, _)| c.seconds).collect();
-    seconds.sort_by(f64::total_cmp);
-    let mut requests: BTreeMap<String, f64> = BTreeMap::new();
-    for (_, r) in &steady {
-        for (k, v) in r {
-            *requests.entry(k.clone()).or_default() += *v as f64 / steady.len() as f64;
-        }
-    }
-    let last = steady.last().map(|(c, _)| c).unwrap_or(&first.0);
-    Ok(ScaleFigures {
-        vas: n,
-        variants: n * variants_per_va,
-        pods,
-        first_cycle_seconds: first.0.seconds,
-        first_cycle_requests: first.1,
-        cycle_seconds_median: seconds.get(seconds.len() / 2).copied().unwrap_or(0.0),
-        cycle_seconds_max: seconds.last().copied().unwrap_or(0.0),
-        requests_per_cycle: requests,
-        cpu_seconds_per_cycle: steady.iter().map(|(c, _)| c.cpu_seconds).sum::<f64>()
-            / steady.len().max(1) as f64,
-        rss_mib: last.rss_bytes as f64 / 1_048_576.0,
-        peak_rss_mib: last.peak_rss_bytes as f64 / 1_048_576.0,
-        anon_rss_mib: last.anon_rss_bytes as f64 / 1_048_576.0,
-    })
+    Ok((api, pods))
 }
 
 type Measured = (CycleCost, BTreeMap<String, usize>);

@@ -23,6 +23,7 @@ pub mod runner;
 pub mod status_api;
 pub mod targets;
 pub mod view;
+pub mod whatif;
 
 /// The pure decision core lives in `wvo-cycle`; its modules are re-exported here under their
 /// old paths (`wvo_controller::cycle::...`).

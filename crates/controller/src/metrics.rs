@@ -12,6 +12,9 @@
 //! | `wvo_wake_requests{namespace,va}` | gauge | requests waiting for the model where its replicas do not see them (its wake signal); absent while unknown |
 //! | `wvo_errors_total{kind}` | counter | errors by kind |
 //! | `wvo_is_leader` | gauge | 1 while this replica holds the leader lease |
+//! | `wvo_whatif_requests_total{code}` | counter | what-if requests answered, by HTTP status code |
+//! | `wvo_whatif_solve_duration_seconds` | histogram | wall time of one what-if solve on its worker thread (cancelled ones included) |
+//! | `wvo_whatif_longest_solve_seconds` | gauge | the longest what-if solve since start |
 //!
 //! The `metric` actuation mode lets an HPA/KEDA read `wvo_desired_replicas`, so its series
 //! are kept exact: one series per live (VA, variant), removed when the VA (or the variant)
@@ -60,6 +63,13 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// Label of the what-if request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// HTTP status code of the answer, e.g. `200`, `413`, `429`.
+    pub code: String,
+}
+
 /// Replica series of one VA: variant -> accelerator it is exported with.
 type VaSeries = BTreeMap<String, String>;
 
@@ -77,6 +87,9 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     leader: Gauge,
     wake: Family<VaLabels, Gauge<f64, AtomicU64>>,
+    whatif_requests: Family<CodeLabels, Counter>,
+    whatif_solve: Histogram,
+    whatif_longest: Gauge<f64, AtomicU64>,
     /// Which replica series exist, per (namespace, VA), so they can be removed exactly.
     series: Mutex<BTreeMap<(String, String), VaSeries>>,
     /// Which wake series exist.
@@ -104,6 +117,26 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let leader = Gauge::default();
         let wake = Family::<VaLabels, Gauge<f64, AtomicU64>>::default();
+        let whatif_requests = Family::<CodeLabels, Counter>::default();
+        // 5 ms .. ~82 s.
+        let whatif_solve = Histogram::new(exponential_buckets(0.005, 2.0, 15));
+        let whatif_longest = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "wvo_whatif_requests",
+            "What-if requests answered, by HTTP status code",
+            whatif_requests.clone(),
+        );
+        registry.register_with_unit(
+            "wvo_whatif_solve_duration",
+            "Wall time of one what-if solve on its worker thread, cancelled ones included",
+            Unit::Seconds,
+            whatif_solve.clone(),
+        );
+        registry.register(
+            "wvo_whatif_longest_solve_seconds",
+            "The longest what-if solve since start, seconds",
+            whatif_longest.clone(),
+        );
         registry.register_with_unit(
             "wvo_cycle_duration",
             "Wall time of one control cycle",
@@ -154,6 +187,9 @@ impl Metrics {
             errors,
             leader,
             wake,
+            whatif_requests,
+            whatif_solve,
+            whatif_longest,
             series: Mutex::new(BTreeMap::new()),
             wake_series: Mutex::new(std::collections::BTreeSet::new()),
         }
@@ -170,6 +206,26 @@ impl Metrics {
         }
         self.cycles.inc();
         self.last_cycle.set(crate::reconciler::now_seconds());
+    }
+
+    /// Counts one answered what-if request by its HTTP status code.
+    pub fn count_whatif(&self, code: u16) {
+        self.whatif_requests
+            .get_or_create(&CodeLabels {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records the wall time of one what-if solve, seconds (non-finite or negative: ignored).
+    pub fn observe_whatif_solve(&self, seconds: f64) {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return;
+        }
+        self.whatif_solve.observe(seconds);
+        if seconds > self.whatif_longest.get() {
+            self.whatif_longest.set(seconds);
+        }
     }
 
     /// Control cycles run so far (`wvo_cycles_total`).

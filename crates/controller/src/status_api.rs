@@ -33,25 +33,43 @@
 //! - `options`: when present, replaces the live options.
 //!
 //! A body that does not parse, or an input the planner refuses, gets 400 with a one-line
-//! message naming the field. Planning runs on the blocking pool, at most
-//! [`WHATIF_CONCURRENCY`] at a time.
+//! message naming the field.
+//!
+//! ## Limits (see [`crate::whatif`])
+//! - Bodies: over [`WhatIfLimits::max_body_bytes`] on the what-if, over
+//!   [`WhatIfLimits::max_other_body_bytes`] elsewhere: 413 naming the limit. A what-if input
+//!   (after the overlay) with more than [`WhatIfLimits::max_models`] models or
+//!   [`WhatIfLimits::max_variants`] variants: 413 naming the limit.
+//! - At most [`WhatIfLimits::concurrency`] what-ifs are read and planned at once, each on
+//!   its own thread (not the runtime's, which run the control cycle); at most
+//!   [`WhatIfLimits::queue`] more wait. A request finding the queue full gets 429 with
+//!   `Retry-After`; one whose deadline ([`WhatIfLimits::deadline`]) passes while waiting or
+//!   planning gets 503 with `Retry-After`, and its solve is cancelled (also when the client
+//!   goes away).
+//! - The server picks the solver: `options.solver: exact` is honoured up to
+//!   [`WhatIfLimits::exact_max_variants`] variants; above, the decomposition plans and
+//!   `warnings` says so. `options.timeLimitSeconds` is clamped to the time the request has
+//!   left.
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 use crate::view::{ControllerView, SharedView};
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+pub use crate::whatif::WhatIfLimits;
+use crate::whatif::{Ended, Planner, Refused, WhatIfRunner};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::{Arc, RwLockReadGuard};
-use tokio::sync::Semaphore;
-use wvo_api::{PlanInput, PlanOutput};
+use std::time::Duration;
+use wvo_api::{PlanInput, PlanOutput, SolverChoice};
+use wvo_optimizer::{Cancel, PlanError};
 
-/// What-if plans computed at once; more requests wait their turn.
-pub const WHATIF_CONCURRENCY: usize = 2;
+/// What-if plans computed at once by default; see [`WhatIfLimits::concurrency`].
+pub const WHATIF_CONCURRENCY: usize = 1;
 
 /// Every path the router serves (as written in the OpenAPI document).
 pub const PATHS: &[&str] = &[
@@ -74,16 +92,21 @@ pub const PATHS: &[&str] = &[
 struct AppState {
     view: SharedView,
     metrics: Arc<Metrics>,
-    whatif_permits: Arc<Semaphore>,
+    whatif: Arc<WhatIfRunner>,
 }
 
-/// The status API router over the controller's view and metrics. Serve it with
-/// `axum::serve(listener, router(view, metrics))`.
+/// The status API router over the controller's view and metrics, with the default
+/// [`WhatIfLimits`]. Serve it with `axum::serve(listener, router(view, metrics))`.
 pub fn router(view: SharedView, metrics: Arc<Metrics>) -> Router {
+    router_with(view, metrics, WhatIfRunner::new(WhatIfLimits::default()))
+}
+
+/// [`router`] with the what-if endpoint's limits and planner given by `runner`.
+pub fn router_with(view: SharedView, metrics: Arc<Metrics>, runner: Arc<WhatIfRunner>) -> Router {
     let state = AppState {
         view,
         metrics,
-        whatif_permits: Arc::new(Semaphore::new(WHATIF_CONCURRENCY)),
+        whatif: runner,
     };
     Router::new()
         .route("/", get(dashboard))
@@ -100,7 +123,36 @@ pub fn router(view: SharedView, metrics: Arc<Metrics>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .with_state(state)
+}
+
+/// Refuses a request whose `Content-Length` is over its endpoint's limit (413), before
+/// anything reads it. Bodies without a length are limited where they are read.
+async fn limit_body(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let whatif = request.uri().path() == "/api/v1/whatif";
+    let limits = s.whatif.limits();
+    let limit = if whatif {
+        limits.max_body_bytes
+    } else {
+        limits.max_other_body_bytes
+    };
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match length {
+        Some(length) if length > limit as u64 => {
+            let response =
+                ApiError::body_too_large(request.uri().path(), Some(length), limit).into_response();
+            if whatif {
+                s.metrics.count_whatif(response.status().as_u16());
+            }
+            response
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// An error answer: a status and a one-line message, sent as `{"error": message}`.
@@ -108,6 +160,8 @@ pub fn router(view: SharedView, metrics: Arc<Metrics>) -> Router {
 struct ApiError {
     status: StatusCode,
     message: String,
+    /// `Retry-After` of a 429 or 503, seconds.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -116,7 +170,21 @@ impl ApiError {
         Self {
             status,
             message: one_line(&message),
+            retry_after: None,
         }
+    }
+
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    fn body_too_large(path: &str, length: Option<u64>, limit: usize) -> Self {
+        let size = length.map_or_else(|| "over".to_string(), |l| format!("{l} bytes,"));
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body: {size} the limit of {limit} bytes for {path}; send a smaller body"),
+        )
     }
 
     fn poisoned() -> Self {
@@ -138,7 +206,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -220,10 +294,133 @@ async fn decisions(State(s): State<AppState>) -> Result<Response, ApiError> {
     with_view(&s.view, |v| Json(&v.decisions).into_response())
 }
 
-async fn whatif(State(s): State<AppState>, body: Bytes) -> Result<Json<PlanOutput>, ApiError> {
-    let overlay = parse_whatif(&body)?;
-    let input = if overlay.input.models.is_empty() {
-        let base = with_view(&s.view, |v| v.last_input.clone())?;
+async fn whatif(State(s): State<AppState>, request: Request) -> Response {
+    let response = match whatif_answer(&s, request).await {
+        Ok(plan) => Json(plan).into_response(),
+        Err(e) => e.into_response(),
+    };
+    s.metrics.count_whatif(response.status().as_u16());
+    response
+}
+
+/// Admits, reads and plans one what-if before its deadline (module doc, "Limits").
+async fn whatif_answer(s: &AppState, request: Request) -> Result<PlanOutput, ApiError> {
+    let limits = s.whatif.limits().clone();
+    let deadline = tokio::time::Instant::now() + limits.deadline;
+    let retry = limits.retry_after_seconds;
+    let slot = s.whatif.admit(deadline).await.map_err(|refused| match refused {
+        Refused::QueueFull => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "what-if: {} planning and {} waiting, the most allowed; retry after {retry} s",
+                limits.concurrency, limits.queue
+            ),
+        )
+        .retry_after(retry),
+        Refused::WaitedTooLong => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "what-if: no planning slot freed within the request deadline of {} s; retry after {retry} s",
+                limits.deadline.as_secs_f64()
+            ),
+        )
+        .retry_after(retry),
+        Refused::NoThread(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("what-if: could not start a planning thread ({e}); retry after {retry} s"),
+        )
+        .retry_after(retry),
+    })?;
+    let read = axum::body::to_bytes(request.into_body(), limits.max_body_bytes);
+    let body = match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) if is_length_limit(&e) => {
+            return Err(ApiError::body_too_large(
+                "/api/v1/whatif",
+                None,
+                limits.max_body_bytes,
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("body: could not be read ({e})"),
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "body: not received within the request deadline of {} s",
+                    limits.deadline.as_secs_f64()
+                ),
+            )
+            .retry_after(retry))
+        }
+    };
+    let view = s.view.clone();
+    let metrics = s.metrics.clone();
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let job_limits = limits.clone();
+    let running = s
+        .whatif
+        .spawn(slot, move |planner, cancel| {
+            let started = std::time::Instant::now();
+            let answer = plan_whatif(&body, &view, &job_limits, left, planner, cancel);
+            drop(body);
+            metrics.observe_whatif_solve(started.elapsed().as_secs_f64());
+            answer
+        })
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "what-if: could not start a planning thread ({e:?}); retry after {retry} s"
+                ),
+            )
+            .retry_after(retry)
+        })?;
+    match running.answer_before(deadline).await {
+        Ok(answer) => answer,
+        Err(Ended::Deadline) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "what-if: not planned within the request deadline of {} s (the solve was cancelled); plan fewer models or retry after {retry} s",
+                limits.deadline.as_secs_f64()
+            ),
+        )
+        .retry_after(retry)),
+        Err(Ended::Panicked) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "planner crashed",
+        )),
+    }
+}
+
+/// Whether reading a body failed on its length limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The worker thread's part of a what-if: parse, overlay, count, choose the solver, plan.
+fn plan_whatif(
+    body: &[u8],
+    view: &SharedView,
+    limits: &WhatIfLimits,
+    left: Duration,
+    planner: &Planner,
+    cancel: &Cancel,
+) -> Result<PlanOutput, ApiError> {
+    let overlay = parse_whatif(body)?;
+    let mut input = if overlay.input.models.is_empty() {
+        let base = with_view(view, |v| v.last_input.clone())?;
         let Some(base) = base else {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -235,28 +432,71 @@ async fn whatif(State(s): State<AppState>, body: Bytes) -> Result<Json<PlanOutpu
     } else {
         overlay.input
     };
-    let _permit = s
-        .whatif_permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
-    let result = tokio::task::spawn_blocking(move || wvo_optimizer::plan(&input))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("planner crashed: {e}"),
-            )
-        })?;
-    match result {
-        Ok(plan) => Ok(Json(plan)),
-        Err(e @ wvo_optimizer::PlanError::Solver(_)) => Err(ApiError::new(
+    check_size(&input, limits)?;
+    let downgraded = choose_solver(&mut input, limits);
+    let asked = input.options.time_limit_seconds();
+    input.options.time_limit_seconds = Some(asked.min(left.as_secs_f64()));
+    match planner(&input, cancel) {
+        Ok(mut plan) => {
+            plan.warnings.extend(downgraded);
+            Ok(plan)
+        }
+        Err(PlanError::Cancelled) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "what-if: the solve was cancelled (the request's deadline passed)",
+        )
+        .retry_after(limits.retry_after_seconds)),
+        Err(e @ PlanError::Solver(_)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             e.to_string(),
         )),
         Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
     }
+}
+
+/// 413 when the input has more models or variants than the limits allow.
+fn check_size(input: &PlanInput, limits: &WhatIfLimits) -> Result<(), ApiError> {
+    let models = input.models.len();
+    let variants = variant_count(input);
+    if models > limits.max_models {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "models: {models} models, over the what-if limit of {}; plan fewer models",
+                limits.max_models
+            ),
+        ));
+    }
+    if variants > limits.max_variants {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "models[].variants: {variants} variants in all, over the what-if limit of {}; plan fewer variants",
+                limits.max_variants
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn variant_count(input: &PlanInput) -> usize {
+    input.models.iter().map(|m| m.variants.len()).sum()
+}
+
+/// The server's choice of solver: `exact` only up to [`WhatIfLimits::exact_max_variants`]
+/// variants, else `fast`; returns the warning to add to the answer when it overrode the
+/// request.
+fn choose_solver(input: &mut PlanInput, limits: &WhatIfLimits) -> Option<String> {
+    let variants = variant_count(input);
+    if input.options.solver != SolverChoice::Exact || variants <= limits.exact_max_variants {
+        return None;
+    }
+    input.options.solver = SolverChoice::Fast;
+    Some(format!(
+        "options.solver: exact is honoured for at most {} variants on this server and the input has {variants}; \
+         this is the decomposition's plan (solver: fast)",
+        limits.exact_max_variants
+    ))
 }
 
 /// A parsed what-if body and which optional parts it gave.
@@ -484,12 +724,14 @@ pub fn openapi_document() -> Value {
             "/api/v1/whatif": {"post": {
                 "operationId": "whatIf",
                 "summary": "Plan a hypothetical input; acts on nothing.",
-                "description": "The body is a plan input in the `wvo plan` form. With `models` listed it is planned as is (the same answer as `wvo plan --output json`). With `models` empty or absent it overlays the live input (GET /api/v1/input): listed inventory types replace the live ones of the same name, listed loads replace the live ones (token averages left out keep their live values), listed current replicas replace the live ones, and `options`, when present, replace the live options.",
+                "description": "The body is a plan input in the `wvo plan` form. With `models` listed it is planned as is (the same answer as `wvo plan --output json`). With `models` empty or absent it overlays the live input (GET /api/v1/input): listed inventory types replace the live ones of the same name, listed loads replace the live ones (token averages left out keep their live values), listed current replicas replace the live ones, and `options`, when present, replace the live options. Limits: a body size, a model and variant count, one planning slot and a short wait queue, a request deadline; `options.solver: exact` is honoured only for small inputs (else the decomposition plans and `warnings` says so), and `options.timeLimitSeconds` is clamped to the time the request has left.",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": r("PlanInput")}}},
                 "responses": {
                     "200": ok("The plan", r("PlanOutput")),
                     "400": err("Bad body: the message names the field"),
-                    "503": err("An overlay was sent before the first control cycle completed"),
+                    "413": err("The body, or its model or variant count, is over the limit the message names"),
+                    "429": err("Every planning slot is busy and the wait queue is full; see Retry-After"),
+                    "503": err("An overlay was sent before the first control cycle completed, or the request's deadline passed while it waited or planned (the solve is cancelled); see Retry-After"),
                     "500": err("The solver failed")
                 }
             }},

@@ -618,7 +618,7 @@ impl Workspace<'_> {
 /// Minimum-cost plan that meets every model's demand, with its lower bound; falls back to
 /// [`fair_share`] when the demand cannot all be met.
 pub(crate) fn solve(problem: &Problem, deadline: &Deadline) -> Result<FastOutcome, PlanError> {
-    let mut ws = Workspace::new(problem, *deadline);
+    let mut ws = Workspace::new(problem, deadline.clone());
     let demands: Vec<f64> = problem.models.iter().map(|m| m.demand).collect();
     let all = ws.min_cost(&demands, None, Limits::FULL);
     if let Some(x) = all.x {
@@ -777,7 +777,7 @@ fn fair_share(ws: &mut Workspace<'_>, contention: &[f64]) -> Result<Vec<u32>, Pl
                         0.0
                     };
                 }
-                let saved = std::mem::replace(&mut ws.deadline, joint);
+                let saved = std::mem::replace(&mut ws.deadline, joint.clone());
                 let probe = ws.min_cost(&targets, Some(&lambda), Limits::PROBE);
                 ws.deadline = saved;
                 match probe.x {

@@ -24,7 +24,7 @@ pub mod problem;
 mod subproblem;
 pub mod synthetic;
 
-pub use deadline::Deadline;
+pub use deadline::{Cancel, Deadline};
 pub use problem::Problem;
 use std::time::Instant;
 use wvo_api::{
@@ -71,6 +71,9 @@ pub enum PlanError {
     /// The exact path did not finish before the plan's deadline.
     #[error("options.timeLimitSeconds: the exact MILP did not finish in the time left; raise timeLimitSeconds or use solver: auto")]
     Timeout,
+    /// The caller raised the solve's [`Cancel`] flag (it no longer waits for the plan).
+    #[error("the solve was cancelled before it finished (its caller stopped waiting)")]
+    Cancelled,
 }
 
 impl PlanError {
@@ -112,10 +115,29 @@ impl PlanError {
 /// assert!(plan.feasible);
 /// ```
 pub fn plan(input: &PlanInput) -> Result<PlanOutput, PlanError> {
+    plan_until(input, Deadline::after(input.options.time_limit_seconds()))
+}
+
+/// [`plan`], stopped early with [`PlanError::Cancelled`] when `cancel` is raised (checked
+/// between models while deriving capacities, between the solver's iterations and between
+/// MILPs; one MILP in HiGHS runs to its own time limit, `options.timeLimitSeconds` at most).
+pub fn plan_cancellable(input: &PlanInput, cancel: &Cancel) -> Result<PlanOutput, PlanError> {
+    plan_until(
+        input,
+        Deadline::after(input.options.time_limit_seconds()).with_cancel(cancel.clone()),
+    )
+}
+
+fn plan_until(input: &PlanInput, deadline: Deadline) -> Result<PlanOutput, PlanError> {
     let started = Instant::now();
-    let deadline = Deadline::after(input.options.time_limit_seconds());
     let problem = Problem::from_input(input)?;
+    if deadline.cancelled() {
+        return Err(PlanError::Cancelled);
+    }
     let solution = solve(&problem, input.options.solver, &deadline)?;
+    if deadline.cancelled() {
+        return Err(PlanError::Cancelled);
+    }
     let mut output = report(&problem, &solution.x, solution.lower_bound, solution.solver);
     output.warnings.extend(solution.notes);
     output.solve_millis = started.elapsed().as_secs_f64() * 1e3;
@@ -126,6 +148,7 @@ pub fn plan(input: &PlanInput) -> Result<PlanOutput, PlanError> {
 /// to the decomposition's plan (with a note) when the MILP cannot finish in time; `auto`
 /// uses the MILP for small problems and, for scarce ones up to
 /// [`EXACT_SCARCE_MAX_VARIANTS`], keeps whichever of the two plans shares GPUs better.
+/// [`PlanError::Cancelled`] when the deadline's [`Cancel`] flag is raised.
 pub fn solve(
     problem: &Problem,
     choice: SolverChoice,
@@ -143,6 +166,7 @@ pub fn solve(
                     notes,
                 })
             }
+            Err(PlanError::Timeout) if deadline.cancelled() => return Err(PlanError::Cancelled),
             Err(PlanError::Timeout) => notes.push(
                 "solver: the exact MILP did not finish within options.timeLimitSeconds; this is the decomposition's plan"
                     .to_string(),
@@ -152,6 +176,9 @@ pub fn solve(
         }
     }
     let outcome = fast::solve(problem, deadline)?;
+    if deadline.cancelled() {
+        return Err(PlanError::Cancelled);
+    }
     let fast = Solution {
         x: outcome.x,
         lower_bound: outcome.lower_bound,
