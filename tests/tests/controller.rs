@@ -505,7 +505,9 @@ async fn leader_failover_continues_without_undoing_decisions() {
 }
 
 /// A VA whose value the types cannot read (a real apiserver accepts `maxReplicas: 1e18` for
-/// an integer field without a maximum) is refused on its own: every other VA is planned and
+/// an integer field without a maximum when it arrives in integer form, as kubectl sends a
+/// YAML `1e18`; the float form `1e18` in JSON is refused as "must be of type integer") is
+/// refused on its own: every other VA is planned and
 /// acted on, and the bad one's status and Event name it and the field.
 #[tokio::test]
 async fn an_undecodable_va_is_named_and_the_others_are_planned() {
@@ -521,7 +523,7 @@ async fn an_undecodable_va_is_named_and_the_others_are_planned() {
     let huge: DynamicObject = serde_json::from_value(serde_json::json!({
         "apiVersion": "wvo.dev/v1alpha1", "kind": "VariantAutoscaling",
         "metadata": {"name": "huge", "namespace": NS},
-        "spec": {"modelID": "huge-model", "maxReplicas": 1e18, "variants": [
+        "spec": {"modelID": "huge-model", "maxReplicas": 1_000_000_000_000_000_000_u64, "variants": [
             {"name": "h100", "scaleTargetRef": {"name": "huge-h100"}, "accelerator": "H100",
              "maxRequestsPerSecond": 10}]}
     }))
