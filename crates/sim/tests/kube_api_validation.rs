@@ -346,14 +346,14 @@ async fn a_crd_with_a_rule_that_does_not_compile_is_refused() {
     dir.write("kubeconfig", &api.kubeconfig_yaml());
     let mut crd = crd();
     spec_schema(&mut crd)["x-kubernetes-validations"] =
-        json!([{"rule": "self.minReplicas <", "message": "broken"}]);
+        json!([{"rule": "(self.minReplicas > 0", "message": "broken"}]);
     let path = dir.write("crd.json", &crd.to_string());
     let run = kubectl(&dir.0, &["create", "-f", path.to_str().unwrap_or_default()]).await;
     assert_refused(
         &run,
         &[
             r#"The CustomResourceDefinition "variantautoscalings.wvo.dev" is invalid"#,
-            r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "self.minReplicas <": compilation failed"#,
+            r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "(self.minReplicas > 0": compilation failed: ERROR: <input>:1:22: Syntax error: missing ')' at '<EOF>'"#,
         ],
     );
     assert!(api

@@ -72,7 +72,13 @@ fn compile_expr(src: &str, path: &str, what: &str) -> Result<Program, FieldError
         )
     };
     let program = catch_unwind(|| Program::compile(src))
-        .map_err(|_| invalid("compilation failed: the CEL parser panicked".into()))?
+        .map_err(|_| {
+            invalid(
+                "compilation failed: Syntax error: the rule does not parse (cel-parser gave no \
+             position: an operator may be missing its operand)"
+                    .into(),
+            )
+        })?
         .map_err(|e| invalid(format!("compilation failed: {e}")))?;
     let refs = program.references();
     let mut unsupported: Vec<&str> = refs

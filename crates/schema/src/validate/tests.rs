@@ -406,10 +406,16 @@ fn crds_with_broken_or_unsupported_rules_or_patterns_do_not_compile() {
         .map(|e| aggregate(&e))
         .unwrap_or_default()
     };
-    let syntax = bad(json!({"x-kubernetes-validations": [{"rule": "self.a <"}]}));
+    let syntax = bad(json!({"x-kubernetes-validations": [{"rule": "(self.a"}]}));
     assert!(
-        syntax.starts_with(r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "self.a <": compilation failed"#),
+        syntax.starts_with(r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "(self.a": compilation failed: ERROR: <input>:1:8: Syntax error: missing ')'"#),
         "{syntax}"
+    );
+    // cel-parser panics on a missing right operand: caught, still a refusal.
+    let panicky = bad(json!({"x-kubernetes-validations": [{"rule": "self.a <"}]}));
+    assert!(
+        panicky.contains("compilation failed: Syntax error"),
+        "{panicky}"
     );
     let unsupported =
         bad(json!({"x-kubernetes-validations": [{"rule": "self.a.lowerAscii() == self.a"}]}));
