@@ -170,14 +170,37 @@ impl Cluster {
     /// A VA of two variants (H100 at 10 req/s, L40S at 3 req/s) for model `id`, with the
     /// given actuation block appended to its spec.
     pub async fn two_variant_va(&self, name: &str, id: &str, extra: &str) -> VariantAutoscaling {
+        self.two_variant_deployments(name).await;
+        self.va(&two_variant_yaml(name, id, extra)).await
+    }
+
+    /// Like [`Cluster::two_variant_va`], but stored through the emulator's admin handle,
+    /// past the CRD's validation: a VA stored before its CRD got a bound it now breaks.
+    /// Returns the emulator's refusal of the same VA through the API (422), if any.
+    pub async fn two_variant_va_unchecked(
+        &self,
+        name: &str,
+        id: &str,
+        extra: &str,
+    ) -> Option<String> {
+        self.two_variant_deployments(name).await;
+        let yaml = two_variant_yaml(name, id, extra);
+        let va: VariantAutoscaling = serde_norway::from_str(&yaml).expect("VA yaml");
+        let vas: Api<VariantAutoscaling> = Api::namespaced(self.client.clone(), NS);
+        let refusal = match vas.create(&PostParams::default(), &va).await {
+            Ok(_) => return None,
+            Err(e) => e.to_string(),
+        };
+        let raw: serde_json::Value = serde_norway::from_str(&yaml).expect("VA yaml");
+        self.api.create(&raw).expect("admin create of the VA");
+        Some(refusal)
+    }
+
+    async fn two_variant_deployments(&self, name: &str) {
         self.deployment(&format!("{name}-h100"), "NVIDIA-H100-80GB-HBM3", 1, 1)
             .await;
         self.deployment(&format!("{name}-l40s"), "NVIDIA-L40S", 1, 0)
             .await;
-        self.va(&format!(
-            "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  modelID: {id}\n  variants:\n  - {{name: h100, scaleTargetRef: {{name: {name}-h100}}, accelerator: H100, maxRequestsPerSecond: 10}}\n  - {{name: l40s, scaleTargetRef: {{name: {name}-l40s}}, accelerator: L40S, maxRequestsPerSecond: 3}}\n{extra}"
-        ))
-        .await
     }
 
     /// Sets the observed arrival rate of model `id`.
@@ -608,4 +631,12 @@ impl CycleLoop {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// The YAML of a two-variant VA (H100 at 10 req/s, L40S at 3 req/s) for model `id`, with
+/// `extra` appended to the spec.
+fn two_variant_yaml(name: &str, id: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: wvo.dev/v1alpha1\nkind: VariantAutoscaling\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  modelID: {id}\n  variants:\n  - {{name: h100, scaleTargetRef: {{name: {name}-h100}}, accelerator: H100, maxRequestsPerSecond: 10}}\n  - {{name: l40s, scaleTargetRef: {{name: {name}-l40s}}, accelerator: L40S, maxRequestsPerSecond: 3}}\n{extra}"
+    )
 }

@@ -504,8 +504,9 @@ async fn leader_failover_continues_without_undoing_decisions() {
     second_task.abort();
 }
 
-/// A VA whose value the types cannot read (a real apiserver accepts `maxReplicas: 1e18` for
-/// an integer field without a maximum) is refused on its own: every other VA is planned and
+/// A VA whose value the types cannot read (`maxReplicas: 1e18`, stored before the CRD had
+/// its `maximum`: the emulator, like a real apiserver, now refuses it through the API, so it
+/// is stored with the admin handle) is refused on its own: every other VA is planned and
 /// acted on, and the bad one's status and Event name it and the field.
 #[tokio::test]
 async fn an_undecodable_va_is_named_and_the_others_are_planned() {
@@ -518,17 +519,23 @@ async fn an_undecodable_va_is_named_and_the_others_are_planned() {
         .await;
     let resource = ApiResource::erase::<wvo_api::crd::VariantAutoscaling>(&());
     let raw: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), NS, &resource);
-    let huge: DynamicObject = serde_json::from_value(serde_json::json!({
+    let huge = serde_json::json!({
         "apiVersion": "wvo.dev/v1alpha1", "kind": "VariantAutoscaling",
         "metadata": {"name": "huge", "namespace": NS},
-        "spec": {"modelID": "huge-model", "maxReplicas": 1e18, "variants": [
+        "spec": {"modelID": "huge-model", "maxReplicas": 1_000_000_000_000_000_000_u64, "variants": [
             {"name": "h100", "scaleTargetRef": {"name": "huge-h100"}, "accelerator": "H100",
              "maxRequestsPerSecond": 10}]}
-    }))
-    .expect("object");
-    raw.create(&PostParams::default(), &huge)
-        .await
-        .expect("the emulator stores what a real apiserver would");
+    });
+    let through_api: DynamicObject = serde_json::from_value(huge.clone()).expect("object");
+    let refused = raw.create(&PostParams::default(), &through_api).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("spec.maxReplicas")),
+        "the bounded CRD refuses 1e18 through the API: {refused:?}"
+    );
+    cluster
+        .api
+        .create(&huge)
+        .expect("stored as if from before the bound");
     cluster.set_load("good-model", 25.0);
     cluster.set_load("huge-model", 50.0);
     let (mut controller, _, _) = cluster.controller("wvo-0");

@@ -254,10 +254,17 @@ async fn start_up_is_learned_from_pod_ready_times_unless_the_va_sets_it() {
     // ... and off where the VA says so.
     assert_eq!(mistral.forecast.as_deref(), Some("disabled"));
 
-    // A bad value is refused, naming the field, and the other model is still planned.
-    cluster
-        .two_variant_va("bad", "bad", "  forecast: {periodSeconds: 5}\n")
+    // A bad value is refused, naming the field, and the other model is still planned. The
+    // CRD's minimum refuses it through the API (as a real apiserver does): it is stored as
+    // if from before that bound, for the controller's own check.
+    let refusal = cluster
+        .two_variant_va_unchecked("bad", "bad", "  forecast: {periodSeconds: 5}\n")
         .await;
+    assert!(
+        refusal.is_some_and(|r| r
+            .contains("spec.forecast.periodSeconds in body should be greater than or equal to 60")),
+        "the CRD's minimum refuses periodSeconds 5 through the API"
+    );
     eventually(10, "the new VA in the controller's cache", || async {
         controller.sees_va(NS, "bad").then_some(())
     })

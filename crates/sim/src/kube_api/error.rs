@@ -101,6 +101,42 @@ impl ApiError {
         Self::new(422, "Invalid", message)
     }
 
+    /// 422 Invalid for an object that breaks its schema: `Kind.group "name" is invalid: ...`
+    /// with one `details.causes` entry (`reason`, `message`, `field`) per field error, as
+    /// the apiserver's `NewInvalid` builds it.
+    pub fn invalid_fields(
+        group: &str,
+        kind: &str,
+        name: &str,
+        errors: &[wvo_schema::validate::FieldError],
+    ) -> Self {
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(
+                |e| json!({"reason": e.kind.cause_reason(), "message": e.body(), "field": e.field}),
+            )
+            .collect();
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!(
+                "{qualified_kind} {} is invalid: {}",
+                json!(name),
+                wvo_schema::validate::aggregate(errors)
+            ),
+        )
+        .with_details(group, kind, name);
+        if let Some(d) = e.details.as_mut().and_then(Value::as_object_mut) {
+            d.insert("causes".into(), Value::Array(causes));
+        }
+        e
+    }
+
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(

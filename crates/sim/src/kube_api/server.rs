@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
+use wvo_schema::validate::{FieldValidation, UnknownFieldValidation};
 
 /// Failures injected by tests.
 #[derive(Debug, Default)]
@@ -63,6 +64,8 @@ impl Shared {
 
 enum Reply {
     Json(StatusCode, Value),
+    /// A JSON answer with `Warning: 299` headers.
+    Warned(StatusCode, Value, Vec<String>),
     Text(&'static str),
     Watch(Box<WatchReq>),
 }
@@ -101,6 +104,22 @@ pub(crate) async fn handle(
             v.to_string(),
         )
             .into_response(),
+        Ok(Reply::Warned(code, v, warnings)) => {
+            let mut r = (
+                code,
+                [(header::CONTENT_TYPE, "application/json")],
+                v.to_string(),
+            )
+                .into_response();
+            for w in warnings {
+                // RFC 7234 warn-text: a quoted string.
+                let text = format!("299 - {}", json!(w));
+                if let Ok(h) = header::HeaderValue::from_str(&text) {
+                    r.headers_mut().append(header::WARNING, h);
+                }
+            }
+            r
+        }
         Ok(Reply::Text(t)) => (StatusCode::OK, t).into_response(),
         Ok(Reply::Watch(w)) => start_watch(sh, *w),
         Err(e) => e.into_response(),
@@ -132,6 +151,9 @@ fn dispatch(
             }
             ["healthz" | "livez" | "readyz"] => return Ok(Reply::Text("ok")),
             ["version"] => return ok(version_info()),
+            ["openapi", "v3"] => return ok(openapi_v3_paths(&sh.store())),
+            ["openapi", "v3", "api", "v1"] => return ok(openapi_v3_doc(&sh.store(), "", "v1")),
+            ["openapi", "v3", "apis", g, v] => return ok(openapi_v3_doc(&sh.store(), g, v)),
             ["api"] => return ok(api_versions(headers)),
             ["apis"] => return ok(group_list(&sh.store())),
             ["api", "v1"] => return resource_list(&sh.store(), "", "v1"),
@@ -166,6 +188,10 @@ fn dispatch(
         }
     }
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    let validation: FieldValidation = q
+        .get("fieldValidation")
+        .map_or(Ok(FieldValidation::default()), |v| v.parse())
+        .map_err(|e: UnknownFieldValidation| ApiError::bad_request(e.to_string()))?;
     let manager = update_manager(&q, headers);
     let ns = target.ns.clone().unwrap_or_default();
     let info = &target.info;
@@ -189,17 +215,19 @@ fn dispatch(
         (Method::GET, Some(name), _) => ok(sh.store().get(info, &ns, name)?),
         (Method::POST, None, _) if target.ns.is_some() || !info.namespaced => {
             let obj = parse_body(headers, body)?;
-            let out = sh.store().create(
+            let mut store = sh.store();
+            let out = store.create(
                 info,
                 &ns,
                 obj,
                 WriteOpts {
                     dry_run,
                     manager: Some(manager),
+                    validation: Some(validation),
                     ..WriteOpts::default()
                 },
             )?;
-            Ok(Reply::Json(StatusCode::CREATED, out))
+            Ok(warned(&mut store, StatusCode::CREATED, out))
         }
         (Method::PUT, Some(name), sub) => {
             let obj = parse_body(headers, body)?;
@@ -207,20 +235,27 @@ fn dispatch(
             let opts = WriteOpts {
                 dry_run,
                 manager: Some(manager),
+                validation: Some(validation),
                 ..WriteOpts::default()
             };
-            match sub {
+            let out = match sub {
                 Some("scale") => {
                     let cur = store.get(info, &ns, name)?;
-                    let out = set_scale(&mut store, info, &ns, name, cur, &obj, opts)?;
-                    ok(out)
+                    set_scale(&mut store, info, &ns, name, cur, &obj, opts)?
                 }
-                Some("status") => ok(store.replace(info, &ns, name, obj, Part::Status, opts)?),
-                _ => ok(store.replace(info, &ns, name, obj, Part::Main, opts)?),
-            }
+                Some("status") => store.replace(info, &ns, name, obj, Part::Status, opts)?,
+                _ => store.replace(info, &ns, name, obj, Part::Main, opts)?,
+            };
+            Ok(warned(&mut store, StatusCode::OK, out))
         }
         (Method::PATCH, Some(name), sub) => {
-            patch(sh, &target, name, sub, headers, body, &q, dry_run, manager)
+            let opts = WriteOpts {
+                dry_run,
+                validation: Some(validation),
+                patch: true,
+                ..WriteOpts::default()
+            };
+            patch(sh, &target, name, sub, headers, body, &q, opts, manager)
         }
         (Method::DELETE, Some(name), None) => {
             let opts: Value = if body.is_empty() {
@@ -543,7 +578,7 @@ fn patch(
     headers: &HeaderMap,
     body: &Bytes,
     q: &HashMap<String, String>,
-    dry_run: bool,
+    base: WriteOpts,
     manager: String,
 ) -> Result<Reply, ApiError> {
     let ct = headers
@@ -563,9 +598,8 @@ fn patch(
     }
     let mut store = sh.store();
     let mut opts = WriteOpts {
-        dry_run,
         manager: (kind != PatchKind::Apply).then_some(manager),
-        ..WriteOpts::default()
+        ..base
     };
     let apply_plain = |target: &mut Value| -> Result<(), ApiError> {
         match kind {
@@ -589,7 +623,8 @@ fn patch(
         let cur = store.get(info, &ns, name)?;
         let mut scale = scale_of(info, &cur);
         apply_plain(&mut scale)?;
-        return ok(set_scale(&mut store, info, &ns, name, cur, &scale, opts)?);
+        let out = set_scale(&mut store, info, &ns, name, cur, &scale, opts)?;
+        return Ok(warned(&mut store, StatusCode::OK, out));
     }
     let part = if sub == Some("status") {
         Part::Status
@@ -631,7 +666,10 @@ fn patch(
         };
         opts.owners = Some(owners);
         return match existing {
-            Some(_) => ok(store.replace(info, &ns, name, obj, part, opts)?),
+            Some(_) => {
+                let out = store.replace(info, &ns, name, obj, part, opts)?;
+                Ok(warned(&mut store, StatusCode::OK, out))
+            }
             None if part == Part::Status => {
                 Err(ApiError::not_found(&info.group, &info.plural, name))
             }
@@ -641,13 +679,84 @@ fn patch(
                     m.insert("name".into(), json!(name));
                 }
                 let out = store.create(info, &ns, obj, opts)?;
-                Ok(Reply::Json(StatusCode::CREATED, out))
+                Ok(warned(&mut store, StatusCode::CREATED, out))
             }
         };
     }
     let mut obj = store.get(info, &ns, name)?;
     apply_plain(&mut obj)?;
-    ok(store.replace(info, &ns, name, obj, part, opts)?)
+    let out = store.replace(info, &ns, name, obj, part, opts)?;
+    Ok(warned(&mut store, StatusCode::OK, out))
+}
+
+/// A write's answer with the warnings the store collected for it.
+fn warned(store: &mut Store, code: StatusCode, out: Value) -> Reply {
+    let warnings = store.take_warnings();
+    if warnings.is_empty() {
+        Reply::Json(code, out)
+    } else {
+        Reply::Warned(code, out, warnings)
+    }
+}
+
+/// `/openapi/v3`: one entry per served group-version, as the apiserver lists them.
+fn openapi_v3_paths(store: &Store) -> Value {
+    let mut paths = Map::new();
+    for r in store.infos() {
+        let p = if r.group.is_empty() {
+            format!("api/{}", r.version)
+        } else {
+            format!("apis/{}/{}", r.group, r.version)
+        };
+        let url = format!("/openapi/v3/{p}");
+        paths.insert(p, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/apis/{group}/{version}`: the minimum kubectl reads to decide that the
+/// server validates fields itself (`--validate=strict` then sends `fieldValidation=Strict`
+/// instead of validating on the client): per resource, the item path with a PATCH
+/// operation tagged with its group-version-kind and a `fieldValidation` query parameter.
+/// No schemas (`kubectl explain` does not work), no other operations.
+fn openapi_v3_doc(store: &Store, group: &str, version: &str) -> Value {
+    let mut paths = Map::new();
+    for r in store
+        .infos()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let ns = if r.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": true}))
+            .collect();
+        let gvk = json!({"group": group, "version": version, "kind": r.kind});
+        paths.insert(
+            format!("{prefix}{ns}/{}/{{name}}", r.plural),
+            json!({"patch": {
+                "operationId": format!("patch{}", r.kind),
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": gvk,
+            }}),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (wvo emulator)", "version": "v1.34.0"},
+        "paths": paths,
+        "components": {},
+    })
 }
 
 fn version_info() -> Value {

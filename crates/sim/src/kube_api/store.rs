@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{broadcast, Notify};
+use wvo_schema::validate::{FieldValidation, Refusal, Schema};
 
 /// Where the scale subresource finds its fields (JSON paths like `.spec.replicas`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +125,11 @@ pub struct WriteOpts {
     /// Field manager of a non-apply API write (create, update, patch): fields it changes
     /// become its own. `None` for emulator-internal writes (no ownership change).
     pub manager: Option<String>,
+    /// Validate a custom object against its CRD schema (API writes): what to do with
+    /// unknown fields. `None` (admin and controller writes): no validation.
+    pub validation: Option<FieldValidation>,
+    /// The write is a patch (a strict-decoding refusal then has no "cannot be handled" prefix).
+    pub patch: bool,
 }
 
 /// The store. All methods are synchronous; the server holds it behind a mutex.
@@ -139,6 +145,10 @@ pub struct Store {
     seq: u64,
     /// When each pod (by uid) was bound to a node (for the start-up delay).
     pub bound_at: HashMap<String, Instant>,
+    /// Compiled CRD schemas by (group, version, plural).
+    schemas: HashMap<(String, String, String), Arc<Schema>>,
+    /// Warnings of the last write (`Warning: 299` headers), see [`Store::take_warnings`].
+    warnings: Vec<String>,
 }
 
 /// Current time in RFC 3339, whole seconds (the `metav1.Time` form).
@@ -224,6 +234,8 @@ impl Store {
             changed,
             seq: 0,
             bound_at: HashMap::new(),
+            schemas: HashMap::new(),
+            warnings: Vec::new(),
         };
         let mut deploy = builtin(
             "apps",
@@ -529,11 +541,14 @@ impl Store {
             o.insert("kind".into(), json!(info.kind));
         }
         let ns_key = if info.namespaced { ns } else { "" };
+        self.warnings.clear();
+        self.admit(info, &name, &mut obj, None, Part::All, &opts)?;
         if self.stored(info, ns_key, &name).is_some() {
             return Err(ApiError::already_exists(&info.group, &info.plural, &name));
         }
         if info.group == "apiextensions.k8s.io" {
             crd_resources(&obj)?;
+            crd_schemas(&obj)?;
             crd_establish(&mut obj);
         }
         if opts.dry_run {
@@ -640,6 +655,9 @@ impl Store {
             o.insert("apiVersion".into(), json!(info.api_version()));
             o.insert("kind".into(), json!(info.kind));
         }
+        self.warnings.clear();
+        let owned = if info.status { part } else { Part::All };
+        self.admit(info, name, &mut result, Some(&cur.obj), owned, &opts)?;
         if spec_part(&result) != spec_part(&cur.obj) {
             let gen = cur
                 .obj
@@ -650,6 +668,7 @@ impl Store {
         }
         if info.group == "apiextensions.k8s.io" {
             crd_resources(&result)?;
+            crd_schemas(&result)?;
             crd_establish(&mut result);
         }
         let owners = match (opts.owners, &opts.manager) {
@@ -821,6 +840,14 @@ impl Store {
     fn on_crd(&mut self, crd: &Value) {
         if let Ok(infos) = crd_resources(crd) {
             let gr = infos.first().map(ResourceInfo::gr);
+            self.schemas
+                .retain(|(g, _, p), _| Some((g.clone(), p.clone())) != gr);
+            for (version, schema) in crd_schemas(crd).unwrap_or_default() {
+                if let Some(i) = infos.first() {
+                    self.schemas
+                        .insert((i.group.clone(), version, i.plural.clone()), schema);
+                }
+            }
             self.resources
                 .retain(|_, r| Some(r.gr()) != gr || infos.iter().any(|i| i == r));
             for i in infos {
@@ -853,6 +880,121 @@ impl Store {
         }
         let gr = info.gr();
         self.resources.retain(|_, r| r.gr() != gr);
+        self.schemas
+            .retain(|(g, _, p), _| (g.clone(), p.clone()) != gr);
+    }
+
+    /// The warnings of the last write (unknown fields dropped under `fieldValidation=Warn`),
+    /// to send as `Warning: 299` headers.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The compiled schema of a custom resource version, if its CRD has one.
+    pub fn schema(&self, info: &ResourceInfo) -> Option<Arc<Schema>> {
+        self.schemas
+            .get(&(
+                info.group.clone(),
+                info.version.clone(),
+                info.plural.clone(),
+            ))
+            .cloned()
+    }
+
+    /// Prune, default and validate a custom object being written through the API, as the
+    /// apiserver does (see `wvo_schema::validate`). `owned` is what the request writes: on
+    /// a kind with a status subresource, errors in the part the request does not own are
+    /// not its fault and are ignored (a stored object may predate a stricter schema).
+    fn admit(
+        &mut self,
+        info: &ResourceInfo,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+        owned: Part,
+        opts: &WriteOpts,
+    ) -> Result<(), ApiError> {
+        let Some(mode) = opts.validation else {
+            return Ok(());
+        };
+        let Some(schema) = self.schema(info) else {
+            return Ok(());
+        };
+        match schema.admit(obj, old, mode) {
+            Ok(a) => {
+                self.warnings = a.warnings;
+                Ok(())
+            }
+            Err(Refusal::UnknownFields(paths)) => {
+                let why = Refusal::UnknownFields(paths).to_string();
+                Err(ApiError::bad_request(if opts.patch {
+                    why
+                } else {
+                    format!(
+                        "{kind} in version {v:?} cannot be handled as a {kind}: {why}",
+                        kind = info.kind,
+                        v = info.version
+                    )
+                }))
+            }
+            Err(Refusal::Invalid(errors)) => {
+                let in_status =
+                    |f: &str| f == "status" || f.starts_with("status.") || f.starts_with("status[");
+                let errors: Vec<_> = errors
+                    .into_iter()
+                    .filter(|e| match owned {
+                        Part::All => true,
+                        Part::Status => in_status(&e.field) || e.field == "<nil>",
+                        Part::Main => !in_status(&e.field),
+                    })
+                    .collect();
+                if errors.is_empty() {
+                    return Ok(());
+                }
+                Err(ApiError::invalid_fields(
+                    &info.group,
+                    &info.kind,
+                    name,
+                    &errors,
+                ))
+            }
+        }
+    }
+}
+
+/// The compiled `openAPIV3Schema` of every served version of a CRD; 422 naming the bad
+/// patterns or CEL rules when one does not compile.
+pub fn crd_schemas(crd: &Value) -> Result<Vec<(String, Arc<Schema>)>, ApiError> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, v) in versions.iter().enumerate() {
+        let (Some(name), Some(schema)) = (str_at(v, "/name"), v.pointer("/schema/openAPIV3Schema"))
+        else {
+            continue;
+        };
+        match Schema::compile(
+            schema,
+            &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+        ) {
+            Ok(s) => out.push((name.to_string(), Arc::new(s))),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        let name = str_at(crd, "/metadata/name").unwrap_or_default();
+        Err(ApiError::invalid_fields(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            name,
+            &errors,
+        ))
     }
 }
 
