@@ -910,3 +910,89 @@ async fn a_second_inventory_refusal_gets_its_own_event_and_the_refusal_stays_unt
         1
     );
 }
+
+/// The Events of the refusals of VA `name`, by reason: (reason, note).
+async fn va_refusal_events(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), NS);
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Found by the fault soak (tests/tests/soak.rs, seed 14, cycle 125): a refusal's Event that
+/// failed (500) while its status condition was written was never published again, since the
+/// status said the refusal was not new. It is published at the next cycle now, once.
+#[tokio::test]
+async fn a_refusal_event_that_failed_is_published_again_once() {
+    let cluster = Cluster::start().await;
+    let (mut controller, _, _) = cluster.controller("wvo-0");
+    // The first cycle starts the watch caches.
+    controller.cycle().await.expect("the cycle runs");
+    // An undecodable VA and one the admission refuses, one after the other, each in a cycle
+    // whose first write (its refusal Event) fails; the status patch after it succeeds.
+    for (name, spec) in [
+        (
+            "huge",
+            serde_json::json!({"modelID": "huge", "maxReplicas": 1e18, "variants": [
+                {"name": "h100", "scaleTargetRef": {"name": "huge-h100"}, "accelerator": "H100",
+                 "maxRequestsPerSecond": 10}]}),
+        ),
+        (
+            "minmax",
+            serde_json::json!({"modelID": "minmax", "variants": [
+                {"name": "h100", "scaleTargetRef": {"name": "minmax-h100"}, "accelerator": "H100",
+                 "maxRequestsPerSecond": 10, "minReplicas": 3, "maxReplicas": 1}]}),
+        ),
+    ] {
+        cluster
+            .api
+            .create(
+                &serde_json::json!({"apiVersion": "wvo.dev/v1alpha1", "kind": "VariantAutoscaling",
+                "metadata": {"name": name, "namespace": NS}, "spec": spec}),
+            )
+            .expect("create");
+        eventually(10, "the VA in the controller's cache", || {
+            let seen = controller.sees_va(NS, name);
+            async move { seen.then_some(()) }
+        })
+        .await;
+        cluster.api.fail_next_writes(1, 500);
+        controller.cycle().await.expect("the cycle runs");
+        let va = cluster
+            .api
+            .get("wvo.dev/v1alpha1", "VariantAutoscaling", NS, name)
+            .expect("the VA");
+        assert_eq!(
+            va.pointer("/status/conditions/0/reason"),
+            Some(&serde_json::json!("InvalidSpec")),
+            "condition written: {va}"
+        );
+        assert!(
+            va_refusal_events(&cluster, name).await.is_empty(),
+            "the Event failed"
+        );
+        // The next cycles publish it, once (the same note folds into its series).
+        controller.cycle().await.expect("the cycle runs");
+        controller.cycle().await.expect("the cycle runs");
+        let events = va_refusal_events(&cluster, name).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].0, "InvalidSpec");
+        assert!(events[0].1.contains("maxReplicas"), "{events:?}");
+        // Gone before the next one (its status is patched every cycle).
+        cluster
+            .api
+            .delete("wvo.dev/v1alpha1", "VariantAutoscaling", NS, name)
+            .expect("delete");
+        eventually(10, "the VA gone from the controller's cache", || {
+            let seen = controller.sees_va(NS, name);
+            async move { (!seen).then_some(()) }
+        })
+        .await;
+    }
+}

@@ -182,6 +182,22 @@ pub struct Reconciler {
     lease: LeaseGuard,
     /// Why this cycle stopped writing (the first refusal of [`Self::lease`]), if it did.
     refusal: std::sync::Mutex<Option<NotLeader>>,
+    /// Refusal Events whose publication failed, to publish again while the refusal stands
+    /// (the status, which says whether a refusal is new, may have been written meanwhile).
+    owed_events: std::sync::Mutex<BTreeSet<OwedEvent>>,
+}
+
+/// A refusal Event not published yet: (namespace, name, uid, reason, note) of the object.
+type OwedEvent = (String, String, String, String, String);
+
+fn owed_event(reference: &ObjectReference, reason: &str, note: &str) -> OwedEvent {
+    (
+        reference.namespace.clone().unwrap_or_default(),
+        reference.name.clone().unwrap_or_default(),
+        reference.uid.clone().unwrap_or_default(),
+        reason.to_string(),
+        note.to_string(),
+    )
 }
 
 fn now_rfc3339() -> String {
@@ -250,6 +266,7 @@ impl Reconciler {
             cache,
             lease: LeaseGuard::always(),
             refusal: std::sync::Mutex::new(None),
+            owed_events: std::sync::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -352,12 +369,54 @@ impl Reconciler {
     /// Event with the current note, and the same cause repeated (same note) still folds into
     /// its own series. The action, not `related`: it is the only free string in the key and
     /// needs no made-up object reference.
-    async fn publish_refusal(&self, reference: &ObjectReference, reason: &str, note: String) {
+    ///
+    /// Published when `newly` (the object's status does not show this refusal yet) or when
+    /// an earlier publication of the same refusal failed: the status may have been written
+    /// since, and the Event would otherwise never be.
+    async fn publish_refusal(
+        &self,
+        newly: bool,
+        reference: &ObjectReference,
+        reason: &str,
+        note: String,
+    ) {
         let note: String = note.chars().take(1000).collect();
+        let key = owed_event(reference, reason, &note);
+        let owed = self
+            .owed_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key);
+        if !newly && !owed {
+            return;
+        }
         let action = format!("Refuse-{:08x}", note_digest(&note));
-        self.publish_as(reference, true, reason, action, note).await;
+        let published = self.publish_as(reference, true, reason, action, note).await;
+        let mut owed = self.owed_events.lock().unwrap_or_else(|p| p.into_inner());
+        if published {
+            owed.remove(&key);
+        } else {
+            owed.insert(key);
+        }
     }
 
+    /// Forgets the refusal Events owed for objects other than `live` ((namespace, name)) and
+    /// the inventory ConfigMap.
+    fn retain_owed_events(&self, live: &BTreeSet<(String, String)>) {
+        let inventory = (
+            self.config.inventory_namespace.as_str(),
+            self.config.inventory_name.as_str(),
+        );
+        self.owed_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(ns, name, ..)| {
+                (ns.as_str(), name.as_str()) == inventory
+                    || live.contains(&(ns.clone(), name.clone()))
+            });
+    }
+
+    /// Whether the Event was published.
     async fn publish_as(
         &self,
         reference: &ObjectReference,
@@ -365,7 +424,7 @@ impl Reconciler {
         reason: &str,
         action: String,
         note: String,
-    ) {
+    ) -> bool {
         let event = KubeEvent {
             type_: if warning {
                 EventType::Warning
@@ -377,8 +436,13 @@ impl Reconciler {
             action,
             secondary: None,
         };
-        if let Some(Err(e)) = self.guarded(self.recorder.publish(&event, reference)).await {
-            tracing::warn!(error = %e, "could not publish an Event");
+        match self.guarded(self.recorder.publish(&event, reference)).await {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not publish an Event");
+                false
+            }
+            None => false,
         }
     }
 
@@ -408,7 +472,7 @@ impl Reconciler {
             refusal,
             newly_refused,
         } = self.inventory.observe(read);
-        if let (true, Some(refused)) = (newly_refused, &refusal) {
+        if let Some(refused) = &refusal {
             // A ConfigMap that is not there is still named (no uid).
             let reference = cm.as_ref().map_or_else(
                 || ObjectReference {
@@ -426,6 +490,7 @@ impl Reconciler {
                 "no inventory is in force: nothing is planned"
             };
             self.publish_refusal(
+                newly_refused,
                 &reference,
                 refused.kind.reason(),
                 format!("{}; {stays}", refused.message),
@@ -711,6 +776,18 @@ impl Reconciler {
         // (a value a real apiserver accepts, such as `maxReplicas: 1e18`) is refused on its own.
         let resource = ApiResource::erase::<VariantAutoscaling>(&());
         let listed = self.cache.vas().await.map_err(ControllerError::Cache)?;
+        let live: BTreeSet<(String, String)> = listed
+            .decoded
+            .iter()
+            .map(|va| (va.namespace().unwrap_or_default(), va.name_any()))
+            .chain(
+                listed
+                    .undecodable
+                    .iter()
+                    .map(|(o, _)| (o.namespace().unwrap_or_default(), o.name_any())),
+            )
+            .collect();
+        self.retain_owed_events(&live);
         for (object, message) in &listed.undecodable {
             self.refuse_undecodable(&resource, object, message, &mut report)
                 .await;
@@ -782,11 +859,9 @@ impl Reconciler {
                             .iter()
                             .any(|c| c.reason == "InvalidSpec" && c.message == message)
                     });
-                    if newly {
-                        let note = message.clone();
-                        self.publish_refusal(&va.object_ref(&()), "InvalidSpec", note)
-                            .await;
-                    }
+                    let note = message.clone();
+                    self.publish_refusal(newly, &va.object_ref(&()), "InvalidSpec", note)
+                        .await;
                     self.not_optimized(
                         std::iter::once(&**va),
                         Reason::InvalidSpec,
@@ -1278,14 +1353,13 @@ impl Reconciler {
                     .status
                     .as_ref()
                     .is_some_and(|s| s.conditions.iter().any(|c| c.message == refused.message));
-                if !already {
-                    self.publish_refusal(
-                        &va.object_ref(&()),
-                        refused.reason.as_str(),
-                        refused.message.clone(),
-                    )
-                    .await;
-                }
+                self.publish_refusal(
+                    !already,
+                    &va.object_ref(&()),
+                    refused.reason.as_str(),
+                    refused.message.clone(),
+                )
+                .await;
             }
             report.errors.extend(actuation_errors);
             // As the cycle takes it, to 0.1 s.
@@ -1455,18 +1529,16 @@ impl Reconciler {
                         && c.get("message").and_then(|m| m.as_str()) == Some(message)
                 })
             });
-        if !previous {
-            let reference = ObjectReference {
-                api_version: Some(resource.api_version.clone()),
-                kind: Some(resource.kind.clone()),
-                name: Some(name.clone()),
-                namespace: Some(ns.clone()),
-                uid: object.metadata.uid.clone(),
-                ..ObjectReference::default()
-            };
-            self.publish_refusal(&reference, "InvalidSpec", message.to_string())
-                .await;
-        }
+        let reference = ObjectReference {
+            api_version: Some(resource.api_version.clone()),
+            kind: Some(resource.kind.clone()),
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            uid: object.metadata.uid.clone(),
+            ..ObjectReference::default()
+        };
+        self.publish_refusal(!previous, &reference, "InvalidSpec", message.to_string())
+            .await;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, resource);
         let patch = json!({"status": {"observedGeneration": object.metadata.generation,
         "conditions": [{

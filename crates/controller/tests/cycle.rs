@@ -1134,3 +1134,80 @@ fn minimums_that_do_not_all_fit_lower_the_lowest_tier_instead_of_stopping_every_
     let h100: u32 = out.models.iter().map(|m| m.variants[0].desired).sum();
     assert!(h100 <= 8, "{h100} H100 replicas on 8 GPUs");
 }
+
+/// Found by the fault soak (tests/tests/soak.rs, seed 14): a scale-down held after planning
+/// (here its stabilization window; make before break does the same) keeps L40S GPUs that the
+/// plan gave to another model's scale-up; if that scale-up does not wait, the desired
+/// replicas ask for more GPUs than the inventory has. Ignored: queueing the scale-up behind
+/// the held GPUs is the design today (`a_higher_tier_that_could_use_free_gpus_elsewhere_
+/// does_not_reclaim_but_uses_them` asserts 10 H100 desired of 8); docs/reliability.md.
+#[test]
+#[ignore = "desired replicas above the inventory while a scale-down is held: by design today, the lead decides (docs/reliability.md)"]
+fn a_held_scale_down_holds_back_the_scale_up_planned_on_its_gpus() {
+    let l40s_only = |name: &str, state: VariantState, rate: f64| {
+        let mut m = tier_model(
+            name,
+            0,
+            vec![variant("l40s", "L40S", 3.0)],
+            vec![state],
+            rate,
+        );
+        m.stabilization_seconds = 0.0;
+        m
+    };
+    let mut h100 = variant("h100", "H100", 10.0);
+    h100.max_replicas = Some(3);
+    // `mover` just got 3 H100 replicas (none ready yet) and plans to give up one L40S.
+    let mut mover = tier_model(
+        "mover",
+        0,
+        vec![h100, variant("l40s", "L40S", 3.0)],
+        vec![
+            VariantState {
+                replicas: 3,
+                ready: 0,
+                ..running(0)
+            },
+            running(7),
+        ],
+        48.0,
+    );
+    mover.stabilization_seconds = 0.0;
+    let snap = Snapshot {
+        now_seconds: 0.0,
+        inventory: vec![acc("H100", 8, 4.0), acc("L40S", 16, 1.5)],
+        models: vec![
+            mover,
+            l40s_only("full", running(9), 27.0),
+            l40s_only("newcomer", running(0), 3.0),
+        ],
+        options: PlanOptions {
+            headroom: 0.0,
+            ..PlanOptions::default()
+        },
+        scale_down_margin: 0.0,
+        demand: None,
+    };
+    let out = run_cycle(&snap, &mut CycleState::default()).expect("cycle");
+    let mover_l40s = &out.models[0].variants[1];
+    assert_eq!(mover_l40s.planned, 6, "{out:#?}");
+    assert_eq!(mover_l40s.desired, 7, "held: {}", mover_l40s.reason);
+    let l40s: u32 = out
+        .models
+        .iter()
+        .flat_map(|m| &m.variants)
+        .filter(|v| v.accelerator == "L40S")
+        .map(|v| v.desired)
+        .sum();
+    assert!(
+        l40s <= 16,
+        "{l40s} L40S desired, 16 in the inventory: {out:#?}"
+    );
+    let newcomer = &out.models[2].variants[0];
+    assert_eq!((newcomer.planned, newcomer.desired), (1, 0));
+    assert!(
+        newcomer.reason.contains("L40S") && newcomer.reason.contains("inventory"),
+        "{}",
+        newcomer.reason
+    );
+}

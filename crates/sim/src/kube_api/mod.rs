@@ -38,6 +38,7 @@
 //! ```
 
 mod audit;
+mod commits;
 mod controllers;
 mod error;
 mod nodes;
@@ -47,6 +48,7 @@ mod server;
 mod store;
 
 pub use audit::{RecordedRequest, ANONYMOUS};
+pub use commits::{Commit, Commits, Lagged};
 pub use controllers::pod_gpu_requests;
 pub use error::{ApiError, KubeApiError};
 pub use nodes::{accelerator_node, gpu_node};
@@ -131,6 +133,7 @@ impl KubeApiServer {
             changed,
             startup_delay: options.pod_startup_delay,
             requests: Mutex::new(Vec::new()),
+            held: AtomicUsize::new(0),
         });
         let app = axum::Router::new()
             .fallback(server::handle)
@@ -326,6 +329,57 @@ impl KubeApiHandle {
         let mut f = self.shared.faults();
         f.delay_requests = n;
         f.delay = delay;
+    }
+
+    /// The next `n` reads (GET of one object or of a list; not watches) fail with HTTP `code`
+    /// and a matching Status reason.
+    pub fn fail_next_reads(&self, n: u32, code: u16) {
+        let mut f = self.shared.faults();
+        f.fail_reads = n;
+        f.fail_read_code = code;
+    }
+
+    /// Resource requests held by [`delay_next_requests`](Self::delay_next_requests) now
+    /// (until handled, or until the client that sent one gave up and closed its
+    /// connection): 0 means every delayed write has landed or never will.
+    pub fn held_requests(&self) -> usize {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// The store's commits from now on, each with the moment it was committed (a test's
+    /// independent record of, e.g., who held a Lease when; see [`Commits`]).
+    pub fn commits(&self) -> Commits {
+        Commits(self.shared.store().subscribe())
+    }
+
+    /// Replace an object directly in the store (by `apiVersion`, `kind`, namespace and
+    /// name; no resourceVersion check), as an admin write; status is replaced too.
+    pub fn replace<K: Serialize>(&self, obj: &K) -> Result<Value, KubeApiError> {
+        let mut v = serde_json::to_value(obj).map_err(KubeApiError::Serialize)?;
+        let (api_version, kind) = split_api_version(&v);
+        let mut store = self.shared.store();
+        let info = store.info_by_kind(&api_version, &kind).ok_or_else(|| {
+            ApiError::bad_request(format!("no resource for {api_version} {kind}"))
+        })?;
+        let ns = v
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let name = v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        let opts = WriteOpts {
+            internal: true,
+            ..WriteOpts::default()
+        };
+        Ok(store.replace(&info, &ns, &name, v, store::Part::All, opts)?)
     }
 
     /// Forget the watch history: watching from any older resourceVersion now gets a

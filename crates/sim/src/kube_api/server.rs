@@ -32,6 +32,11 @@ pub(crate) struct Faults {
     pub delay_requests: u32,
     /// How long a delayed request is held.
     pub delay: Duration,
+    /// Remaining reads (GET of an object or a list; not watches) to fail, and with which
+    /// code.
+    pub fail_reads: u32,
+    /// The code of injected read failures.
+    pub fail_read_code: u16,
 }
 
 /// State shared by the server, the controllers and the handle.
@@ -46,6 +51,8 @@ pub(crate) struct Shared {
     /// Resource requests received, in arrival order, with their arrival time (see
     /// [`super::audit`]).
     pub requests: Mutex<Vec<(std::time::Instant, RecordedRequest)>>,
+    /// Resource requests held by a delay fault or being handled after one.
+    pub held: AtomicUsize,
 }
 
 impl Shared {
@@ -94,10 +101,39 @@ pub(crate) async fn handle(
             })
         };
         if let Some(delay) = delay {
+            // Counted until handled, or dropped with the connection of a client that gave up.
+            let _held = HeldRequest::new(&sh.held);
             tokio::time::sleep(delay).await;
+            return reply(&sh, &method, &uri, &headers, &body);
         }
     }
-    match dispatch(&sh, &method, &uri, &headers, &body) {
+    reply(&sh, &method, &uri, &headers, &body)
+}
+
+/// One held request in [`Shared::held`], for as long as it lives.
+struct HeldRequest<'a>(&'a AtomicUsize);
+
+impl<'a> HeldRequest<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for HeldRequest<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn reply(
+    sh: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    match dispatch(sh, method, uri, headers, body) {
         Ok(Reply::Json(code, v)) => (
             code,
             [(header::CONTENT_TYPE, "application/json")],
@@ -121,7 +157,7 @@ pub(crate) async fn handle(
             r
         }
         Ok(Reply::Text(t)) => (StatusCode::OK, t).into_response(),
-        Ok(Reply::Watch(w)) => start_watch(sh, *w),
+        Ok(Reply::Watch(w)) => start_watch(sh.clone(), *w),
         Err(e) => e.into_response(),
     }
 }
@@ -185,6 +221,12 @@ fn dispatch(
                 &target.info.plural,
                 target.name.as_deref().unwrap_or_default(),
             ));
+        }
+    } else if *method == Method::GET && !q.get("watch").is_some_and(|v| v == "true" || v == "1") {
+        let mut f = sh.faults();
+        if f.fail_reads > 0 {
+            f.fail_reads -= 1;
+            return Err(ApiError::injected(f.fail_read_code));
         }
     }
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");

@@ -100,6 +100,8 @@ pub struct Change {
     pub obj: Value,
     /// The object before a modification.
     pub old: Option<Value>,
+    /// When the change was committed (monotonic clock).
+    pub at: std::time::Instant,
 }
 
 /// Which part of an object a write replaces.
@@ -825,6 +827,7 @@ impl Store {
             kind,
             obj: obj.clone(),
             old,
+            at: std::time::Instant::now(),
         });
         self.log.push_back(change.clone());
         while self.log.len() > self.history_limit {
