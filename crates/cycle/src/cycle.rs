@@ -963,6 +963,90 @@ fn variant_startup_seconds(snapshot: &Snapshot, m: &ModelState, v: &VariantState
     )
 }
 
+/// Keeps the desired replicas of every GPU type within its inventory. The plan fits, but a
+/// scale-down may be held after it (stabilization window, make-before-break, a frozen
+/// workload) while a scale-up the plan placed on the GPUs it gives up is written at once:
+/// the new Pods would wait Pending for GPUs still in use (and read as missing supply next
+/// cycle). Such scale-ups are held back, lowest priority first (then the later model and
+/// variant), never below the replicas there now or a variant's or model's minimum, until each
+/// type fits; they go ahead in the cycle the held replicas go. When replicas already placed
+/// exceed a type's count (the inventory shrank), nothing is taken away here.
+fn fit_scale_ups_to_inventory(snapshot: &Snapshot, models: &mut [ModelDecision]) {
+    for acc in &snapshot.inventory {
+        let gpus_of = |mi: usize, vi: usize| -> u64 {
+            u64::from(
+                snapshot.models[mi]
+                    .spec
+                    .variants
+                    .get(vi)
+                    .map_or(1, |v| v.gpus_per_replica),
+            )
+        };
+        let desired_gpus = |models: &[ModelDecision]| -> u64 {
+            models
+                .iter()
+                .enumerate()
+                .flat_map(|(mi, m)| {
+                    m.variants
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, d)| d.accelerator == acc.name)
+                        .map(move |(vi, d)| (mi, vi, d.desired))
+                })
+                .map(|(mi, vi, desired)| u64::from(desired) * gpus_of(mi, vi))
+                .sum()
+        };
+        let wanted = desired_gpus(models);
+        let count = u64::from(acc.count);
+        if wanted <= count {
+            continue;
+        }
+        // Scale-ups on this type, the first to hold back first.
+        let mut candidates: Vec<(i32, usize, usize)> = Vec::new();
+        for (mi, m) in models.iter().enumerate() {
+            for (vi, d) in m.variants.iter().enumerate() {
+                if d.accelerator == acc.name && d.may_actuate && d.desired > d.current {
+                    candidates.push((snapshot.models[mi].spec.priority, mi, vi));
+                }
+            }
+        }
+        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+        let mut excess = wanted - count;
+        for (_, mi, vi) in candidates {
+            if excess == 0 {
+                break;
+            }
+            let spec = &snapshot.models[mi].spec;
+            let model_total: u32 = models[mi].variants.iter().map(|d| d.desired).sum();
+            let d = &models[mi].variants[vi];
+            let variant_floor = spec
+                .variants
+                .get(vi)
+                .map_or(0, |v| v.min_replicas)
+                .max(d.current);
+            // Replicas this variant can give back without breaking the model's minimum.
+            let above_model_min = model_total.saturating_sub(spec.min_replicas);
+            let room = d.desired.saturating_sub(variant_floor).min(above_model_min);
+            let gpus = gpus_of(mi, vi).max(1);
+            let take = u32::try_from(excess.div_ceil(gpus))
+                .unwrap_or(u32::MAX)
+                .min(room);
+            if take == 0 {
+                continue;
+            }
+            let d = &mut models[mi].variants[vi];
+            let was = d.desired;
+            d.desired -= take;
+            d.cost_per_hour = d.price_per_replica * f64::from(d.desired);
+            d.reason = format!(
+                "{}; scale-up to {was} held at {}: {} GPUs of {} would be desired against {} in the inventory while replicas going away still hold theirs (it goes ahead when they go)",
+                d.reason, d.desired, wanted, acc.name, acc.count
+            );
+            excess = excess.saturating_sub(u64::from(take) * gpus);
+        }
+    }
+}
+
 /// Runs one cycle.
 pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOutcome, CycleError> {
     // Pending pods are missing supply: cap each type where they wait at what is bound now.
@@ -1647,6 +1731,7 @@ pub fn run_cycle(snapshot: &Snapshot, state: &mut CycleState) -> Result<CycleOut
             wake: m.demand.wake,
         });
     }
+    fit_scale_ups_to_inventory(snapshot, &mut models);
     state.stabilizer.retain(&keep);
     state.capacity.retain(|k, _| keep.contains(k));
     let models_now: BTreeSet<(String, String)> = snapshot

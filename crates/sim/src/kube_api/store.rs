@@ -943,13 +943,19 @@ impl Store {
             Err(Refusal::Invalid(errors)) => {
                 let in_status =
                     |f: &str| f == "status" || f.starts_with("status.") || f.starts_with("status[");
+                // `<nil>` is the notice that CEL rules were skipped for errors elsewhere: it
+                // goes with the errors of the part the request owns, or not at all (a status
+                // write to an object whose stored spec predates the schema is allowed, as the
+                // apiserver validates a status update against the status schema only).
+                let owns = |f: &str| match owned {
+                    Part::All => true,
+                    Part::Status => in_status(f),
+                    Part::Main => !in_status(f) && f != "<nil>",
+                };
+                let own_errors = errors.iter().any(|e| owns(&e.field));
                 let errors: Vec<_> = errors
                     .into_iter()
-                    .filter(|e| match owned {
-                        Part::All => true,
-                        Part::Status => in_status(&e.field) || e.field == "<nil>",
-                        Part::Main => !in_status(&e.field),
-                    })
+                    .filter(|e| owns(&e.field) || (own_errors && e.field == "<nil>"))
                     .collect();
                 if errors.is_empty() {
                     return Ok(());
