@@ -144,7 +144,7 @@ fn mirror(view: &SharedView) {
         let loads: Vec<_> = input
             .load
             .iter()
-            .map(|(k, l)| (rename(k), l.clone()))
+            .map(|(k, l)| (rename(k), *l))
             .collect();
         input.load.extend(loads);
         let current: Vec<_> = input
