@@ -141,11 +141,7 @@ fn mirror(view: &SharedView) {
             })
             .collect();
         input.models.extend(models);
-        let loads: Vec<_> = input
-            .load
-            .iter()
-            .map(|(k, l)| (rename(k), *l))
-            .collect();
+        let loads: Vec<_> = input.load.iter().map(|(k, l)| (rename(k), *l)).collect();
         input.load.extend(loads);
         let current: Vec<_> = input
             .current
