@@ -264,7 +264,8 @@ impl KubeApiHandle {
     }
 
     /// A `kube::Client` whose requests carry `Authorization: Bearer <user>`. The emulator
-    /// authenticates nobody and allows everything; the token only names the `user` of the
+    /// authenticates no request and allows everything (the token table of
+    /// [`add_token`](Self::add_token) only answers TokenReviews); the token only names the `user` of the
     /// [`RecordedRequest`]s it makes (e.g. `system:serviceaccount:wvo-system:wvo`), so a
     /// test can tell its own requests from those of the client under test.
     pub fn client_as(&self, user: &str) -> Result<kube::Client, KubeApiError> {
