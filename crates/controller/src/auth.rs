@@ -143,7 +143,7 @@ pub enum ReviewError {
         reason: String,
     },
     /// The API server refused the controller's own review (its RBAC lacks the grant).
-    #[error("the Kubernetes API refused the controller's {review} ({code}): grant its ServiceAccount `create` on {resource} (see deploy/base/rbac.yaml)")]
+    #[error("the Kubernetes API refused the controller's {review} ({code}): check the controller's own credentials and grant its ServiceAccount `create` on {resource} (see deploy/base/rbac.yaml)")]
     Forbidden {
         /// `TokenReview` or `SubjectAccessReview`.
         review: &'static str,
