@@ -322,6 +322,20 @@ async fn tokens_are_reviewed_and_paths_authorized() {
     }
     assert_eq!(f.get("/healthz", None).await.0, 200);
 
+    // The API server refuses the controller's own review (its RBAC lacks the grant): 503,
+    // naming what to grant.
+    f.cluster.api.add_token(
+        "t-new-3f7d",
+        TokenUser::new("new").with_groups(&["wvo-readers"]),
+    );
+    f.cluster.api.fail_next_writes(1, 403);
+    let (code, body, _) = f.get("/api/v1/models", Some("t-new-3f7d")).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        error_of(&body).contains("`create` on tokenreviews.authentication.k8s.io"),
+        "{body}"
+    );
+
     // The controller asked as itself, through the real client path, with create only.
     let reviews: Vec<_> = f
         .cluster
