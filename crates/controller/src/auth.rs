@@ -621,6 +621,48 @@ pub async fn layer(State(auth): State<Auth>, mut request: Request, next: Next) -
     }
 }
 
+/// Adds the bearer-token scheme to an OpenAPI document: every operation but the probes
+/// requires it and may answer 401, 403 and 503 (see the module doc).
+pub fn describe(doc: &mut serde_json::Value) {
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        })
+    };
+    doc["components"]["securitySchemes"]["bearerAuth"] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A Kubernetes token (e.g. `kubectl create token <serviceaccount>`), checked with a TokenReview; the path is authorized with a SubjectAccessReview (nonResourceURLs, verb get or create). Required unless wvo runs with --api-auth=none (the default on loopback)."
+    });
+    doc["security"] = json!([{ "bearerAuth": [] }]);
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let open = OPEN_PATHS.contains(&path.as_str());
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            if open {
+                operation["security"] = json!([]);
+                continue;
+            }
+            let responses = &mut operation["responses"];
+            responses["401"] =
+                error("No bearer token, or the Kubernetes API did not authenticate it");
+            responses["403"] =
+                error("The user may not use this path (or, for one model, its namespace)");
+            if responses.get("503").is_none() {
+                responses["503"] =
+                    error("The Kubernetes API cannot review the request (fail closed)");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +709,21 @@ mod tests {
     fn digests_separate_their_parts() {
         assert_ne!(digest(&[b"ab", b"c"]), digest(&[b"a", b"bc"]));
         assert_eq!(digest(&[b"x"]), digest(&[b"x"]));
+    }
+
+    #[test]
+    fn the_openapi_document_requires_the_token_except_on_probes() {
+        let doc = crate::status_api::openapi_document();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+        assert!(doc["paths"]["/api/v1/models"]["get"]["responses"]["401"].is_object());
+        assert!(doc["paths"]["/api/v1/whatif"]["post"]["responses"]["403"].is_object());
+        assert!(doc["paths"]["/readyz"]["get"]["responses"]
+            .get("401")
+            .is_none());
     }
 
     #[test]

@@ -751,7 +751,7 @@ pub fn openapi_document() -> Value {
     };
     let r = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
     let list = |name: &str| json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{name}") } });
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "wvo status API",
@@ -870,7 +870,9 @@ pub fn openapi_document() -> Value {
             }}
         },
         "components": {"schemas": schemas()}
-    })
+    });
+    crate::auth::describe(&mut doc);
+    doc
 }
 
 fn schemas() -> Value {
