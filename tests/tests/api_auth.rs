@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wvo_controller::auth::{Auth, KubeAuthConfig};
 use wvo_controller::view::SharedView;
+use wvo_controller::whatif::{WhatIfLimits, WhatIfRunner};
 use wvo_e2e::*;
 use wvo_sim::kube_api::TokenUser;
 
@@ -201,7 +202,12 @@ async fn start() -> Fixture {
             ..KubeAuthConfig::default()
         },
     );
-    let app = wvo_controller::status_api::secured_router(view, metrics, auth);
+    let app = wvo_controller::status_api::secured_router(
+        view,
+        metrics,
+        WhatIfRunner::new(WhatIfLimits::default()),
+        auth,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -916,6 +916,7 @@ async fn controller_requests(d: &Deploy, watch_namespace: Option<&str>) -> Vec<R
     let app = wvo_controller::status_api::secured_router(
         view.clone(),
         metrics.clone(),
+        wvo_controller::whatif::WhatIfRunner::new(Default::default()),
         Auth::kube(cluster.controller_client(), KubeAuthConfig::default()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
