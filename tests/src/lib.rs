@@ -33,7 +33,7 @@ pub const NS: &str = "llm";
 /// The inventory used by the fixtures: 8 H100 at $4.10, 16 L40S at $1.30.
 pub const INVENTORY: &str = "accelerators:\n- {name: H100, count: 8, costPerHour: 4.1, nodeSelector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}}\n- {name: L40S, count: 16, costPerHour: 1.3, nodeSelector: {nvidia.com/gpu.product: NVIDIA-L40S}}\nserviceClasses:\n- {name: premium, priority: 100, ttftMs: 500, itlMs: 50}\n";
 
-/// The user the controller's client acts as: the `wvo` ServiceAccount of `deploy/rbac.yaml`
+/// The user the controller's client acts as: the `wvo` ServiceAccount of `deploy/base/rbac.yaml`
 /// (the emulator records it with every request; it authorizes nothing).
 pub const CONTROLLER_USER: &str = "system:serviceaccount:wvo-system:wvo";
 

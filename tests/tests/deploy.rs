@@ -1,11 +1,16 @@
 //! The manifests of `deploy/` and `crds/`: every document parses into its k8s-openapi type
 //! (or wvo's CRD type), the kustomizations list files that exist, the controller Deployment
-//! is hardened, and the RBAC of `deploy/rbac.yaml` allows exactly the API calls the real
-//! controller makes — checked against the requests the API emulator recorded while the
-//! controller ran through every code path that calls the API.
+//! is hardened, the NetworkPolicy admits only the API port from the monitoring namespace,
+//! and the RBAC of `deploy/base/rbac.yaml` allows exactly the API calls the real controller
+//! makes — checked against the requests the API emulator recorded while the controller ran
+//! through every code path that calls the API (its status API's TokenReviews and
+//! SubjectAccessReviews included). The same for the namespaced install
+//! (`deploy/overlays/namespaced`, rendered by `kubectl kustomize`), which must also grant
+//! nothing cluster-wide on namespaced resources.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
@@ -15,9 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wvo_api::crd::{InventoryConfig, VariantAutoscaling, INVENTORY_KEY};
+use wvo_controller::auth::{Auth, KubeAuthConfig};
+use wvo_controller::reconciler::ControllerConfig;
 use wvo_controller::runner::{self, LeaderConfig};
 use wvo_e2e::*;
-use wvo_sim::kube_api::RecordedRequest;
+use wvo_sim::kube_api::{RecordedRequest, TokenUser};
 
 /// One parsed document.
 #[derive(Debug)]
@@ -30,6 +37,7 @@ enum Manifest {
     RoleBinding(Box<RoleBinding>),
     Deployment(Box<Deployment>),
     Service(Box<Service>),
+    NetworkPolicy(Box<NetworkPolicy>),
     ConfigMap(Box<ConfigMap>),
     CustomResourceDefinition(Box<CustomResourceDefinition>),
     VariantAutoscaling(Box<VariantAutoscaling>),
@@ -43,6 +51,9 @@ struct Kustomization {
     kind: String,
     #[serde(default)]
     resources: Vec<String>,
+    /// Patches of an overlay (checked by rendering it, see [`render`]).
+    #[serde(default)]
+    patches: Vec<Value>,
 }
 
 fn root() -> PathBuf {
@@ -144,6 +155,9 @@ fn parse(doc: &Value, what: &str) -> Manifest {
         }
         "Deployment" => Manifest::Deployment(Box::new(typed(doc, Deployment::API_VERSION, what))),
         "Service" => Manifest::Service(Box::new(typed(doc, Service::API_VERSION, what))),
+        "NetworkPolicy" => {
+            Manifest::NetworkPolicy(Box::new(typed(doc, NetworkPolicy::API_VERSION, what)))
+        }
         "ConfigMap" => Manifest::ConfigMap(Box::new(typed(doc, ConfigMap::API_VERSION, what))),
         "CustomResourceDefinition" => Manifest::CustomResourceDefinition(Box::new(typed(
             doc,
@@ -199,13 +213,54 @@ struct Deploy {
     bindings: Vec<RoleBinding>,
     controller: Deployment,
     services: Vec<Service>,
+    network_policies: Vec<NetworkPolicy>,
     inventory: ConfigMap,
     crds: Vec<CustomResourceDefinition>,
     example_vas: Vec<VariantAutoscaling>,
 }
 
+/// The install of `kubectl apply -k deploy/`: every manifest under deploy/ but the
+/// overlays (their files are only parts of another install), with the examples and crds/.
 fn load_deploy() -> Deploy {
     let (manifests, _) = load_all();
+    deploy_from(
+        manifests
+            .into_iter()
+            .filter(|(rel, _)| !rel.starts_with("deploy/overlays"))
+            .map(|(_, m)| m),
+    )
+}
+
+/// `kubectl kustomize <dir>` (kustomize is built into kubectl; offline), as documents.
+fn render(dir: &str) -> Vec<Value> {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root().join(dir))
+        .output()
+        .expect("kubectl runs (it is installed on the project's machines)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("rendered YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The install of `kubectl apply -k deploy/overlays/namespaced/`, rendered.
+fn load_namespaced() -> Deploy {
+    let docs = render("deploy/overlays/namespaced");
+    deploy_from(
+        docs.iter()
+            .enumerate()
+            .map(|(i, doc)| parse(doc, &format!("namespaced overlay document {}", i + 1))),
+    )
+}
+
+fn deploy_from(manifests: impl Iterator<Item = Manifest>) -> Deploy {
     let mut namespaces = Vec::new();
     let mut sas = Vec::new();
     let mut deployments = Vec::new();
@@ -219,11 +274,12 @@ fn load_deploy() -> Deploy {
         bindings: Vec::new(),
         controller: Deployment::default(),
         services: Vec::new(),
+        network_policies: Vec::new(),
         inventory: ConfigMap::default(),
         crds: Vec::new(),
         example_vas: Vec::new(),
     };
-    for (_, m) in manifests {
+    for m in manifests {
         match m {
             Manifest::Namespace(x) => namespaces.push(*x),
             Manifest::ServiceAccount(x) => sas.push(*x),
@@ -233,6 +289,7 @@ fn load_deploy() -> Deploy {
             Manifest::RoleBinding(x) => d.bindings.push(*x),
             Manifest::Deployment(x) => deployments.push(*x),
             Manifest::Service(x) => d.services.push(*x),
+            Manifest::NetworkPolicy(x) => d.network_policies.push(*x),
             Manifest::ConfigMap(x) => cms.push(*x),
             Manifest::CustomResourceDefinition(x) => d.crds.push(*x),
             Manifest::VariantAutoscaling(x) => d.example_vas.push(*x),
@@ -263,13 +320,18 @@ fn every_manifest_parses_into_its_type() {
             Manifest::RoleBinding(_) => "RoleBinding",
             Manifest::Deployment(_) => "Deployment",
             Manifest::Service(_) => "Service",
+            Manifest::NetworkPolicy(_) => "NetworkPolicy",
             Manifest::ConfigMap(_) => "ConfigMap",
             Manifest::CustomResourceDefinition(_) => "CustomResourceDefinition",
             Manifest::VariantAutoscaling(_) => "VariantAutoscaling",
         })
         .collect();
-    assert_eq!(kinds.len(), 11, "every kind is present: {kinds:?}");
-    assert_eq!(kustomizations.len(), 2, "deploy/ and crds/");
+    assert_eq!(kinds.len(), 12, "every kind is present: {kinds:?}");
+    assert_eq!(
+        kustomizations.len(),
+        4,
+        "deploy/, deploy/base/, deploy/overlays/namespaced/ and crds/"
+    );
 
     // An unknown field is caught by the round trip, an unknown kind by `parse`.
     let typo: Value = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
@@ -325,12 +387,25 @@ fn kustomizations_list_files_that_exist() {
             rel.display()
         );
     }
-    // And crds/ is reached from deploy/.
-    let deploy = kustomizations
+    // And crds/ is reached from deploy/ (through base/).
+    let find = |path: &str| {
+        &kustomizations
+            .iter()
+            .find(|(rel, _)| rel == Path::new(path))
+            .unwrap_or_else(|| panic!("{path}"))
+            .1
+    };
+    assert_eq!(find("deploy/kustomization.yaml").resources, vec!["base"]);
+    assert!(find("deploy/base/kustomization.yaml")
+        .resources
         .iter()
-        .find(|(rel, _)| rel.starts_with("deploy"))
-        .expect("deploy/kustomization.yaml");
-    assert!(deploy.1.resources.iter().any(|r| r == "../crds"));
+        .any(|r| r == "../../crds"));
+    // Only the overlay patches, and the whole install renders.
+    assert!(kustomizations
+        .iter()
+        .all(|(rel, k)| k.patches.is_empty() || rel.starts_with("deploy/overlays")));
+    let rendered = render("deploy");
+    assert!(rendered.iter().any(|d| d["kind"] == "NetworkPolicy"));
 }
 
 fn controller_user(d: &Deploy) -> String {
@@ -709,21 +784,29 @@ fn admin_va(cluster: &Cluster, name: &str) -> Option<Value> {
         .get("wvo.dev/v1alpha1", "VariantAutoscaling", NS, name)
 }
 
-/// Runs the real controller (leader election, the run loop, cycles) through every path that
-/// calls the API, and checks the requests its client made against deploy/rbac.yaml both
-/// ways: each is allowed, and each granted (apiGroup, resource, verb) was used.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rbac_allows_exactly_the_calls_the_controller_makes() {
-    let d = load_deploy();
-    let user = controller_user(&d);
+/// The ClusterRole of the status API's reader in the coverage run.
+const READER_RBAC: &str = r#"[
+ {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+  "metadata": {"name": "wvo-reader"},
+  "rules": [{"nonResourceURLs": ["/api/v1/*"], "verbs": ["get"]}]},
+ {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+  "metadata": {"name": "wvo-reader"},
+  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "wvo-reader"},
+  "subjects": [{"kind": "User", "name": "reader", "apiGroup": "rbac.authorization.k8s.io"}]}
+]"#;
+
+/// Runs the real controller (leader election, the run loop, cycles, the status API with
+/// kube authentication) through every path that calls the API, watching `watch_namespace`
+/// (None: all), and returns the requests its client made.
+async fn controller_requests(d: &Deploy, watch_namespace: Option<&str>) -> Vec<RecordedRequest> {
+    let user = controller_user(d);
     assert_eq!(
         user, CONTROLLER_USER,
         "the fixtures' controller acts as the deployed SA"
     );
-    let rules = granted_rules(&d, &user);
 
     // Setup, with the test's own client: inventory with discovery, a VA in mode scale and
-    // one in mode hpa whose workloads an HPA each targets.
+    // one in mode hpa whose workloads an HPA each targets; a reader of the status API.
     let cluster = Cluster::start().await;
     cluster.set_inventory(DISCOVER_INVENTORY).await;
     cluster
@@ -742,6 +825,12 @@ async fn rbac_allows_exactly_the_calls_the_controller_makes() {
     cluster.wait_ready("bounded-h100", 1).await;
     cluster.set_load("meta-llama/Llama-3.1-8B-Instruct", 35.0);
     cluster.set_load("Qwen/Qwen2.5-7B-Instruct", 35.0);
+    let reader: Vec<Value> = serde_json::from_str(READER_RBAC).expect("reader RBAC");
+    for object in &reader {
+        cluster.api.create(object).expect("reader RBAC object");
+    }
+    let token = "t-reader-6f0b2d";
+    cluster.api.add_token(token, TokenUser::new("reader"));
     cluster.api.clear_requests();
 
     // The controller as `wvo run` wires it: leader election on a Lease in wvo-system, then
@@ -764,13 +853,16 @@ async fn rbac_allows_exactly_the_calls_the_controller_makes() {
         .await
         .expect("becomes leader in time")
         .expect("election running");
-    let (reconciler, view, metrics) = cluster.controller("wvo-0");
+    let (reconciler, view, metrics) = cluster.controller_with(ControllerConfig {
+        watch_namespace: watch_namespace.map(str::to_string),
+        ..test_config("wvo-0")
+    });
     let reconciler = reconciler.with_lease(election.guard());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(runner::run(
         reconciler,
-        view,
-        Some(metrics),
+        view.clone(),
+        Some(metrics.clone()),
         Duration::from_millis(100),
         leader,
         async {
@@ -818,6 +910,42 @@ async fn rbac_allows_exactly_the_calls_the_controller_makes() {
             .then_some(())
     })
     .await;
+
+    // The status API as `wvo run --listen 0.0.0.0:8080` serves it: a reader's request is
+    // reviewed (TokenReview, SubjectAccessReview on the path, then on the VAs' namespace).
+    let app = wvo_controller::status_api::secured_router(
+        view.clone(),
+        metrics.clone(),
+        wvo_controller::whatif::WhatIfRunner::new(Default::default()),
+        Auth::kube(cluster.controller_client(), KubeAuthConfig::default()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/api/v1/models",
+        listener.local_addr().expect("addr")
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    wvo_collector::install_crypto_provider();
+    let answer = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("http client")
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("status API answers");
+    assert_eq!(
+        answer.status().as_u16(),
+        200,
+        "the reader may get the models"
+    );
+    server.abort();
+
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(10), run)
         .await
@@ -829,11 +957,19 @@ async fn rbac_allows_exactly_the_calls_the_controller_makes() {
         .await
         .expect("the Lease is released");
 
-    let all = cluster.api.requests();
-    let made: Vec<RecordedRequest> = all.into_iter().filter(|r| r.user == user).collect();
+    let made: Vec<RecordedRequest> = cluster
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.user == user)
+        .collect();
     assert!(!made.is_empty(), "the controller's requests were recorded");
+    made
+}
 
-    // Every call is allowed.
+/// Every request in `made` is allowed by `rules`, and every (scope, group, resource, verb)
+/// the rules grant was used by one of them.
+fn allows_exactly(rules: &[ScopedRule], made: &[RecordedRequest], install: &str) {
     let denied: BTreeSet<String> = made
         .iter()
         .filter(|r| !rules.iter().any(|rule| allows(rule, r)))
@@ -841,26 +977,174 @@ async fn rbac_allows_exactly_the_calls_the_controller_makes() {
         .collect();
     assert!(
         denied.is_empty(),
-        "deploy/rbac.yaml lacks rules for calls the controller makes:\n  {}",
+        "{install} lacks rules for calls the controller makes:\n  {}",
         denied.into_iter().collect::<Vec<_>>().join("\n  ")
     );
-
-    // And nothing more is granted.
-    let granted = grants(&rules);
+    let granted = grants(rules);
     let unused: Vec<String> = granted
         .iter()
         .filter(|g| !made.iter().any(|r| grant_used(g, r)))
         .map(|(scope, g, res, v)| format!("{v} {g}/{res} (scope {scope})"))
         .collect();
     let mut used: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &made {
+    for r in made {
         let call = show(r);
         let call = call.split(" ns=").next().unwrap_or_default().to_string();
         *used.entry(call).or_default() += 1;
     }
     assert!(
         unused.is_empty(),
-        "deploy/rbac.yaml grants what the controller never uses:\n  {}\nused: {used:?}",
+        "{install} grants what the controller never uses:\n  {}\nused: {used:?}",
         unused.join("\n  ")
     );
+}
+
+/// Runs the real controller through every path that calls the API, and checks the requests
+/// its client made against deploy/base/rbac.yaml both ways: each is allowed, and each
+/// granted (apiGroup, resource, verb) was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_allows_exactly_the_calls_the_controller_makes() {
+    let d = load_deploy();
+    let rules = granted_rules(&d, &controller_user(&d));
+    let made = controller_requests(&d, None).await;
+    assert!(
+        made.iter()
+            .any(|r| r.resource == "tokenreviews" && r.verb == "create"),
+        "the status API's reviews were made"
+    );
+    allows_exactly(&rules, &made, "deploy/base/rbac.yaml");
+}
+
+/// Resources that are cluster-scoped: the only ones the namespaced install may grant through
+/// a ClusterRoleBinding.
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "nodes"),
+    ("authentication.k8s.io", "tokenreviews"),
+    ("authorization.k8s.io", "subjectaccessreviews"),
+];
+
+/// The namespaced install (deploy/overlays/namespaced, rendered by kubectl's kustomize):
+/// nothing namespaced is granted cluster-wide, `wvo run --namespace X` is given the same
+/// namespace as the Role, and the calls of a controller watching X are allowed exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_namespaced_install_allows_exactly_the_calls_of_a_namespaced_controller() {
+    let d = load_namespaced();
+    let user = controller_user(&d);
+    let rules = granted_rules(&d, &user);
+
+    // Cluster-wide (ClusterRoleBinding) grants only cluster-scoped resources.
+    for (scope, rule) in &rules {
+        if scope.is_some() {
+            continue;
+        }
+        assert!(rule.non_resource_urls.is_none(), "no URLs: {rule:?}");
+        for g in rule.api_groups.iter().flatten() {
+            for r in rule.resources.iter().flatten() {
+                assert!(
+                    CLUSTER_SCOPED.contains(&(g.as_str(), r.as_str())),
+                    "the namespaced install grants {g}/{r} cluster-wide"
+                );
+            }
+        }
+    }
+    // A RoleBinding of a ClusterRole would do the same in one namespace: none here.
+    assert!(d.bindings.iter().all(|b| b.role_ref.kind == "Role"));
+
+    // The controller's --namespace is the namespace of the Role granting the VAs.
+    let args = d
+        .controller
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.args.clone());
+    let namespace = args
+        .iter()
+        .flatten()
+        .find_map(|a| a.strip_prefix("--namespace="))
+        .expect("the overlay passes --namespace")
+        .to_string();
+    assert_eq!(
+        namespace, NS,
+        "the overlay's example namespace is the fixtures'"
+    );
+    assert!(rules.iter().any(|(scope, r)| {
+        scope.as_deref() == Some(namespace.as_str())
+            && r.resources
+                .iter()
+                .flatten()
+                .any(|x| x == "variantautoscalings")
+    }));
+
+    let made = controller_requests(&d, Some(&namespace)).await;
+    allows_exactly(&rules, &made, "deploy/overlays/namespaced");
+}
+
+#[test]
+fn the_network_policy_admits_only_the_api_port_from_monitoring() {
+    let d = load_deploy();
+    assert_eq!(d.network_policies.len(), 1);
+    let np = &d.network_policies[0];
+    assert_eq!(np.metadata.namespace, d.controller.metadata.namespace);
+    let spec = np.spec.as_ref().expect("spec");
+    let pod_labels = d
+        .controller
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("pod labels");
+    let selector = spec.pod_selector.as_ref().expect("podSelector");
+    let selected = selector.match_labels.clone().unwrap_or_default();
+    assert!(!selected.is_empty(), "selects by label, not every pod");
+    for (k, v) in &selected {
+        assert_eq!(pod_labels.get(k), Some(v), "selects the controller pods");
+    }
+    assert!(spec.policy_types.iter().flatten().any(|t| t == "Ingress"));
+    let container_ports: Vec<String> = d
+        .controller
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .map(|p| {
+            p.containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter_map(|p| p.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let ingress = spec.ingress.as_ref().expect("ingress rules");
+    assert!(!ingress.is_empty());
+    for rule in ingress {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        // Every rule names its sources (no open `from`) and the API port only.
+        let from = rule
+            .from
+            .as_ref()
+            .expect("a rule without `from` admits everyone");
+        assert!(!from.is_empty());
+        for peer in from {
+            let ns = peer
+                .namespace_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref())
+                .and_then(|l| l.get("kubernetes.io/metadata.name"));
+            assert_eq!(ns.map(String::as_str), Some("monitoring"));
+            assert!(peer.ip_block.is_none());
+        }
+        let ports = rule
+            .ports
+            .as_ref()
+            .expect("a rule without ports admits every port");
+        for p in ports {
+            match &p.port {
+                Some(IntOrString::String(name)) => assert!(container_ports.contains(name)),
+                other => panic!("port {other:?}: name the container's API port"),
+            }
+        }
+    }
 }

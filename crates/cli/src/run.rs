@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wvo_api::{PlanOptions, SolverChoice};
+use wvo_controller::auth::{Auth, AuthMode, KubeAuthConfig};
 use wvo_controller::loads::{CollectorLoads, LoadSource, StaticLoads};
 use wvo_controller::metrics::Metrics;
 use wvo_controller::reconciler::{ControllerConfig, Reconciler};
@@ -44,6 +45,18 @@ pub struct RunArgs {
     /// Address of the status API, /metrics and probes.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Authentication of the status API: `kube` (bearer tokens checked with TokenReview and
+    /// SubjectAccessReview; every endpoint but /healthz and /readyz) or `none`. Default:
+    /// `kube` when --listen is not a loopback address, `none` on loopback.
+    #[arg(long, value_name = "kube|none")]
+    pub api_auth: Option<wvo_controller::auth::AuthMode>,
+    /// Audience a caller's token must be valid for (repeatable; TokenReview
+    /// `spec.audiences`). Default: the API server's own audience.
+    #[arg(long = "api-auth-audience", value_name = "AUDIENCE")]
+    pub api_auth_audiences: Vec<String>,
+    /// Seconds a TokenReview or SubjectAccessReview answer is reused (0: never cached).
+    #[arg(long, default_value_t = wvo_controller::auth::DEFAULT_CACHE_TTL.as_secs())]
+    pub api_auth_cache_seconds: u64,
     /// Plan for demand x (1 + headroom).
     #[arg(long, default_value_t = wvo_controller::reconciler::DEFAULT_HEADROOM)]
     pub headroom: f64,
@@ -209,6 +222,21 @@ async fn run_async(args: &RunArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", args.listen))?;
+    let (mode, warning) = wvo_controller::auth::effective_mode(args.api_auth, &args.listen);
+    if let Some(warning) = warning {
+        tracing::warn!("INSECURE: {warning}");
+    }
+    let auth = match mode {
+        AuthMode::None => Auth::none(),
+        AuthMode::Kube => Auth::kube(
+            client.clone(),
+            KubeAuthConfig {
+                audiences: args.api_auth_audiences.clone(),
+                cache_ttl: Duration::from_secs(args.api_auth_cache_seconds),
+                ..KubeAuthConfig::default()
+            },
+        ),
+    };
     let election = (!args.no_leader_election).then(|| LeaderConfig {
         namespace: args.inventory_namespace.clone(),
         name: args.lease_name.clone(),
@@ -222,6 +250,7 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         config,
         loads: load_source(args)?,
         listener,
+        auth,
         interval: Duration::from_secs(args.interval_seconds.max(1)),
         election,
         view: Arc::new(RwLock::new(ControllerView {
@@ -244,6 +273,8 @@ pub struct Controller {
     pub loads: Arc<dyn LoadSource>,
     /// Bound socket of the status API, /metrics and probes.
     pub listener: tokio::net::TcpListener,
+    /// Authentication in front of the status API ([`Auth::none`] on loopback).
+    pub auth: Auth,
     /// Time between control cycles.
     pub interval: Duration,
     /// Leader election on a Lease, or None for a single replica.
@@ -261,9 +292,14 @@ pub async fn run_controller(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     if let Ok(address) = c.listener.local_addr() {
-        tracing::info!(address = %address, "status API, /metrics and probes");
+        tracing::info!(address = %address, auth = ?c.auth.mode(), "status API, /metrics and probes");
     }
-    let app = wvo_controller::status_api::router(c.view.clone(), c.metrics.clone());
+    let app = wvo_controller::status_api::secured_router(
+        c.view.clone(),
+        c.metrics.clone(),
+        wvo_controller::whatif::WhatIfRunner::new(Default::default()),
+        c.auth,
+    );
     let listener = c.listener;
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

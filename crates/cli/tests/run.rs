@@ -7,7 +7,7 @@ use kube::CustomResourceExt;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wvo_sim::kube_api::{gpu_node, KubeApiOptions, KubeApiServer};
+use wvo_sim::kube_api::{gpu_node, KubeApiHandle, KubeApiOptions, KubeApiServer, TokenUser};
 
 mod common;
 use common::{free_port, http_get};
@@ -37,8 +37,9 @@ fn crds_prints_the_checked_in_crd() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), checked_in);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_scales_to_the_minimum_and_serves_the_status_api() {
+/// The emulator with a GPU node, the CRD, the inventory, and VA `llm/m` (minReplicas 2)
+/// on Deployment `m-h100` (0 replicas).
+async fn cluster_with_one_va() -> (KubeApiHandle, Api<Deployment>) {
     let api = KubeApiServer::start(KubeApiOptions::default())
         .await
         .expect("emulator");
@@ -75,7 +76,12 @@ async fn run_scales_to_the_minimum_and_serves_the_status_api() {
         "spec": {"modelID": "m", "minReplicas": 2, "variants": [
             {"name": "h100", "scaleTargetRef": {"name": "m-h100"}, "accelerator": "H100", "maxRequestsPerSecond": 10}]}}))
         .expect("va");
+    (api, deploys)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_scales_to_the_minimum_and_serves_the_status_api() {
+    let (api, deploys) = cluster_with_one_va().await;
     let dir = std::env::temp_dir().join(format!("wvo-run-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let kubeconfig = dir.join("kubeconfig");
@@ -148,4 +154,98 @@ fn run_refuses_bad_flags_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--scale-down-margin"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+/// GET on loopback with `Authorization: Bearer <token>`; (status code, body).
+fn get_with_token(port: u16, path: &str, token: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// `wvo run --api-auth=kube`: the status API asks the cluster's TokenReviews and
+/// SubjectAccessReviews (the emulator's); the probes stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_kube_auth_reviews_every_request_but_the_probes() {
+    let (api, _deploys) = cluster_with_one_va().await;
+    for object in [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "reader"},
+            "rules": [{"nonResourceURLs": ["/api/v1/*"], "verbs": ["get"]},
+                      {"apiGroups": ["wvo.dev"], "resources": ["variantautoscalings"], "verbs": ["get"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"},
+            "subjects": [{"kind": "User", "name": "ops", "apiGroup": "rbac.authorization.k8s.io"}]}),
+    ] {
+        api.create(&object).expect("RBAC");
+    }
+    api.add_token("t-ops-18c2", TokenUser::new("ops"));
+    api.add_token("t-guest-9e0a", TokenUser::new("guest"));
+    let dir = std::env::temp_dir().join(format!("wvo-run-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml()).expect("kubeconfig");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wvo"))
+        .args(["run", "--no-leader-election", "--interval-seconds", "1"])
+        .args(["--inventory-namespace", "wvo-system", "--api-auth=kube"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("POD_NAMESPACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wvo run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut models = None;
+    while Instant::now() < deadline {
+        let ready = get(port, "/readyz").is_some_and(|(code, _)| code == 200);
+        models = get_with_token(port, "/api/v1/models", "t-ops-18c2");
+        if ready
+            && models
+                .as_ref()
+                .is_some_and(|(_, b)| b.contains("\"modelID\":\"m\""))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let anonymous = get(port, "/api/v1/models");
+    let guest = get_with_token(port, "/api/v1/models", "t-guest-9e0a");
+    let healthz = get(port, "/healthz");
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let (code, body) = models.expect("answered");
+    assert_eq!(code, 200, "{body}; stderr: {stderr}");
+    assert!(body.contains("\"modelID\":\"m\""), "{body}");
+    assert_eq!(anonymous.map(|(c, _)| c), Some(401));
+    assert_eq!(guest.map(|(c, _)| c), Some(403));
+    assert_eq!(healthz.map(|(c, _)| c), Some(200));
+    assert!(!stderr.contains("t-ops-18c2") && !stderr.contains("t-guest-9e0a"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_refuses_an_unknown_auth_mode() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wvo"))
+        .args(["run", "--api-auth=basic", "--no-leader-election"])
+        .output()
+        .expect("run wvo");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--api-auth") && err.contains("kube"), "{err}");
 }

@@ -13,6 +13,7 @@
 // Production code handles what it cannot rule out; `unwrap()` is for tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod auth;
 pub mod cache;
 pub mod lease;
 pub mod loads;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod persist;
 pub mod reconciler;
 pub mod runner;
+pub mod scope;
 pub mod status_api;
 pub mod targets;
 pub mod view;

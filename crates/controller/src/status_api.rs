@@ -20,6 +20,13 @@
 //! Errors are JSON `{"error": "<one line>"}`. Handlers copy what they need out of the
 //! [`SharedView`] and release the lock before any await; a poisoned lock answers 500.
 //!
+//! ## Authentication and tenant scoping
+//! [`secured_router`] puts [`crate::auth::layer`] in front of every endpoint but the probes
+//! (TokenReview + SubjectAccessReview on the path; 401, 403, 503). The read endpoints then
+//! answer with what the caller's namespaces hold ([`crate::scope`]): `plan`, `input`,
+//! `status`, `models`, `models/{ns}/{name}` (403 outside them), `decisions`, and a what-if
+//! over the live input. [`router`] has no authentication (loopback, tests).
+//!
 //! ## What-if
 //! The body is a [`PlanInput`] in the `wvo plan` input form. With `models` listed, it is
 //! planned as is: the answer is exactly what `wvo plan --output json` prints for the same
@@ -51,7 +58,9 @@
 //!   `warnings` says so. `options.timeLimitSeconds` is clamped to the time the request has
 //!   left.
 
+use crate::auth::{Access, Auth};
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use crate::scope::Visible;
 use crate::view::{ControllerView, SharedView};
 pub use crate::whatif::WhatIfLimits;
 use crate::whatif::{Ended, Planner, Refused, WhatIfRunner};
@@ -60,7 +69,7 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::{Arc, RwLockReadGuard};
@@ -96,13 +105,25 @@ struct AppState {
 }
 
 /// The status API router over the controller's view and metrics, with the default
-/// [`WhatIfLimits`]. Serve it with `axum::serve(listener, router(view, metrics))`.
+/// [`WhatIfLimits`] and without authentication (every caller sees everything: for loopback
+/// and tests). Serve it with `axum::serve(listener, router(view, metrics))`.
 pub fn router(view: SharedView, metrics: Arc<Metrics>) -> Router {
     router_with(view, metrics, WhatIfRunner::new(WhatIfLimits::default()))
 }
 
 /// [`router`] with the what-if endpoint's limits and planner given by `runner`.
 pub fn router_with(view: SharedView, metrics: Arc<Metrics>, runner: Arc<WhatIfRunner>) -> Router {
+    secured_router(view, metrics, runner, Auth::none())
+}
+
+/// [`router_with`] with `auth` in front of every endpoint but the probes, and the read
+/// endpoints scoped to the caller's namespaces.
+pub fn secured_router(
+    view: SharedView,
+    metrics: Arc<Metrics>,
+    runner: Arc<WhatIfRunner>,
+    auth: Auth,
+) -> Router {
     let state = AppState {
         view,
         metrics,
@@ -125,6 +146,10 @@ pub fn router_with(view: SharedView, metrics: Arc<Metrics>, runner: Arc<WhatIfRu
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::layer,
+        ))
 }
 
 /// Refuses a request whose `Content-Length` is over its endpoint's limit (413), before
@@ -216,6 +241,30 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The namespaces the caller may see among those the view holds (tenant scoping); 503 when
+/// the API server cannot say.
+async fn visible(view: &SharedView, access: &Access) -> Result<Visible, ApiError> {
+    let namespaces = with_view(view, crate::scope::namespaces)?;
+    access.visible(namespaces).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot scope the answer to your namespaces: {e}"),
+        )
+    })
+}
+
+/// A what-if answer without the models of namespaces the view holds that the caller may not
+/// see (a what-if over the live input plans every tenant's models).
+async fn visible_whatif(
+    view: &SharedView,
+    access: &Access,
+    plan: PlanOutput,
+) -> Result<PlanOutput, ApiError> {
+    let live = with_view(view, crate::scope::namespaces)?;
+    let visible = visible(view, access).await?;
+    Ok(visible.whatif(plan, &live))
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -227,16 +276,26 @@ fn with_view<T>(view: &SharedView, f: impl FnOnce(&ControllerView) -> T) -> Resu
     Ok(f(&guard))
 }
 
-async fn plan(State(s): State<AppState>) -> Result<Json<PlanOutput>, ApiError> {
+async fn plan(
+    State(s): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<PlanOutput>, ApiError> {
+    let visible = visible(&s.view, &access).await?;
     let (plan, last_error) = with_view(&s.view, |v| (v.plan.clone(), v.last_error.clone()))?;
-    plan.map(Json)
+    let last_error = visible.last_error(last_error);
+    plan.map(|p| Json(visible.plan(p)))
         .ok_or_else(|| ApiError::no_plan_yet(last_error.as_deref()))
 }
 
-async fn input(State(s): State<AppState>) -> Result<Json<PlanInput>, ApiError> {
+async fn input(
+    State(s): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<PlanInput>, ApiError> {
+    let visible = visible(&s.view, &access).await?;
     let (input, last_error) = with_view(&s.view, |v| (v.last_input.clone(), v.last_error.clone()))?;
+    let last_error = visible.last_error(last_error);
     input
-        .map(Json)
+        .map(|i| Json(visible.input(i)))
         .ok_or_else(|| ApiError::no_plan_yet(last_error.as_deref()))
 }
 
@@ -252,26 +311,49 @@ struct StatusBody {
     decisions: usize,
 }
 
-async fn status(State(s): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
+async fn status(
+    State(s): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let visible = visible(&s.view, &access).await?;
     with_view(&s.view, |v| StatusBody {
         ready: v.ready,
         leader: v.leader,
         has_plan: v.plan.is_some(),
-        last_error: v.last_error.clone(),
-        models: v.models.len(),
-        decisions: v.decisions.len(),
+        last_error: visible.last_error(v.last_error.clone()),
+        models: visible.models(&v.models).len(),
+        decisions: visible.decisions(&v.decisions).len(),
     })
     .map(Json)
 }
 
-async fn models(State(s): State<AppState>) -> Result<Response, ApiError> {
-    with_view(&s.view, |v| Json(&v.models).into_response())
+async fn models(
+    State(s): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Response, ApiError> {
+    let visible = visible(&s.view, &access).await?;
+    with_view(&s.view, |v| Json(visible.models(&v.models)).into_response())
 }
 
 async fn model(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let visible = access.visible([ns.clone()]).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot check access: {e}"),
+        )
+    })?;
+    if !visible.contains(&ns) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "you may not get variantautoscalings.wvo.dev in namespace {ns}: ask for a Role granting it there"
+            ),
+        ));
+    }
     with_view(&s.view, |v| {
         v.models
             .iter()
@@ -290,12 +372,31 @@ async fn accelerators(State(s): State<AppState>) -> Result<Response, ApiError> {
     with_view(&s.view, |v| Json(&v.accelerators).into_response())
 }
 
-async fn decisions(State(s): State<AppState>) -> Result<Response, ApiError> {
-    with_view(&s.view, |v| Json(&v.decisions).into_response())
+async fn decisions(
+    State(s): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Response, ApiError> {
+    let visible = visible(&s.view, &access).await?;
+    with_view(&s.view, |v| {
+        Json(visible.decisions(&v.decisions)).into_response()
+    })
 }
 
 async fn whatif(State(s): State<AppState>, request: Request) -> Response {
-    let response = match whatif_answer(&s, request).await {
+    // Set by the auth layer on every request it lets through; never defaulted (fail closed).
+    let access = request.extensions().get::<Access>().cloned();
+    let answer = match access {
+        Some(access) => match whatif_answer(&s, request).await {
+            // The answer may hold every tenant's live models: scoped like /plan.
+            Ok(plan) => visible_whatif(&s.view, &access, plan).await,
+            Err(e) => Err(e),
+        },
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "what-if: no access decision on the request",
+        )),
+    };
+    let response = match answer {
         Ok(plan) => Json(plan).into_response(),
         Err(e) => e.into_response(),
     };
@@ -650,7 +751,7 @@ pub fn openapi_document() -> Value {
     };
     let r = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
     let list = |name: &str| json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{name}") } });
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "wvo status API",
@@ -769,7 +870,9 @@ pub fn openapi_document() -> Value {
             }}
         },
         "components": {"schemas": schemas()}
-    })
+    });
+    crate::auth::describe(&mut doc);
+    doc
 }
 
 fn schemas() -> Value {

@@ -24,7 +24,10 @@
 //! - Built-in kinds: core/v1 namespaces, configmaps, pods, nodes, events, services;
 //!   events.k8s.io/v1 events; apps/v1 deployments (with `/scale`); autoscaling/v2
 //!   horizontalpodautoscalers; coordination.k8s.io/v1 leases;
-//!   apiextensions.k8s.io/v1 customresourcedefinitions (creating one serves its kind).
+//!   apiextensions.k8s.io/v1 customresourcedefinitions (creating one serves its kind);
+//!   rbac.authorization.k8s.io/v1 roles, clusterroles, rolebindings, clusterrolebindings;
+//!   authentication.k8s.io/v1 tokenreviews (from a token table: [`KubeApiHandle::add_token`])
+//!   and authorization.k8s.io/v1 subjectaccessreviews (decided by the stored RBAC objects).
 //!
 //! What is implemented and what is not: `docs/kube-emulator.md`.
 //!
@@ -43,6 +46,7 @@ mod controllers;
 mod error;
 mod nodes;
 mod patch;
+mod rbac;
 mod selector;
 mod server;
 mod store;
@@ -53,6 +57,7 @@ pub use controllers::pod_gpu_requests;
 pub use error::{ApiError, KubeApiError};
 pub use nodes::{accelerator_node, gpu_node};
 pub use patch::{merge_patch, PatchKind};
+pub use rbac::{TokenUser, API_AUDIENCE, AUTHENTICATED_GROUP};
 pub use selector::{selector_to_string, FieldSelector, LabelSelector};
 
 use serde::Serialize;
@@ -134,6 +139,7 @@ impl KubeApiServer {
             startup_delay: options.pod_startup_delay,
             requests: Mutex::new(Vec::new()),
             held: AtomicUsize::new(0),
+            tokens: Mutex::new(std::collections::HashMap::new()),
         });
         let app = axum::Router::new()
             .fallback(server::handle)
@@ -258,7 +264,8 @@ impl KubeApiHandle {
     }
 
     /// A `kube::Client` whose requests carry `Authorization: Bearer <user>`. The emulator
-    /// authenticates nobody and allows everything; the token only names the `user` of the
+    /// authenticates no request and allows everything (the token table of
+    /// [`add_token`](Self::add_token) only answers TokenReviews); the token only names the `user` of the
     /// [`RecordedRequest`]s it makes (e.g. `system:serviceaccount:wvo-system:wvo`), so a
     /// test can tell its own requests from those of the client under test.
     pub fn client_as(&self, user: &str) -> Result<kube::Client, KubeApiError> {
@@ -269,6 +276,18 @@ impl KubeApiHandle {
             .headers
             .push((axum::http::header::AUTHORIZATION, value));
         kube::Client::try_from(config).map_err(KubeApiError::Client)
+    }
+
+    /// Adds `token` to the token table: a TokenReview of it authenticates `user` (until
+    /// [`remove_token`](Self::remove_token)). Only TokenReviews read the table; other
+    /// requests are not authenticated (see [`client_as`](Self::client_as)).
+    pub fn add_token(&self, token: &str, user: TokenUser) {
+        self.shared.tokens().insert(token.to_string(), user);
+    }
+
+    /// Removes `token` from the token table (a revoked token: reviews of it now fail).
+    pub fn remove_token(&self, token: &str) {
+        self.shared.tokens().remove(token);
     }
 
     /// Every resource request received over HTTP since the start or the last

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::patch::{
     json_patch, merge_patch, server_side_apply, strip_directives, ApplyScope, PatchKind,
 };
+use super::rbac::{self, TokenUser};
 use super::selector::{selector_to_string, FieldSelector, LabelSelector};
 use super::store::{Change, EventKind, Part, ResourceInfo, Store, WriteOpts};
 use axum::body::{Body, Bytes};
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub requests: Mutex<Vec<(std::time::Instant, RecordedRequest)>>,
     /// Resource requests held by a delay fault or being handled after one.
     pub held: AtomicUsize,
+    /// The token table TokenReviews are answered from (token → user).
+    pub tokens: Mutex<HashMap<String, TokenUser>>,
 }
 
 impl Shared {
@@ -62,6 +65,10 @@ impl Shared {
 
     pub fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn tokens(&self) -> MutexGuard<'_, HashMap<String, TokenUser>> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn requests(&self) -> MutexGuard<'_, Vec<(std::time::Instant, RecordedRequest)>> {
@@ -229,6 +236,9 @@ fn dispatch(
             return Err(ApiError::injected(f.fail_read_code));
         }
     }
+    if let Some(reply) = review(sh, method, &target, headers, body, path) {
+        return reply;
+    }
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
     let validation: FieldValidation = q
         .get("fieldValidation")
@@ -344,6 +354,34 @@ fn dispatch(
         }
         _ => Err(ApiError::method_not_allowed(method.as_str(), path)),
     }
+}
+
+/// TokenReviews and SubjectAccessReviews: create-only, answered and never stored. None for
+/// every other resource.
+fn review(
+    sh: &Arc<Shared>,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &Bytes,
+    path: &str,
+) -> Option<Result<Reply, ApiError>> {
+    let which = match (target.info.group.as_str(), target.info.plural.as_str()) {
+        ("authentication.k8s.io", "tokenreviews") => true,
+        ("authorization.k8s.io", "subjectaccessreviews") => false,
+        _ => return None,
+    };
+    if *method != Method::POST || target.name.is_some() {
+        return Some(Err(ApiError::method_not_allowed(method.as_str(), path)));
+    }
+    let answer = parse_body(headers, body).and_then(|obj| {
+        if which {
+            rbac::token_review(&obj, |t| sh.tokens().get(t).cloned())
+        } else {
+            rbac::subject_access_review(&sh.store(), &obj)
+        }
+    });
+    Some(answer.map(|v| Reply::Json(StatusCode::CREATED, v)))
 }
 
 /// The field manager of a non-apply write: `fieldManager`, else the User-Agent up to its
