@@ -317,6 +317,33 @@ async fn refusals_carry_status_causes_and_warnings_carry_headers() {
         "VariantAutoscaling.wvo.dev \"extra\" is invalid: status.currentReplicas: Invalid value: \
          -3: status.currentReplicas in body should be greater than or equal to 0"
     );
+    // An object whose stored spec predates the schema (written by the admin handle, as if
+    // before the CRD had its bounds) still takes a status write: the status schema alone
+    // judges it, and the skipped-rules notice the bad spec causes is not the write's fault.
+    let mut old = good_va("old");
+    old["spec"]["maxReplicas"] = json!(1e18);
+    if let Some(s) = old["spec"].as_object_mut() {
+        s.remove("modelID");
+    }
+    api.create(&old).expect("admin create");
+    let resp = http
+        .patch(format!("{url}/old/status"))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"status": {"currentReplicas": 2}}).to_string())
+        .send()
+        .await
+        .expect("PATCH status");
+    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
+    // Its spec is refused as soon as a write touches it.
+    let resp = http
+        .patch(format!("{url}/old"))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"spec": {"minReplicas": 1}}).to_string())
+        .send()
+        .await
+        .expect("PATCH spec");
+    assert_eq!(resp.status().as_u16(), 422);
+
     let resp = http
         .post(format!("{url}?fieldValidation=Loose"))
         .json(&good_va("x"))
