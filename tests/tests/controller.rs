@@ -568,6 +568,52 @@ async fn an_undecodable_va_is_named_and_the_others_are_planned() {
         "{message}"
     );
     assert_eq!(cluster.replicas("huge-h100").await, 1);
+
+    // Said once: once the controller's cache holds the refusal it wrote, later cycles do not
+    // write that status again (one patch per change, not one per cycle).
+    let huge_status_patches = || {
+        cluster
+            .api
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.verb == "patch"
+                    && r.resource == "variantautoscalings"
+                    && r.subresource == "status"
+                    && r.name == "huge"
+            })
+            .count()
+    };
+    // The watch cache lags the write a moment: cycle until a cycle writes nothing new.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let before = huge_status_patches();
+        controller.cycle().await.expect("cycle");
+        if huge_status_patches() == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refusal is written again every cycle"
+        );
+    }
+    let settled = huge_status_patches();
+    let written = raw
+        .get("huge")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
+    for _ in 0..3 {
+        controller.cycle().await.expect("cycle");
+    }
+    let now = raw.get("huge").await.expect("get");
+    assert_eq!(
+        huge_status_patches(),
+        settled,
+        "the refusal is not written again"
+    );
+    assert_eq!(now.metadata.resource_version, written);
 }
 
 /// Two VAs on one Deployment: the older owns it and sets it; the other is planned around it

@@ -25,7 +25,7 @@
 //!
 //! `WVO_SOAK_SEED` (default 14) and `WVO_SOAK_CYCLES` (default 300) choose the run,
 //! `WVO_SOAK_TRACE` prints what each cycle did; the figures are printed
-//! (`cargo test -p wvo-e2e --test soak -- --ignored --nocapture`), and the test fails on any
+//! (`cargo test -p wvo-e2e --test soak -- --nocapture`), and the test fails on any
 //! violation, naming the seed, the cycle and what happened. The run is seeded but not
 //! replayed exactly: timing (scrape gaps, lease renewals) varies between runs.
 

@@ -1539,6 +1539,15 @@ impl Reconciler {
         };
         self.publish_refusal(!previous, &reference, "InvalidSpec", message.to_string())
             .await;
+        // Already said for this generation: nothing to write (one patch per change, not per
+        // cycle).
+        let observed = object
+            .data
+            .pointer("/status/observedGeneration")
+            .and_then(|g| g.as_i64());
+        if previous && observed == object.metadata.generation {
+            return;
+        }
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, resource);
         let patch = json!({"status": {"observedGeneration": object.metadata.generation,
         "conditions": [{
