@@ -57,6 +57,22 @@ pub struct ModelSignals {
     pub wake: Option<f64>,
     /// Requests being generated on the model's servers now, requests; None when unknown.
     pub running: Option<f64>,
+    /// The latencies the model's servers measured over the window (all unknown when the
+    /// source reports none).
+    pub latency: MeasuredLatency,
+}
+
+/// Latencies a model's servers measured over the collection window, s (None: unknown).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MeasuredLatency {
+    /// Mean time to first token, s.
+    pub ttft_mean_seconds: Option<f64>,
+    /// 95th-percentile time to first token, s.
+    pub ttft_p95_seconds: Option<f64>,
+    /// Mean inter-token latency, s.
+    pub itl_mean_seconds: Option<f64>,
+    /// 95th-percentile inter-token latency, s.
+    pub itl_p95_seconds: Option<f64>,
 }
 
 /// The signals of the model `key` (namespace, served model id): those observed in its
@@ -89,6 +105,12 @@ pub fn signals_from_observations(
                     kv_usage: m.figures.kv_usage.value(),
                     wake: m.gateway_queue.value(),
                     running: m.figures.running.value(),
+                    latency: MeasuredLatency {
+                        ttft_mean_seconds: m.figures.ttft_mean_seconds.value(),
+                        ttft_p95_seconds: m.figures.ttft_p95_seconds.value(),
+                        itl_mean_seconds: m.figures.itl_mean_seconds.value(),
+                        itl_p95_seconds: m.figures.itl_p95_seconds.value(),
+                    },
                 },
             )
         })

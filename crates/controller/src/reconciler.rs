@@ -15,7 +15,9 @@ use crate::cycle::{
 };
 use crate::lease::{LeaseGuard, NotLeader};
 use crate::loads::{LoadSource, ModelKey, VariantPod};
-use crate::view::{AcceleratorView, DecisionRecord, ModelView, SharedView, DECISION_HISTORY};
+use crate::view::{
+    AcceleratorView, DecisionRecord, LatencyView, ModelView, SharedView, DECISION_HISTORY,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
@@ -1410,6 +1412,11 @@ impl Reconciler {
                 metrics_unknown: decision.metrics_unknown.clone(),
                 variants: decision.variants.clone(),
                 conditions: conditions.clone(),
+                latency: crate::loads::signals_for(
+                    &signals,
+                    &(va.namespace().unwrap_or_default(), va.spec.model_id.clone()),
+                )
+                .and_then(|s| LatencyView::new(&s.latency, spec.slo.as_ref())),
             });
         }
         if let Some(m) = &self.metrics {

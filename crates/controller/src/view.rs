@@ -35,6 +35,78 @@ pub struct ModelView {
     pub variants: Vec<VariantView>,
     /// Conditions as written to the VA status: (type, status, reason, message).
     pub conditions: Vec<ConditionView>,
+    /// Latencies the model's servers measured over the last window, against the SLO (None
+    /// when the source reported none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyView>,
+}
+
+/// A model's measured latencies, ms, against its SLO targets.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyView {
+    /// Mean time to first token, ms.
+    pub ttft_mean_ms: Option<f64>,
+    /// 95th-percentile time to first token, ms.
+    pub ttft_p95_ms: Option<f64>,
+    /// Mean inter-token latency, ms.
+    pub itl_mean_ms: Option<f64>,
+    /// 95th-percentile inter-token latency, ms.
+    pub itl_p95_ms: Option<f64>,
+    /// The SLO's TTFT target, ms (None: the model has no SLO).
+    pub ttft_target_ms: Option<f64>,
+    /// The SLO's ITL target, ms.
+    pub itl_target_ms: Option<f64>,
+    /// The SLO's percentile, percent (None: the targets are means).
+    pub percentile: Option<f64>,
+    /// Whether the window met the SLO, where the measured figures can tell: means against
+    /// mean targets; the p95 against a percentile target when it bounds it (a p95 within the
+    /// targets meets any percentile up to 95; a p95 over them misses any percentile from
+    /// 95). None when they cannot tell or a figure is unknown.
+    pub within_slo: Option<bool>,
+}
+
+impl LatencyView {
+    /// The view of `measured` latencies (s) against `slo`; None when nothing was measured.
+    pub fn new(
+        measured: &crate::loads::MeasuredLatency,
+        slo: Option<&wvo_api::Slo>,
+    ) -> Option<Self> {
+        let ms = |s: Option<f64>| s.filter(|v| v.is_finite()).map(|v| v * 1000.0);
+        let (ttft_mean, ttft_p95, itl_mean, itl_p95) = (
+            ms(measured.ttft_mean_seconds),
+            ms(measured.ttft_p95_seconds),
+            ms(measured.itl_mean_seconds),
+            ms(measured.itl_p95_seconds),
+        );
+        if [ttft_mean, ttft_p95, itl_mean, itl_p95]
+            .iter()
+            .all(Option::is_none)
+        {
+            return None;
+        }
+        let within = |ttft: Option<f64>, itl: Option<f64>, s: &wvo_api::Slo| {
+            Some(ttft? <= s.ttft_ms && itl? <= s.itl_ms)
+        };
+        let within_slo = slo.and_then(|s| match s.percentile {
+            None => within(ttft_mean, itl_mean, s),
+            Some(p) => match within(ttft_p95, itl_p95, s)? {
+                true if p <= 95.0 => Some(true),
+                false if p >= 95.0 => Some(false),
+                _ => None,
+            },
+        });
+        Some(Self {
+            ttft_mean_ms: ttft_mean,
+            ttft_p95_ms: ttft_p95,
+            itl_mean_ms: itl_mean,
+            itl_p95_ms: itl_p95,
+            ttft_target_ms: slo.map(|s| s.ttft_ms),
+            itl_target_ms: slo.map(|s| s.itl_ms),
+            percentile: slo.and_then(|s| s.percentile),
+            within_slo,
+        })
+    }
 }
 
 /// One variant as last planned: the cycle's own decision (one type for both; it serializes
@@ -149,3 +221,57 @@ impl ControllerView {
 
 /// The view shared between the control loop (writer) and the status API (readers).
 pub type SharedView = Arc<RwLock<ControllerView>>;
+
+#[cfg(test)]
+mod latency_tests {
+    use super::LatencyView;
+    use crate::loads::MeasuredLatency;
+
+    fn measured(ttft_p95_s: f64, itl_p95_s: f64) -> MeasuredLatency {
+        MeasuredLatency {
+            ttft_mean_seconds: Some(ttft_p95_s / 2.0),
+            ttft_p95_seconds: Some(ttft_p95_s),
+            itl_mean_seconds: Some(itl_p95_s / 2.0),
+            itl_p95_seconds: Some(itl_p95_s),
+        }
+    }
+
+    fn slo(percentile: Option<f64>) -> wvo_api::Slo {
+        wvo_api::Slo {
+            ttft_ms: 500.0,
+            itl_ms: 50.0,
+            percentile,
+        }
+    }
+
+    #[test]
+    fn within_the_slo_only_where_the_measured_figures_can_tell() {
+        let fast = measured(0.4, 0.04);
+        let slow = measured(0.8, 0.04);
+        let within = |m: &MeasuredLatency, p: Option<f64>| {
+            LatencyView::new(m, Some(&slo(p))).and_then(|v| v.within_slo)
+        };
+        // Means against mean targets (fast's means 200 ms / 20 ms; slow's 400 ms / 20 ms).
+        assert_eq!(within(&fast, None), Some(true));
+        assert_eq!(within(&slow, None), Some(true));
+        // A p95 within the targets meets p90 and p95, says nothing of p99.
+        assert_eq!(within(&fast, Some(90.0)), Some(true));
+        assert_eq!(within(&fast, Some(95.0)), Some(true));
+        assert_eq!(within(&fast, Some(99.0)), None);
+        // A p95 over them misses p95 and p99, says nothing of p90.
+        assert_eq!(within(&slow, Some(99.0)), Some(false));
+        assert_eq!(within(&slow, Some(95.0)), Some(false));
+        assert_eq!(within(&slow, Some(90.0)), None);
+        // Units: ms; targets carried; no SLO, no verdict.
+        let v = LatencyView::new(&fast, None).expect("measured");
+        assert_eq!(v.ttft_p95_ms, Some(400.0));
+        assert_eq!(v.within_slo, None);
+        assert_eq!(v.ttft_target_ms, None);
+        // Nothing measured (or NaN): no view.
+        let nan = MeasuredLatency {
+            ttft_p95_seconds: Some(f64::NAN),
+            ..MeasuredLatency::default()
+        };
+        assert!(LatencyView::new(&nan, Some(&slo(None))).is_none());
+    }
+}

@@ -138,6 +138,7 @@ fn filled_view() -> ControllerView {
                     wvo_cycle::conditions::Reason::Planned,
                     "all demand met",
                 )],
+                latency: None,
             },
             ModelView {
                 namespace: "prod".into(),
@@ -150,6 +151,7 @@ fn filled_view() -> ControllerView {
                 metrics_unknown: None,
                 variants: vec![variant_view("l40s", "L40S", 2, 2)],
                 conditions: vec![],
+                latency: None,
             },
         ],
         accelerators: vec![
