@@ -58,7 +58,9 @@ impl Slot {
 pub type VariantKey = (String, String, String);
 
 /// Assign Prometheus pods to the caller's targets. With no targets, every pod is kept
-/// under variant `*` of its (namespace, model). Targets without data become `Missing`
+/// under variant `*` of its (namespace, model); a pod without `model_name` (llama.cpp,
+/// TGI) under the unnamed model `""`, as a variant named after the pod. A target takes a
+/// pod without `model_name` for its own model. Targets without data become `Missing`
 /// slots with `no_data_reason` (e.g. the query error) or "no series".
 pub fn assign(
     pods: Vec<PodFigures>,
@@ -68,7 +70,14 @@ pub fn assign(
     let mut out: BTreeMap<VariantKey, Vec<Slot>> = BTreeMap::new();
     if targets.is_empty() {
         for p in pods {
-            out.entry((p.namespace.clone(), p.model.clone(), "*".into()))
+            // A pod with no `model_name` (llama.cpp, TGI) is its own variant of the unnamed
+            // model: nothing tells which of them serve the same model.
+            let variant = if p.model.is_empty() {
+                p.pod.clone()
+            } else {
+                "*".into()
+            };
+            out.entry((p.namespace.clone(), p.model.clone(), variant))
                 .or_default()
                 .push(Slot::Pod(Box::new(p)));
         }
@@ -336,16 +345,21 @@ fn itl_figures(slots: &[&Slot], window: &Window) -> (Figure, Figure) {
 }
 
 /// Mean tokens per request: from the per-request histogram when every pod has it, else
-/// token counter rate / request rate.
+/// token counter rate / request rate. When neither works and every pod exposes the
+/// histogram (e.g. TGI's first scrape), the histogram's reason is given.
 fn tokens_per_request(slots: &[&Slot], window: &Window, h: Hist, tokens: Scalar) -> Figure {
-    if let Ok(c) = gather(slots, window, |p| p.hist(h).cloned()) {
+    let from_hist = gather(slots, window, |p| p.hist(h).cloned());
+    let hist_exposed = slots
+        .iter()
+        .all(|s| matches!(s, Slot::Pod(p) if p.hists.contains_key(&h)));
+    if let Ok(c) = from_hist.as_ref() {
         let hs: Vec<&HistReading> = c.iter().map(|c| &c.value).collect();
         let m = merge_hists(&hs);
         if let (Some(s), Some(n)) = (m.sum, m.count) {
             return if n > 0.0 {
                 Figure::known(
                     s / n,
-                    max_age(&c),
+                    max_age(c),
                     format!("{x}_sum/{x}_count", x = m.metric),
                 )
             } else {
@@ -359,9 +373,10 @@ fn tokens_per_request(slots: &[&Slot], window: &Window, h: Hist, tokens: Scalar)
             p.scalar(Scalar::RequestRate)?.clone(),
         ))
     });
-    match both {
-        Err(reason) => Figure::unknown(reason),
-        Ok(c) => {
+    match (both, from_hist) {
+        (Err(_), Err(hist_reason)) if hist_exposed => Figure::unknown(hist_reason),
+        (Err(reason), _) => Figure::unknown(reason),
+        (Ok(c), _) => {
             let tok: f64 = c.iter().map(|c| c.value.0.value).sum();
             let req: f64 = c.iter().map(|c| c.value.1.value).sum();
             if req > 0.0 {

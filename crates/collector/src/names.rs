@@ -59,6 +59,9 @@ impl Flavor {
             (Flavor::LlamaCpp, Signal::Hist(Hist::Ttft)) => Some(
                 "llama.cpp exposes no time-to-first-token histogram (only summed prompt seconds and tokens)",
             ),
+            (Flavor::LlamaCpp, Signal::Hist(Hist::Itl)) => Some(
+                "llama.cpp exposes no latency histogram (its mean time per token is llamacpp:tokens_predicted_seconds_total / llamacpp:tokens_predicted_total)",
+            ),
             (Flavor::LlamaCpp, Signal::Hist(Hist::PromptLen | Hist::GenerationLen)) => Some(
                 "llama.cpp exposes no request counter, so no tokens per request (only token totals)",
             ),
