@@ -339,7 +339,7 @@ fn itl_figures(slots: &[&Slot], window: &Window) -> (Figure, Figure) {
         Figure::unknown("no tokens generated in the window")
     };
     let p95 = Figure::unknown(format!(
-        "{metric}: no latency histogram, only summed seconds and tokens (the mean is known)"
+        "{metric}: no latency histogram, only summed seconds and tokens (a mean, no quantile)"
     ));
     (mean, p95)
 }
