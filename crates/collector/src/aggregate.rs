@@ -58,7 +58,9 @@ impl Slot {
 pub type VariantKey = (String, String, String);
 
 /// Assign Prometheus pods to the caller's targets. With no targets, every pod is kept
-/// under variant `*` of its (namespace, model). Targets without data become `Missing`
+/// under variant `*` of its (namespace, model); a pod without `model_name` (llama.cpp,
+/// TGI) under the unnamed model `""`, as a variant named after the pod. A target takes a
+/// pod without `model_name` for its own model. Targets without data become `Missing`
 /// slots with `no_data_reason` (e.g. the query error) or "no series".
 pub fn assign(
     pods: Vec<PodFigures>,
@@ -68,7 +70,14 @@ pub fn assign(
     let mut out: BTreeMap<VariantKey, Vec<Slot>> = BTreeMap::new();
     if targets.is_empty() {
         for p in pods {
-            out.entry((p.namespace.clone(), p.model.clone(), "*".into()))
+            // A pod with no `model_name` (llama.cpp, TGI) is its own variant of the unnamed
+            // model: nothing tells which of them serve the same model.
+            let variant = if p.model.is_empty() {
+                p.pod.clone()
+            } else {
+                "*".into()
+            };
+            out.entry((p.namespace.clone(), p.model.clone(), variant))
                 .or_default()
                 .push(Slot::Pod(Box::new(p)));
         }
@@ -78,14 +87,19 @@ pub fn assign(
     for t in targets {
         let mut found = false;
         for slot in pods.iter_mut() {
+            // A pod whose series carry no `model_name` (llama.cpp, TGI) serves the
+            // target's model.
             let matches = slot.as_ref().is_some_and(|p| {
                 p.namespace == t.namespace
                     && p.pod == t.pod
-                    && (t.model.is_empty() || p.model == t.model)
+                    && (t.model.is_empty() || p.model == t.model || p.model.is_empty())
             });
             if matches {
-                if let Some(p) = slot.take() {
+                if let Some(mut p) = slot.take() {
                     found = true;
+                    if p.model.is_empty() {
+                        p.model = t.model.clone();
+                    }
                     out.entry((t.namespace.clone(), p.model.clone(), t.variant.clone()))
                         .or_default()
                         .push(Slot::Pod(Box::new(p)));
@@ -294,17 +308,58 @@ fn hist_figures(slots: &[&Slot], window: &Window, h: Hist) -> (Figure, Figure) {
     }
 }
 
+/// Inter-token latency mean and p95: from the histogram when every pod has it; else,
+/// where every pod sums its generation seconds and generated tokens (llama.cpp), the mean
+/// is their ratio (seconds per generated token) and the p95 is unknown; else the
+/// histogram's reason.
+fn itl_figures(slots: &[&Slot], window: &Window) -> (Figure, Figure) {
+    let from_hist = hist_figures(slots, window, Hist::Itl);
+    if gather(slots, window, |p| p.hist(Hist::Itl).cloned()).is_ok() {
+        return from_hist;
+    }
+    let both = gather(slots, window, |p| {
+        Ok((
+            p.scalar(Scalar::GenerationSecondsRate)?.clone(),
+            p.scalar(Scalar::GenerationTokenRate)?.clone(),
+        ))
+    });
+    let Ok(c) = both else {
+        return from_hist;
+    };
+    let seconds: f64 = c.iter().map(|c| c.value.0.value).sum();
+    let tokens: f64 = c.iter().map(|c| c.value.1.value).sum();
+    let metric = format!(
+        "{}/{}",
+        metrics_of(c.iter().map(|c| c.value.0.metric.as_str())),
+        metrics_of(c.iter().map(|c| c.value.1.metric.as_str()))
+    );
+    let mean = if tokens > 0.0 {
+        Figure::known(seconds / tokens, max_age(&c), metric.clone())
+    } else {
+        Figure::unknown("no tokens generated in the window")
+    };
+    let p95 = Figure::unknown(format!(
+        "{metric}: no latency histogram, only summed seconds and tokens (a mean, no quantile)"
+    ));
+    (mean, p95)
+}
+
 /// Mean tokens per request: from the per-request histogram when every pod has it, else
-/// token counter rate / request rate.
+/// token counter rate / request rate. When neither works and every pod exposes the
+/// histogram (e.g. TGI's first scrape), the histogram's reason is given.
 fn tokens_per_request(slots: &[&Slot], window: &Window, h: Hist, tokens: Scalar) -> Figure {
-    if let Ok(c) = gather(slots, window, |p| p.hist(h).cloned()) {
+    let from_hist = gather(slots, window, |p| p.hist(h).cloned());
+    let hist_exposed = slots
+        .iter()
+        .all(|s| matches!(s, Slot::Pod(p) if p.hists.contains_key(&h)));
+    if let Ok(c) = from_hist.as_ref() {
         let hs: Vec<&HistReading> = c.iter().map(|c| &c.value).collect();
         let m = merge_hists(&hs);
         if let (Some(s), Some(n)) = (m.sum, m.count) {
             return if n > 0.0 {
                 Figure::known(
                     s / n,
-                    max_age(&c),
+                    max_age(c),
                     format!("{x}_sum/{x}_count", x = m.metric),
                 )
             } else {
@@ -318,9 +373,10 @@ fn tokens_per_request(slots: &[&Slot], window: &Window, h: Hist, tokens: Scalar)
             p.scalar(Scalar::RequestRate)?.clone(),
         ))
     });
-    match both {
-        Err(reason) => Figure::unknown(reason),
-        Ok(c) => {
+    match (both, from_hist) {
+        (Err(_), Err(hist_reason)) if hist_exposed => Figure::unknown(hist_reason),
+        (Err(reason), _) => Figure::unknown(reason),
+        (Ok(c), _) => {
             let tok: f64 = c.iter().map(|c| c.value.0.value).sum();
             let req: f64 = c.iter().map(|c| c.value.1.value).sum();
             if req > 0.0 {
@@ -340,7 +396,7 @@ fn tokens_per_request(slots: &[&Slot], window: &Window, h: Hist, tokens: Scalar)
 /// Figures of a group of pod slots.
 pub fn figures(slots: &[&Slot], window: &Window) -> LoadFigures {
     let (ttft_mean, ttft_p95) = hist_figures(slots, window, Hist::Ttft);
-    let (itl_mean, itl_p95) = hist_figures(slots, window, Hist::Itl);
+    let (itl_mean, itl_p95) = itl_figures(slots, window);
     let kv_capacity = match gather(slots, window, |p| p.kv_capacity_tokens.clone()) {
         Err(r) => Figure::unknown(r),
         Ok(c) => Figure::known(
@@ -406,7 +462,20 @@ pub fn figures(slots: &[&Slot], window: &Window) -> LoadFigures {
 /// Gateway queue readings keyed by (namespace, model); namespace may be empty (matches any).
 pub type GatewayReadings = BTreeMap<(String, String), Result<(Reading, f64), Missing>>;
 
-/// Build `Observations` from assigned slots and gateway readings.
+/// What the gateway (EPP) said per model: its flow-control queue and its running
+/// requests, and the error that kept either from being read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gateway<'a> {
+    /// Flow-control queue size per (namespace, model).
+    pub queue: Option<&'a GatewayReadings>,
+    /// Running requests per (namespace, model).
+    pub running: Option<&'a GatewayReadings>,
+    /// Why the gateway could not be read (e.g. its query failed).
+    pub error: Option<&'a str>,
+}
+
+/// Build `Observations` from assigned slots and gateway queue readings (no gateway
+/// running requests: see [`observations_with_gateway`]).
 pub fn observations(
     source: &str,
     groups: BTreeMap<VariantKey, Vec<Slot>>,
@@ -416,6 +485,59 @@ pub fn observations(
     collected_at_unix_seconds: f64,
     errors: Vec<String>,
 ) -> Observations {
+    observations_with_gateway(
+        source,
+        groups,
+        Gateway {
+            queue: Some(gateway),
+            running: None,
+            error: gateway_error,
+        },
+        window,
+        collected_at_unix_seconds,
+        errors,
+    )
+}
+
+/// The figure of a gateway gauge for a model: its reading (stale past `max_age`), else the
+/// gateway's error, else "no `what` metric for model".
+fn gateway_figure(
+    readings: &GatewayReadings,
+    error: Option<&str>,
+    namespace: &str,
+    model: &str,
+    window: &Window,
+    what: &str,
+) -> Figure {
+    let reading = readings
+        .get(&(namespace.to_string(), model.to_string()))
+        .or_else(|| readings.get(&(String::new(), model.to_string())));
+    match (reading, error) {
+        (Some(Ok((r, age))), _) if *age <= window.max_age_seconds => {
+            Figure::known(r.value, *age, r.metric.clone())
+        }
+        (Some(Ok((_, age))), _) => Figure::unknown(format!(
+            "stale: last sample {age:.0} s old (max {:.0} s)",
+            window.max_age_seconds
+        )),
+        (Some(Err(e)), _) => Figure::unknown(e.clone()),
+        (None, Some(e)) => Figure::unknown(e.to_string()),
+        (None, None) => Figure::unknown(format!("no gateway {what} metric for model {model}")),
+    }
+}
+
+/// Build `Observations` from assigned slots and what the gateway said.
+pub fn observations_with_gateway(
+    source: &str,
+    groups: BTreeMap<VariantKey, Vec<Slot>>,
+    gw: Gateway<'_>,
+    window: &Window,
+    collected_at_unix_seconds: f64,
+    errors: Vec<String>,
+) -> Observations {
+    let empty = GatewayReadings::new();
+    let gateway = gw.queue.unwrap_or(&empty);
+    let running = gw.running.unwrap_or(&empty);
     type ByModel = BTreeMap<(String, String), Vec<(String, Vec<Slot>)>>;
     let mut by_model: ByModel = BTreeMap::new();
     for ((ns, model, variant), slots) in groups {
@@ -428,6 +550,7 @@ pub fn observations(
     // wake signal.
     let gateway_only: Vec<(String, String)> = gateway
         .keys()
+        .chain(running.keys())
         .filter(|(ns, model)| {
             !by_model
                 .keys()
@@ -442,23 +565,22 @@ pub fn observations(
     for ((namespace, model), variants) in by_model {
         let all: Vec<&Slot> = variants.iter().flat_map(|(_, s)| s.iter()).collect();
         let model_figures = figures(&all, window);
-        let gw = gateway
-            .get(&(namespace.clone(), model.clone()))
-            .or_else(|| gateway.get(&(String::new(), model.clone())));
-        let gateway_queue = match (gw, gateway_error) {
-            (Some(Ok((r, age))), _) if *age <= window.max_age_seconds => {
-                Figure::known(r.value, *age, r.metric.clone())
-            }
-            (Some(Ok((_, age))), _) => Figure::unknown(format!(
-                "stale: last sample {age:.0} s old (max {:.0} s)",
-                window.max_age_seconds
-            )),
-            (Some(Err(e)), _) => Figure::unknown(e.clone()),
-            (None, Some(e)) => Figure::unknown(e.to_string()),
-            (None, None) => Figure::unknown(format!(
-                "no gateway flow-control queue metric for model {model}"
-            )),
-        };
+        let gateway_queue = gateway_figure(
+            gateway,
+            gw.error,
+            &namespace,
+            &model,
+            window,
+            "flow-control queue",
+        );
+        let gateway_running = gateway_figure(
+            running,
+            gw.error,
+            &namespace,
+            &model,
+            window,
+            "running-requests",
+        );
         let variants = variants
             .into_iter()
             .map(|(variant, slots)| {
@@ -483,6 +605,7 @@ pub fn observations(
             namespace,
             model,
             gateway_queue,
+            gateway_running,
             figures: model_figures,
             variants,
         });

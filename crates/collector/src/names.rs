@@ -17,6 +17,12 @@ pub enum Flavor {
     VllmV0,
     /// SGLang (`sglang:*`).
     Sglang,
+    /// llama.cpp's `llama-server --metrics` (`llamacpp:*`, no labels: one model per
+    /// server, named by the caller's target).
+    LlamaCpp,
+    /// Hugging Face text-generation-inference (`tgi_*`, no `model_name` label: one model
+    /// per server, named by the caller's target).
+    Tgi,
 }
 
 impl Flavor {
@@ -26,7 +32,77 @@ impl Flavor {
             Flavor::VllmV1 => "vllm-v1",
             Flavor::VllmV0 => "vllm-v0",
             Flavor::Sglang => "sglang",
+            Flavor::LlamaCpp => "llamacpp",
+            Flavor::Tgi => "tgi",
         }
+    }
+
+    /// True for servers whose metrics carry no `model_name` label (llama.cpp, TGI): the
+    /// model comes from the caller's target.
+    pub fn unlabelled(self) -> bool {
+        matches!(self, Flavor::LlamaCpp | Flavor::Tgi)
+    }
+
+    /// Why this server never exposes `signal`, for the unknown figure's reason; None when
+    /// it may (or when the server family is not one of the unlabelled ones).
+    pub fn never_exposes(self, signal: Signal) -> Option<&'static str> {
+        match (self, signal) {
+            (Flavor::LlamaCpp, Signal::Scalar(Scalar::RequestRate)) => Some(
+                "llama.cpp exposes no request counter (llamacpp:* counts tokens and decode calls, not requests)",
+            ),
+            (Flavor::LlamaCpp, Signal::Scalar(Scalar::PreemptionRate)) => Some(
+                "llama.cpp exposes no preemption counter (a request waits for a free slot: llamacpp:requests_deferred)",
+            ),
+            (Flavor::LlamaCpp, Signal::Scalar(Scalar::KvUsage)) => Some(
+                "this llama.cpp exposes no KV-cache usage (llamacpp:kv_cache_usage_ratio was removed from newer servers)",
+            ),
+            (Flavor::LlamaCpp, Signal::Hist(Hist::Ttft)) => Some(
+                "llama.cpp exposes no time-to-first-token histogram (only summed prompt seconds and tokens)",
+            ),
+            (Flavor::LlamaCpp, Signal::Hist(Hist::Itl)) => Some(
+                "llama.cpp exposes no latency histogram (its mean time per token is llamacpp:tokens_predicted_seconds_total / llamacpp:tokens_predicted_total)",
+            ),
+            (Flavor::LlamaCpp, Signal::Hist(Hist::PromptLen | Hist::GenerationLen)) => Some(
+                "llama.cpp exposes no request counter, so no tokens per request (only token totals)",
+            ),
+            (Flavor::LlamaCpp, Signal::KvCapacity) => Some(
+                "llama.cpp exposes no KV capacity on /metrics (n_ctx is on /props)",
+            ),
+            (Flavor::Tgi, Signal::Scalar(Scalar::PreemptionRate)) => Some("TGI exposes no preemption counter"),
+            (Flavor::Tgi, Signal::Scalar(Scalar::KvUsage)) => Some("TGI exposes no KV-cache usage"),
+            (Flavor::Tgi, Signal::Hist(Hist::Ttft)) => Some(
+                "TGI exposes no time-to-first-token histogram (tgi_request_queue_duration is the queue part only)",
+            ),
+            (Flavor::Tgi, Signal::KvCapacity) => Some(
+                "TGI exposes no KV capacity (tgi_batch_total_tokens is described but never set)",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// A signal read per pod, for [`Flavor::never_exposes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A scalar signal.
+    Scalar(Scalar),
+    /// A histogram signal.
+    Hist(Hist),
+    /// The KV-cache capacity.
+    KvCapacity,
+}
+
+impl Flavor {
+    /// Why a pod with these flavors has no `signal`: the first flavor that never exposes
+    /// it, when every flavor of the pod is an unlabelled one (llama.cpp, TGI).
+    pub fn never_exposed_by(
+        flavors: &std::collections::BTreeSet<Flavor>,
+        signal: Signal,
+    ) -> Option<&'static str> {
+        if flavors.is_empty() || !flavors.iter().all(|f| f.unlabelled()) {
+            return None;
+        }
+        flavors.iter().find_map(|f| f.never_exposes(signal))
     }
 }
 
@@ -73,11 +149,14 @@ pub enum Scalar {
     RunningGrowth,
     /// Growth of the server's queue over the window, requests/s.
     WaitingGrowth,
+    /// Seconds spent generating tokens, summed over requests, per s of the window (with
+    /// [`Scalar::GenerationTokenRate`] it gives the mean time per generated token).
+    GenerationSecondsRate,
 }
 
 impl Scalar {
     /// All scalar signals.
-    pub const ALL: [Scalar; 9] = [
+    pub const ALL: [Scalar; 10] = [
         Scalar::RequestRate,
         Scalar::PromptTokenRate,
         Scalar::GenerationTokenRate,
@@ -87,6 +166,7 @@ impl Scalar {
         Scalar::KvUsage,
         Scalar::RunningGrowth,
         Scalar::WaitingGrowth,
+        Scalar::GenerationSecondsRate,
     ];
 
     /// Candidate sample names, first preferred.
@@ -97,27 +177,41 @@ impl Scalar {
                 "sglang:num_requests_total",
                 "vllm:e2e_request_latency_seconds_count",
                 "sglang:e2e_request_latency_seconds_count",
+                "tgi_request_success",
             ],
-            Scalar::PromptTokenRate => &["vllm:prompt_tokens_total", "sglang:prompt_tokens_total"],
+            Scalar::PromptTokenRate => &[
+                "vllm:prompt_tokens_total",
+                "sglang:prompt_tokens_total",
+                "llamacpp:prompt_tokens_total",
+            ],
             Scalar::GenerationTokenRate => &[
                 "vllm:generation_tokens_total",
                 "sglang:generation_tokens_total",
+                "llamacpp:tokens_predicted_total",
             ],
             Scalar::PreemptionRate => &[
                 "vllm:num_preemptions_total",
                 "sglang:num_retracted_requests_total",
             ],
-            Scalar::Running | Scalar::RunningGrowth => {
-                &["vllm:num_requests_running", "sglang:num_running_reqs"]
-            }
-            Scalar::Waiting | Scalar::WaitingGrowth => {
-                &["vllm:num_requests_waiting", "sglang:num_queue_reqs"]
-            }
+            Scalar::Running | Scalar::RunningGrowth => &[
+                "vllm:num_requests_running",
+                "sglang:num_running_reqs",
+                "llamacpp:requests_processing",
+                "tgi_batch_current_size",
+            ],
+            Scalar::Waiting | Scalar::WaitingGrowth => &[
+                "vllm:num_requests_waiting",
+                "sglang:num_queue_reqs",
+                "llamacpp:requests_deferred",
+                "tgi_queue_size",
+            ],
             Scalar::KvUsage => &[
                 "vllm:kv_cache_usage_perc",
                 "vllm:gpu_cache_usage_perc",
                 "sglang:token_usage",
+                "llamacpp:kv_cache_usage_ratio",
             ],
+            Scalar::GenerationSecondsRate => &["llamacpp:tokens_predicted_seconds_total"],
         }
     }
 
@@ -127,7 +221,8 @@ impl Scalar {
             Scalar::RequestRate
             | Scalar::PromptTokenRate
             | Scalar::GenerationTokenRate
-            | Scalar::PreemptionRate => Kind::Counter,
+            | Scalar::PreemptionRate
+            | Scalar::GenerationSecondsRate => Kind::Counter,
             Scalar::Running | Scalar::Waiting => Kind::GaugeSum,
             Scalar::KvUsage => Kind::GaugeAvg,
             Scalar::RunningGrowth | Scalar::WaitingGrowth => Kind::GaugeSlope,
@@ -146,6 +241,7 @@ impl Scalar {
             Scalar::KvUsage => "kv_usage",
             Scalar::RunningGrowth => "running_growth",
             Scalar::WaitingGrowth => "waiting_growth",
+            Scalar::GenerationSecondsRate => "generation_seconds_rate",
         }
     }
 }
@@ -179,9 +275,13 @@ impl Hist {
                 "vllm:time_per_output_token_seconds",
                 "sglang:inter_token_latency_seconds",
                 "sglang:time_per_output_token_seconds",
+                "tgi_request_mean_time_per_token_duration",
             ],
-            Hist::PromptLen => &["vllm:request_prompt_tokens"],
-            Hist::GenerationLen => &["vllm:request_generation_tokens"],
+            Hist::PromptLen => &["vllm:request_prompt_tokens", "tgi_request_input_length"],
+            Hist::GenerationLen => &[
+                "vllm:request_generation_tokens",
+                "tgi_request_generated_tokens",
+            ],
         }
     }
 
@@ -208,14 +308,33 @@ pub const GATEWAY_QUEUE: &[&str] = &[
     "inference_extension_flow_control_queue_size",
 ];
 
+/// Gateway (EPP) running requests per model (dispatched to a model server, not finished),
+/// newest name first: llm-d router, GIE >= v1.1, GIE <= v1.0.
+pub const GATEWAY_RUNNING: &[&str] = &[
+    "llm_d_epp_request_running",
+    "inference_objective_running_requests",
+    "inference_model_running_requests",
+];
+
 /// Names whose presence identifies the family of a pod, for the "running" gauge used to
-/// date a pod's scrape.
-pub const FRESHNESS: &[&str] = &["vllm:num_requests_running", "sglang:num_running_reqs"];
+/// date a pod's scrape. The unlabelled servers' names come last: TGI exposes its gauges
+/// only once it has seen a request (`metrics` crate), so both of its gauges are listed.
+pub const FRESHNESS: &[&str] = &[
+    "vllm:num_requests_running",
+    "sglang:num_running_reqs",
+    "llamacpp:requests_processing",
+    "tgi_queue_size",
+    "tgi_batch_current_size",
+];
 
 /// Flavor of a single metric name (None for gateway or foreign names).
 pub fn flavor_of_name(name: &str, has_engine_label: bool) -> Option<Flavor> {
     if name.starts_with("sglang:") {
         Some(Flavor::Sglang)
+    } else if name.starts_with("llamacpp:") {
+        Some(Flavor::LlamaCpp)
+    } else if name.starts_with("tgi_") {
+        Some(Flavor::Tgi)
     } else if name.starts_with("vllm:") {
         if has_engine_label || VLLM_V1_ONLY.contains(&name) {
             Some(Flavor::VllmV1)

@@ -147,6 +147,11 @@ pub struct ModelObservation {
     /// Requests queued in the gateway's flow control for this model (EPP
     /// `*_flow_control_queue_size`, summed over priorities), requests.
     pub gateway_queue: Figure,
+    /// Requests the gateway dispatched to this model's servers and that have not finished
+    /// (EPP `llm_d_epp_request_running` > `inference_objective_running_requests` >
+    /// `inference_model_running_requests`, summed over target models and priorities),
+    /// requests. Used only to tell that the model is not idle (see docs/collector.md).
+    pub gateway_running: Figure,
     /// The figures over all variants.
     #[serde(flatten)]
     pub figures: LoadFigures,

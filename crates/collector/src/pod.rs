@@ -118,6 +118,40 @@ pub fn models_in(expo: &Exposition) -> BTreeSet<String> {
         .collect()
 }
 
+/// True when the scrape has metrics of a model server whose series carry no
+/// `model_name` label (llama.cpp, TGI): its one model is the caller's target's.
+pub fn has_unlabelled_server(expo: &Exposition) -> bool {
+    expo.samples.iter().any(|s| {
+        names::flavor_of_name(&s.name, false).is_some_and(Flavor::unlabelled)
+            && s.label("model_name").is_none()
+    })
+}
+
+/// Replace "not exposed" with the reason a pod's server family never exposes a signal
+/// (llama.cpp, TGI), so an unknown figure says why rather than listing names.
+pub fn explain_missing(pf: &mut PodFigures) {
+    use names::Signal;
+    for s in Scalar::ALL {
+        if !pf.scalars.contains_key(&s) {
+            if let Some(why) = Flavor::never_exposed_by(&pf.flavors, Signal::Scalar(s)) {
+                pf.scalars.insert(s, Err(why.to_string()));
+            }
+        }
+    }
+    for h in Hist::ALL {
+        if !pf.hists.contains_key(&h) {
+            if let Some(why) = Flavor::never_exposed_by(&pf.flavors, Signal::Hist(h)) {
+                pf.hists.insert(h, Err(why.to_string()));
+            }
+        }
+    }
+    if pf.kv_capacity_tokens.is_err() {
+        if let Some(why) = Flavor::never_exposed_by(&pf.flavors, Signal::KvCapacity) {
+            pf.kv_capacity_tokens = Err(why.to_string());
+        }
+    }
+}
+
 fn for_model(s: &Sample, model: &str) -> bool {
     match s.label("model_name") {
         Some(m) => m == model,
@@ -442,6 +476,7 @@ pub fn from_scrapes(
         })
         .collect();
     pf.kv_capacity_tokens = kv_capacity(&info);
+    explain_missing(&mut pf);
     pf
 }
 
@@ -454,8 +489,23 @@ pub fn totals_since_start(namespace: &str, pod: &str, model: &str, cur: &Exposit
 
 /// Gateway flow-control queue sizes by model from a scrape, summed over priorities.
 pub fn gateway_queues(expo: &Exposition) -> BTreeMap<String, Result<Reading, Missing>> {
+    gateway_gauges(expo, names::GATEWAY_QUEUE)
+}
+
+/// Gateway running requests by model from a scrape (EPP `*_running_requests` /
+/// `llm_d_epp_request_running`), summed over target models, fairness ids and priorities.
+pub fn gateway_running(expo: &Exposition) -> BTreeMap<String, Result<Reading, Missing>> {
+    gateway_gauges(expo, names::GATEWAY_RUNNING)
+}
+
+/// A gateway gauge by model (`model_name`, else `target_model_name`), summed over its
+/// other labels; of `candidates` (newest first) the newest a model has is used.
+fn gateway_gauges(
+    expo: &Exposition,
+    candidates: &[&str],
+) -> BTreeMap<String, Result<Reading, Missing>> {
     let mut out: BTreeMap<String, Result<Reading, Missing>> = BTreeMap::new();
-    for name in names::GATEWAY_QUEUE {
+    for name in candidates {
         for s in expo.named(name) {
             let model = s
                 .label("model_name")

@@ -165,11 +165,13 @@ pub fn queries(window_s: u64, sel: &str) -> Vec<Query> {
             quote(&info_names.join("|"))
         ),
     });
+    // The gateway's queue and running requests in one union: the tag tells them apart.
     out.push(Query {
         id: "gateway".into(),
         promql: union(
             names::GATEWAY_QUEUE
                 .iter()
+                .chain(names::GATEWAY_RUNNING)
                 .map(|n| tagged(format!("sum by (namespace, model_name) ({n}{{{sel}}})"), n))
                 .collect(),
         ),
@@ -390,7 +392,9 @@ pub fn pods_from_results(results: &Results) -> (Vec<PodFigures>, GatewayReadings
             pods.insert(k.clone(), PodFigures::new(&k.0, &k.1, &k.2));
         }
     };
-    // Discover pods from every successful result that carries a pod label.
+    // Discover pods from every successful result that carries a pod label. A pod without
+    // `model_name` is a llama.cpp or TGI server (its model comes from the targets); the
+    // cache-info series of vLLM V0 lack `model_name` too, and name no pod of their own.
     for (id, r) in results {
         if id == "gateway" {
             continue;
@@ -398,7 +402,7 @@ pub fn pods_from_results(results: &Results) -> (Vec<PodFigures>, GatewayReadings
         if let Ok(rows) = r {
             for row in rows {
                 let k = key(row);
-                if !k.2.is_empty() && !k.1.is_empty() {
+                if !k.2.is_empty() && (!k.1.is_empty() || id != "kv_info") {
                     ensure(&mut pods, &k);
                 }
             }
@@ -575,11 +579,27 @@ pub fn pods_from_results(results: &Results) -> (Vec<PodFigures>, GatewayReadings
             p.flavors.insert(Flavor::VllmV1);
         }
     }
-    // Gateway queue per (namespace, model).
+    for p in pods.values_mut() {
+        crate::pod::explain_missing(p);
+    }
+    (
+        pods.into_values().collect(),
+        gateway_from_results(results, names::GATEWAY_QUEUE),
+    )
+}
+
+/// The gateway's running requests per (namespace, model) from query results (pure).
+pub fn gateway_running_from_results(results: &Results) -> GatewayReadings {
+    gateway_from_results(results, names::GATEWAY_RUNNING)
+}
+
+/// One gateway gauge per (namespace, model) from the `gateway` query's rows tagged with
+/// one of `candidates` (newest first; a model's newest name is used).
+fn gateway_from_results(results: &Results, candidates: &[&str]) -> GatewayReadings {
     let mut gateway = GatewayReadings::new();
     if let Some(Ok(rows)) = results.get("gateway") {
         let mut grouped: BTreeMap<(String, String), Vec<&PromSample>> = BTreeMap::new();
-        for r in rows {
+        for r in rows.iter().filter(|r| candidates.contains(&r.label(TAG))) {
             grouped
                 .entry((
                     r.label("namespace").to_string(),
@@ -589,7 +609,7 @@ pub fn pods_from_results(results: &Results) -> (Vec<PodFigures>, GatewayReadings
                 .push(r);
         }
         for (k, rows) in grouped {
-            let best = names::GATEWAY_QUEUE
+            let best = candidates
                 .iter()
                 .find(|c| rows.iter().any(|r| r.label(TAG) == **c));
             if let Some(best) = best {
@@ -614,7 +634,7 @@ pub fn pods_from_results(results: &Results) -> (Vec<PodFigures>, GatewayReadings
             }
         }
     }
-    (pods.into_values().collect(), gateway)
+    gateway
 }
 
 /// Reads observations from a Prometheus server.
@@ -772,12 +792,16 @@ pub fn observations_from_results(
         Some(Err(e)) => Some(e.as_str()),
         _ => None,
     };
+    let running = gateway_running_from_results(results);
     let groups = aggregate::assign(pods, targets, no_data);
-    aggregate::observations(
+    aggregate::observations_with_gateway(
         source,
         groups,
-        &gateway,
-        gateway_error,
+        aggregate::Gateway {
+            queue: Some(&gateway),
+            running: Some(&running),
+            error: gateway_error,
+        },
         window,
         now_unix,
         errors,

@@ -15,10 +15,17 @@ fn cell(f: &Figure, scale: f64, decimals: usize) -> String {
     }
 }
 
-fn row(out: &mut String, name: &str, variant: &str, pods: usize, f: &LoadFigures, gw: &str) {
+fn row(
+    out: &mut String,
+    name: &str,
+    variant: &str,
+    pods: usize,
+    f: &LoadFigures,
+    gw: (&str, &str),
+) {
     let _ = writeln!(
         out,
-        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5}",
+        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5} {:>5}",
         name,
         variant,
         pods,
@@ -42,7 +49,8 @@ fn row(out: &mut String, name: &str, variant: &str, pods: usize, f: &LoadFigures
         ),
         cell(&f.preemptions_per_second, 1.0, 2),
         cell(&f.ready_replicas, 1.0, 0),
-        gw,
+        gw.0,
+        gw.1,
     );
 }
 
@@ -74,7 +82,8 @@ fn reasons(out: &mut String, who: &str, f: &LoadFigures) {
 ///
 /// Units: REQ/s completions per s; GROW/s growth of running + waiting, req/s; IN/OUT tok
 /// tokens per request; KV% percent; KVCAP tok tokens;
-/// TTFT ms (mean/p95); ITL ms (mean/p95); PRE/s preemptions per s; GWQ gateway queue.
+/// TTFT ms (mean/p95); ITL ms (mean/p95); PRE/s preemptions per s; GWQ gateway queue,
+/// GWRUN requests running as the gateway counts them (both requests).
 pub fn render_table(obs: &Observations) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -84,16 +93,22 @@ pub fn render_table(obs: &Observations) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5}",
+        "{:<40} {:<12} {:>4} {:>8} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>9} {:>13} {:>13} {:>7} {:>5} {:>5} {:>5}",
         "MODEL", "VARIANT", "PODS", "REQ/s", "IN tok", "OUT tok", "RUN", "WAIT", "GROW/s", "KV%", "KVCAP tok",
-        "TTFT ms", "ITL ms", "PRE/s", "READY", "GWQ"
+        "TTFT ms", "ITL ms", "PRE/s", "READY", "GWQ", "GWRUN"
     );
     let mut notes = String::new();
     for m in &obs.models {
-        let name = if m.namespace.is_empty() {
-            m.model.clone()
+        // llama.cpp and TGI label no model: without a target naming it, it is unnamed.
+        let model = if m.model.is_empty() {
+            "(unnamed: no model_name label)"
         } else {
-            format!("{}/{}", m.namespace, m.model)
+            m.model.as_str()
+        };
+        let name = if m.namespace.is_empty() {
+            model.to_string()
+        } else {
+            format!("{}/{}", m.namespace, model)
         };
         let pods: usize = m.variants.iter().map(|v| v.pods.len()).sum();
         row(
@@ -102,14 +117,20 @@ pub fn render_table(obs: &Observations) -> String {
             "ALL",
             pods,
             &m.figures,
-            &cell(&m.gateway_queue, 1.0, 0),
+            (
+                &cell(&m.gateway_queue, 1.0, 0),
+                &cell(&m.gateway_running, 1.0, 0),
+            ),
         );
         reasons(&mut notes, &format!("{name}:"), &m.figures);
         if let Some(r) = m.gateway_queue.reason() {
             let _ = writeln!(notes, "  {name}: gatewayQueue: {r}");
         }
+        if let Some(r) = m.gateway_running.reason() {
+            let _ = writeln!(notes, "  {name}: gatewayRunning: {r}");
+        }
         for v in &m.variants {
-            row(&mut out, "", &v.variant, v.pods.len(), &v.figures, "");
+            row(&mut out, "", &v.variant, v.pods.len(), &v.figures, ("", ""));
             reasons(&mut notes, &format!("{name}/{}:", v.variant), &v.figures);
         }
     }

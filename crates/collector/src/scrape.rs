@@ -77,6 +77,7 @@ pub fn observations_from_scrapes(
 ) -> Observations {
     let mut groups: BTreeMap<VariantKey, Vec<Slot>> = BTreeMap::new();
     let mut gateway = GatewayReadings::new();
+    let mut gateway_running = GatewayReadings::new();
     let mut errors = Vec::new();
     for (t, r) in targets.iter().zip(scrapes) {
         let key_model = |m: &str| (t.namespace.clone(), m.to_string(), t.variant.clone());
@@ -92,8 +93,14 @@ pub fn observations_from_scrapes(
                     });
             }
             Ok((prev, cur)) => {
-                for (m, q) in pod::gateway_queues(cur) {
+                let queues = pod::gateway_queues(cur);
+                let running = pod::gateway_running(cur);
+                let is_gateway = !queues.is_empty() || !running.is_empty();
+                for (m, q) in queues {
                     gateway.insert((t.namespace.clone(), m), q.map(|r| (r, age_seconds)));
+                }
+                for (m, q) in running {
+                    gateway_running.insert((t.namespace.clone(), m), q.map(|r| (r, age_seconds)));
                 }
                 let served = pod::models_in(cur);
                 let models: Vec<String> = if t.model.is_empty() {
@@ -103,18 +110,25 @@ pub fn observations_from_scrapes(
                 } else {
                     vec![]
                 };
+                // llama.cpp and TGI label no model: the server's one model is the target's
+                // (empty when the caller named none).
+                let models = if models.is_empty() && pod::has_unlabelled_server(cur) {
+                    vec![t.model.clone()]
+                } else {
+                    models
+                };
                 if models.is_empty() {
-                    if !pod::gateway_queues(cur).is_empty() {
+                    if is_gateway {
                         continue; // a gateway (EPP) endpoint, not a model server
                     }
                     let e = if t.model.is_empty() {
                         format!(
-                            "{}: no vLLM or SGLang model-server metrics",
+                            "{}: no vLLM, SGLang, llama.cpp or TGI model-server metrics",
                             redact_url(&t.url)
                         )
                     } else {
                         format!(
-                            "{}: no vLLM or SGLang model-server metrics for model {}",
+                            "{}: no vLLM, SGLang, llama.cpp or TGI model-server metrics for model {}",
                             redact_url(&t.url),
                             t.model
                         )
@@ -146,7 +160,18 @@ pub fn observations_from_scrapes(
             }
         }
     }
-    aggregate::observations("scrape", groups, &gateway, None, window, now_unix, errors)
+    aggregate::observations_with_gateway(
+        "scrape",
+        groups,
+        aggregate::Gateway {
+            queue: Some(&gateway),
+            running: Some(&gateway_running),
+            error: None,
+        },
+        window,
+        now_unix,
+        errors,
+    )
 }
 
 impl ScrapeSource {

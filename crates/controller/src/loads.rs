@@ -55,7 +55,8 @@ pub struct ModelSignals {
     /// Requests waiting for the model where none of its replicas sees them (the gateway's
     /// flow-control queue, a VA's wake query), requests; None when no such signal is read.
     pub wake: Option<f64>,
-    /// Requests being generated on the model's servers now, requests; None when unknown.
+    /// Requests being generated on the model's servers now, requests: the servers' count or
+    /// the gateway's (EPP running requests), the larger; None when neither is known.
     pub running: Option<f64>,
     /// The latencies the model's servers measured over the window (all unknown when the
     /// source reports none).
@@ -104,7 +105,13 @@ pub fn signals_from_observations(
                     waiting,
                     kv_usage: m.figures.kv_usage.value(),
                     wake: m.gateway_queue.value(),
-                    running: m.figures.running.value(),
+                    // The servers' running requests, or the gateway's count of them
+                    // (EPP), the larger where both are read: either one above 0 means
+                    // the model is not idle.
+                    running: match (m.figures.running.value(), m.gateway_running.value()) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(0.0).max(b.unwrap_or(0.0))),
+                    },
                     latency: MeasuredLatency {
                         ttft_mean_seconds: m.figures.ttft_mean_seconds.value(),
                         ttft_p95_seconds: m.figures.ttft_p95_seconds.value(),
@@ -481,6 +488,7 @@ mod tests {
             namespace: "ns".into(),
             model: name.into(),
             gateway_queue: Figure::unknown("no gateway"),
+            gateway_running: Figure::unknown("no gateway"),
             figures: f,
             variants: vec![],
         };
@@ -509,5 +517,17 @@ mod tests {
             .is_err_and(|e| e.contains("absent")));
         let tokens = loads[&keys[0]].as_ref().map(|l| l.avg_input_tokens).ok();
         assert_eq!(tokens, Some(Some(512.0)));
+
+        // The gateway's running requests (EPP) count where the servers' are unknown or
+        // lower: a model with requests running at the gateway is not idle.
+        let mut obs = obs;
+        obs.models[0].figures.running = Figure::unknown("llama.cpp pod not scraped yet");
+        obs.models[0].gateway_running =
+            Figure::known(2.0, 1.0, "inference_objective_running_requests");
+        obs.models[1].gateway_running =
+            Figure::known(7.0, 1.0, "inference_objective_running_requests");
+        let signals = signals_from_observations(&obs);
+        assert_eq!(signals[&keys[0]].running, Some(2.0));
+        assert_eq!(signals[&keys[1]].running, Some(30.0));
     }
 }
