@@ -138,6 +138,8 @@ fn filled_view() -> ControllerView {
                     wvo_cycle::conditions::Reason::Planned,
                     "all demand met",
                 )],
+                actuation: wvo_api::crd::ActuationMode::Scale,
+                dry_run: false,
             },
             ModelView {
                 namespace: "prod".into(),
@@ -150,6 +152,8 @@ fn filled_view() -> ControllerView {
                 metrics_unknown: None,
                 variants: vec![variant_view("l40s", "L40S", 2, 2)],
                 conditions: vec![],
+                actuation: wvo_api::crd::ActuationMode::Scale,
+                dry_run: false,
             },
         ],
         accelerators: vec![
