@@ -238,3 +238,32 @@ pub fn is_active(desired: u32) -> bool {
 pub fn metric_value(desired: u32) -> (i64, f64) {
     (i64::from(desired), f64::from(desired))
 }
+
+/// The replicas KEDA's HPA sets from wvo's answers: KEDA takes `targetSizeFloat` when it
+/// is above 0, else `targetSize` (and `metricValueFloat` above 0, else `metricValue`), turns
+/// each into a milli-quantity (kedacore/keda v2.20.2, `pkg/scalers/external_scaler.go`,
+/// `GetMetricTargetMili`, `GenerateMetricInMili`), and the HPA computes
+/// `ceil(value / target)` for an `AverageValue` External metric (Kubernetes'
+/// `GetExternalPerPodMetricReplicas`, outside its tolerance band, see docs/keda.md). `None`
+/// when the target is not positive or a value is not a finite number >= 0. A model of the
+/// consumer, for the tests and the docs: wvo never calls it to decide.
+pub fn hpa_replicas(
+    target_size: i64,
+    target_size_float: f64,
+    metric_value: i64,
+    metric_value_float: f64,
+) -> Option<u64> {
+    let pick = |float: f64, int: i64| if float > 0.0 { float } else { int as f64 };
+    let target_milli = (pick(target_size_float, target_size) * 1000.0).round();
+    let value_milli = (pick(metric_value_float, metric_value) * 1000.0).round();
+    let valid = target_milli > 0.0
+        && target_milli.is_finite()
+        && value_milli >= 0.0
+        && value_milli.is_finite();
+    if !valid {
+        return None;
+    }
+    let replicas = (value_milli / target_milli).ceil();
+    // Below 2^64: a replica count, not an overflow.
+    (replicas < 1.8e19).then_some(replicas as u64)
+}
