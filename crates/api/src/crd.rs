@@ -289,6 +289,10 @@ pub enum ActuationMode {
     Hpa,
     /// Export `wvo_desired_replicas` for an external autoscaler (KEDA, prometheus-adapter).
     Metric,
+    /// KEDA drives the workload: wvo serves each variant's desired replicas to a KEDA
+    /// ScaledObject through its external scaler (`wvo run --keda-listen`, docs/keda.md) and
+    /// never writes the workload itself.
+    Keda,
 }
 
 /// Spec of a VariantAutoscaling: one served model and its variants.

@@ -171,6 +171,8 @@ async fn demo(args: &DemoArgs, timing: Timing) -> Result<()> {
         },
         loads: Arc::new(loads),
         listener,
+        // The demo's VAs are in `scale` mode: the KEDA scaler would refuse them.
+        keda_listener: None,
         // The demo binds loopback only (checked above): no authentication.
         auth: wvo_controller::auth::Auth::none(),
         interval: Duration::from_secs_f64(timing.cycle_seconds),

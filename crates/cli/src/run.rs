@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// Address of the status API, /metrics and probes.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Also serve KEDA's external scaler (gRPC over plain HTTP/2) on this address, e.g.
+    /// `0.0.0.0:9090`: a ScaledObject per variant then follows wvo's plan (docs/keda.md).
+    /// No authentication: let only KEDA's namespace reach it (NetworkPolicy).
+    #[arg(long, value_name = "ADDRESS")]
+    pub keda_listen: Option<SocketAddr>,
     /// Authentication of the status API: `kube` (bearer tokens checked with TokenReview and
     /// SubjectAccessReview; every endpoint but /healthz and /readyz) or `none`. Default:
     /// `kube` when --listen is not a loopback address, `none` on loopback.
@@ -222,6 +227,14 @@ async fn run_async(args: &RunArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", args.listen))?;
+    let keda_listener = match args.keda_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("--keda-listen {address}: cannot bind"))?,
+        ),
+        None => None,
+    };
     let (mode, warning) = wvo_controller::auth::effective_mode(args.api_auth, &args.listen);
     if let Some(warning) = warning {
         tracing::warn!("INSECURE: {warning}");
@@ -250,6 +263,7 @@ async fn run_async(args: &RunArgs) -> Result<()> {
         config,
         loads: load_source(args)?,
         listener,
+        keda_listener,
         auth,
         interval: Duration::from_secs(args.interval_seconds.max(1)),
         election,
@@ -273,6 +287,8 @@ pub struct Controller {
     pub loads: Arc<dyn LoadSource>,
     /// Bound socket of the status API, /metrics and probes.
     pub listener: tokio::net::TcpListener,
+    /// Bound socket of the KEDA external scaler (gRPC, h2c), if served.
+    pub keda_listener: Option<tokio::net::TcpListener>,
     /// Authentication in front of the status API ([`Auth::none`] on loopback).
     pub auth: Auth,
     /// Time between control cycles.
@@ -305,6 +321,21 @@ pub async fn run_controller(
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "status API stopped");
         }
+    });
+    let (keda_stop, keda_stopped) = tokio::sync::oneshot::channel::<()>();
+    let keda = c.keda_listener.map(|listener| {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(address = %address, "KEDA external scaler (gRPC, h2c, no authentication)");
+        }
+        let view = c.view.clone();
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = keda_stopped.await;
+            };
+            if let Err(e) = wvo_keda::serve(listener, view, stopped).await {
+                tracing::error!(error = %e, "KEDA external scaler stopped");
+            }
+        })
     });
     // Keep the election alive for the life of the loop. Every write of the reconciler
     // checks the election's guard first (always valid without election).
@@ -340,6 +371,16 @@ pub async fn run_controller(
         e.release().await;
     }
     server.abort();
+    if let Some(mut keda) = keda {
+        // Ends the open streams and lets calls in flight finish, for at most 5 s.
+        let _ = keda_stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), &mut keda)
+            .await
+            .is_err()
+        {
+            keda.abort();
+        }
+    }
     Ok(())
 }
 

@@ -768,6 +768,7 @@ impl Reconciler {
                 Err(e) => view.last_error = Some(e.to_string()),
             }
             view.ready = view.ready || result.is_ok();
+            view.cycle_signal.published();
         }
         result
     }
@@ -1294,6 +1295,8 @@ impl Reconciler {
                     " (dry run: not applied)"
                 } else if va.spec.actuation == ActuationMode::Metric {
                     " (exported as wvo_desired_replicas)"
+                } else if va.spec.actuation == ActuationMode::Keda {
+                    " (served to KEDA)"
                 } else if !d.may_actuate {
                     " (not applied)"
                 } else {
@@ -1417,6 +1420,8 @@ impl Reconciler {
                     &(va.namespace().unwrap_or_default(), va.spec.model_id.clone()),
                 )
                 .and_then(|s| LatencyView::new(&s.latency, spec.slo.as_ref())),
+                actuation: va.spec.actuation,
+                dry_run: va.spec.dry_run,
             });
         }
         if let Some(m) = &self.metrics {
@@ -1754,9 +1759,14 @@ impl Reconciler {
 }
 
 /// Whether a decision is written to its workload: wvo may touch the workload, and the VA is
-/// neither a dry run nor in `metric` mode.
+/// neither a dry run nor in `metric` or `keda` mode (another autoscaler writes it).
 fn acts(va: &VariantAutoscaling, d: &crate::cycle::VariantDecision) -> bool {
-    d.may_actuate && !va.spec.dry_run && va.spec.actuation != ActuationMode::Metric
+    d.may_actuate
+        && !va.spec.dry_run
+        && !matches!(
+            va.spec.actuation,
+            ActuationMode::Metric | ActuationMode::Keda
+        )
 }
 
 /// The write that carries decision `d` of variant `v` (namespace `ns`): its `/scale` (mode
@@ -1784,7 +1794,7 @@ fn action_for(
                 max,
             }
         }
-        ActuationMode::Metric => return None,
+        ActuationMode::Metric | ActuationMode::Keda => return None,
     };
     Some(Action {
         namespace: ns.to_string(),

@@ -239,7 +239,10 @@ fn heartbeat(view: &SharedView) {
 
 fn set_leader(view: &SharedView, metrics: Option<&crate::metrics::Metrics>, leader: bool) {
     if let Ok(mut v) = view.write() {
-        v.leader = leader;
+        if v.leader != leader {
+            v.leader = leader;
+            v.cycle_signal.published();
+        }
     }
     if let Some(m) = metrics {
         m.set_leader(leader);

@@ -5,6 +5,8 @@ use crate::cycle::VariantDecision;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+use wvo_api::crd::ActuationMode;
 use wvo_api::{PlanInput, PlanOutput};
 
 /// Most decisions kept in [`ControllerView::decisions`].
@@ -39,6 +41,10 @@ pub struct ModelView {
     /// when the source reported none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyView>,
+    /// How the VA's decisions are applied (`spec.actuation`).
+    pub actuation: ActuationMode,
+    /// The VA's `spec.dryRun`: decisions are reported, never applied.
+    pub dry_run: bool,
 }
 
 /// A model's measured latencies, ms, against its SLO targets.
@@ -191,6 +197,33 @@ pub struct ControllerView {
     /// fails with it.
     #[serde(skip)]
     pub stopped: Option<String>,
+    /// Rung after each cycle (and each change of leadership) has updated this view: lets a
+    /// reader wait for the next cycle instead of polling (the KEDA scaler's streams).
+    #[serde(skip)]
+    pub cycle_signal: CycleSignal,
+}
+
+/// A counter of view updates that readers can wait on ([`CycleSignal::subscribe`]);
+/// clones share the counter.
+#[derive(Clone, Debug)]
+pub struct CycleSignal(Arc<watch::Sender<u64>>);
+
+impl Default for CycleSignal {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(0).0))
+    }
+}
+
+impl CycleSignal {
+    /// Says that the view changed: wakes every receiver from [`CycleSignal::subscribe`].
+    pub fn published(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver whose `changed()` completes at the next [`CycleSignal::published`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
 }
 
 /// Cycle intervals without a completed cycle after which `/healthz` fails, by default.

@@ -139,6 +139,8 @@ fn filled_view() -> ControllerView {
                     "all demand met",
                 )],
                 latency: None,
+                actuation: wvo_api::crd::ActuationMode::Scale,
+                dry_run: false,
             },
             ModelView {
                 namespace: "prod".into(),
@@ -152,6 +154,8 @@ fn filled_view() -> ControllerView {
                 variants: vec![variant_view("l40s", "L40S", 2, 2)],
                 conditions: vec![],
                 latency: None,
+                actuation: wvo_api::crd::ActuationMode::Scale,
+                dry_run: false,
             },
         ],
         accelerators: vec![

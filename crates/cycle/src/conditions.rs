@@ -394,6 +394,7 @@ pub fn model_conditions(c: &ModelConditions<'_>) -> Vec<Condition> {
             ActuationMode::Scale => "scale subresource",
             ActuationMode::Hpa => "HPA bounds",
             ActuationMode::Metric => "wvo_desired_replicas metric",
+            ActuationMode::Keda => "KEDA external scaler",
         };
         Condition::new(
             T::Actuated,

@@ -386,6 +386,7 @@ fn applied_names_the_actuation_mode() {
         ("scale", "scale subresource"),
         ("hpa", "HPA bounds"),
         ("metric", "wvo_desired_replicas metric"),
+        ("keda", "KEDA external scaler"),
     ] {
         let case = Case::new(json!({"actuation": mode}), decision(vec![variant(1, 2)]));
         assert_eq!(
