@@ -786,3 +786,33 @@ async fn readyz_is_ok_for_a_live_standby_and_fails_when_the_election_stopped() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+#[tokio::test]
+async fn the_openapi_latency_schema_names_every_field_a_model_serves() {
+    let mut view = filled_view();
+    view.models[0].latency = Some(wvo_controller::view::LatencyView {
+        ttft_mean_ms: Some(100.0),
+        ttft_p95_ms: Some(300.0),
+        itl_mean_ms: Some(20.0),
+        itl_p95_ms: Some(40.0),
+        ttft_target_ms: Some(500.0),
+        itl_target_ms: Some(50.0),
+        percentile: Some(95.0),
+        within_slo: Some(true),
+    });
+    let (app, _, _) = app(view);
+    let doc = get(&app, "/openapi.json").await.json();
+    let models = get(&app, "/api/v1/models").await.json();
+    let served = models[0]["latency"].as_object().expect("latency served");
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["ModelView"]["properties"]["latency"]["$ref"],
+        "#/components/schemas/LatencyView"
+    );
+    let documented = schemas["LatencyView"]["properties"]
+        .as_object()
+        .expect("LatencyView properties");
+    let served: Vec<&String> = served.keys().collect();
+    let documented: Vec<&String> = documented.keys().collect();
+    assert_eq!(served, documented, "served vs documented latency fields");
+}
