@@ -914,7 +914,7 @@ mod tests {
         };
         m.set_models(
             &[model("m", vec![variant("a", "H100", 2, 3)], true)],
-            &[h100.clone()],
+            std::slice::from_ref(&h100),
             1000.0,
         );
         let text = m.encode();
