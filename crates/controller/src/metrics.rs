@@ -763,9 +763,23 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets `wvo_is_leader` to 1 or 0.
+    /// Sets `wvo_is_leader` to 1 or 0. A replica that is not leader plans nothing, so it
+    /// exports no plan: its per-VA, per-variant and per-accelerator series are removed (the
+    /// leader's are the only ones, and sums over both replicas count each model once).
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+        if !leader {
+            self.retain_vas(|_, _| false);
+            let mut known = self
+                .accelerator_series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for accelerator in std::mem::take(&mut *known) {
+                let labels = AcceleratorLabels { accelerator };
+                self.gpus_used.remove(&labels);
+                self.gpus_available.remove(&labels);
+            }
+        }
     }
 
     /// All metrics in the OpenMetrics text format (ending with `# EOF`), served with
@@ -991,6 +1005,33 @@ mod tests {
         // A gap longer than MAX_COST_GAP_SECONDS is not counted.
         m.set_models(&[running(3, 0)], &[], 720.0 + MAX_COST_GAP_SECONDS + 1.0);
         assert_eq!(cost(&m), Some(1.6));
+    }
+
+    #[test]
+    fn a_replica_that_is_not_leader_exports_no_plan() {
+        let m = Metrics::new();
+        m.set_leader(true);
+        m.set_replicas("ns", "va", "a", "H100", 1, 1);
+        m.set_wake("ns", "va", Some(1.0));
+        let h100 = AcceleratorView {
+            name: "H100".into(),
+            available: 8,
+            used: 1,
+            cost_per_hour: 4.0,
+        };
+        m.set_models(
+            &[model("m", vec![variant("a", "H100", 1, 1)], false)],
+            &[h100],
+            0.0,
+        );
+        m.observe_cycle(0.1, 0.01);
+        assert!(m.encode().contains(r#"va="va""#));
+        m.set_leader(false);
+        let text = m.encode();
+        assert!(!text.contains(r#"va="va""#), "{text}");
+        assert!(!text.contains(r#"accelerator="H100""#), "{text}");
+        assert!(text.contains("wvo_is_leader 0"));
+        assert!(text.contains("wvo_cycles_total 1"));
     }
 
     #[test]

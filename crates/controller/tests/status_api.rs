@@ -584,7 +584,6 @@ async fn metrics_follow_set_replicas_and_remove_va() {
     assert!(text.ends_with("# EOF\n"));
 
     metrics.remove_va("prod", "llama");
-    metrics.set_leader(false);
     let text = get(&app, "/metrics").await.text();
     assert!(
         !text.contains(r#"va="llama""#),
@@ -593,6 +592,10 @@ async fn metrics_follow_set_replicas_and_remove_va() {
     assert!(text.contains(
         r#"wvo_desired_replicas{namespace="prod",va="mistral",variant="l40s",accelerator="L40S"} 2"#
     ));
+    // A replica that is not leader exports no plan.
+    metrics.set_leader(false);
+    let text = get(&app, "/metrics").await.text();
+    assert!(!text.contains("wvo_desired_replicas{"), "{text}");
     assert!(text.lines().any(|l| l == "wvo_is_leader 0"));
 }
 
