@@ -60,6 +60,46 @@ async fn scales_deployments_to_the_plan_and_reports() {
         assert_eq!(v.models.len(), 1);
     }
     assert!(metrics.encode().contains("wvo_desired_replicas"));
+    // The per-model series follow the view the cycle published.
+    {
+        let text = metrics.encode();
+        let v = view.read().expect("view");
+        let model = &v.models[0];
+        let labels = format!(
+            r#"{{namespace="{}",va="{}",model="{}"}}"#,
+            model.namespace, model.name, model.model_id
+        );
+        let value = |name: &str| -> Option<f64> {
+            let prefix = format!("{name}{labels} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.parse().ok())
+        };
+        assert_eq!(
+            value("wvo_demand_requests_per_second"),
+            Some(model.demand_rps),
+            "{text}"
+        );
+        let capacity: f64 = model
+            .variants
+            .iter()
+            .map(|d| f64::from(d.desired) * d.capacity_rps)
+            .sum();
+        assert_eq!(value("wvo_capacity_requests_per_second"), Some(capacity));
+        assert!(
+            capacity >= model.demand_rps,
+            "{capacity} < {}",
+            model.demand_rps
+        );
+        assert_eq!(value("wvo_capacity_constrained"), Some(0.0));
+        assert_eq!(value("wvo_metrics_unknown"), Some(0.0));
+        for a in &v.accelerators {
+            assert!(text.contains(&format!(
+                "wvo_gpus_available{{accelerator=\"{}\"}} {}",
+                a.name, a.available
+            )));
+        }
+    }
 
     // A second cycle with the same load changes nothing.
     let report = controller.cycle().await.expect("cycle");

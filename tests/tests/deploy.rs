@@ -176,8 +176,13 @@ fn parse(doc: &Value, what: &str) -> Manifest {
 /// Manifests and kustomizations, each with its path relative to the workspace root.
 type Loaded = (Vec<(PathBuf, Manifest)>, Vec<(PathBuf, Kustomization)>);
 
-/// Every manifest under deploy/ (examples included) and crds/, by file, kustomizations
-/// apart.
+/// The Prometheus-operator objects (ServiceMonitor, PrometheusRule, the Grafana dashboard):
+/// applied on their own (`kubectl apply -k deploy/monitoring/`, they need the operator's
+/// CRDs), not by `kubectl apply -k deploy/`; tests/tests/monitoring.rs checks them.
+const MONITORING: &str = "deploy/monitoring";
+
+/// Every manifest under deploy/ (examples included, [`MONITORING`] not) and crds/, by file,
+/// kustomizations apart.
 fn load_all() -> Loaded {
     let root = root();
     let mut manifests = Vec::new();
@@ -185,6 +190,9 @@ fn load_all() -> Loaded {
     for dir in ["deploy", "crds"] {
         for path in yaml_files(&root.join(dir)) {
             let rel = path.strip_prefix(&root).expect("under root").to_path_buf();
+            if rel.starts_with(MONITORING) {
+                continue;
+            }
             if path.file_name().is_some_and(|n| n == "kustomization.yaml") {
                 let k: Kustomization =
                     serde_norway::from_str(&std::fs::read_to_string(&path).expect("read"))
@@ -406,6 +414,14 @@ fn kustomizations_list_files_that_exist() {
         .all(|(rel, k)| k.patches.is_empty() || rel.starts_with("deploy/overlays")));
     let rendered = render("deploy");
     assert!(rendered.iter().any(|d| d["kind"] == "NetworkPolicy"));
+    // The install does not need the Prometheus operator's CRDs.
+    assert!(
+        rendered.iter().all(|d| !d["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("monitoring.coreos.com")),
+        "kubectl apply -k deploy/ must not need the Prometheus operator"
+    );
 }
 
 fn controller_user(d: &Deploy) -> String {

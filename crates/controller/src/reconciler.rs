@@ -1439,7 +1439,7 @@ impl Reconciler {
                     u64::from(d.desired) * u64::from(v.gpus_per_replica);
             }
         }
-        let accelerators = inventory
+        let accelerators: Vec<AcceleratorView> = inventory
             .iter()
             .map(|a| AcceleratorView {
                 name: a.name.clone(),
@@ -1484,6 +1484,9 @@ impl Reconciler {
                 .collect(),
             options: self.config.options,
         };
+        if let Some(m) = &self.metrics {
+            m.set_models(&model_views, &accelerators, now_seconds());
+        }
         if let Ok(mut view) = self.view.write() {
             view.plan = Some(outcome.plan.clone());
             view.last_input = Some(last_input);

@@ -951,7 +951,15 @@ fn schemas() -> Value {
             "arrivalRate": {"type": "number", "nullable": true}, "demandRps": num, "satisfaction": num,
             "metricsUnknown": {"type": "string", "nullable": true},
             "variants": {"type": "array", "items": {"$ref": "#/components/schemas/VariantView"}},
-            "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/ConditionView"}}
+            "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/ConditionView"}},
+            "latency": {"$ref": "#/components/schemas/LatencyView"}
+        }},
+        "LatencyView": {"type": "object", "description": "Latencies the model's servers measured over the last window, ms, against its SLO; absent when none were reported", "properties": {
+            "ttftMeanMs": {"type": "number", "nullable": true}, "ttftP95Ms": {"type": "number", "nullable": true},
+            "itlMeanMs": {"type": "number", "nullable": true}, "itlP95Ms": {"type": "number", "nullable": true},
+            "ttftTargetMs": {"type": "number", "nullable": true}, "itlTargetMs": {"type": "number", "nullable": true},
+            "percentile": {"type": "number", "nullable": true},
+            "withinSlo": {"type": "boolean", "nullable": true}
         }},
         "VariantView": {"type": "object", "properties": {
             "name": s, "accelerator": s, "current": int, "ready": int, "pending": int,

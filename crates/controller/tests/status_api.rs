@@ -588,7 +588,6 @@ async fn metrics_follow_set_replicas_and_remove_va() {
     assert!(text.ends_with("# EOF\n"));
 
     metrics.remove_va("prod", "llama");
-    metrics.set_leader(false);
     let text = get(&app, "/metrics").await.text();
     assert!(
         !text.contains(r#"va="llama""#),
@@ -597,6 +596,10 @@ async fn metrics_follow_set_replicas_and_remove_va() {
     assert!(text.contains(
         r#"wvo_desired_replicas{namespace="prod",va="mistral",variant="l40s",accelerator="L40S"} 2"#
     ));
+    // A replica that is not leader exports no plan.
+    metrics.set_leader(false);
+    let text = get(&app, "/metrics").await.text();
+    assert!(!text.contains("wvo_desired_replicas{"), "{text}");
     assert!(text.lines().any(|l| l == "wvo_is_leader 0"));
 }
 
@@ -789,4 +792,34 @@ async fn readyz_is_ok_for_a_live_standby_and_fails_when_the_election_stopped() {
         get(&app, "/readyz").await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
+}
+
+#[tokio::test]
+async fn the_openapi_latency_schema_names_every_field_a_model_serves() {
+    let mut view = filled_view();
+    view.models[0].latency = Some(wvo_controller::view::LatencyView {
+        ttft_mean_ms: Some(100.0),
+        ttft_p95_ms: Some(300.0),
+        itl_mean_ms: Some(20.0),
+        itl_p95_ms: Some(40.0),
+        ttft_target_ms: Some(500.0),
+        itl_target_ms: Some(50.0),
+        percentile: Some(95.0),
+        within_slo: Some(true),
+    });
+    let (app, _, _) = app(view);
+    let doc = get(&app, "/openapi.json").await.json();
+    let models = get(&app, "/api/v1/models").await.json();
+    let served = models[0]["latency"].as_object().expect("latency served");
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["ModelView"]["properties"]["latency"]["$ref"],
+        "#/components/schemas/LatencyView"
+    );
+    let documented = schemas["LatencyView"]["properties"]
+        .as_object()
+        .expect("LatencyView properties");
+    let served: Vec<&String> = served.keys().collect();
+    let documented: Vec<&String> = documented.keys().collect();
+    assert_eq!(served, documented, "served vs documented latency fields");
 }
