@@ -291,6 +291,8 @@ fn sample_model() -> ModelView {
             percentile: Some(95.0),
             within_slo: Some(true),
         }),
+        actuation: wvo_api::crd::ActuationMode::Scale,
+        dry_run: false,
     }
 }
 
