@@ -906,6 +906,8 @@ mod tests {
                 percentile: Some(95.0),
                 within_slo: Some(true),
             }),
+            actuation: wvo_api::crd::ActuationMode::Scale,
+            dry_run: false,
         }
     }
 
