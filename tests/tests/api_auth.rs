@@ -490,6 +490,9 @@ async fn the_api_server_down_fails_closed_and_no_token_is_ever_shown() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsites first hit while no subscriber wanted them (other tests of this binary, on
+    // other threads) cache "never": recompute their interest with this subscriber in place.
+    tracing::callsite::rebuild_interest_cache();
 
     let f = start().await;
     let mut answers = String::new();

@@ -52,6 +52,9 @@ async fn a_credentialed_prometheus_url_is_redacted_in_status_events_api_and_logs
         .with_writer(move || sink.clone())
         .finish();
     let _logging = tracing::subscriber::set_default(subscriber);
+    // Callsites first hit while no subscriber wanted them (other tests of this binary, on
+    // other threads) cache "never": recompute their interest with this subscriber in place.
+    tracing::callsite::rebuild_interest_cache();
 
     let cluster = Cluster::start().await;
     cluster
