@@ -10,6 +10,7 @@
 //! | GET | `/api/v1/models/{ns}/{name}` | one model; 404 when unknown |
 //! | GET | `/api/v1/accelerators` | available / used GPUs and cost by accelerator type |
 //! | GET | `/api/v1/decisions` | recent replica decisions, newest last |
+//! | GET | `/api/v1/history` | per-cycle series of the last hour ([`crate::history`]) |
 //! | POST | `/api/v1/whatif` | a plan for a hypothetical input; acts on nothing |
 //! | GET | `/openapi.json` | OpenAPI 3 document of all of the above |
 //! | GET | `/metrics` | [`Metrics`] in the OpenMetrics text format |
@@ -24,8 +25,8 @@
 //! [`secured_router`] puts [`crate::auth::layer`] in front of every endpoint but the probes
 //! (TokenReview + SubjectAccessReview on the path; 401, 403, 503). The read endpoints then
 //! answer with what the caller's namespaces hold ([`crate::scope`]): `plan`, `input`,
-//! `status`, `models`, `models/{ns}/{name}` (403 outside them), `decisions`, and a what-if
-//! over the live input. [`router`] has no authentication (loopback, tests).
+//! `status`, `models`, `models/{ns}/{name}` (403 outside them), `decisions`, `history`
+//! (totals summed over the visible models), and a what-if over the live input. [`router`] has no authentication (loopback, tests).
 //!
 //! ## What-if
 //! The body is a [`PlanInput`] in the `wvo plan` input form. With `models` listed, it is
@@ -59,6 +60,7 @@
 //!   left.
 
 use crate::auth::{Access, Auth};
+use crate::history::HistoryBody;
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 use crate::scope::Visible;
 use crate::view::{ControllerView, SharedView};
@@ -89,6 +91,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/models/{ns}/{name}",
     "/api/v1/accelerators",
     "/api/v1/decisions",
+    "/api/v1/history",
     "/api/v1/whatif",
     "/openapi.json",
     "/metrics",
@@ -138,6 +141,7 @@ pub fn secured_router(
         .route("/api/v1/models/{ns}/{name}", get(model))
         .route("/api/v1/accelerators", get(accelerators))
         .route("/api/v1/decisions", get(decisions))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/whatif", post(whatif))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics_text))
@@ -380,6 +384,14 @@ async fn decisions(
     with_view(&s.view, |v| {
         Json(visible.decisions(&v.decisions)).into_response()
     })
+}
+
+async fn history(
+    State(s): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<HistoryBody>, ApiError> {
+    let visible = visible(&s.view, &access).await?;
+    with_view(&s.view, |v| Json(v.history.body(&visible)))
 }
 
 async fn whatif(State(s): State<AppState>, request: Request) -> Response {
@@ -822,6 +834,14 @@ pub fn openapi_document() -> Value {
                     "500": err("Controller view unavailable")
                 }
             }},
+            "/api/v1/history": {"get": {
+                "operationId": "getHistory",
+                "summary": "Per-cycle series kept in memory for a bounded window (default the last hour, at most 720 cycles and 100 model series): load vs capacity, cost, replicas per accelerator type, measured latency and SLO attainment. Totals are summed over the models the caller may see.",
+                "responses": {
+                    "200": ok("The series, oldest first", r("History")),
+                    "500": err("Controller view unavailable")
+                }
+            }},
             "/api/v1/whatif": {"post": {
                 "operationId": "whatIf",
                 "summary": "Plan a hypothetical input; acts on nothing.",
@@ -879,7 +899,7 @@ fn schemas() -> Value {
     let num = json!({"type": "number"});
     let int = json!({"type": "integer", "minimum": 0});
     let s = json!({"type": "string"});
-    json!({
+    let mut schemas = json!({
         "Error": {"type": "object", "required": ["error"], "properties": {
             "error": {"type": "string", "description": "One-line message; names the field for a bad what-if body"}
         }},
@@ -967,6 +987,55 @@ fn schemas() -> Value {
         "DecisionRecord": {"type": "object", "properties": {
             "time": {"type": "string", "format": "date-time"}, "namespace": s, "name": s,
             "variant": s, "from": int, "to": int, "reason": s, "actuated": {"type": "boolean"}
+        }}
+    });
+    if let (Some(all), Value::Object(history)) = (schemas.as_object_mut(), history_schemas()) {
+        all.extend(history);
+    }
+    schemas
+}
+
+/// The schemas of `GET /api/v1/history` ([`HistoryBody`]).
+fn history_schemas() -> Value {
+    let num = json!({"type": "number"});
+    let int = json!({"type": "integer", "minimum": 0});
+    let s = json!({"type": "string"});
+    json!({
+        "History": {"type": "object", "required": ["windowSeconds", "maxPoints", "maxModels", "times", "desiredCostPerHour", "currentCostPerHour", "costToDate", "models", "accelerators", "attainment"], "properties": {
+            "windowSeconds": num, "maxPoints": int, "maxModels": int,
+            "modelsNotKept": {"type": "integer", "minimum": 0, "description": "Models of the last cycle not recorded because maxModels series were live (only for callers who see every namespace)"},
+            "times": {"type": "array", "items": num, "description": "Completed cycles, UNIX s, oldest first; the arrays below without their own times align with it"},
+            "desiredCostPerHour": {"type": "array", "items": num, "description": "$/h of the desired replicas of the visible models"},
+            "currentCostPerHour": {"type": "array", "items": num, "description": "$/h of the current replicas of the visible models"},
+            "costToDate": {"type": "array", "items": num, "description": "$ of the current replicas integrated from the first cycle kept (each cycle's $/h holds until the next)"},
+            "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelSeries"}},
+            "accelerators": {"type": "array", "items": {"$ref": "#/components/schemas/AcceleratorSeries"}},
+            "attainment": {"$ref": "#/components/schemas/Attainment"}
+        }},
+        "ModelSeries": {"type": "object", "description": "One entry per cycle in which the model was published, at `times`", "properties": {
+            "namespace": s, "name": s,
+            "times": {"type": "array", "items": num},
+            "arrivalRate": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "demandRps": {"type": "array", "items": num},
+            "capacityRps": {"type": "array", "items": num, "description": "Capacity of the desired replicas, req/s"},
+            "costPerHour": {"type": "array", "items": num, "description": "$/h of the desired replicas"},
+            "plannedCoverage": {"type": "array", "items": num, "description": "The planner's share of demand served (0..1): planned, not measured"},
+            "ttftP95Ms": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "itlP95Ms": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "ttftMeanMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "itlMeanMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "ttftTargetMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "itlTargetMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "withinSlo": {"type": "array", "items": {"type": "boolean", "nullable": true}, "description": "Whether the measured window met the SLO; null when the figures cannot tell"},
+            "attainment": {"$ref": "#/components/schemas/Attainment"}
+        }},
+        "AcceleratorSeries": {"type": "object", "properties": {
+            "name": s,
+            "current": {"type": "array", "items": int},
+            "desired": {"type": "array", "items": int}
+        }},
+        "Attainment": {"type": "object", "description": "Measured SLO attainment: of the cycles whose measured latencies could tell, how many met the SLO", "properties": {
+            "met": int, "measured": int, "share": {"type": "number", "nullable": true}
         }}
     })
 }

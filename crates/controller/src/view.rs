@@ -191,6 +191,10 @@ pub struct ControllerView {
     /// fails with it.
     #[serde(skip)]
     pub stopped: Option<String>,
+    /// The dashboard's time series: one sample per completed cycle, bounded
+    /// ([`crate::history`]); served by `GET /api/v1/history`.
+    #[serde(skip)]
+    pub history: crate::history::History,
 }
 
 /// Cycle intervals without a completed cycle after which `/healthz` fails, by default.
