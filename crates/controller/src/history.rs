@@ -16,7 +16,7 @@
 //! from the cycle, else it is not recorded and counted in `modelsNotKept`); at most
 //! `max_accelerators` accelerator type names (replicas on further types are not recorded).
 //! [`HistoryLimits::bound_bytes`] is the worst-case heap use these imply; with the defaults
-//! (1 h, 720 points, 100 models, 32 types) about 23 MB, printed by
+//! (1 h, 480 points, 100 models, 32 types) about 11 MB, printed by
 //! `cargo test -p wvo-controller --lib history::tests::the_memory_bound -- --nocapture`.
 //!
 //! Attainment is measured, not planned: the share of a model's cycles whose measured
@@ -44,12 +44,15 @@ pub struct HistoryLimits {
 
 /// Default history window: one hour, s.
 pub const DEFAULT_WINDOW_SECONDS: f64 = 3600.0;
-/// Default cap on cycles kept: an hour of 5 s cycles (`wvo run` defaults to 15 s).
-pub const DEFAULT_MAX_POINTS: usize = 720;
+/// Default cap on cycles kept: an hour of 7.5 s cycles (`wvo run` defaults to 15 s).
+pub const DEFAULT_MAX_POINTS: usize = 480;
 /// Default cap on model series.
 pub const DEFAULT_MAX_MODELS: usize = 100;
 /// Default cap on accelerator type names.
 pub const DEFAULT_MAX_ACCELERATORS: usize = 32;
+/// Most accelerator types recorded per model and cycle (replicas on further types of the
+/// same model are not recorded).
+pub const MAX_TYPES_PER_MODEL: usize = 8;
 /// Longest accelerator name kept, bytes (longer names are cut at a character boundary).
 pub const MAX_NAME_BYTES: usize = 253;
 /// Longest namespace plus name of a model (Kubernetes: 63 + 253), bytes.
@@ -70,11 +73,11 @@ impl HistoryLimits {
     /// Worst-case heap bytes of a [`History`] with these limits (the allocations
     /// [`History::heap_bytes`] counts, at their largest).
     pub fn bound_bytes(&self) -> usize {
-        // A VecDeque grows by doubling: its capacity is at most the next power of two.
-        let points = self.max_points.max(1).next_power_of_two();
+        // Queues never grow past `max_points` ([`push_bounded`]).
+        let points = self.max_points.max(1);
         let accelerators = self.max_accelerators.min(usize::from(u16::MAX) + 1);
-        let per_point =
-            std::mem::size_of::<ModelPoint>() + accelerators * std::mem::size_of::<Replicas>();
+        let per_point = std::mem::size_of::<ModelPoint>()
+            + accelerators.min(MAX_TYPES_PER_MODEL) * std::mem::size_of::<Replicas>();
         let per_model = points * per_point + MAX_KEY_BYTES + MAP_ENTRY_BYTES;
         points * std::mem::size_of::<Cycle>()
             + self.max_models * per_model
@@ -120,14 +123,15 @@ struct ModelPoint {
     replicas: Box<[Replicas]>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Measured latencies and targets, ms (f32: 7 significant digits are plenty for a chart).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct LatencyPoint {
-    ttft_p95_ms: Option<f64>,
-    itl_p95_ms: Option<f64>,
-    ttft_mean_ms: Option<f64>,
-    itl_mean_ms: Option<f64>,
-    ttft_target_ms: Option<f64>,
-    itl_target_ms: Option<f64>,
+    ttft_p95_ms: Option<f32>,
+    itl_p95_ms: Option<f32>,
+    ttft_mean_ms: Option<f32>,
+    itl_mean_ms: Option<f32>,
+    ttft_target_ms: Option<f32>,
+    itl_target_ms: Option<f32>,
     within_slo: Option<bool>,
 }
 
@@ -204,10 +208,11 @@ impl History {
             .map_or(now_unix, |c| c.time_unix.max(now_unix));
         let seq = self.next_seq;
         self.next_seq += 1;
-        while self.cycles.len() >= self.limits.max_points {
-            self.cycles.pop_front();
-        }
-        self.cycles.push_back(Cycle { seq, time_unix });
+        push_bounded(
+            &mut self.cycles,
+            Cycle { seq, time_unix },
+            self.limits.max_points,
+        );
         self.prune(time_unix);
 
         // Models already followed first, so a new model over the cap only replaces a series
@@ -245,7 +250,7 @@ impl History {
                 }
             }
             let mut series = ModelSeries::default();
-            series.points.push_back(point);
+            push_bounded(&mut series.points, point, self.limits.max_points);
             self.models.insert(key, series);
         }
     }
@@ -271,16 +276,15 @@ impl History {
             let Some(accelerator) = self.accelerator_index(&v.accelerator) else {
                 continue;
             };
-            match replicas.iter_mut().find(|r| r.accelerator == accelerator) {
-                Some(r) => {
-                    r.current = r.current.saturating_add(v.current);
-                    r.desired = r.desired.saturating_add(v.desired);
-                }
-                None => replicas.push(Replicas {
+            if let Some(r) = replicas.iter_mut().find(|r| r.accelerator == accelerator) {
+                r.current = r.current.saturating_add(v.current);
+                r.desired = r.desired.saturating_add(v.desired);
+            } else if replicas.len() < MAX_TYPES_PER_MODEL {
+                replicas.push(Replicas {
                     accelerator,
                     current: v.current,
                     desired: v.desired,
-                }),
+                });
             }
         }
         ModelPoint {
@@ -299,14 +303,17 @@ impl History {
                 .map(|v| f64::from(v.current) * v.price_per_replica)
                 .sum(),
             planned_coverage: m.satisfaction,
-            latency: m.latency.as_ref().map(|l| LatencyPoint {
-                ttft_p95_ms: l.ttft_p95_ms,
-                itl_p95_ms: l.itl_p95_ms,
-                ttft_mean_ms: l.ttft_mean_ms,
-                itl_mean_ms: l.itl_mean_ms,
-                ttft_target_ms: l.ttft_target_ms,
-                itl_target_ms: l.itl_target_ms,
-                within_slo: l.within_slo,
+            latency: m.latency.as_ref().map(|l| {
+                let f = |v: Option<f64>| v.map(|v| v as f32);
+                LatencyPoint {
+                    ttft_p95_ms: f(l.ttft_p95_ms),
+                    itl_p95_ms: f(l.itl_p95_ms),
+                    ttft_mean_ms: f(l.ttft_mean_ms),
+                    itl_mean_ms: f(l.itl_mean_ms),
+                    ttft_target_ms: f(l.ttft_target_ms),
+                    itl_target_ms: f(l.itl_target_ms),
+                    within_slo: l.within_slo,
+                }
             }),
             replicas: replicas.into_boxed_slice(),
         }
@@ -390,27 +397,20 @@ impl History {
                     cur[i] += u64::from(r.current);
                     des[i] += u64::from(r.desired);
                 }
-                let l = p.latency.unwrap_or(LatencyPoint {
-                    ttft_p95_ms: None,
-                    itl_p95_ms: None,
-                    ttft_mean_ms: None,
-                    itl_mean_ms: None,
-                    ttft_target_ms: None,
-                    itl_target_ms: None,
-                    within_slo: None,
-                });
+                let l = p.latency.unwrap_or_default();
+                let ms = |v: Option<f32>| v.map(f64::from);
                 body.times.push(times[i]);
                 body.arrival_rate.push(p.arrival_rate);
                 body.demand_rps.push(p.demand_rps);
                 body.capacity_rps.push(p.capacity_rps);
                 body.cost_per_hour.push(p.desired_cost_per_hour);
                 body.planned_coverage.push(p.planned_coverage);
-                body.ttft_p95_ms.push(l.ttft_p95_ms);
-                body.itl_p95_ms.push(l.itl_p95_ms);
-                body.ttft_mean_ms.push(l.ttft_mean_ms);
-                body.itl_mean_ms.push(l.itl_mean_ms);
-                body.ttft_target_ms.push(l.ttft_target_ms);
-                body.itl_target_ms.push(l.itl_target_ms);
+                body.ttft_p95_ms.push(ms(l.ttft_p95_ms));
+                body.itl_p95_ms.push(ms(l.itl_p95_ms));
+                body.ttft_mean_ms.push(ms(l.ttft_mean_ms));
+                body.itl_mean_ms.push(ms(l.itl_mean_ms));
+                body.ttft_target_ms.push(ms(l.ttft_target_ms));
+                body.itl_target_ms.push(ms(l.itl_target_ms));
                 body.within_slo.push(l.within_slo);
                 body.attainment.add(l.within_slo);
             }
@@ -455,10 +455,15 @@ impl History {
     }
 }
 
-/// Pushes `item`, first dropping the oldest while `max` are held.
+/// Pushes `item`, first dropping the oldest while `max` are held; the queue's capacity
+/// grows by doubling up to `max`, never past it.
 fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, max: usize) {
     while queue.len() >= max {
         queue.pop_front();
+    }
+    if queue.len() == queue.capacity() {
+        let target = (queue.capacity() * 2).clamp(4, max.max(1));
+        queue.reserve_exact(target.saturating_sub(queue.len()));
     }
     queue.push_back(item);
 }
