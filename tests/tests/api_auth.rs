@@ -297,14 +297,9 @@ async fn tokens_are_reviewed_and_paths_authorized() {
     let (code, body, _) = f.get("/api/v1/models", Some("not-a-token")).await;
     assert_eq!(code, 401, "{body}");
     assert!(error_of(&body).contains("invalid bearer token"), "{body}");
-    // Every endpoint but the probes is behind it, unknown paths and the dashboard included.
-    for path in [
-        "/",
-        "/metrics",
-        "/openapi.json",
-        "/api/v1/plan",
-        "/no/such/path",
-    ] {
+    // Every endpoint but the probes and the dashboard page is behind it, unknown paths
+    // included.
+    for path in ["/metrics", "/openapi.json", "/api/v1/plan", "/no/such/path"] {
         assert_eq!(f.get(path, None).await.0, 401, "{path}");
     }
 
@@ -338,6 +333,22 @@ async fn tokens_are_reviewed_and_paths_authorized() {
         assert_ne!(code, 403, "{path}: {body}");
     }
     assert_eq!(f.get("/healthz", None).await.0, 200);
+    // The dashboard page is open and carries no data: its script fetches the API with the
+    // token the user gives it.
+    let page = f
+        .web
+        .http
+        .get(format!("{}/", f.web.base))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("Authorization"), "the page sends a token");
+    assert!(
+        !html.contains("llama") && !html.contains(OTHER),
+        "no data in the page"
+    );
 
     // The API server refuses the controller's own review (its RBAC lacks the grant): 503,
     // naming what to grant.
