@@ -22,7 +22,7 @@
 //! [`SharedView`] and release the lock before any await; a poisoned lock answers 500.
 //!
 //! ## Authentication and tenant scoping
-//! [`secured_router`] puts [`crate::auth::layer`] in front of every endpoint but the probes
+//! [`secured_router`] puts [`crate::auth::layer`] in front of every endpoint but the probes and the dashboard page (constant, no data)
 //! (TokenReview + SubjectAccessReview on the path; 401, 403, 503). The read endpoints then
 //! answer with what the caller's namespaces hold ([`crate::scope`]): `plan`, `input`,
 //! `status`, `models`, `models/{ns}/{name}` (403 outside them), `decisions`, `history`
@@ -119,7 +119,7 @@ pub fn router_with(view: SharedView, metrics: Arc<Metrics>, runner: Arc<WhatIfRu
     secured_router(view, metrics, runner, Auth::none())
 }
 
-/// [`router_with`] with `auth` in front of every endpoint but the probes, and the read
+/// [`router_with`] with `auth` in front of every endpoint but the probes and the dashboard page, and the read
 /// endpoints scoped to the caller's namespaces.
 pub fn secured_router(
     view: SharedView,
