@@ -22,11 +22,13 @@
 //! [`SharedView`] and release the lock before any await; a poisoned lock answers 500.
 //!
 //! ## Authentication and tenant scoping
-//! [`secured_router`] puts [`crate::auth::layer`] in front of every endpoint but the probes and the dashboard page (constant, no data)
+//! [`secured_router`] puts [`crate::auth::layer`] in front of every endpoint but the probes
+//! and the dashboard page (constant, no data; its script asks for a token on a 401)
 //! (TokenReview + SubjectAccessReview on the path; 401, 403, 503). The read endpoints then
 //! answer with what the caller's namespaces hold ([`crate::scope`]): `plan`, `input`,
 //! `status`, `models`, `models/{ns}/{name}` (403 outside them), `decisions`, `history`
-//! (totals summed over the visible models), and a what-if over the live input. [`router`] has no authentication (loopback, tests).
+//! (totals summed over the visible models), and a what-if over the live input. [`router`]
+//! has no authentication (loopback, tests).
 //!
 //! ## What-if
 //! The body is a [`PlanInput`] in the `wvo plan` input form. With `models` listed, it is
@@ -119,8 +121,8 @@ pub fn router_with(view: SharedView, metrics: Arc<Metrics>, runner: Arc<WhatIfRu
     secured_router(view, metrics, runner, Auth::none())
 }
 
-/// [`router_with`] with `auth` in front of every endpoint but the probes and the dashboard page, and the read
-/// endpoints scoped to the caller's namespaces.
+/// [`router_with`] with `auth` in front of every endpoint but the probes and the dashboard
+/// page, and the read endpoints scoped to the caller's namespaces.
 pub fn secured_router(
     view: SharedView,
     metrics: Arc<Metrics>,
