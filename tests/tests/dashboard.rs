@@ -312,7 +312,7 @@ async fn the_dashboard_draws_the_history_of_real_cycles_in_a_browser() {
         ));
         assert!(
             note.contains(&format!(
-                "{met} of {measured} cycles whose measured latencies met the SLO"
+                "{met} of {measured} cycles with a measured verdict met the SLO"
             )),
             "{note}"
         );

@@ -132,6 +132,7 @@ struct LatencyPoint {
     itl_mean_ms: Option<f32>,
     ttft_target_ms: Option<f32>,
     itl_target_ms: Option<f32>,
+    percentile: Option<f32>,
     within_slo: Option<bool>,
 }
 
@@ -312,6 +313,7 @@ impl History {
                     itl_mean_ms: f(l.itl_mean_ms),
                     ttft_target_ms: f(l.ttft_target_ms),
                     itl_target_ms: f(l.itl_target_ms),
+                    percentile: f(l.percentile),
                     within_slo: l.within_slo,
                 }
             }),
@@ -412,10 +414,14 @@ impl History {
                 body.ttft_target_ms.push(ms(l.ttft_target_ms));
                 body.itl_target_ms.push(ms(l.itl_target_ms));
                 body.within_slo.push(l.within_slo);
-                body.attainment.add(l.within_slo);
+                body.attainment.add(p.latency.map(|l| l.within_slo));
+                if p.latency.is_some() {
+                    body.percentile = ms(l.percentile);
+                }
             }
             overall.met += body.attainment.met;
             overall.measured += body.attainment.measured;
+            overall.undecided += body.attainment.undecided;
             body.attainment.finish();
             models.push(body);
         }
@@ -546,6 +552,9 @@ pub struct ModelSeriesBody {
     pub itl_target_ms: Vec<Option<f64>>,
     /// Whether the measured window met the SLO (null: the figures cannot tell).
     pub within_slo: Vec<Option<bool>>,
+    /// The SLO's percentile at the last measured point, percent (null: the targets are
+    /// means, or nothing was measured).
+    pub percentile: Option<f64>,
     /// Measured attainment over these cycles.
     pub attainment: Attainment,
 }
@@ -571,15 +580,23 @@ pub struct Attainment {
     pub met: u64,
     /// Cycles with a verdict (met or missed).
     pub measured: u64,
+    /// Cycles with measured latencies but no verdict (a figure unknown, or a p95 within the
+    /// targets of an SLO above the 95th percentile, which it cannot confirm).
+    pub undecided: u64,
     /// `met / measured` (0..1); null when nothing was measured.
     pub share: Option<f64>,
 }
 
 impl Attainment {
-    fn add(&mut self, within: Option<bool>) {
-        if let Some(w) = within {
-            self.measured += 1;
-            self.met += u64::from(w);
+    /// Counts one cycle: None when nothing was measured, else its verdict.
+    fn add(&mut self, measured: Option<Option<bool>>) {
+        match measured {
+            None => {}
+            Some(None) => self.undecided += 1,
+            Some(Some(w)) => {
+                self.measured += 1;
+                self.met += u64::from(w);
+            }
         }
     }
 
@@ -736,7 +753,7 @@ mod tests {
             h.record(t as f64, &[model("a", "x", 1.0, within)]);
         }
         let a = h.body(&Visible::All).models[0].attainment;
-        assert_eq!((a.met, a.measured), (2, 3));
+        assert_eq!((a.met, a.measured, a.undecided), (2, 3, 1));
         assert_eq!(a.share, Some(2.0 / 3.0));
         let empty = History::default().body(&Visible::All).attainment;
         assert_eq!(empty.share, None);

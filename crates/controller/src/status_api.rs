@@ -1029,6 +1029,7 @@ fn history_schemas() -> Value {
             "ttftTargetMs": {"type": "array", "items": {"type": "number", "nullable": true}},
             "itlTargetMs": {"type": "array", "items": {"type": "number", "nullable": true}},
             "withinSlo": {"type": "array", "items": {"type": "boolean", "nullable": true}, "description": "Whether the measured window met the SLO; null when the figures cannot tell"},
+            "percentile": {"type": "number", "nullable": true, "description": "The SLO's percentile at the last measured point; null when the targets are means"},
             "attainment": {"$ref": "#/components/schemas/Attainment"}
         }},
         "AcceleratorSeries": {"type": "object", "properties": {
@@ -1037,7 +1038,7 @@ fn history_schemas() -> Value {
             "desired": {"type": "array", "items": int}
         }},
         "Attainment": {"type": "object", "description": "Measured SLO attainment: of the cycles whose measured latencies could tell, how many met the SLO", "properties": {
-            "met": int, "measured": int, "share": {"type": "number", "nullable": true}
+            "met": int, "measured": int, "undecided": int, "share": {"type": "number", "nullable": true}
         }}
     })
 }
