@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wvo_controller::auth::{Auth, KubeAuthConfig};
+use wvo_controller::scope::Visible;
 use wvo_controller::view::SharedView;
 use wvo_controller::whatif::{WhatIfLimits, WhatIfRunner};
 use wvo_e2e::*;
@@ -108,6 +109,16 @@ fn mirror(view: &SharedView) {
         })
         .collect();
     v.decisions.extend(decisions);
+    // One more history sample with both tenants (as a cycle after the mirror would record).
+    let v2 = &mut *v;
+    let last = v2
+        .history
+        .body(&Visible::All)
+        .times
+        .last()
+        .copied()
+        .unwrap_or(0.0);
+    v2.history.record(last + 15.0, &v2.models);
     if let Some(plan) = v.plan.as_mut() {
         let variants: Vec<_> = plan
             .variants
@@ -286,14 +297,9 @@ async fn tokens_are_reviewed_and_paths_authorized() {
     let (code, body, _) = f.get("/api/v1/models", Some("not-a-token")).await;
     assert_eq!(code, 401, "{body}");
     assert!(error_of(&body).contains("invalid bearer token"), "{body}");
-    // Every endpoint but the probes is behind it, unknown paths and the dashboard included.
-    for path in [
-        "/",
-        "/metrics",
-        "/openapi.json",
-        "/api/v1/plan",
-        "/no/such/path",
-    ] {
+    // Every endpoint but the probes and the dashboard page is behind it, unknown paths
+    // included.
+    for path in ["/metrics", "/openapi.json", "/api/v1/plan", "/no/such/path"] {
         assert_eq!(f.get(path, None).await.0, 401, "{path}");
     }
 
@@ -327,6 +333,22 @@ async fn tokens_are_reviewed_and_paths_authorized() {
         assert_ne!(code, 403, "{path}: {body}");
     }
     assert_eq!(f.get("/healthz", None).await.0, 200);
+    // The dashboard page is open and carries no data: its script fetches the API with the
+    // token the user gives it.
+    let page = f
+        .web
+        .http
+        .get(format!("{}/", f.web.base))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("Authorization"), "the page sends a token");
+    assert!(
+        !html.contains("llama") && !html.contains(OTHER),
+        "no data in the page"
+    );
 
     // The API server refuses the controller's own review (its RBAC lacks the grant): 503,
     // naming what to grant.
@@ -445,6 +467,26 @@ async fn a_tenant_sees_only_its_namespaces() {
     assert!(full_status["lastError"]
         .as_str()
         .is_some_and(|e| e.contains(OTHER)));
+
+    // The history: alice's series and totals over her models; the admin's over both.
+    let (code, history, _) = f.get("/api/v1/history", Some(ALICE)).await;
+    assert_eq!(code, 200, "{history}");
+    let (_, full_history, _) = f.get("/api/v1/history", Some(ADMIN)).await;
+    assert_eq!(namespaces(&history["models"], "namespace"), vec![NS]);
+    assert_eq!(
+        namespaces(&full_history["models"], "namespace"),
+        vec![NS, OTHER]
+    );
+    let last_cost = |h: &Value| {
+        h["desiredCostPerHour"]
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN)
+    };
+    assert!(last_cost(&history) > 0.0);
+    assert!((2.0 * last_cost(&history) - last_cost(&full_history)).abs() < 1e-9);
+    assert!(history.get("modelsNotKept").is_none());
 
     // A what-if over the live input answers with alice's models only.
     let (code, whatif) = f.post("/api/v1/whatif", ALICE, &json!({})).await;

@@ -9,7 +9,8 @@
 //! | 403 | the user may not use the path (no RBAC rule grants the `nonResourceURLs`) |
 //! | 503 | the API server cannot be asked (unreachable, too slow, or refuses the controller's review): fail closed |
 //!
-//! The probes `/healthz` and `/readyz` are always open. Errors are JSON
+//! The probes `/healthz` and `/readyz` and the dashboard page `/` (constant HTML, no data;
+//! its script sends the token the user gives it) are always open. Errors are JSON
 //! `{"error": "<one line>"}`.
 //!
 //! Tenant scoping: every authorized request carries an [`Access`]; the read endpoints ask it
@@ -39,8 +40,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Paths answered without authentication (the kubelet's probes).
-pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz"];
+/// Paths answered without authentication: the kubelet's probes, and the dashboard page
+/// (a constant HTML and script carrying no data: a browser cannot add a header to a page
+/// load, so the page asks for a token and sends it with its own API calls).
+pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/"];
 
 /// API group of the VariantAutoscaling resource (tenant scoping asks about it).
 pub const VA_GROUP: &str = "wvo.dev";

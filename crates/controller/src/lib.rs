@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod history;
 pub mod lease;
 pub mod loads;
 pub mod metrics;

@@ -201,6 +201,14 @@ impl StaticLoads {
             );
         }
     }
+
+    /// Sets the signals (queues, cache, measured latencies) of `model` in `namespace`.
+    pub fn set_signals(&self, namespace: &str, model: &str, signals: ModelSignals) {
+        if let Ok(mut obs) = self.1.write() {
+            obs.signals
+                .insert((namespace.to_string(), model.to_string()), signals);
+        }
+    }
 }
 
 impl LoadSource for StaticLoads {

@@ -1498,6 +1498,8 @@ impl Reconciler {
             while view.decisions.len() > DECISION_HISTORY {
                 view.decisions.pop_front();
             }
+            let view = &mut *view;
+            view.history.record(now_seconds(), &view.models);
         }
         report.outcome = Some(outcome);
         Ok(report)

@@ -26,10 +26,11 @@ pub enum Visible {
 pub const SCOPED_LAST_ERROR: &str =
     "the last control cycle failed; its error is shown to readers of every namespace";
 
-/// Every namespace the view holds a model or a decision of.
+/// Every namespace the view holds a model, a decision or a history series of.
 pub fn namespaces(view: &ControllerView) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = view.models.iter().map(|m| m.namespace.clone()).collect();
     out.extend(view.decisions.iter().map(|d| d.namespace.clone()));
+    out.extend(view.history.namespaces());
     if let Some(input) = &view.last_input {
         out.extend(
             input

@@ -10,6 +10,7 @@
 //! | GET | `/api/v1/models/{ns}/{name}` | one model; 404 when unknown |
 //! | GET | `/api/v1/accelerators` | available / used GPUs and cost by accelerator type |
 //! | GET | `/api/v1/decisions` | recent replica decisions, newest last |
+//! | GET | `/api/v1/history` | per-cycle series of the last hour ([`crate::history`]) |
 //! | POST | `/api/v1/whatif` | a plan for a hypothetical input; acts on nothing |
 //! | GET | `/openapi.json` | OpenAPI 3 document of all of the above |
 //! | GET | `/metrics` | [`Metrics`] in the OpenMetrics text format |
@@ -22,10 +23,12 @@
 //!
 //! ## Authentication and tenant scoping
 //! [`secured_router`] puts [`crate::auth::layer`] in front of every endpoint but the probes
+//! and the dashboard page (constant, no data; its script asks for a token on a 401)
 //! (TokenReview + SubjectAccessReview on the path; 401, 403, 503). The read endpoints then
 //! answer with what the caller's namespaces hold ([`crate::scope`]): `plan`, `input`,
-//! `status`, `models`, `models/{ns}/{name}` (403 outside them), `decisions`, and a what-if
-//! over the live input. [`router`] has no authentication (loopback, tests).
+//! `status`, `models`, `models/{ns}/{name}` (403 outside them), `decisions`, `history`
+//! (totals summed over the visible models), and a what-if over the live input. [`router`]
+//! has no authentication (loopback, tests).
 //!
 //! ## What-if
 //! The body is a [`PlanInput`] in the `wvo plan` input form. With `models` listed, it is
@@ -59,6 +62,7 @@
 //!   left.
 
 use crate::auth::{Access, Auth};
+use crate::history::HistoryBody;
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 use crate::scope::Visible;
 use crate::view::{ControllerView, SharedView};
@@ -89,6 +93,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/models/{ns}/{name}",
     "/api/v1/accelerators",
     "/api/v1/decisions",
+    "/api/v1/history",
     "/api/v1/whatif",
     "/openapi.json",
     "/metrics",
@@ -116,8 +121,8 @@ pub fn router_with(view: SharedView, metrics: Arc<Metrics>, runner: Arc<WhatIfRu
     secured_router(view, metrics, runner, Auth::none())
 }
 
-/// [`router_with`] with `auth` in front of every endpoint but the probes, and the read
-/// endpoints scoped to the caller's namespaces.
+/// [`router_with`] with `auth` in front of every endpoint but the probes and the dashboard
+/// page, and the read endpoints scoped to the caller's namespaces.
 pub fn secured_router(
     view: SharedView,
     metrics: Arc<Metrics>,
@@ -138,6 +143,7 @@ pub fn secured_router(
         .route("/api/v1/models/{ns}/{name}", get(model))
         .route("/api/v1/accelerators", get(accelerators))
         .route("/api/v1/decisions", get(decisions))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/whatif", post(whatif))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics_text))
@@ -380,6 +386,14 @@ async fn decisions(
     with_view(&s.view, |v| {
         Json(visible.decisions(&v.decisions)).into_response()
     })
+}
+
+async fn history(
+    State(s): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<HistoryBody>, ApiError> {
+    let visible = visible(&s.view, &access).await?;
+    with_view(&s.view, |v| Json(v.history.body(&visible)))
 }
 
 async fn whatif(State(s): State<AppState>, request: Request) -> Response {
@@ -822,6 +836,14 @@ pub fn openapi_document() -> Value {
                     "500": err("Controller view unavailable")
                 }
             }},
+            "/api/v1/history": {"get": {
+                "operationId": "getHistory",
+                "summary": "Per-cycle series kept in memory for a bounded window (default the last hour, at most 720 cycles and 100 model series): load vs capacity, cost, replicas per accelerator type, measured latency and SLO attainment. Totals are summed over the models the caller may see.",
+                "responses": {
+                    "200": ok("The series, oldest first", r("History")),
+                    "500": err("Controller view unavailable")
+                }
+            }},
             "/api/v1/whatif": {"post": {
                 "operationId": "whatIf",
                 "summary": "Plan a hypothetical input; acts on nothing.",
@@ -879,7 +901,7 @@ fn schemas() -> Value {
     let num = json!({"type": "number"});
     let int = json!({"type": "integer", "minimum": 0});
     let s = json!({"type": "string"});
-    json!({
+    let mut schemas = json!({
         "Error": {"type": "object", "required": ["error"], "properties": {
             "error": {"type": "string", "description": "One-line message; names the field for a bad what-if body"}
         }},
@@ -976,187 +998,63 @@ fn schemas() -> Value {
             "time": {"type": "string", "format": "date-time"}, "namespace": s, "name": s,
             "variant": s, "from": int, "to": int, "reason": s, "actuated": {"type": "boolean"}
         }}
+    });
+    if let (Some(all), Value::Object(history)) = (schemas.as_object_mut(), history_schemas()) {
+        all.extend(history);
+    }
+    schemas
+}
+
+/// The schemas of `GET /api/v1/history` ([`HistoryBody`]).
+fn history_schemas() -> Value {
+    let num = json!({"type": "number"});
+    let int = json!({"type": "integer", "minimum": 0});
+    let s = json!({"type": "string"});
+    json!({
+        "History": {"type": "object", "required": ["windowSeconds", "maxPoints", "maxModels", "times", "desiredCostPerHour", "currentCostPerHour", "costToDate", "models", "accelerators", "attainment"], "properties": {
+            "windowSeconds": num, "maxPoints": int, "maxModels": int,
+            "modelsNotKept": {"type": "integer", "minimum": 0, "description": "Models of the last cycle not recorded because maxModels series were live (only for callers who see every namespace)"},
+            "times": {"type": "array", "items": num, "description": "Completed cycles, UNIX s, oldest first; the arrays below without their own times align with it"},
+            "desiredCostPerHour": {"type": "array", "items": num, "description": "$/h of the desired replicas of the visible models"},
+            "currentCostPerHour": {"type": "array", "items": num, "description": "$/h of the current replicas of the visible models"},
+            "costToDate": {"type": "array", "items": num, "description": "$ of the current replicas integrated from the first cycle kept (each cycle's $/h holds until the next)"},
+            "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelSeries"}},
+            "accelerators": {"type": "array", "items": {"$ref": "#/components/schemas/AcceleratorSeries"}},
+            "attainment": {"$ref": "#/components/schemas/Attainment"}
+        }},
+        "ModelSeries": {"type": "object", "description": "One entry per cycle in which the model was published, at `times`", "properties": {
+            "namespace": s, "name": s,
+            "times": {"type": "array", "items": num},
+            "arrivalRate": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "demandRps": {"type": "array", "items": num},
+            "capacityRps": {"type": "array", "items": num, "description": "Capacity of the desired replicas, req/s"},
+            "costPerHour": {"type": "array", "items": num, "description": "$/h of the desired replicas"},
+            "plannedCoverage": {"type": "array", "items": num, "description": "The planner's share of demand served (0..1): planned, not measured"},
+            "ttftP95Ms": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "itlP95Ms": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "ttftMeanMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "itlMeanMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "ttftTargetMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "itlTargetMs": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "withinSlo": {"type": "array", "items": {"type": "boolean", "nullable": true}, "description": "Whether the measured window met the SLO; null when the figures cannot tell"},
+            "percentile": {"type": "number", "nullable": true, "description": "The SLO's percentile at the last measured point; null when the targets are means"},
+            "attainment": {"$ref": "#/components/schemas/Attainment"}
+        }},
+        "AcceleratorSeries": {"type": "object", "properties": {
+            "name": s,
+            "current": {"type": "array", "items": int},
+            "desired": {"type": "array", "items": int}
+        }},
+        "Attainment": {"type": "object", "description": "Measured SLO attainment: of the cycles whose measured latencies could tell, how many met the SLO", "properties": {
+            "met": int, "measured": int, "undecided": int, "share": {"type": "number", "nullable": true}
+        }}
     })
 }
 
-/// The dashboard: plain HTML and a little JS over the JSON endpoints.
-const DASHBOARD_HTML: &str = r##"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>wvo — capacity</title>
-<style>
- body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
- h1 { font-size: 1.4em; margin: 0 0 .2em; } h2 { font-size: 1.1em; margin: 1.4em 0 .4em; }
- table { border-collapse: collapse; } td, th { padding: .25em .7em; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
- th { background: #f4f4f4; } .num { text-align: right; font-variant-numeric: tabular-nums; }
- .bad { color: #b00; } .good { color: #070; } .muted { color: #777; }
- .bar { display: inline-block; width: 160px; height: .8em; background: #eee; vertical-align: middle; }
- .bar > span { display: block; height: 100%; background: #4a7; }
- form label { margin-right: 1em; } input { width: 7em; } select { max-width: 22em; }
- #status span { margin-right: 1.2em; }
-</style>
-</head>
-<body>
-<h1>wvo — capacity planning</h1>
-<div id="status" class="muted">loading…</div>
-
-<h2>Plan</h2>
-<div id="plan" class="muted">no plan yet</div>
-
-<h2>Models</h2>
-<table id="models"><thead><tr><th>VA</th><th>model</th><th class="num">arrival req/s</th><th class="num">demand req/s</th><th class="num">served</th><th>variant</th><th>accelerator</th><th class="num">current</th><th class="num">desired</th><th class="num">$/h</th><th>reason</th></tr></thead><tbody></tbody></table>
-
-<h2>Accelerators</h2>
-<table id="accelerators"><thead><tr><th>type</th><th class="num">used</th><th class="num">available</th><th>use</th><th class="num">$/GPU-h</th></tr></thead><tbody></tbody></table>
-
-<h2>What if</h2>
-<form id="whatif">
- <label>model <select id="wi-model"></select></label>
- <label>arrival rate (req/s) <input id="wi-rate" type="number" step="any" min="0"></label>
- <label>accelerator <select id="wi-acc"><option value="">(unchanged)</option></select></label>
- <label>GPUs <input id="wi-count" type="number" step="1" min="0"></label>
- <button type="submit">plan</button>
-</form>
-<div id="wi-result" class="muted">Change a model's load and/or an accelerator's GPU count on the live models; nothing is acted on.</div>
-
-<h2>Recent decisions</h2>
-<table id="decisions"><thead><tr><th>time</th><th>VA</th><th>variant</th><th class="num">from</th><th class="num">to</th><th>actuated</th><th>reason</th></tr></thead><tbody></tbody></table>
-
-<script>
-"use strict";
-const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
-const fmt = (x, d = 2) => (x === null || x === undefined) ? "–" : Number(x).toFixed(d);
-const pct = x => (x === null || x === undefined) ? "–" : (100 * x).toFixed(1) + "%";
-async function getJSON(path) {
-  const r = await fetch(path, {headers: {"Accept": "application/json"}});
-  const body = await r.json().catch(() => ({error: r.statusText}));
-  return {ok: r.ok, status: r.status, body};
-}
-let live = {models: [], accelerators: [], input: null};
-
-function planSummary(p) {
-  const lb = p.lowerBoundCostPerHour;
-  let h = `<span class="${p.feasible ? "good" : "bad"}">${p.feasible ? "all demand met" : "capacity constrained"}</span>` +
-    ` · $${fmt(p.totalCostPerHour)}/h` + (lb !== null && lb !== undefined ? ` (lower bound $${fmt(lb)}/h)` : "") +
-    ` · ${esc(p.solver)} in ${fmt(p.solveMillis, 1)} ms`;
-  if (p.shortfall && p.shortfall.length)
-    h += "<br>missing: " + p.shortfall.map(s => `${s.missingGpus} × ${esc(s.accelerator)} (${fmt(s.unmetRps)} req/s unmet)`).join(", ");
-  if (p.warnings && p.warnings.length) h += "<br>" + p.warnings.map(esc).join("<br>");
-  return h;
-}
-
-async function refresh() {
-  const [st, plan, models, accs, decs, input] = await Promise.all([
-    getJSON("/api/v1/status"), getJSON("/api/v1/plan"), getJSON("/api/v1/models"),
-    getJSON("/api/v1/accelerators"), getJSON("/api/v1/decisions"), getJSON("/api/v1/input")]);
-  if (st.ok) {
-    const s = st.body;
-    document.getElementById("status").innerHTML =
-      `<span class="${s.ready ? "good" : "bad"}">${s.ready ? "ready" : "not ready"}</span>` +
-      `<span>${s.leader ? "leader" : "standby"}</span>` +
-      (s.lastError ? `<span class="bad">last error: ${esc(s.lastError)}</span>` : "");
-  }
-  document.getElementById("plan").innerHTML = plan.ok ? planSummary(plan.body) : esc(plan.body.error);
-  if (models.ok) {
-    live.models = models.body;
-    const rows = [];
-    for (const m of models.body) {
-      m.variants.forEach((v, i) => {
-        const head = i === 0 ? `<td rowspan="${m.variants.length}">${esc(m.namespace)}/${esc(m.name)}</td>` +
-          `<td rowspan="${m.variants.length}">${esc(m.modelID)}</td>` +
-          `<td rowspan="${m.variants.length}" class="num">${fmt(m.arrivalRate)}${m.metricsUnknown ? ` <span class="bad" title="${esc(m.metricsUnknown)}">?</span>` : ""}</td>` +
-          `<td rowspan="${m.variants.length}" class="num">${fmt(m.demandRps)}</td>` +
-          `<td rowspan="${m.variants.length}" class="num ${m.satisfaction < 0.999 ? "bad" : ""}">${pct(m.satisfaction)}</td>` : "";
-        rows.push(`<tr>${head}<td>${esc(v.name)}</td><td>${esc(v.accelerator)}</td><td class="num">${v.current}` +
-          (v.pending ? ` <span class="bad">(${v.pending} pending)</span>` : "") +
-          `</td><td class="num">${v.desired}</td><td class="num">${fmt(v.costPerHour)}</td><td>${esc(v.reason)}</td></tr>`);
-      });
-    }
-    document.querySelector("#models tbody").innerHTML = rows.join("");
-  }
-  if (accs.ok) {
-    live.accelerators = accs.body;
-    document.querySelector("#accelerators tbody").innerHTML = accs.body.map(a => {
-      const share = a.available > 0 ? Math.min(1, a.used / a.available) : 0;
-      return `<tr><td>${esc(a.name)}</td><td class="num">${a.used}</td><td class="num">${a.available}</td>` +
-        `<td><span class="bar"><span style="width:${(100 * share).toFixed(0)}%"></span></span> ${pct(share)}</td>` +
-        `<td class="num">${fmt(a.costPerHour)}</td></tr>`;
-    }).join("");
-  }
-  if (decs.ok) {
-    document.querySelector("#decisions tbody").innerHTML = decs.body.slice(-30).reverse().map(d =>
-      `<tr><td>${esc(d.time)}</td><td>${esc(d.namespace)}/${esc(d.name)}</td><td>${esc(d.variant)}</td>` +
-      `<td class="num">${d.from}</td><td class="num">${d.to}</td><td>${d.actuated ? "yes" : "no"}</td><td>${esc(d.reason)}</td></tr>`).join("");
-  }
-  if (input.ok) {
-    live.input = input.body;
-    fillSelect("wi-model", input.body.models.map(m => m.name), false);
-    fillSelect("wi-acc", input.body.inventory.map(a => a.name), true);
-  }
-}
-
-function fillSelect(id, names, keepBlank) {
-  const sel = document.getElementById(id);
-  const have = Array.from(sel.options).map(o => o.value).filter(v => v !== "");
-  if (have.join("\n") === names.join("\n")) return;
-  const chosen = sel.value;
-  sel.innerHTML = (keepBlank ? `<option value="">(unchanged)</option>` : "") +
-    names.map(n => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
-  if (names.includes(chosen)) sel.value = chosen;
-}
-
-document.getElementById("wi-model").addEventListener("change", () => {
-  const name = document.getElementById("wi-model").value;
-  const load = live.input && live.input.load[name];
-  document.getElementById("wi-rate").placeholder = load ? String(load.arrivalRate) : "";
-});
-document.getElementById("wi-acc").addEventListener("change", () => {
-  const name = document.getElementById("wi-acc").value;
-  const acc = live.input && live.input.inventory.find(a => a.name === name);
-  document.getElementById("wi-count").placeholder = acc ? String(acc.count) : "";
-});
-
-document.getElementById("whatif").addEventListener("submit", async ev => {
-  ev.preventDefault();
-  const out = document.getElementById("wi-result");
-  const body = {inventory: [], models: [], load: {}};
-  const model = document.getElementById("wi-model").value;
-  const rate = document.getElementById("wi-rate").value;
-  if (model && rate !== "") body.load[model] = {arrivalRate: Number(rate)};
-  const accName = document.getElementById("wi-acc").value;
-  const count = document.getElementById("wi-count").value;
-  if (accName && count !== "" && live.input) {
-    const acc = live.input.inventory.find(a => a.name === accName);
-    if (acc) body.inventory.push({...acc, count: Number(count)});
-  }
-  out.textContent = "planning…";
-  const r = await fetch("/api/v1/whatif", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-  const p = await r.json().catch(() => ({error: r.statusText}));
-  if (!r.ok) { out.innerHTML = `<span class="bad">${esc(p.error)}</span>`; return; }
-  const now = new Map();
-  for (const m of live.models) for (const v of m.variants) now.set(`${m.namespace}/${m.name}\u0000${v.name}`, v.desired);
-  let h = planSummary(p) + `<table><thead><tr><th>model</th><th>variant</th><th>accelerator</th><th class="num">desired now</th><th class="num">what-if</th><th class="num">$/h</th></tr></thead><tbody>`;
-  for (const v of p.variants) {
-    const cur = now.get(`${v.model}\u0000${v.variant}`);
-    const diff = cur === undefined || cur === v.replicas ? "" : (v.replicas > cur ? "bad" : "good");
-    h += `<tr><td>${esc(v.model)}</td><td>${esc(v.variant)}</td><td>${esc(v.accelerator)}</td><td class="num">${cur ?? "–"}</td>` +
-      `<td class="num ${diff}">${v.replicas}</td><td class="num">${fmt(v.costPerHour)}</td></tr>`;
-  }
-  h += "</tbody></table><table><thead><tr><th>model</th><th class=num>demand req/s</th><th class=num>served</th></tr></thead><tbody>" +
-    p.models.map(m => `<tr><td>${esc(m.model)}</td><td class="num">${fmt(m.demandRps)}</td><td class="num ${m.satisfaction < 0.999 ? "bad" : ""}">${pct(m.satisfaction)}</td></tr>`).join("") +
-    "</tbody></table>";
-  out.innerHTML = h;
-  out.classList.remove("muted");
-});
-
-refresh();
-setInterval(refresh, 5000);
-</script>
-</body>
-</html>
-"##;
+/// The dashboard: plain HTML, a script and hand-drawn SVG over the JSON endpoints (no
+/// external resource: it works offline). Constant, carrying no data: with authentication its
+/// script asks for a token on a 401 and sends it with every API call.
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 
 #[cfg(test)]
 mod tests {

@@ -201,6 +201,10 @@ pub struct ControllerView {
     /// reader wait for the next cycle instead of polling (the KEDA scaler's streams).
     #[serde(skip)]
     pub cycle_signal: CycleSignal,
+    /// The dashboard's time series: one sample per completed cycle, bounded
+    /// ([`crate::history`]); served by `GET /api/v1/history`.
+    #[serde(skip)]
+    pub history: crate::history::History,
 }
 
 /// A counter of view updates that readers can wait on ([`CycleSignal::subscribe`]);

@@ -328,10 +328,13 @@ async fn read_endpoints_answer_with_their_shapes() {
         "/api/v1/models",
         "/api/v1/accelerators",
         "/api/v1/decisions",
+        "/api/v1/history",
         "/api/v1/whatif",
     ] {
         assert!(html.contains(endpoint), "dashboard does not use {endpoint}");
     }
+    // Works offline: nothing loaded from elsewhere.
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("//cdn"));
 }
 
 #[tokio::test]
