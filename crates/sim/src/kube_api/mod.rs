@@ -45,11 +45,13 @@ mod commits;
 mod controllers;
 mod error;
 mod nodes;
+pub mod openapi;
 mod patch;
 mod rbac;
 mod selector;
 mod server;
 mod store;
+mod table;
 
 pub use audit::{RecordedRequest, ANONYMOUS};
 pub use commits::{Commit, Commits, Lagged};
