@@ -25,8 +25,9 @@ enum Check {
     Stderr(&'static str),
     /// A table header line holds these column names, in this order.
     Header(&'static [&'static str]),
-    /// A table row whose first cell starts with `.0` has, under each named column, the
-    /// given value (`"?"`: any value other than empty or `<none>`).
+    /// A table row whose first cell starts with `.0` (one of them, when several do) has,
+    /// under each named column, the given value (`"?"`: any value other than empty or
+    /// `<none>`).
     Row(&'static str, &'static [(&'static str, &'static str)]),
 }
 
@@ -44,6 +45,10 @@ struct Step {
     /// Rerun until the checks pass (for what the emulator's controllers do asynchronously,
     /// such as Pods becoming Ready), within [`UNTIL`].
     until: bool,
+    /// For a command that does not end by itself (`get -w`): a second kubectl command run
+    /// once the first printed a line; the first is stopped when its output passes the checks
+    /// (or after [`UNTIL`]).
+    during: &'static [&'static str],
 }
 
 /// How long an `until` step may keep retrying.
@@ -56,6 +61,7 @@ const fn step(args: &'static [&'static str], checks: &'static [Check]) -> Step {
         ok: true,
         checks,
         until: false,
+        during: &[],
     }
 }
 
@@ -227,6 +233,34 @@ fn session() -> Vec<Step> {
                 NotOut("DEMAND/S"),
             ],
         ),
+        // a watch prints rows with the same columns as changes arrive
+        Step {
+            during: &[
+                "patch",
+                "va",
+                "llama",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"desiredReplicas":5}}"#,
+            ],
+            ..step(
+                &["get", "va", "llama", "--watch"],
+                &[
+                    Header(&[
+                        "NAME",
+                        "MODEL",
+                        "REPLICAS",
+                        "DESIRED",
+                        "COST/H",
+                        "OPTIMIZED",
+                        "AGE",
+                    ]),
+                    Row("llama", &[("DESIRED", "3")]),
+                    Row("llama", &[("DESIRED", "5")]),
+                ],
+            )
+        },
         step(
             &["get", "va", "llama", "-o", "wide"],
             &[
@@ -408,6 +442,79 @@ async fn kubectl(dir: &Path, args: &[String], env: &[(String, String)]) -> Run {
     }
 }
 
+/// Run `args` in the background; once it printed a line run `during`, then stop it as soon
+/// as its output passes `step`'s checks (or after [`UNTIL`]). Its output and `ok` = whether
+/// it ran until stopped (a watch that ended by itself failed).
+async fn kubectl_during(dir: &Path, args: &[String], during: &[String], step: &Step) -> Run {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs (is it on PATH?)");
+    let collect = |mut r: Box<dyn Read + Send>| {
+        let buf = Arc::new(Mutex::new(String::new()));
+        let b = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = b.lock() {
+                    s.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            }
+        });
+        buf
+    };
+    let out = collect(Box::new(child.stdout.take().expect("stdout")));
+    let err = collect(Box::new(child.stderr.take().expect("stderr")));
+    let text = |b: &Arc<Mutex<String>>| b.lock().map(|s| s.clone()).unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + UNTIL;
+    let mut started = false;
+    let mut exited = false;
+    while tokio::time::Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            exited = true;
+            break;
+        }
+        let so_far = Run {
+            ok: true,
+            stdout: text(&out),
+            stderr: text(&err),
+        };
+        if !started && so_far.stdout.contains('\n') {
+            let r = kubectl(dir, during, &[]).await;
+            eprintln!(
+                "  (meanwhile) $ kubectl {}\n  {}{}",
+                during.join(" "),
+                r.stdout,
+                r.stderr
+            );
+            assert!(r.ok, "kubectl {}: {}", during.join(" "), r.stderr);
+            started = true;
+        } else if started && failures(step, &so_far).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Run {
+        ok: !exited,
+        stdout: text(&out),
+        stderr: text(&err),
+    }
+}
+
 /// The column names of a header line and where each starts (kubectl separates columns by
 /// at least three spaces; a name has at most single spaces inside).
 fn columns(header: &str) -> Vec<(usize, String)> {
@@ -429,9 +536,12 @@ fn columns(header: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// A table kubectl printed: its columns (start offset, name) and its row lines.
+type Table = (Vec<(usize, String)>, Vec<String>);
+
 /// The tables in kubectl's output: (columns, rows), a table per header (`NAME ...`).
-fn tables(out: &str) -> Vec<(Vec<(usize, String)>, Vec<String>)> {
-    let mut t: Vec<(Vec<(usize, String)>, Vec<String>)> = Vec::new();
+fn tables(out: &str) -> Vec<Table> {
+    let mut t: Vec<Table> = Vec::new();
     let mut in_table = false;
     for line in out.lines() {
         if line.trim().is_empty() {
@@ -475,28 +585,35 @@ fn failures(step: &Step, run: &Run) -> Vec<String> {
                 }
             }
             Row(first, want) => {
-                let hit = tabs.iter().find_map(|(cols, rows)| {
-                    let has_cols = want.iter().all(|(w, _)| cols.iter().any(|(_, n)| n == w));
-                    let row = rows.iter().find(|r| cell(cols, r, 0).starts_with(first))?;
-                    has_cols.then_some((cols, row))
-                });
-                let Some((cols, row)) = hit else {
-                    bad.push(format!("no row {first:?} in a table with columns {want:?}"));
-                    continue;
-                };
-                for (name, value) in want {
-                    let i = cols.iter().position(|(_, n)| n == name).unwrap_or(0);
-                    let got = cell(cols, row, i);
-                    let good = if *value == "?" {
-                        !got.is_empty() && got != "<none>"
-                    } else {
-                        got == *value
-                    };
-                    if !good {
-                        bad.push(format!(
-                            "row {first:?} column {name}: wanted {value:?}, got {got:?}"
-                        ));
+                // every row starting with `first` in a table with these columns; one must match
+                let mut seen = Vec::new();
+                let mut good = false;
+                for (cols, rows) in &tabs {
+                    if !want.iter().all(|(w, _)| cols.iter().any(|(_, n)| n == w)) {
+                        continue;
                     }
+                    for row in rows.iter().filter(|r| cell(cols, r, 0).starts_with(first)) {
+                        let mismatch: Vec<String> = want
+                            .iter()
+                            .filter_map(|(name, value)| {
+                                let i = cols.iter().position(|(_, n)| n == name).unwrap_or(0);
+                                let got = cell(cols, row, i);
+                                let ok = if *value == "?" {
+                                    !got.is_empty() && got != "<none>"
+                                } else {
+                                    got == *value
+                                };
+                                (!ok).then(|| format!("{name}: wanted {value:?}, got {got:?}"))
+                            })
+                            .collect();
+                        good |= mismatch.is_empty();
+                        seen.push(mismatch.join(", "));
+                    }
+                }
+                if !good {
+                    bad.push(format!(
+                        "no row {first:?} with {want:?} (rows seen: {seen:?})"
+                    ));
                 }
             }
             _ => {}
@@ -516,8 +633,13 @@ async fn run_session(dir: &Path, steps: &[Step]) {
             .map(|(k, v)| (k.to_string(), fill(v, dir)))
             .collect();
         let deadline = tokio::time::Instant::now() + UNTIL;
+        let during: Vec<String> = s.during.iter().map(|a| fill(a, dir)).collect();
         loop {
-            let run = kubectl(dir, &args, &env).await;
+            let run = if during.is_empty() {
+                kubectl(dir, &args, &env).await
+            } else {
+                kubectl_during(dir, &args, &during, s).await
+            };
             let bad = failures(s, &run);
             eprintln!("$ kubectl {}\n{}{}", args.join(" "), run.stdout, run.stderr);
             if bad.is_empty() {

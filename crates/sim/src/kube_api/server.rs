@@ -261,7 +261,11 @@ fn dispatch(
         (Method::GET, None, _) => {
             let watching = q.get("watch").is_some_and(|v| v == "true" || v == "1");
             if watching {
-                Ok(Reply::Watch(Box::new(watch_request(&target, &q)?)))
+                let mut w = watch_request(&target, &q)?;
+                if table::wants_table(headers) {
+                    w.table = Some(table::Printer::new(&sh.store(), info, &q)?);
+                }
+                Ok(Reply::Watch(Box::new(w)))
             } else {
                 let store = sh.store();
                 as_table(&store, info, headers, &q, list(&store, &target, &q))
@@ -376,8 +380,8 @@ fn as_table(
 ) -> Result<Reply, ApiError> {
     match reply? {
         Reply::Json(code, v) if table::wants_table(headers) => {
-            let now = jiff::Timestamp::now().as_second();
-            Ok(Reply::Json(code, table::table(store, info, &v, q, now)?))
+            let printer = table::Printer::new(store, info, q)?;
+            Ok(Reply::Json(code, printer.table(&v, table::now())))
         }
         r => Ok(r),
     }
@@ -931,6 +935,8 @@ struct WatchReq {
     send_initial: bool,
     bookmarks: bool,
     timeout: Option<Duration>,
+    /// Objects sent as one-row Tables (`kubectl get -w`).
+    table: Option<table::Printer>,
 }
 
 fn watch_request(t: &Target, q: &HashMap<String, String>) -> Result<WatchReq, ApiError> {
@@ -960,6 +966,7 @@ fn watch_request(t: &Target, q: &HashMap<String, String>) -> Result<WatchReq, Ap
         send_initial: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
         bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
         timeout,
+        table: None,
     })
 }
 
@@ -984,7 +991,16 @@ impl WatchReq {
             },
             _ => return None,
         };
-        Some(json!({"type": typ, "object": Store::present(&self.info, &ch.obj)}))
+        Some(json!({"type": typ, "object": self.present(&ch.obj)}))
+    }
+
+    /// An object as this watch sends it: as served, or as a one-row Table.
+    fn present(&self, obj: &Value) -> Value {
+        let o = Store::present(&self.info, obj);
+        match &self.table {
+            Some(p) => p.table(&o, table::now()),
+            None => o,
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
@@ -1046,8 +1062,7 @@ fn start_watch(sh: Arc<Shared>, w: WatchReq) -> Response {
             _ => {
                 for s in store.list(&w.info, w.ns.as_deref()) {
                     if w.matches(&s.obj) {
-                        let ev =
-                            json!({"type": "ADDED", "object": Store::present(&w.info, &s.obj)});
+                        let ev = json!({"type": "ADDED", "object": w.present(&s.obj)});
                         initial.push(line(&ev));
                     }
                 }

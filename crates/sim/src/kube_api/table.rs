@@ -744,58 +744,75 @@ fn row(columns: &[Column], obj: &Value, include: Include, now: i64) -> Value {
     Value::Object(r)
 }
 
-/// The `Table` of a list or object answer `doc` of resource `info`, at `now` (Unix
-/// seconds), as `includeObject` in `query` asks.
-pub(crate) fn table(
-    store: &Store,
-    info: &ResourceInfo,
-    doc: &Value,
-    query: &HashMap<String, String>,
-    now: i64,
-) -> Result<Value, ApiError> {
-    let include = match query.get("includeObject").map(String::as_str) {
-        None | Some("" | "Metadata") => Include::Metadata,
-        Some("None") => Include::None,
-        Some("Object") => Include::Object,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "includeObject: Unsupported value: {other:?}: supported values: \"Metadata\", \"None\", \"Object\""
-            )))
-        }
-    };
-    let crd = store
-        .info("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .and_then(|crds| {
-            store
-                .get(&crds, "", &format!("{}.{}", info.plural, info.group))
-                .ok()
-        });
-    let columns = match &crd {
-        Some(c) => custom_columns(c, info),
-        None => builtin_columns(info),
-    };
-    let (objects, mut meta): (Vec<&Value>, Map<String, Value>) = match doc.get("items") {
-        Some(Value::Array(items)) => (
-            items.iter().collect(),
-            doc.get("metadata")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-        ),
-        _ => (vec![doc], Map::new()),
-    };
-    if meta.is_empty() {
-        if let Some(rv) = doc.pointer("/metadata/resourceVersion") {
-            meta.insert("resourceVersion".into(), rv.clone());
-        }
+/// How one resource's objects become Table rows: its columns and what rows hold
+/// (`includeObject`). Built once per request (or watch).
+pub(crate) struct Printer {
+    columns: Vec<Column>,
+    include: Include,
+}
+
+impl Printer {
+    /// The printer of resource `info` (a custom resource's columns from its stored CRD),
+    /// with `includeObject` from `query`; 400 for an unknown `includeObject`.
+    pub(crate) fn new(
+        store: &Store,
+        info: &ResourceInfo,
+        query: &HashMap<String, String>,
+    ) -> Result<Self, ApiError> {
+        let include = match query.get("includeObject").map(String::as_str) {
+            None | Some("" | "Metadata") => Include::Metadata,
+            Some("None") => Include::None,
+            Some("Object") => Include::Object,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "includeObject: Unsupported value: {other:?}: supported values: \"Metadata\", \"None\", \"Object\""
+                )))
+            }
+        };
+        let crd = store
+            .info("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .and_then(|crds| {
+                store
+                    .get(&crds, "", &format!("{}.{}", info.plural, info.group))
+                    .ok()
+            });
+        let columns = match &crd {
+            Some(c) => custom_columns(c, info),
+            None => builtin_columns(info),
+        };
+        Ok(Self { columns, include })
     }
-    Ok(json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "columnDefinitions": columns.iter().map(|c| c.def.clone()).collect::<Vec<_>>(),
-        "rows": objects.iter().map(|o| row(&columns, o, include, now)).collect::<Vec<_>>(),
-    }))
+
+    /// The `Table` of a list or object answer `doc`, at `now` (Unix seconds).
+    pub(crate) fn table(&self, doc: &Value, now: i64) -> Value {
+        let (objects, mut meta): (Vec<&Value>, Map<String, Value>) = match doc.get("items") {
+            Some(Value::Array(items)) => (
+                items.iter().collect(),
+                doc.get("metadata")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            _ => (vec![doc], Map::new()),
+        };
+        if meta.is_empty() {
+            if let Some(rv) = doc.pointer("/metadata/resourceVersion") {
+                meta.insert("resourceVersion".into(), rv.clone());
+            }
+        }
+        json!({
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": meta,
+            "columnDefinitions": self.columns.iter().map(|c| c.def.clone()).collect::<Vec<_>>(),
+            "rows": objects.iter().map(|o| row(&self.columns, o, self.include, now)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The current time, Unix seconds (ages in tables).
+pub(crate) fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 #[cfg(test)]
