@@ -333,7 +333,14 @@ fn session() -> Vec<Step> {
             &["get", "nodes"],
             &[
                 Header(&["NAME", "STATUS", "ROLES", "AGE", "VERSION"]),
-                Row("h100-0", &[("STATUS", "Ready"), ("ROLES", "<none>")]),
+                Row(
+                    "h100-0",
+                    &[
+                        ("STATUS", "Ready"),
+                        ("ROLES", "<none>"),
+                        ("VERSION", "v1.34.0-wvo-emulator"),
+                    ],
+                ),
             ],
         ),
         step(

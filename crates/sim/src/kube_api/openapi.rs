@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where v3 documents keep their schemas (`$ref` prefix).
 const V3_REFS: &str = "#/components/schemas/";
@@ -489,7 +489,14 @@ struct Kind {
 /// The kinds served at `group`/`version` (every group-version when `None`) and the
 /// definitions their documents need.
 fn gather(store: &Store, gv: Option<(&str, &str)>) -> (Vec<Kind>, Map<String, Value>) {
-    let b = builtins();
+    let (kinds, custom_defs) = served_kinds(store, gv);
+    let defs = definitions(&kinds, custom_defs);
+    (kinds, defs)
+}
+
+/// The kinds served at `group`/`version` (every group-version when `None`), and the
+/// schemas of those that are not built in.
+fn served_kinds(store: &Store, gv: Option<(&str, &str)>) -> (Vec<Kind>, Map<String, Value>) {
     let mut kinds = Vec::new();
     let mut custom_defs = Map::new();
     let mut infos: Vec<&ResourceInfo> = store
@@ -528,6 +535,13 @@ fn gather(store: &Store, gv: Option<(&str, &str)>) -> (Vec<Kind>, Map<String, Va
             });
         }
     }
+    (kinds, custom_defs)
+}
+
+/// The definitions a document of `kinds` needs: the built-in ones reachable from them (and
+/// from [`COMMON`]), and the custom ones.
+fn definitions(kinds: &[Kind], custom_defs: Map<String, Value>) -> Map<String, Value> {
+    let b = builtins();
     let mut roots: Vec<String> = COMMON
         .iter()
         .filter_map(|k| builtin_root("meta.k8s.io", "v1", k).cloned())
@@ -546,7 +560,7 @@ fn gather(store: &Store, gv: Option<(&str, &str)>) -> (Vec<Kind>, Map<String, Va
         // custom schemas may only point at ObjectMeta, already in the closure
         defs.insert(name, d);
     }
-    (kinds, defs)
+    defs
 }
 
 /// The patch bodies a kind accepts: strategic merge only for built-in kinds.
@@ -841,19 +855,62 @@ fn to_v2_refs(v: &mut Value) {
     }
 }
 
-/// The v3 document of one group-version (`""` group for core), or `None` when nothing is
-/// served there.
-pub(crate) fn v3_document(store: &Store, group: &str, version: &str) -> Option<Value> {
-    let (kinds, defs) = gather(store, Some((group, version)));
+/// A serialized v3 document and its hash.
+#[derive(Clone)]
+struct Served {
+    body: Arc<String>,
+    hash: Arc<str>,
+}
+
+/// The v3 document of one group-version (`""` group for core), serialized and hashed, or
+/// `None` when nothing is served there. Remembered by what it is built from (the kinds
+/// served and the custom schemas): discovery hashes every group-version's document, and the
+/// built-in ones are large.
+fn v3_served(store: &Store, group: &str, version: &str) -> Option<Served> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Served>>> = OnceLock::new();
+    let (kinds, custom_defs) = served_kinds(store, Some((group, version)));
     if kinds.is_empty() {
         return None;
     }
-    Some(json!({
+    let mut key = String::new();
+    for k in &kinds {
+        let r = &k.info;
+        key.push_str(&format!(
+            "{}/{}/{}/{}/{}/{}/{}/{}/{};",
+            r.group,
+            r.version,
+            r.plural,
+            r.kind,
+            r.namespaced,
+            r.status,
+            r.scale.is_some(),
+            k.def,
+            k.custom
+        ));
+    }
+    key.push_str(&Value::Object(custom_defs.clone()).to_string());
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(s) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Some(s);
+    }
+    let doc = json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (wvo emulator)", "version": "v1.34.0"},
         "paths": paths(&kinds, false),
-        "components": {"schemas": defs},
-    }))
+        "components": {"schemas": definitions(&kinds, custom_defs)},
+    });
+    let body = doc.to_string();
+    let served = Served {
+        hash: hash(body.as_bytes()).into(),
+        body: Arc::new(body),
+    };
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, served.clone());
+    }
+    Some(served)
 }
 
 /// The v2 (swagger 2.0) document of everything served.
@@ -910,8 +967,7 @@ pub(crate) fn serve(
         ["openapi", "v3"] => {
             let mut paths = Map::new();
             for (p, (g, v)) in served_gvs(store) {
-                if let Some(doc) = v3_document(store, &g, &v) {
-                    let h = hash(doc.to_string().as_bytes());
+                if let Some(Served { hash: h, .. }) = v3_served(store, &g, &v) {
                     paths.insert(
                         p.clone(),
                         json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
@@ -928,8 +984,8 @@ pub(crate) fn serve(
             let Some((g, v)) = served_gvs(store).remove(&p) else {
                 return Some(Err(ApiError::no_route(uri.path())));
             };
-            let doc = v3_document(store, &g, &v)?;
-            Some(Ok(serve_versioned(doc.to_string(), &p, uri, headers)))
+            let doc = v3_served(store, &g, &v)?;
+            Some(Ok(serve_versioned(&doc, &p, uri, headers)))
         }
         _ => None,
     }
@@ -938,14 +994,13 @@ pub(crate) fn serve(
 /// A v3 group-version document with the apiserver's caching: `ETag` is the hash; a request
 /// for the current hash is immutable, one for an old hash is redirected to the current one,
 /// `If-None-Match` with the current ETag answers 304.
-fn serve_versioned(body: String, rel: &str, uri: &Uri, headers: &HeaderMap) -> Response {
-    let h = hash(body.as_bytes());
+fn serve_versioned(doc: &Served, rel: &str, uri: &Uri, headers: &HeaderMap) -> Response {
+    let h = &*doc.hash;
     let etag = format!("\"{h}\"");
     let asked = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "hash")
         .map(|(_, v)| v.into_owned());
-    if let Some(a) = asked.as_deref().filter(|a| *a != h) {
-        let _ = a;
+    if asked.as_deref().is_some_and(|a| a != h) {
         let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
         if let Ok(l) = HeaderValue::from_str(&format!("/openapi/v3/{rel}?hash={h}")) {
             r.headers_mut().insert(header::LOCATION, l);
@@ -959,7 +1014,7 @@ fn serve_versioned(body: String, rel: &str, uri: &Uri, headers: &HeaderMap) -> R
     let mut r = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        json_response(StatusCode::OK, body)
+        json_response(StatusCode::OK, doc.body.to_string())
     };
     if let Ok(e) = HeaderValue::from_str(&etag) {
         r.headers_mut().insert(header::ETAG, e);
