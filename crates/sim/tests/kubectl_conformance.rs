@@ -233,6 +233,23 @@ fn session() -> Vec<Step> {
                 NotOut("DEMAND/S"),
             ],
         ),
+        // across namespaces kubectl adds NAMESPACE from each row's object metadata
+        step(
+            &["get", "va", "--all-namespaces"],
+            &[
+                Header(&[
+                    "NAMESPACE",
+                    "NAME",
+                    "MODEL",
+                    "REPLICAS",
+                    "DESIRED",
+                    "COST/H",
+                    "OPTIMIZED",
+                    "AGE",
+                ]),
+                Row("default", &[("NAME", "llama"), ("OPTIMIZED", "True")]),
+            ],
+        ),
         // a watch prints rows with the same columns as changes arrive
         Step {
             during: &[
