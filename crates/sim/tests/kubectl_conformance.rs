@@ -346,6 +346,15 @@ fn session() -> Vec<Step> {
                 ],
             )
         },
+        // the `all` category: pods, deployments (not VAs, whose CRD names no category)
+        step(
+            &["get", "all"],
+            &[
+                Row("pod/llama-h100-", &[("STATUS", "Running")]),
+                Row("deployment.apps/llama-h100", &[("READY", "2/2")]),
+                NotOut("variantautoscaling"),
+            ],
+        ),
         step(
             &["get", "nodes"],
             &[

@@ -891,6 +891,7 @@ fn resource_list(store: &Store, group: &str, version: &str) -> Result<Reply, Api
         resources.push(json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
             "kind": r.kind, "verbs": verbs, "shortNames": r.short_names,
+            "categories": table::categories(store, r),
         }));
         if r.status {
             resources.push(json!({

@@ -744,6 +744,40 @@ fn row(columns: &[Column], obj: &Value, include: Include, now: i64) -> Value {
     Value::Object(r)
 }
 
+/// The discovery `categories` of a resource (`kubectl get all` lists the `all` category):
+/// the apiserver's for built-in kinds, `spec.names.categories` for custom resources.
+pub(crate) fn categories(store: &Store, info: &ResourceInfo) -> Vec<String> {
+    let crd = store
+        .info("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .and_then(|crds| {
+            store
+                .get(&crds, "", &format!("{}.{}", info.plural, info.group))
+                .ok()
+        });
+    if let Some(c) = crd {
+        return arr(&c, "/spec/names/categories")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect();
+    }
+    let all = matches!(
+        (info.group.as_str(), info.plural.as_str()),
+        ("", "pods" | "services" | "replicationcontrollers")
+            | (
+                "apps",
+                "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+            )
+            | ("autoscaling", "horizontalpodautoscalers")
+            | ("batch", "jobs" | "cronjobs")
+    );
+    if all {
+        vec!["all".into()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// How one resource's objects become Table rows: its columns and what rows hold
 /// (`includeObject`). Built once per request (or watch).
 pub(crate) struct Printer {
