@@ -915,6 +915,38 @@ mod tests {
     }
 
     #[test]
+    fn pod_status_shows_container_reasons_and_termination() {
+        let mut pod = json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 2, "state": {"running": {}}},
+                {"name": "b", "ready": false, "restartCount": 3,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]}
+        });
+        let cells: Vec<Value> = pod_columns()
+            .iter()
+            .take(4)
+            .map(|c| match c.cell {
+                Cell::Func(f) => f(&pod, 0),
+                Cell::Path(..) => Value::Null,
+            })
+            .collect();
+        assert_eq!(
+            cells,
+            vec![
+                json!("p"),
+                json!("1/2"),
+                json!("CrashLoopBackOff"),
+                json!("5")
+            ]
+        );
+        pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert_eq!(pod_status(&pod), "Terminating");
+    }
+
+    #[test]
     fn accept_headers_asking_for_tables() {
         let mut h = HeaderMap::new();
         h.insert(
