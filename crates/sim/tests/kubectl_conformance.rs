@@ -376,6 +376,56 @@ fn session() -> Vec<Step> {
                 Row("variantautoscalings.wvo.dev", &[("CREATED AT", "?")]),
             ],
         ),
+        // more built-in printers: events, HPAs, config maps
+        step(
+            &["apply", "-f", "{dir}/others.yaml"],
+            &[
+                Out("event/llama.1 created"),
+                Out("horizontalpodautoscaler.autoscaling/llama-h100 created"),
+                Out("configmap/wvo-inventory created"),
+            ],
+        ),
+        step(
+            &["get", "events"],
+            &[
+                Header(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]),
+                Row(
+                    "",
+                    &[
+                        ("LAST SEEN", "?"),
+                        ("TYPE", "Normal"),
+                        ("REASON", "Scaled"),
+                        ("OBJECT", "variantautoscaling/llama"),
+                        ("MESSAGE", "desired 3 replicas"),
+                    ],
+                ),
+            ],
+        ),
+        step(
+            &["get", "hpa,cm", "-o", "wide"],
+            &[
+                Header(&[
+                    "NAME",
+                    "REFERENCE",
+                    "TARGETS",
+                    "MINPODS",
+                    "MAXPODS",
+                    "REPLICAS",
+                    "AGE",
+                ]),
+                Row(
+                    "horizontalpodautoscaler.autoscaling/llama-h100",
+                    &[
+                        ("REFERENCE", "Deployment/llama-h100"),
+                        ("TARGETS", "cpu: <unknown>/80%"),
+                        ("MINPODS", "1"),
+                        ("MAXPODS", "4"),
+                    ],
+                ),
+                Header(&["NAME", "DATA", "AGE"]),
+                Row("configmap/wvo-inventory", &[("DATA", "2")]),
+            ],
+        ),
         // explain: from the CRD's schema and k8s-openapi's
         step(
             &["explain", "va"],
@@ -778,6 +828,29 @@ async fn a_user_session_with_real_kubectl() {
         "va-mistral.yaml",
         &va("mistral", "mistralai/Mistral-7B-Instruct-v0.3", 2),
     );
+    let others = [
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": "llama.1", "namespace": "default"},
+               "involvedObject": {"apiVersion": "wvo.dev/v1alpha1", "kind": "VariantAutoscaling",
+                                  "name": "llama", "namespace": "default"},
+               "type": "Normal", "reason": "Scaled", "message": "desired 3 replicas",
+               "count": 1, "source": {"component": "wvo"},
+               "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"}),
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+               "metadata": {"name": "llama-h100", "namespace": "default"},
+               "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama-h100"},
+                        "maxReplicas": 4,
+                        "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                                     "target": {"type": "Utilization", "averageUtilization": 80}}}]}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "wvo-inventory", "namespace": "default"},
+               "data": {"accelerators.yaml": "[]", "classes.yaml": "[]"}}),
+    ];
+    let docs: Vec<String> = others
+        .iter()
+        .map(|d| serde_norway::to_string(d).expect("YAML"))
+        .collect();
+    dir.write("others.yaml", &docs.join("---\n"));
     dir.editor("edit-va.sh", "s/^  maxReplicas: 4$/  maxReplicas: 7/");
     dir.editor("edit-deploy.sh", "s/^  replicas: 3$/  replicas: 2/");
     run_session(&dir.0, &session()).await;

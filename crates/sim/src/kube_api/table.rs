@@ -416,7 +416,6 @@ fn event_time(o: &Value, now: i64) -> Value {
         "/deprecatedLastTimestamp",
         "/eventTime",
         "/firstTimestamp",
-        "/metadata/creationTimestamp",
     ]
     .iter()
     .map(|p| s(o, p))
