@@ -310,7 +310,9 @@ pub enum ActuationMode {
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
     printcolumn = r#"{"name":"Cost/h","type":"number","jsonPath":".status.costPerHour"}"#,
     printcolumn = r#"{"name":"Optimized","type":"string","jsonPath":".status.conditions[?(@.type==\"Optimized\")].status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Demand/s","type":"number","jsonPath":".status.demandRps","priority":1,"description":"Demand with headroom, requests/s"}"#,
+    printcolumn = r#"{"name":"Actuation","type":"string","jsonPath":".spec.actuation","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(crates(kube_core = "::kube_core"))]

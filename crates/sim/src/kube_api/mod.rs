@@ -29,6 +29,11 @@
 //!   authentication.k8s.io/v1 tokenreviews (from a token table: [`KubeApiHandle::add_token`])
 //!   and authorization.k8s.io/v1 subjectaccessreviews (decided by the stored RBAC objects).
 //!
+//! - What real clients read besides: OpenAPI v2/v3 documents built from `k8s-openapi`'s
+//!   schemas and the CRDs' ([`openapi`], which also answers strategic-merge questions:
+//!   [`openapi::patch_merge_key`]), and `Table` answers with the apiserver's printer columns
+//!   and CRDs' `additionalPrinterColumns` (`kubectl get`, `-o wide`, `-w`).
+//!
 //! What is implemented and what is not: `docs/kube-emulator.md`.
 //!
 //! ```no_run
@@ -45,11 +50,13 @@ mod commits;
 mod controllers;
 mod error;
 mod nodes;
+pub mod openapi;
 mod patch;
 mod rbac;
 mod selector;
 mod server;
 mod store;
+mod table;
 
 pub use audit::{RecordedRequest, ANONYMOUS};
 pub use commits::{Commit, Commits, Lagged};

@@ -1,13 +1,13 @@
 //! Builders for emulated nodes.
 
-use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
 /// An NVIDIA GPU node: label `nvidia.com/gpu.product=<product_label>` (and
 /// `nvidia.com/gpu.count`, `kubernetes.io/hostname`), `gpus` allocatable `nvidia.com/gpu`,
-/// 64 CPUs, 512Gi memory, condition Ready=True.
+/// 64 CPUs, 512Gi memory, condition Ready=True, `nodeInfo` naming the emulator.
 ///
 /// ```
 /// let node = wvo_sim::kube_api::gpu_node("h100-0", "NVIDIA-H100-80GB-HBM3", 8);
@@ -64,6 +64,16 @@ pub fn accelerator_node(
                 message: Some("kubelet is posting ready status (emulated)".into()),
                 ..NodeCondition::default()
             }]),
+            // what `kubectl get nodes -o wide` prints (VERSION, OS-IMAGE, ...)
+            node_info: Some(NodeSystemInfo {
+                architecture: "amd64".into(),
+                container_runtime_version: "containerd://2.0.0-wvo-emulator".into(),
+                kernel_version: "6.1.0-wvo-emulator".into(),
+                kubelet_version: "v1.34.0-wvo-emulator".into(),
+                operating_system: "linux".into(),
+                os_image: "wvo emulator".into(),
+                ..NodeSystemInfo::default()
+            }),
             ..NodeStatus::default()
         }),
     }

@@ -8,6 +8,7 @@ use super::patch::{
 use super::rbac::{self, TokenUser};
 use super::selector::{selector_to_string, FieldSelector, LabelSelector};
 use super::store::{Change, EventKind, Part, ResourceInfo, Store, WriteOpts};
+use super::{openapi, table};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -82,6 +83,8 @@ enum Reply {
     Warned(StatusCode, Value, Vec<String>),
     Text(&'static str),
     Watch(Box<WatchReq>),
+    /// A response built elsewhere (OpenAPI documents with their caching headers).
+    Raw(Response),
 }
 
 fn ok(v: Value) -> Result<Reply, ApiError> {
@@ -165,6 +168,7 @@ fn reply(
         }
         Ok(Reply::Text(t)) => (StatusCode::OK, t).into_response(),
         Ok(Reply::Watch(w)) => start_watch(sh.clone(), *w),
+        Ok(Reply::Raw(r)) => r,
         Err(e) => e.into_response(),
     }
 }
@@ -194,9 +198,11 @@ fn dispatch(
             }
             ["healthz" | "livez" | "readyz"] => return Ok(Reply::Text("ok")),
             ["version"] => return ok(version_info()),
-            ["openapi", "v3"] => return ok(openapi_v3_paths(&sh.store())),
-            ["openapi", "v3", "api", "v1"] => return ok(openapi_v3_doc(&sh.store(), "", "v1")),
-            ["openapi", "v3", "apis", g, v] => return ok(openapi_v3_doc(&sh.store(), g, v)),
+            ["openapi", ..] => {
+                if let Some(r) = openapi::serve(&sh.store(), &segs, uri, headers) {
+                    return r.map(Reply::Raw);
+                }
+            }
             ["api"] => return ok(api_versions(headers)),
             ["apis"] => return ok(group_list(&sh.store())),
             ["api", "v1"] => return resource_list(&sh.store(), "", "v1"),
@@ -255,16 +261,24 @@ fn dispatch(
         (Method::GET, None, _) => {
             let watching = q.get("watch").is_some_and(|v| v == "true" || v == "1");
             if watching {
-                Ok(Reply::Watch(Box::new(watch_request(&target, &q)?)))
+                let mut w = watch_request(&target, &q)?;
+                if table::wants_table(headers) {
+                    w.table = Some(table::Printer::new(&sh.store(), info, &q)?);
+                }
+                Ok(Reply::Watch(Box::new(w)))
             } else {
-                list(&sh.store(), &target, &q)
+                let store = sh.store();
+                as_table(&store, info, headers, &q, list(&store, &target, &q))
             }
         }
         (Method::GET, Some(name), Some("scale")) => {
             let obj = sh.store().get(info, &ns, name)?;
             ok(scale_of(info, &obj))
         }
-        (Method::GET, Some(name), _) => ok(sh.store().get(info, &ns, name)?),
+        (Method::GET, Some(name), _) => {
+            let store = sh.store();
+            as_table(&store, info, headers, &q, ok(store.get(info, &ns, name)?))
+        }
         (Method::POST, None, _) if target.ns.is_some() || !info.namespaced => {
             let obj = parse_body(headers, body)?;
             let mut store = sh.store();
@@ -353,6 +367,23 @@ fn dispatch(
             ok(list_doc(info, store.rv(), items, None))
         }
         _ => Err(ApiError::method_not_allowed(method.as_str(), path)),
+    }
+}
+
+/// A GET's answer as a `Table` when the client asked for one (`kubectl get`).
+fn as_table(
+    store: &Store,
+    info: &ResourceInfo,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    reply: Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
+    match reply? {
+        Reply::Json(code, v) if table::wants_table(headers) => {
+            let printer = table::Printer::new(store, info, q)?;
+            Ok(Reply::Json(code, printer.table(&v, table::now())))
+        }
+        r => Ok(r),
     }
 }
 
@@ -779,66 +810,6 @@ fn warned(store: &mut Store, code: StatusCode, out: Value) -> Reply {
     }
 }
 
-/// `/openapi/v3`: one entry per served group-version, as the apiserver lists them.
-fn openapi_v3_paths(store: &Store) -> Value {
-    let mut paths = Map::new();
-    for r in store.infos() {
-        let p = if r.group.is_empty() {
-            format!("api/{}", r.version)
-        } else {
-            format!("apis/{}/{}", r.group, r.version)
-        };
-        let url = format!("/openapi/v3/{p}");
-        paths.insert(p, json!({"serverRelativeURL": url}));
-    }
-    json!({"paths": paths})
-}
-
-/// `/openapi/v3/apis/{group}/{version}`: the minimum kubectl reads to decide that the
-/// server validates fields itself (`--validate=strict` then sends `fieldValidation=Strict`
-/// instead of validating on the client): per resource, the item path with a PATCH
-/// operation tagged with its group-version-kind and a `fieldValidation` query parameter.
-/// No schemas (`kubectl explain` does not work), no other operations.
-fn openapi_v3_doc(store: &Store, group: &str, version: &str) -> Value {
-    let mut paths = Map::new();
-    for r in store
-        .infos()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let ns = if r.namespaced {
-            "/namespaces/{namespace}"
-        } else {
-            ""
-        };
-        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
-            .iter()
-            .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": true}))
-            .collect();
-        let gvk = json!({"group": group, "version": version, "kind": r.kind});
-        paths.insert(
-            format!("{prefix}{ns}/{}/{{name}}", r.plural),
-            json!({"patch": {
-                "operationId": format!("patch{}", r.kind),
-                "parameters": params,
-                "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": gvk,
-            }}),
-        );
-    }
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes (wvo emulator)", "version": "v1.34.0"},
-        "paths": paths,
-        "components": {},
-    })
-}
-
 fn version_info() -> Value {
     json!({
         "major": "1", "minor": "34", "gitVersion": "v1.34.0-wvo-emulator",
@@ -920,6 +891,7 @@ fn resource_list(store: &Store, group: &str, version: &str) -> Result<Reply, Api
         resources.push(json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
             "kind": r.kind, "verbs": verbs, "shortNames": r.short_names,
+            "categories": table::categories(store, r),
         }));
         if r.status {
             resources.push(json!({
@@ -964,6 +936,8 @@ struct WatchReq {
     send_initial: bool,
     bookmarks: bool,
     timeout: Option<Duration>,
+    /// Objects sent as one-row Tables (`kubectl get -w`).
+    table: Option<table::Printer>,
 }
 
 fn watch_request(t: &Target, q: &HashMap<String, String>) -> Result<WatchReq, ApiError> {
@@ -993,6 +967,7 @@ fn watch_request(t: &Target, q: &HashMap<String, String>) -> Result<WatchReq, Ap
         send_initial: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
         bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
         timeout,
+        table: None,
     })
 }
 
@@ -1017,7 +992,16 @@ impl WatchReq {
             },
             _ => return None,
         };
-        Some(json!({"type": typ, "object": Store::present(&self.info, &ch.obj)}))
+        Some(json!({"type": typ, "object": self.present(&ch.obj)}))
+    }
+
+    /// An object as this watch sends it: as served, or as a one-row Table.
+    fn present(&self, obj: &Value) -> Value {
+        let o = Store::present(&self.info, obj);
+        match &self.table {
+            Some(p) => p.table(&o, table::now()),
+            None => o,
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
@@ -1079,8 +1063,7 @@ fn start_watch(sh: Arc<Shared>, w: WatchReq) -> Response {
             _ => {
                 for s in store.list(&w.info, w.ns.as_deref()) {
                     if w.matches(&s.obj) {
-                        let ev =
-                            json!({"type": "ADDED", "object": Store::present(&w.info, &s.obj)});
+                        let ev = json!({"type": "ADDED", "object": w.present(&s.obj)});
                         initial.push(line(&ev));
                     }
                 }
