@@ -41,6 +41,9 @@ enum Manifest {
     ConfigMap(Box<ConfigMap>),
     CustomResourceDefinition(Box<CustomResourceDefinition>),
     VariantAutoscaling(Box<VariantAutoscaling>),
+    /// A KEDA ScaledObject (keda.sh/v1alpha1; an example, no typed struct here): its trigger
+    /// is checked against wvo's scaler in `the_keda_overlay_serves_...`.
+    ScaledObject(Box<Value>),
 }
 
 /// A kustomization (not a Kubernetes object: kustomize's own file).
@@ -169,6 +172,14 @@ fn parse(doc: &Value, what: &str) -> Manifest {
             &<VariantAutoscaling as kube::Resource>::api_version(&()),
             what,
         ))),
+        "ScaledObject" => {
+            assert_eq!(
+                doc["apiVersion"].as_str(),
+                Some("keda.sh/v1alpha1"),
+                "{what}: apiVersion"
+            );
+            Manifest::ScaledObject(Box::new(doc.clone()))
+        }
         other => panic!("{what}: unknown kind {other:?}: add it to this test"),
     }
 }
@@ -301,6 +312,7 @@ fn deploy_from(manifests: impl Iterator<Item = Manifest>) -> Deploy {
             Manifest::ConfigMap(x) => cms.push(*x),
             Manifest::CustomResourceDefinition(x) => d.crds.push(*x),
             Manifest::VariantAutoscaling(x) => d.example_vas.push(*x),
+            Manifest::ScaledObject(_) => {}
         }
     }
     assert_eq!(namespaces.len(), 1, "one Namespace");
@@ -332,13 +344,14 @@ fn every_manifest_parses_into_its_type() {
             Manifest::ConfigMap(_) => "ConfigMap",
             Manifest::CustomResourceDefinition(_) => "CustomResourceDefinition",
             Manifest::VariantAutoscaling(_) => "VariantAutoscaling",
+            Manifest::ScaledObject(_) => "ScaledObject",
         })
         .collect();
-    assert_eq!(kinds.len(), 12, "every kind is present: {kinds:?}");
+    assert_eq!(kinds.len(), 13, "every kind is present: {kinds:?}");
     assert_eq!(
         kustomizations.len(),
-        4,
-        "deploy/, deploy/base/, deploy/overlays/namespaced/ and crds/"
+        5,
+        "deploy/, deploy/base/, deploy/overlays/namespaced/, deploy/overlays/keda/ and crds/"
     );
 
     // An unknown field is caught by the round trip, an unknown kind by `parse`.
@@ -1163,4 +1176,119 @@ fn the_network_policy_admits_only_the_api_port_from_monitoring() {
             }
         }
     }
+}
+
+/// The KEDA install (deploy/overlays/keda, rendered by kubectl's kustomize): the scaler's
+/// port is served (`--keda-listen`), exposed by the Service under the address the example
+/// ScaledObject names, admitted from KEDA's namespace only, with one replica (a standby
+/// answers `Unavailable`); and the example's trigger metadata is what the scaler reads.
+#[test]
+fn the_keda_overlay_serves_the_scaler_port_the_example_scaled_object_names() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let docs = render("deploy/overlays/keda");
+    let d = deploy_from(
+        docs.iter()
+            .enumerate()
+            .map(|(i, doc)| parse(doc, &format!("keda overlay document {}", i + 1))),
+    );
+    let spec = &d.controller.spec;
+    assert_eq!(
+        spec.replicas,
+        Some(1),
+        "one replica: a standby cannot answer KEDA"
+    );
+    let pod = spec.template.spec.as_ref().expect("pod spec");
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap_or_default();
+    let listen = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--keda-listen="))
+        .expect("--keda-listen in the args");
+    let port: i32 = listen
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let named = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("keda"))
+        .expect("a container port named keda");
+    assert_eq!(named.container_port, port);
+    // Everything the base has is still there.
+    assert!(args.iter().any(|a| a == "--api-auth=kube"), "{args:?}");
+
+    // The example names the Service's keda port.
+    let example: Value = serde_norway::from_str(
+        &std::fs::read_to_string(root().join("deploy/examples/scaledobject.yaml"))
+            .expect("the example ScaledObject"),
+    )
+    .expect("YAML");
+    let trigger = &example["spec"]["triggers"][0];
+    let address = trigger["metadata"]["scalerAddress"]
+        .as_str()
+        .expect("scalerAddress");
+    let svc = d
+        .services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("wvo"))
+        .expect("the wvo Service");
+    let svc_ns = svc.metadata.namespace.clone().unwrap_or_default();
+    let svc_port = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|ps| ps.iter().find(|p| p.name.as_deref() == Some("keda")))
+        .expect("a Service port named keda");
+    assert_eq!(
+        svc_port.target_port,
+        Some(IntOrString::String("keda".into()))
+    );
+    assert_eq!(
+        address,
+        format!("wvo.{svc_ns}.svc:{}", svc_port.port),
+        "the example's scalerAddress is the Service's keda port"
+    );
+    let metadata: std::collections::HashMap<String, String> = trigger["metadata"]
+        .as_object()
+        .expect("metadata")
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    let key = wvo_keda::scaler::parse_key(
+        example["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default(),
+        &metadata,
+    )
+    .expect("the scaler reads the example's trigger");
+    assert_eq!(
+        (key.variant_autoscaling.as_str(), key.variant.as_str()),
+        ("llama-8b", "h100")
+    );
+
+    // KEDA's namespace reaches the scaler port, and nothing else is opened to it.
+    let np = &d.network_policies[0];
+    let ingress = np
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress.clone())
+        .unwrap_or_default();
+    let keda_rules: Vec<_> = ingress
+        .iter()
+        .filter(|r| {
+            r.from.iter().flatten().any(|peer| {
+                peer.namespace_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref())
+                    .and_then(|l| l.get("kubernetes.io/metadata.name"))
+                    .is_some_and(|n| n == "keda")
+            })
+        })
+        .collect();
+    assert_eq!(keda_rules.len(), 1, "{ingress:?}");
+    let ports: Vec<_> = keda_rules[0].ports.iter().flatten().collect();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].port, Some(IntOrString::String("keda".into())));
 }
