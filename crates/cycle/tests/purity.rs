@@ -16,7 +16,7 @@ const FORBIDDEN: [&str; 7] = [
 ];
 
 /// The pure crates: the decision core, the planner and its inputs, and the simulator.
-const PURE: [&str; 7] = [
+const PURE: [&str; 8] = [
     "wvo-cycle",
     "wvo-optimizer",
     "wvo-perf",
@@ -24,6 +24,7 @@ const PURE: [&str; 7] = [
     "wvo-api",
     "wvo-baselines",
     "wvo-bench",
+    "wvo-schema",
 ];
 
 #[test]
