@@ -50,6 +50,7 @@ mod rbac;
 mod selector;
 mod server;
 mod store;
+mod strategic;
 
 pub use audit::{RecordedRequest, ANONYMOUS};
 pub use commits::{Commit, Commits, Lagged};

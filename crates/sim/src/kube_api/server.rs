@@ -8,6 +8,7 @@ use super::patch::{
 use super::rbac::{self, TokenUser};
 use super::selector::{selector_to_string, FieldSelector, LabelSelector};
 use super::store::{Change, EventKind, Part, ResourceInfo, Store, WriteOpts};
+use super::strategic;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -668,6 +669,14 @@ fn patch(
     let kind =
         PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let info = &t.info;
+    // Patch metadata of a built-in kind; a custom resource has none (415).
+    let strategic_root = match kind {
+        PatchKind::Strategic => Some(
+            strategic::root_type(&info.group, &info.kind)
+                .ok_or_else(strategic::unsupported_for_custom)?,
+        ),
+        _ => None,
+    };
     let ns = t.ns.clone().unwrap_or_default();
     let doc = parse_doc(body, kind == PatchKind::Apply)?;
     let force = q.get("force").is_some_and(|v| v == "true");
@@ -684,14 +693,15 @@ fn patch(
     let apply_plain = |target: &mut Value| -> Result<(), ApiError> {
         match kind {
             PatchKind::Merge => merge_patch(target, &doc),
-            PatchKind::Strategic | PatchKind::Apply => {
+            PatchKind::Strategic => {
+                strategic::strategic_merge_patch(target, &doc, strategic_root.unwrap_or("Object"))?
+            }
+            PatchKind::Apply => {
                 let mut d = doc.clone();
                 strip_directives(&mut d);
-                if kind == PatchKind::Apply {
-                    if let Some(o) = d.as_object_mut() {
-                        o.remove("apiVersion");
-                        o.remove("kind");
-                    }
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("apiVersion");
+                    o.remove("kind");
                 }
                 merge_patch(target, &d)
             }
