@@ -44,6 +44,7 @@ mod audit;
 mod commits;
 mod controllers;
 mod error;
+mod events;
 mod nodes;
 mod patch;
 mod rbac;
@@ -51,6 +52,7 @@ mod selector;
 mod server;
 mod store;
 mod strategic;
+mod workloads;
 
 pub use audit::{RecordedRequest, ANONYMOUS};
 pub use commits::{Commit, Commits, Lagged};

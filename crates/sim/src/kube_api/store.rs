@@ -54,9 +54,10 @@ impl ResourceInfo {
         }
     }
 
-    /// The storage key of this resource (group, plural): all versions share objects.
+    /// The storage key of this resource (group, plural): all versions share objects, and
+    /// core/v1 Events are events.k8s.io/v1 Events (see `events.rs`).
     pub fn gr(&self) -> Gr {
-        (self.group.clone(), self.plural.clone())
+        super::events::storage_gr(&self.group, &self.plural)
     }
 }
 
@@ -253,6 +254,16 @@ impl Store {
             status_replicas: ".status.replicas".into(),
             label_selector: None,
         });
+        let mut replica_sets = builtin(
+            "apps",
+            "v1",
+            "replicasets",
+            "ReplicaSet",
+            true,
+            true,
+            &["rs"],
+        );
+        replica_sets.scale = deploy.scale.clone();
         for r in [
             builtin("", "v1", "namespaces", "Namespace", false, true, &["ns"]),
             builtin("", "v1", "configmaps", "ConfigMap", true, false, &["cm"]),
@@ -270,6 +281,25 @@ impl Store {
                 &["ev"],
             ),
             deploy,
+            replica_sets,
+            builtin(
+                "",
+                "v1",
+                "serviceaccounts",
+                "ServiceAccount",
+                true,
+                false,
+                &["sa"],
+            ),
+            builtin(
+                "networking.k8s.io",
+                "v1",
+                "networkpolicies",
+                "NetworkPolicy",
+                true,
+                false,
+                &["netpol"],
+            ),
             builtin(
                 "autoscaling",
                 "v2",
@@ -423,11 +453,22 @@ impl Store {
     /// Rewrite `apiVersion` to the version served.
     pub fn present(info: &ResourceInfo, obj: &Value) -> Value {
         let mut o = obj.clone();
+        super::events::present(&info.group, &info.plural, &mut o);
         if let Some(m) = o.as_object_mut() {
             m.insert("apiVersion".into(), json!(info.api_version()));
             m.insert("kind".into(), json!(info.kind));
         }
         o
+    }
+
+    /// [`Store::present`] of an object the caller owns (no copy).
+    fn presented(info: &ResourceInfo, mut obj: Value) -> Value {
+        super::events::present(&info.group, &info.plural, &mut obj);
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("apiVersion".into(), json!(info.api_version()));
+            m.insert("kind".into(), json!(info.kind));
+        }
+        obj
     }
 
     /// A stored object.
@@ -539,6 +580,7 @@ impl Store {
         opts: WriteOpts,
     ) -> Result<Value, ApiError> {
         Self::check_type(info, &obj)?;
+        super::events::to_storage(&info.group, &info.plural, &mut obj);
         let suffix = self.random_suffix();
         let uid = self.new_uid();
         let meta = meta_mut(&mut obj)?;
@@ -609,7 +651,7 @@ impl Store {
             crd_establish(&mut obj);
         }
         if opts.dry_run {
-            return Ok(obj);
+            return Ok(Self::presented(info, obj));
         }
         let owners = match (opts.owners, &opts.manager) {
             (Some(o), _) => o,
@@ -624,7 +666,7 @@ impl Store {
         if info.group == "apiextensions.k8s.io" {
             self.on_crd(&out);
         }
-        Ok(out)
+        Ok(Self::presented(info, out))
     }
 
     /// Replace an object (update, or the result of a patch). A non-empty
@@ -635,11 +677,12 @@ impl Store {
         info: &ResourceInfo,
         ns: &str,
         name: &str,
-        new: Value,
+        mut new: Value,
         part: Part,
         opts: WriteOpts,
     ) -> Result<Value, ApiError> {
         Self::check_type(info, &new)?;
+        super::events::to_storage(&info.group, &info.plural, &mut new);
         let ns_key = if info.namespaced { ns } else { "" };
         let cur = self
             .stored(info, ns_key, name)
@@ -746,7 +789,7 @@ impl Store {
             return Ok(Self::present(info, &cur.obj));
         }
         if opts.dry_run {
-            return Ok(result);
+            return Ok(Self::presented(info, result));
         }
         let out = self.commit(
             info,
@@ -760,7 +803,7 @@ impl Store {
         if info.group == "apiextensions.k8s.io" {
             self.on_crd(&out);
         }
-        Ok(out)
+        Ok(Self::presented(info, out))
     }
 
     /// Delete an object; `precondition_rv` / `precondition_uid` must match when given.
@@ -812,7 +855,7 @@ impl Store {
         if info.group.is_empty() && info.plural == "namespaces" {
             self.delete_namespace_contents(name);
         }
-        Ok(Self::present(info, &out))
+        Ok(Self::presented(info, out))
     }
 
     fn delete_namespace_contents(&mut self, ns: &str) {
