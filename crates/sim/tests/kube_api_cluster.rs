@@ -124,7 +124,10 @@ async fn deployment_replicas_become_pods_on_matching_gpu_nodes() {
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "llm");
     let rs = sets.get(&owner.name).await.unwrap();
     let rs_owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((rs_owner.kind.as_str(), rs_owner.name.as_str()), ("Deployment", "h100-tp4"));
+    assert_eq!(
+        (rs_owner.kind.as_str(), rs_owner.name.as_str()),
+        ("Deployment", "h100-tp4")
+    );
     assert_eq!(rs.spec.replicas, Some(3));
     let limits = pod.spec.as_ref().unwrap().containers[0]
         .resources

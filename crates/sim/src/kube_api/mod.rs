@@ -43,10 +43,12 @@
 mod audit;
 mod commits;
 mod controllers;
+mod day2;
 mod error;
 mod events;
 mod nodes;
 mod patch;
+mod protobuf;
 mod rbac;
 mod selector;
 mod server;

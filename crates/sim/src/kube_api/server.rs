@@ -1,10 +1,12 @@
 //! The HTTP layer: path routing, verbs, discovery documents and watch streams.
 
 use super::audit::{self, RecordedRequest};
+use super::day2;
 use super::error::ApiError;
 use super::patch::{
     json_patch, merge_patch, server_side_apply, strip_directives, ApplyScope, PatchKind,
 };
+use super::protobuf;
 use super::rbac::{self, TokenUser};
 use super::selector::{selector_to_string, FieldSelector, LabelSelector};
 use super::store::{Change, EventKind, Part, ResourceInfo, Store, WriteOpts};
@@ -82,6 +84,8 @@ enum Reply {
     /// A JSON answer with `Warning: 299` headers.
     Warned(StatusCode, Value, Vec<String>),
     Text(&'static str),
+    /// A `text/plain` body (`pods/log`).
+    Plain(String),
     Watch(Box<WatchReq>),
 }
 
@@ -165,6 +169,9 @@ fn reply(
             r
         }
         Ok(Reply::Text(t)) => (StatusCode::OK, t).into_response(),
+        Ok(Reply::Plain(t)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], t).into_response()
+        }
         Ok(Reply::Watch(w)) => start_watch(sh.clone(), *w),
         Err(e) => e.into_response(),
     }
@@ -265,6 +272,13 @@ fn dispatch(
             let obj = sh.store().get(info, &ns, name)?;
             ok(scale_of(info, &obj))
         }
+        (Method::GET, Some(name), Some("log")) => Ok(Reply::Plain(day2::pod_log(
+            info,
+            &sh.store(),
+            &ns,
+            name,
+            &q,
+        )?)),
         (Method::GET, Some(name), _) => ok(sh.store().get(info, &ns, name)?),
         (Method::POST, None, _) if target.ns.is_some() || !info.namespaced => {
             let obj = parse_body(headers, body)?;
@@ -367,19 +381,41 @@ fn review(
     body: &Bytes,
     path: &str,
 ) -> Option<Result<Reply, ApiError>> {
-    let which = match (target.info.group.as_str(), target.info.plural.as_str()) {
-        ("authentication.k8s.io", "tokenreviews") => true,
-        ("authorization.k8s.io", "subjectaccessreviews") => false,
+    let review = match (target.info.group.as_str(), target.info.plural.as_str()) {
+        ("authentication.k8s.io", "tokenreviews") => 0,
+        ("authorization.k8s.io", "subjectaccessreviews") => 1,
+        ("authorization.k8s.io", "selfsubjectaccessreviews") => 2,
         _ => return None,
     };
     if *method != Method::POST || target.name.is_some() {
         return Some(Err(ApiError::method_not_allowed(method.as_str(), path)));
     }
-    let answer = parse_body(headers, body).and_then(|obj| {
-        if which {
-            rbac::token_review(&obj, |t| sh.tokens().get(t).cloned())
-        } else {
-            rbac::subject_access_review(&sh.store(), &obj)
+    let answer = parse_body(headers, body).and_then(|obj| match review {
+        0 => rbac::token_review(&obj, |t| sh.tokens().get(t).cloned()),
+        1 => rbac::subject_access_review(&sh.store(), &obj),
+        _ => {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let who = day2::requester(token, |t| sh.tokens().get(t).cloned());
+            let store = sh.store();
+            let who = match headers
+                .get("impersonate-user")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(user) => {
+                    let groups = headers
+                        .get_all("impersonate-group")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok().map(String::from))
+                        .collect();
+                    Some(day2::impersonate(&store, who, user, groups)?)
+                }
+                None => who,
+            };
+            day2::self_subject_access_review(&store, &obj, who)
         }
     });
     Some(answer.map(|v| Reply::Json(StatusCode::CREATED, v)))
@@ -409,6 +445,9 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if ct.starts_with(protobuf::CONTENT_TYPE) {
+        return protobuf::decode(body);
+    }
     parse_doc(body, ct.contains("yaml"))
 }
 
@@ -467,6 +506,7 @@ fn resolve(
         None => {}
         Some("status") if info.status => {}
         Some("scale") if info.scale.is_some() => {}
+        Some("log") if info.group.is_empty() && info.plural == "pods" => {}
         Some(_) => return Err(ApiError::no_route(path)),
     }
     Ok(Target {
@@ -935,6 +975,12 @@ fn resource_list(store: &Store, group: &str, version: &str) -> Result<Reply, Api
             resources.push(json!({
                 "name": format!("{}/status", r.plural), "singularName": "",
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if r.group.is_empty() && r.plural == "pods" {
+            resources.push(json!({
+                "name": "pods/log", "singularName": "", "namespaced": true,
+                "kind": "Pod", "verbs": ["get"],
             }));
         }
         if r.scale.is_some() {

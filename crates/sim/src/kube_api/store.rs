@@ -374,6 +374,15 @@ impl Store {
                 &[],
             ),
             builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                false,
+                false,
+                &[],
+            ),
+            builtin(
                 "apiextensions.k8s.io",
                 "v1",
                 "customresourcedefinitions",
