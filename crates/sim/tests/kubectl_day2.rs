@@ -371,6 +371,11 @@ async fn patch_scale_rollout_wait_events_describe_logs() {
                 "rollout status deploy/llama-h100 -n llm --timeout=30s",
                 &["successfully rolled out"],
             ),
+            ok(
+                "describe deploy llama-h100 -n llm",
+                &["Replicas:               2 desired | 2 updated | 2 total | 2 available | 0 unavailable", "NewReplicaSet:   llama-h100-"],
+            ),
+            ok("rollout history deploy/llama-h100 -n llm", &["REVISION", "5 "]),
             // kubectl's typed clients send protobuf: decoded for these kinds.
             ok(
                 "create configmap settings -n llm --from-literal=mode=fast",

@@ -148,6 +148,9 @@ pub struct Store {
     seq: u64,
     /// When each pod (by uid) was bound to a node (for the start-up delay).
     pub bound_at: HashMap<String, Instant>,
+    /// The pod-template-hash of each Deployment (by uid) at a generation, so the
+    /// controllers hash a template once per change (`workloads.rs`).
+    pub template_hashes: HashMap<String, (u64, String)>,
     /// Compiled CRD schemas by (group, version, plural).
     schemas: HashMap<(String, String, String), Arc<Schema>>,
     /// Warnings of the last write (`Warning: 299` headers), see [`Store::take_warnings`].
@@ -237,6 +240,7 @@ impl Store {
             changed,
             seq: 0,
             bound_at: HashMap::new(),
+            template_hashes: HashMap::new(),
             schemas: HashMap::new(),
             warnings: Vec::new(),
         };

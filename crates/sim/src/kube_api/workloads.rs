@@ -75,6 +75,31 @@ pub fn template_hash(template: &Value) -> String {
         .collect()
 }
 
+/// The template hash of every Deployment, by uid: from the store's cache when the
+/// Deployment's generation did not change (a template change bumps it), else computed and
+/// cached. Entries of deleted Deployments are dropped.
+fn deployment_hashes(store: &mut Store, deploy: &ResourceInfo) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut cache = std::mem::take(&mut store.template_hashes);
+    for d in store.list(deploy, None) {
+        let uid = s(&d.obj, "/metadata/uid").to_string();
+        let generation = d
+            .obj
+            .pointer("/metadata/generation")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let hash = match cache.get(&uid) {
+            Some((g, h)) if *g == generation => h.clone(),
+            _ => template_hash(d.obj.pointer("/spec/template").unwrap_or(&Value::Null)),
+        };
+        cache.insert(uid.clone(), (generation, hash.clone()));
+        out.insert(uid, hash);
+    }
+    cache.retain(|uid, _| out.contains_key(uid));
+    store.template_hashes = cache;
+    out
+}
+
 fn owner_ref(kind: &str, obj: &Value) -> Value {
     json!([{
         "apiVersion": "apps/v1",
@@ -178,12 +203,15 @@ pub fn sync_deployments(store: &mut Store, deploy: &ResourceInfo, rs: &ResourceI
     // (namespace, name) of ReplicaSets to set to a replica count, and new ones to create.
     let mut resize: Vec<(String, String, u64)> = Vec::new();
     let mut create: Vec<(String, Value)> = Vec::new();
+    let hashes = deployment_hashes(store, deploy);
     {
         let sets = owned_by(store, rs, "Deployment");
         for d in store.list(deploy, None) {
             let d = &d.obj;
-            let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
-            let hash = template_hash(&template);
+            let hash = hashes
+                .get(s(d, "/metadata/uid"))
+                .cloned()
+                .unwrap_or_default();
             let desired = replicas(d);
             let owned = sets
                 .get(s(d, "/metadata/uid"))
@@ -210,6 +238,7 @@ pub fn sync_deployments(store: &mut Store, deploy: &ResourceInfo, rs: &ResourceI
                 }
             }
             if !current {
+                let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
                 create.push((
                     s(d, "/metadata/namespace").to_string(),
                     replica_set_for(d, &template, &hash, desired, revision + 1),
@@ -384,13 +413,17 @@ pub fn update_status(
         let (ns, name) = key(&o);
         let _ = store.replace(rs, &ns, &name, o, Part::Status, WriteOpts::default());
     }
+    let hashes = deployment_hashes(store, deploy);
     let sets = owned_by(store, rs, "Deployment");
     let mut changed: Vec<Value> = Vec::new();
     for d in store.list(deploy, None) {
         let d = &d.obj;
-        let hash = template_hash(&d.pointer("/spec/template").cloned().unwrap_or(json!({})));
+        let hash = hashes
+            .get(s(d, "/metadata/uid"))
+            .map(String::as_str)
+            .unwrap_or_default();
         let desired = replicas(d);
-        let (mut total, mut ready, mut updated, mut updated_ready) = (0, 0, 0, 0);
+        let (mut total, mut ready, mut updated) = (0, 0, 0);
         let mut current_name = None;
         for set in sets
             .get(s(d, "/metadata/uid"))
@@ -405,16 +438,11 @@ pub fn update_status(
             ready += r;
             if s(&set.obj, &format!("/metadata/labels/{TEMPLATE_HASH_LABEL}")) == hash {
                 updated += l;
-                updated_ready += r;
                 current_name = Some(s(&set.obj, "/metadata/name").to_string());
             }
         }
-        let new_status = deployment_status(
-            d,
-            desired,
-            (total, ready, updated, updated_ready),
-            current_name.as_deref(),
-        );
+        let new_status =
+            deployment_status(d, desired, (total, ready, updated), current_name.as_deref());
         if d.get("status") == Some(&new_status) {
             continue;
         }
@@ -433,7 +461,7 @@ pub fn update_status(
 fn deployment_status(
     d: &Value,
     desired: u64,
-    (total, ready, updated, updated_ready): (u64, u64, u64, u64),
+    (total, ready, updated): (u64, u64, u64),
     current: Option<&str>,
 ) -> Value {
     let mut st = Map::new();
@@ -455,7 +483,9 @@ fn deployment_status(
         }
     }
     let available = ready >= desired;
-    let complete = updated == desired && updated_ready == desired && total == updated;
+    // A rollout is complete once no Pod of an older template is left; like the upstream
+    // controller, a scaling event does not change the condition.
+    let complete = total == updated;
     let old_conds = d.pointer("/status/conditions").cloned();
     let since = |t: &str, status: &str| {
         old_conds
@@ -543,10 +573,10 @@ mod tests {
     #[test]
     fn rollout_conditions() {
         let d = json!({"metadata": {"name": "web", "generation": 2}, "spec": {"replicas": 2}});
-        let st = deployment_status(&d, 2, (3, 2, 1, 1), Some("web-new"));
+        let st = deployment_status(&d, 2, (3, 2, 1), Some("web-new"));
         assert_eq!(st["updatedReplicas"], 1);
         assert_eq!(st["conditions"][1]["reason"], "ReplicaSetUpdated");
-        let st = deployment_status(&d, 2, (2, 2, 2, 2), Some("web-new"));
+        let st = deployment_status(&d, 2, (2, 2, 2), Some("web-new"));
         assert_eq!(st["conditions"][0]["status"], "True");
         assert_eq!(st["conditions"][1]["reason"], "NewReplicaSetAvailable");
         assert_eq!(st["observedGeneration"], 2);
