@@ -354,6 +354,11 @@ async fn patch_scale_rollout_wait_events_describe_logs() {
                 "get events -n llm --field-selector involvedObject.kind=VariantAutoscaling,involvedObject.name=llama -o name",
                 &["event/"],
             ),
+            // `kubectl events` lays the core/v1 Events out itself.
+            ok(
+                "events -n llm --for variantautoscaling/llama",
+                &["Normal", "ScaledUp", "VariantAutoscaling/llama", "h100: 1 -> 2 replicas (load 12.0 req/s)"],
+            ),
             ok(
                 "describe va llama -n llm",
                 &["Events:", "ScaledUp", "h100: 1 -> 2 replicas (load 12.0 req/s)"],

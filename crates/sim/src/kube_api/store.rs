@@ -222,13 +222,19 @@ fn comparable(v: &Value) -> Value {
     c
 }
 
+/// Changes a live watch (or commit feed) may fall behind before it is disconnected. Counted
+/// over every resource (one channel for all), so it is larger than a real server's
+/// per-resource watch cache would need: Deployments → ReplicaSets → Pods write several
+/// changes per scale.
+pub const LIVE_CHANGES: usize = 16_384;
+
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 impl Store {
     /// A store with the built-in kinds and namespaces `default`, `kube-system`,
     /// `kube-public`, `kube-node-lease`.
     pub fn new(history_limit: usize, changed: Arc<Notify>) -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        let (tx, _) = broadcast::channel(LIVE_CHANGES);
         let mut s = Self {
             resources: BTreeMap::new(),
             objects: BTreeMap::new(),
