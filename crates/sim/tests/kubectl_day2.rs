@@ -376,9 +376,17 @@ async fn patch_scale_rollout_wait_events_describe_logs() {
                 "rollout status deploy/llama-h100 -n llm --timeout=30s",
                 &["successfully rolled out"],
             ),
+            // The manifest's `replicas: 1` is back (a three-way patch sets what differs from
+            // the live object, as on a real cluster), and the old ReplicaSets are at 0.
             ok(
                 "describe deploy llama-h100 -n llm",
-                &["Replicas:               2 desired | 2 updated | 2 total | 2 available | 0 unavailable", "NewReplicaSet:   llama-h100-"],
+                &[
+                    "Replicas:           1 desired | 1 updated | 1 total | 1 available | 0 unavailable",
+                    "Progressing    True    NewReplicaSetAvailable",
+                    "(0/0 replicas created)",
+                    "NewReplicaSet:   llama-h100-",
+                    "(1/1 replicas created)",
+                ],
             ),
             ok("rollout history deploy/llama-h100 -n llm", &["REVISION", "5 "]),
             // kubectl's typed clients send protobuf: decoded for these kinds.
