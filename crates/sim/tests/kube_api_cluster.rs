@@ -2,7 +2,7 @@
 //! `kube` client: replicas become Pods on matching GPU nodes, Pending when GPUs run out,
 //! removed Pending-first on scale-down.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -114,12 +114,21 @@ async fn deployment_replicas_become_pods_on_matching_gpu_nodes() {
         assert!(node.starts_with("h100-"), "scheduled on {node}");
     }
     let pod = pods.get(&view.running[0].0).await.unwrap();
+    // Owned by the Deployment's ReplicaSet (`<deployment>-<pod-template-hash>`), which
+    // the Deployment owns, as on a real cluster.
     let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.kind, "ReplicaSet");
+    assert_eq!(owner.controller, Some(true));
+    let hash = &pod.metadata.labels.as_ref().unwrap()["pod-template-hash"];
+    assert_eq!(owner.name, format!("h100-tp4-{hash}"));
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "llm");
+    let rs = sets.get(&owner.name).await.unwrap();
+    let rs_owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str()),
+        (rs_owner.kind.as_str(), rs_owner.name.as_str()),
         ("Deployment", "h100-tp4")
     );
-    assert_eq!(owner.controller, Some(true));
+    assert_eq!(rs.spec.replicas, Some(3));
     let limits = pod.spec.as_ref().unwrap().containers[0]
         .resources
         .as_ref()

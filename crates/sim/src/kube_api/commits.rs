@@ -30,11 +30,11 @@ pub struct Commit {
 }
 
 /// The feed of [`Commit`]s from the moment it was made
-/// ([`KubeApiHandle::commits`](super::KubeApiHandle::commits)); holds the last 4096 until
+/// ([`KubeApiHandle::commits`](super::KubeApiHandle::commits)); holds the last 16,384 until
 /// read.
 pub struct Commits(pub(crate) broadcast::Receiver<Arc<Change>>);
 
-/// The feed fell more than 4096 commits behind: that many were lost.
+/// The feed fell more than 16,384 commits behind: that many were lost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the commit feed fell behind: {0} commits lost (read it more often)")]
 pub struct Lagged(pub u64);

@@ -1,9 +1,11 @@
-//! The emulator's own controllers: a deployment controller (replicas -> Pods), a scheduler
-//! (binds Pods to Nodes with enough free GPUs and matching node selector) and a "kubelet"
-//! (bound Pods become Running and Ready after the start-up delay), plus garbage collection
-//! of Pods whose Deployment is gone.
+//! The emulator's own controllers: the deployment and replica set controllers (Deployment
+//! -> ReplicaSets -> Pods, see `workloads.rs`), a scheduler (binds Pods to Nodes with enough
+//! free GPUs and matching node selector) and a "kubelet" (bound Pods become Running and
+//! Ready after the start-up delay), plus garbage collection of ReplicaSets and Pods whose
+//! owner is gone.
 
-use super::store::{now_rfc3339, Part, ResourceInfo, Store, Stored, WriteOpts};
+use super::store::{now_rfc3339, Part, ResourceInfo, Store, WriteOpts};
+use super::workloads;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -54,15 +56,6 @@ pub fn pod_gpu_requests(pod: &Value) -> BTreeMap<String, u64> {
     out
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True")
-        })
-}
-
 fn terminal(pod: &Value) -> bool {
     matches!(s(pod, "/status/phase"), "Succeeded" | "Failed")
 }
@@ -84,20 +77,21 @@ fn set_condition(obj: &mut Value, cond: Value) {
     }
 }
 
-fn owner_uid(pod: &Value) -> Option<(String, String)> {
-    pod.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-        .map(|r| (s(r, "/kind").to_string(), s(r, "/uid").to_string()))
+/// The resources the controllers work on: deployments, replicasets, pods, nodes.
+struct Infos {
+    deploy: ResourceInfo,
+    rs: ResourceInfo,
+    pods: ResourceInfo,
+    nodes: ResourceInfo,
 }
 
-fn infos(store: &Store) -> Option<(ResourceInfo, ResourceInfo, ResourceInfo)> {
-    Some((
-        store.info("apps", "v1", "deployments")?,
-        store.info("", "v1", "pods")?,
-        store.info("", "v1", "nodes")?,
-    ))
+fn infos(store: &Store) -> Option<Infos> {
+    Some(Infos {
+        deploy: store.info("apps", "v1", "deployments")?,
+        rs: store.info("apps", "v1", "replicasets")?,
+        pods: store.info("", "v1", "pods")?,
+        nodes: store.info("", "v1", "nodes")?,
+    })
 }
 
 fn key(obj: &Value) -> (String, String) {
@@ -109,149 +103,17 @@ fn key(obj: &Value) -> (String, String) {
 
 /// Run every controller once. Returns true when something was written.
 pub fn tick(store: &mut Store, startup_delay: Duration) -> bool {
-    let Some((deploy, pods, nodes)) = infos(store) else {
+    let Some(i) = infos(store) else {
         return false;
     };
     let before = store.rv();
-    garbage_collect(store, &deploy, &pods);
-    scale_deployments(store, &deploy, &pods);
-    schedule(store, &pods, &nodes);
-    run_kubelet(store, &pods, startup_delay);
-    deployment_status(store, &deploy, &pods);
+    workloads::garbage_collect(store, &i.deploy, &i.rs, &i.pods);
+    workloads::sync_deployments(store, &i.deploy, &i.rs);
+    workloads::sync_replica_sets(store, &i.rs, &i.pods);
+    schedule(store, &i.pods, &i.nodes);
+    run_kubelet(store, &i.pods, startup_delay);
+    workloads::update_status(store, &i.deploy, &i.rs, &i.pods);
     store.rv() != before
-}
-
-fn garbage_collect(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo) {
-    let live: std::collections::HashSet<String> = store
-        .list(deploy, None)
-        .iter()
-        .map(|d| s(&d.obj, "/metadata/uid").to_string())
-        .collect();
-    let orphans: Vec<(String, String)> = store
-        .list(pods, None)
-        .iter()
-        .filter(|p| {
-            owner_uid(&p.obj)
-                .is_some_and(|(kind, uid)| kind == "Deployment" && !live.contains(&uid))
-        })
-        .map(|p| key(&p.obj))
-        .collect();
-    for (ns, name) in orphans {
-        let _ = store.delete(pods, &ns, &name, None, None, false);
-    }
-}
-
-/// The pods each Deployment controls, by the Deployment's uid (one pass over the pods, so a
-/// tick stays linear in the objects at thousands of Deployments).
-fn pods_by_deployment<'a>(
-    store: &'a Store,
-    pods: &ResourceInfo,
-) -> std::collections::HashMap<String, Vec<&'a Stored>> {
-    let mut out: std::collections::HashMap<String, Vec<&'a Stored>> =
-        std::collections::HashMap::new();
-    for p in store.list(pods, None) {
-        if let Some((kind, uid)) = owner_uid(&p.obj) {
-            if kind == "Deployment" {
-                out.entry(uid).or_default().push(p);
-            }
-        }
-    }
-    out
-}
-
-fn scale_deployments(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo) {
-    // (namespace, name, uid, desired replicas); a Deployment is cloned only to make pods.
-    let deployments: Vec<(String, String, String, usize)> = store
-        .list(deploy, None)
-        .iter()
-        .map(|d| {
-            let (ns, name) = key(&d.obj);
-            let desired = d
-                .obj
-                .pointer("/spec/replicas")
-                .and_then(Value::as_u64)
-                .unwrap_or(1) as usize;
-            (ns, name, s(&d.obj, "/metadata/uid").to_string(), desired)
-        })
-        .collect();
-    // (unscheduled, not running, created, name) of each Deployment's live pods.
-    let mut owned_by: std::collections::HashMap<String, Vec<(bool, bool, u64, String)>> =
-        pods_by_deployment(store, pods)
-            .into_iter()
-            .map(|(uid, owned)| {
-                let owned = owned
-                    .iter()
-                    .filter(|p| !terminal(&p.obj))
-                    .map(|p| {
-                        (
-                            s(&p.obj, "/spec/nodeName").is_empty(),
-                            s(&p.obj, "/status/phase") == "Pending",
-                            p.created,
-                            s(&p.obj, "/metadata/name").to_string(),
-                        )
-                    })
-                    .collect();
-                (uid, owned)
-            })
-            .collect();
-    for (ns, name, uid, desired) in deployments {
-        let mut owned = owned_by.remove(&uid).unwrap_or_default();
-        if owned.len() == desired {
-            continue;
-        }
-        if owned.len() > desired {
-            // Victims: unscheduled first, then not yet running, then the newest.
-            owned.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
-            for (_, _, _, name) in owned.iter().take(owned.len() - desired) {
-                let _ = store.delete(pods, &ns, name, None, None, false);
-            }
-        }
-        for _ in owned.len()..desired {
-            let Some(d) = store.stored(deploy, &ns, &name).map(|d| d.obj.clone()) else {
-                break;
-            };
-            let pod = pod_from_template(&d, store.random_suffix());
-            let _ = store.create(
-                pods,
-                &ns,
-                pod,
-                WriteOpts {
-                    internal: true,
-                    ..WriteOpts::default()
-                },
-            );
-        }
-    }
-}
-
-fn pod_from_template(d: &Value, suffix: String) -> Value {
-    let name = s(d, "/metadata/name");
-    let tmpl = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    let mut meta = tmpl
-        .get("metadata")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    meta.insert("name".into(), json!(format!("{name}-{suffix}")));
-    meta.insert("generateName".into(), json!(format!("{name}-")));
-    meta.insert(
-        "ownerReferences".into(),
-        json!([{
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "name": name,
-            "uid": s(d, "/metadata/uid"),
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }]),
-    );
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": meta,
-        "spec": tmpl.get("spec").cloned().unwrap_or(json!({"containers": []})),
-        "status": {"phase": "Pending"},
-    })
 }
 
 struct NodeView {
@@ -455,85 +317,6 @@ fn run_kubelet(store: &mut Store, pods: &ResourceInfo, delay: Duration) {
         .map(|p| s(&p.obj, "/metadata/uid").to_string())
         .collect();
     store.bound_at.retain(|uid, _| live.contains(uid));
-}
-
-fn deployment_status(store: &mut Store, deploy: &ResourceInfo, pods: &ResourceInfo) {
-    let deployments: Vec<&Value> = store.list(deploy, None).iter().map(|d| &d.obj).collect();
-    // (live, ready) pods of each Deployment.
-    let counts: std::collections::HashMap<String, (u64, u64)> = pods_by_deployment(store, pods)
-        .into_iter()
-        .map(|(uid, owned)| {
-            let live: Vec<&&Stored> = owned.iter().filter(|p| !terminal(&p.obj)).collect();
-            let ready = live.iter().filter(|p| is_ready(&p.obj)).count() as u64;
-            (uid, (live.len() as u64, ready))
-        })
-        .collect();
-    // Deployments whose status changed (cloned only then), written after the pass.
-    let mut changed: Vec<Value> = Vec::new();
-    for d in deployments {
-        let (replicas, ready) = counts.get(s(d, "/metadata/uid")).copied().unwrap_or((0, 0));
-        let desired = d
-            .pointer("/spec/replicas")
-            .and_then(Value::as_u64)
-            .unwrap_or(1);
-        let mut st = Map::new();
-        st.insert(
-            "observedGeneration".into(),
-            d.pointer("/metadata/generation")
-                .cloned()
-                .unwrap_or(json!(1)),
-        );
-        for (k, v) in [
-            ("replicas", replicas),
-            ("updatedReplicas", replicas),
-            ("readyReplicas", ready),
-            ("availableReplicas", ready),
-            ("unavailableReplicas", replicas.saturating_sub(ready)),
-        ] {
-            if v > 0 {
-                st.insert(k.into(), json!(v));
-            }
-        }
-        let available = ready >= desired;
-        let old_conds = d.pointer("/status/conditions").cloned();
-        let since = |t: &str, status: &str| {
-            old_conds
-                .as_ref()
-                .and_then(Value::as_array)
-                .and_then(|a| {
-                    a.iter()
-                        .find(|c| s(c, "/type") == t && s(c, "/status") == status)
-                })
-                .and_then(|c| c.get("lastTransitionTime").cloned())
-                .unwrap_or_else(|| json!(now_rfc3339()))
-        };
-        let avail_status = if available { "True" } else { "False" };
-        st.insert(
-            "conditions".into(),
-            json!([
-                {"type": "Available", "status": avail_status,
-                 "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-                 "message": if available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
-                 "lastTransitionTime": since("Available", avail_status)},
-                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                 "message": format!("Deployment {:?} is progressing.", s(d, "/metadata/name")),
-                 "lastTransitionTime": since("Progressing", "True")},
-            ]),
-        );
-        let new_status = Value::Object(st);
-        if d.get("status") == Some(&new_status) {
-            continue;
-        }
-        let mut d = d.clone();
-        if let Some(o) = d.as_object_mut() {
-            o.insert("status".into(), new_status);
-        }
-        changed.push(d);
-    }
-    for d in changed {
-        let (ns, name) = key(&d);
-        let _ = store.replace(deploy, &ns, &name, d, Part::Status, WriteOpts::default());
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!                            ▼
 //!                         Store (JSON objects, global resourceVersion, event history)
 //!                            ▲
-//!  controllers (tick) ───────┘  deployment controller → Pods, scheduler → Nodes, kubelet
+//!  controllers (tick) ───────┘  deployments → ReplicaSets → Pods, scheduler, kubelet
 //! ```
 //!
 //! - [`KubeApiServer::start`] binds a port and returns a [`KubeApiHandle`]: its
@@ -21,13 +21,17 @@
 //!   [`compact`](KubeApiHandle::compact), [`tick`](KubeApiHandle::tick)), and the
 //!   resource requests it served as authorization attributes
 //!   ([`requests`](KubeApiHandle::requests), [`RecordedRequest`]).
-//! - Built-in kinds: core/v1 namespaces, configmaps, pods, nodes, events, services;
-//!   events.k8s.io/v1 events; apps/v1 deployments (with `/scale`); autoscaling/v2
+//! - Built-in kinds: core/v1 namespaces, configmaps, pods (with `/log`), nodes, events,
+//!   services, serviceaccounts; events.k8s.io/v1 events (the same objects as core/v1
+//!   events); apps/v1 deployments and replicasets (with `/scale`); networking.k8s.io/v1
+//!   networkpolicies; autoscaling/v2
 //!   horizontalpodautoscalers; coordination.k8s.io/v1 leases;
 //!   apiextensions.k8s.io/v1 customresourcedefinitions (creating one serves its kind);
 //!   rbac.authorization.k8s.io/v1 roles, clusterroles, rolebindings, clusterrolebindings;
 //!   authentication.k8s.io/v1 tokenreviews (from a token table: [`KubeApiHandle::add_token`])
-//!   and authorization.k8s.io/v1 subjectaccessreviews (decided by the stored RBAC objects).
+//!   and authorization.k8s.io/v1 subjectaccessreviews and selfsubjectaccessreviews (decided
+//!   by the stored RBAC objects). Strategic merge patch for built-in kinds (415 for custom
+//!   resources).
 //!
 //! - What real clients read besides: OpenAPI v2/v3 documents built from `k8s-openapi`'s
 //!   schemas and the CRDs' ([`openapi`], which also answers strategic-merge questions:
@@ -48,15 +52,20 @@
 mod audit;
 mod commits;
 mod controllers;
+mod day2;
 mod error;
+mod events;
 mod nodes;
 pub mod openapi;
 mod patch;
+mod protobuf;
 mod rbac;
 mod selector;
 mod server;
 mod store;
+mod strategic;
 mod table;
+mod workloads;
 
 pub use audit::{RecordedRequest, ANONYMOUS};
 pub use commits::{Commit, Commits, Lagged};

@@ -1,5 +1,5 @@
-//! Patch formats: JSON merge patch (RFC 7386), strategic merge patch (treated as a merge
-//! patch), JSON patch (RFC 6902) and a simplified server-side apply.
+//! Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and a simplified
+//! server-side apply (strategic merge patch: [`super::strategic`]).
 
 use super::error::ApiError;
 use serde_json::{Map, Value};
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum PatchKind {
     /// `application/merge-patch+json`.
     Merge,
-    /// `application/strategic-merge-patch+json` (applied as a merge patch).
+    /// `application/strategic-merge-patch+json` (built-in kinds only, see `strategic.rs`).
     Strategic,
     /// `application/json-patch+json`.
     Json,

@@ -278,7 +278,8 @@ impl FieldSelector {
                     "field label not supported: {k}"
                 )));
             }
-            terms.push((k.to_string(), eq, v.trim().to_string()));
+            let stored = super::events::selector_field(group, plural, k);
+            terms.push((stored, eq, v.trim().to_string()));
         }
         Ok(Self { terms })
     }

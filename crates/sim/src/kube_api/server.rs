@@ -1,14 +1,16 @@
 //! The HTTP layer: path routing, verbs, discovery documents and watch streams.
 
 use super::audit::{self, RecordedRequest};
+use super::day2;
 use super::error::ApiError;
 use super::patch::{
     json_patch, merge_patch, server_side_apply, strip_directives, ApplyScope, PatchKind,
 };
+use super::protobuf;
 use super::rbac::{self, TokenUser};
 use super::selector::{selector_to_string, FieldSelector, LabelSelector};
 use super::store::{Change, EventKind, Part, ResourceInfo, Store, WriteOpts};
-use super::{openapi, table};
+use super::{openapi, strategic, table};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -82,6 +84,8 @@ enum Reply {
     /// A JSON answer with `Warning: 299` headers.
     Warned(StatusCode, Value, Vec<String>),
     Text(&'static str),
+    /// A `text/plain` body (`pods/log`).
+    Plain(String),
     Watch(Box<WatchReq>),
     /// A response built elsewhere (OpenAPI documents with their caching headers).
     Raw(Response),
@@ -167,6 +171,9 @@ fn reply(
             r
         }
         Ok(Reply::Text(t)) => (StatusCode::OK, t).into_response(),
+        Ok(Reply::Plain(t)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], t).into_response()
+        }
         Ok(Reply::Watch(w)) => start_watch(sh.clone(), *w),
         Ok(Reply::Raw(r)) => r,
         Err(e) => e.into_response(),
@@ -275,6 +282,13 @@ fn dispatch(
             let obj = sh.store().get(info, &ns, name)?;
             ok(scale_of(info, &obj))
         }
+        (Method::GET, Some(name), Some("log")) => Ok(Reply::Plain(day2::pod_log(
+            info,
+            &sh.store(),
+            &ns,
+            name,
+            &q,
+        )?)),
         (Method::GET, Some(name), _) => {
             let store = sh.store();
             as_table(&store, info, headers, &q, ok(store.get(info, &ns, name)?))
@@ -397,19 +411,41 @@ fn review(
     body: &Bytes,
     path: &str,
 ) -> Option<Result<Reply, ApiError>> {
-    let which = match (target.info.group.as_str(), target.info.plural.as_str()) {
-        ("authentication.k8s.io", "tokenreviews") => true,
-        ("authorization.k8s.io", "subjectaccessreviews") => false,
+    let review = match (target.info.group.as_str(), target.info.plural.as_str()) {
+        ("authentication.k8s.io", "tokenreviews") => 0,
+        ("authorization.k8s.io", "subjectaccessreviews") => 1,
+        ("authorization.k8s.io", "selfsubjectaccessreviews") => 2,
         _ => return None,
     };
     if *method != Method::POST || target.name.is_some() {
         return Some(Err(ApiError::method_not_allowed(method.as_str(), path)));
     }
-    let answer = parse_body(headers, body).and_then(|obj| {
-        if which {
-            rbac::token_review(&obj, |t| sh.tokens().get(t).cloned())
-        } else {
-            rbac::subject_access_review(&sh.store(), &obj)
+    let answer = parse_body(headers, body).and_then(|obj| match review {
+        0 => rbac::token_review(&obj, |t| sh.tokens().get(t).cloned()),
+        1 => rbac::subject_access_review(&sh.store(), &obj),
+        _ => {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let who = day2::requester(token, |t| sh.tokens().get(t).cloned());
+            let store = sh.store();
+            let who = match headers
+                .get("impersonate-user")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(user) => {
+                    let groups = headers
+                        .get_all("impersonate-group")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok().map(String::from))
+                        .collect();
+                    Some(day2::impersonate(&store, who, user, groups)?)
+                }
+                None => who,
+            };
+            day2::self_subject_access_review(&store, &obj, who)
         }
     });
     Some(answer.map(|v| Reply::Json(StatusCode::CREATED, v)))
@@ -439,6 +475,9 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if ct.starts_with(protobuf::CONTENT_TYPE) {
+        return protobuf::decode(body);
+    }
     parse_doc(body, ct.contains("yaml"))
 }
 
@@ -497,6 +536,7 @@ fn resolve(
         None => {}
         Some("status") if info.status => {}
         Some("scale") if info.scale.is_some() => {}
+        Some("log") if info.group.is_empty() && info.plural == "pods" => {}
         Some(_) => return Err(ApiError::no_route(path)),
     }
     Ok(Target {
@@ -699,6 +739,14 @@ fn patch(
     let kind =
         PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let info = &t.info;
+    // Patch metadata of a built-in kind; a custom resource has none (415).
+    let strategic_root = match kind {
+        PatchKind::Strategic => Some(
+            strategic::root_type(&info.group, &info.kind)
+                .ok_or_else(strategic::unsupported_for_custom)?,
+        ),
+        _ => None,
+    };
     let ns = t.ns.clone().unwrap_or_default();
     let doc = parse_doc(body, kind == PatchKind::Apply)?;
     let force = q.get("force").is_some_and(|v| v == "true");
@@ -715,14 +763,15 @@ fn patch(
     let apply_plain = |target: &mut Value| -> Result<(), ApiError> {
         match kind {
             PatchKind::Merge => merge_patch(target, &doc),
-            PatchKind::Strategic | PatchKind::Apply => {
+            PatchKind::Strategic => {
+                strategic::strategic_merge_patch(target, &doc, strategic_root.unwrap_or("Object"))?
+            }
+            PatchKind::Apply => {
                 let mut d = doc.clone();
                 strip_directives(&mut d);
-                if kind == PatchKind::Apply {
-                    if let Some(o) = d.as_object_mut() {
-                        o.remove("apiVersion");
-                        o.remove("kind");
-                    }
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("apiVersion");
+                    o.remove("kind");
                 }
                 merge_patch(target, &d)
             }
@@ -897,6 +946,12 @@ fn resource_list(store: &Store, group: &str, version: &str) -> Result<Reply, Api
             resources.push(json!({
                 "name": format!("{}/status", r.plural), "singularName": "",
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if r.group.is_empty() && r.plural == "pods" {
+            resources.push(json!({
+                "name": "pods/log", "singularName": "", "namespaced": true,
+                "kind": "Pod", "verbs": ["get"],
             }));
         }
         if r.scale.is_some() {

@@ -54,9 +54,10 @@ impl ResourceInfo {
         }
     }
 
-    /// The storage key of this resource (group, plural): all versions share objects.
+    /// The storage key of this resource (group, plural): all versions share objects, and
+    /// core/v1 Events are events.k8s.io/v1 Events (see `events.rs`).
     pub fn gr(&self) -> Gr {
-        (self.group.clone(), self.plural.clone())
+        super::events::storage_gr(&self.group, &self.plural)
     }
 }
 
@@ -147,6 +148,9 @@ pub struct Store {
     seq: u64,
     /// When each pod (by uid) was bound to a node (for the start-up delay).
     pub bound_at: HashMap<String, Instant>,
+    /// The pod-template-hash of each Deployment (by uid) at a generation, so the
+    /// controllers hash a template once per change (`workloads.rs`).
+    pub template_hashes: HashMap<String, (u64, String)>,
     /// Compiled CRD schemas by (group, version, plural).
     schemas: HashMap<(String, String, String), Arc<Schema>>,
     /// Warnings of the last write (`Warning: 299` headers), see [`Store::take_warnings`].
@@ -218,13 +222,19 @@ fn comparable(v: &Value) -> Value {
     c
 }
 
+/// Changes a live watch (or commit feed) may fall behind before it is disconnected. Counted
+/// over every resource (one channel for all), so it is larger than a real server's
+/// per-resource watch cache would need: Deployments → ReplicaSets → Pods write several
+/// changes per scale.
+pub const LIVE_CHANGES: usize = 16_384;
+
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 impl Store {
     /// A store with the built-in kinds and namespaces `default`, `kube-system`,
     /// `kube-public`, `kube-node-lease`.
     pub fn new(history_limit: usize, changed: Arc<Notify>) -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        let (tx, _) = broadcast::channel(LIVE_CHANGES);
         let mut s = Self {
             resources: BTreeMap::new(),
             objects: BTreeMap::new(),
@@ -236,6 +246,7 @@ impl Store {
             changed,
             seq: 0,
             bound_at: HashMap::new(),
+            template_hashes: HashMap::new(),
             schemas: HashMap::new(),
             warnings: Vec::new(),
         };
@@ -253,6 +264,16 @@ impl Store {
             status_replicas: ".status.replicas".into(),
             label_selector: None,
         });
+        let mut replica_sets = builtin(
+            "apps",
+            "v1",
+            "replicasets",
+            "ReplicaSet",
+            true,
+            true,
+            &["rs"],
+        );
+        replica_sets.scale = deploy.scale.clone();
         for r in [
             builtin("", "v1", "namespaces", "Namespace", false, true, &["ns"]),
             builtin("", "v1", "configmaps", "ConfigMap", true, false, &["cm"]),
@@ -270,6 +291,25 @@ impl Store {
                 &["ev"],
             ),
             deploy,
+            replica_sets,
+            builtin(
+                "",
+                "v1",
+                "serviceaccounts",
+                "ServiceAccount",
+                true,
+                false,
+                &["sa"],
+            ),
+            builtin(
+                "networking.k8s.io",
+                "v1",
+                "networkpolicies",
+                "NetworkPolicy",
+                true,
+                false,
+                &["netpol"],
+            ),
             builtin(
                 "autoscaling",
                 "v2",
@@ -339,6 +379,15 @@ impl Store {
                 "v1",
                 "subjectaccessreviews",
                 "SubjectAccessReview",
+                false,
+                false,
+                &[],
+            ),
+            builtin(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
                 false,
                 false,
                 &[],
@@ -423,11 +472,22 @@ impl Store {
     /// Rewrite `apiVersion` to the version served.
     pub fn present(info: &ResourceInfo, obj: &Value) -> Value {
         let mut o = obj.clone();
+        super::events::present(&info.group, &info.plural, &mut o);
         if let Some(m) = o.as_object_mut() {
             m.insert("apiVersion".into(), json!(info.api_version()));
             m.insert("kind".into(), json!(info.kind));
         }
         o
+    }
+
+    /// [`Store::present`] of an object the caller owns (no copy).
+    fn presented(info: &ResourceInfo, mut obj: Value) -> Value {
+        super::events::present(&info.group, &info.plural, &mut obj);
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("apiVersion".into(), json!(info.api_version()));
+            m.insert("kind".into(), json!(info.kind));
+        }
+        obj
     }
 
     /// A stored object.
@@ -539,6 +599,7 @@ impl Store {
         opts: WriteOpts,
     ) -> Result<Value, ApiError> {
         Self::check_type(info, &obj)?;
+        super::events::to_storage(&info.group, &info.plural, &mut obj);
         let suffix = self.random_suffix();
         let uid = self.new_uid();
         let meta = meta_mut(&mut obj)?;
@@ -609,7 +670,7 @@ impl Store {
             crd_establish(&mut obj);
         }
         if opts.dry_run {
-            return Ok(obj);
+            return Ok(Self::presented(info, obj));
         }
         let owners = match (opts.owners, &opts.manager) {
             (Some(o), _) => o,
@@ -624,7 +685,7 @@ impl Store {
         if info.group == "apiextensions.k8s.io" {
             self.on_crd(&out);
         }
-        Ok(out)
+        Ok(Self::presented(info, out))
     }
 
     /// Replace an object (update, or the result of a patch). A non-empty
@@ -635,11 +696,12 @@ impl Store {
         info: &ResourceInfo,
         ns: &str,
         name: &str,
-        new: Value,
+        mut new: Value,
         part: Part,
         opts: WriteOpts,
     ) -> Result<Value, ApiError> {
         Self::check_type(info, &new)?;
+        super::events::to_storage(&info.group, &info.plural, &mut new);
         let ns_key = if info.namespaced { ns } else { "" };
         let cur = self
             .stored(info, ns_key, name)
@@ -746,7 +808,7 @@ impl Store {
             return Ok(Self::present(info, &cur.obj));
         }
         if opts.dry_run {
-            return Ok(result);
+            return Ok(Self::presented(info, result));
         }
         let out = self.commit(
             info,
@@ -760,7 +822,7 @@ impl Store {
         if info.group == "apiextensions.k8s.io" {
             self.on_crd(&out);
         }
-        Ok(out)
+        Ok(Self::presented(info, out))
     }
 
     /// Delete an object; `precondition_rv` / `precondition_uid` must match when given.
@@ -812,7 +874,7 @@ impl Store {
         if info.group.is_empty() && info.plural == "namespaces" {
             self.delete_namespace_contents(name);
         }
-        Ok(Self::present(info, &out))
+        Ok(Self::presented(info, out))
     }
 
     fn delete_namespace_contents(&mut self, ns: &str) {
