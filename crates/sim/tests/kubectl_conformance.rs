@@ -113,18 +113,18 @@ fn session() -> Vec<Step> {
             &["apply", "-f", "{dir}/deploy-3.yaml"],
             &[Out("deployment.apps/llama-h100 configured")],
         ),
-        // kubectl sent a strategic merge patch (the OpenAPI v3 PATCH operation offers it);
-        // that it keeps the containers' args and limits is up to the emulator's strategic
-        // merge (a merge patch would replace the containers list)
+        // kubectl sent a strategic merge patch (the OpenAPI v3 PATCH operation offers it):
+        // the emulator merges the containers by name, so their args and limits stay (a merge
+        // patch would replace the list with the patch's `{image, name}`)
         step(
             &[
                 "get",
                 "deploy",
                 "llama-h100",
                 "-o",
-                "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+                "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].args[0]} {.spec.template.spec.containers[0].resources.limits.nvidia\\.com/gpu}",
             ],
-            &[Out("3 vllm/vllm-openai:v0.9.1")],
+            &[Out("3 vllm/vllm-openai:v0.9.1 --max-num-seqs=64 1")],
         ),
         // server-side apply: create, re-apply, a conflict with the client-side manager, forced
         step(

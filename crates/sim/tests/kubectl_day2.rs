@@ -343,9 +343,14 @@ async fn patch_scale_rollout_wait_events_describe_logs() {
                 &["2/2/2"],
             ),
             // wvo's Event (events.k8s.io/v1) is a core/v1 Event too.
-            // Without Table support the default columns are NAME and AGE; the Event's name
-            // is the Recorder's `<object>.<suffix>`.
-            ok("get events -n llm", &["llama."]),
+            // The Table answer carries the apiserver's Event columns.
+            ok(
+                "get events -n llm",
+                &[
+                    "LAST SEEN   TYPE     REASON     OBJECT",
+                    "Normal   ScaledUp   variantautoscaling/llama   h100: 1 -> 2 replicas",
+                ],
+            ),
             ok(
                 "get events -n llm -o custom-columns=KIND:.involvedObject.kind,NAME:.involvedObject.name,REASON:.reason,FROM:.reportingComponent,MESSAGE:.message",
                 &["VariantAutoscaling   llama   ScaledUp   wvo", "h100: 1 -> 2 replicas (load 12.0 req/s)"],
