@@ -4,65 +4,11 @@
 //! Needs `kubectl` on PATH.
 
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 use wvo_sim::kube_api::{KubeApiHandle, KubeApiOptions, KubeApiServer};
 
-/// kubectl's outcome: success, stdout, stderr.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// A scratch directory for kubeconfig, manifests and kubectl's discovery cache.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wvo-validate-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write scratch file");
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn kubectl(dir: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .arg("--request-timeout=20s")
-        .args(args)
-        .stdin(Stdio::null());
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || cmd.output()),
-    )
-    .await
-    .expect("kubectl finished within 60 s")
-    .expect("kubectl task")
-    .expect("kubectl runs (is it on PATH?)");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+mod common;
+use common::{kubectl, Run, Scratch};
 
 /// The checked-in CRD as JSON.
 fn crd() -> Value {
@@ -105,7 +51,12 @@ async fn setup(dir: &Scratch) -> (KubeApiHandle, Value) {
     dir.write("kubeconfig", &api.kubeconfig_yaml());
     let crd = crd();
     let path = dir.write("crd.json", &crd.to_string());
-    let run = kubectl(&dir.0, &["apply", "-f", path.to_str().unwrap_or_default()]).await;
+    let run = kubectl(
+        &dir.0,
+        &["apply", "-f", path.to_str().unwrap_or_default()],
+        &[],
+    )
+    .await;
     assert!(run.ok, "CRD apply failed: {}", run.stderr);
     (api, crd)
 }
@@ -117,7 +68,7 @@ async fn submit(dir: &Scratch, verb: &[&str], va: &Value) -> Run {
     let mut args: Vec<&str> = verb.to_vec();
     let p = path.to_str().unwrap_or_default().to_string();
     args.extend(["-f", &p]);
-    kubectl(&dir.0, &args).await
+    kubectl(&dir.0, &args, &[]).await
 }
 
 fn assert_refused(run: &Run, lines: &[&str]) {
@@ -134,7 +85,7 @@ fn assert_refused(run: &Run, lines: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_is_refused_bad_variant_autoscalings_with_apiserver_messages() {
-    let dir = Scratch::new("refusals");
+    let dir = Scratch::new("validate", "refusals");
     let (api, _) = setup(&dir).await;
 
     let run = submit(&dir, &["apply"], &good_va("good")).await;
@@ -238,7 +189,7 @@ async fn kubectl_is_refused_bad_variant_autoscalings_with_apiserver_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_carry_status_causes_and_warnings_carry_headers() {
-    let dir = Scratch::new("causes");
+    let dir = Scratch::new("validate", "causes");
     let (api, _) = setup(&dir).await;
     // reqwest is built without a crypto provider in this workspace (plain http here).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -356,7 +307,7 @@ async fn refusals_carry_status_causes_and_warnings_carry_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crd_with_a_rule_that_does_not_compile_is_refused() {
-    let dir = Scratch::new("badcrd");
+    let dir = Scratch::new("validate", "badcrd");
     let api = KubeApiServer::start(KubeApiOptions {
         run_controllers: false,
         ..KubeApiOptions::default()
@@ -368,7 +319,12 @@ async fn a_crd_with_a_rule_that_does_not_compile_is_refused() {
     spec_schema(&mut crd)["x-kubernetes-validations"] =
         json!([{"rule": "(self.minReplicas > 0", "message": "broken"}]);
     let path = dir.write("crd.json", &crd.to_string());
-    let run = kubectl(&dir.0, &["create", "-f", path.to_str().unwrap_or_default()]).await;
+    let run = kubectl(
+        &dir.0,
+        &["create", "-f", path.to_str().unwrap_or_default()],
+        &[],
+    )
+    .await;
     assert_refused(
         &run,
         &[

@@ -9,10 +9,13 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 use wvo_sim::kube_api::{gpu_node, KubeApiHandle, KubeApiOptions, KubeApiServer};
+
+mod common;
+use common::{kubectl, kubectl_command, Run, Scratch};
 
 /// One check of a step's output.
 #[derive(Debug, Clone, Copy)]
@@ -456,73 +459,10 @@ fn session() -> Vec<Step> {
     ]
 }
 
-/// kubectl's outcome.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// A scratch directory for kubeconfig, manifests, editor scripts and kubectl's cache.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wvo-kubectl-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write scratch file");
-        p
-    }
-
-    /// An executable `sed` script for `KUBE_EDITOR`: kubectl runs it on the file to edit.
-    fn editor(&self, name: &str, sed: &str) {
-        let p = self.write(name, &format!("#!/bin/sh\nsed -i -e '{sed}' \"$1\"\n"));
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn fill(s: &str, dir: &Path) -> String {
     let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds/variantautoscaling.yaml");
     s.replace("{dir}", &dir.to_string_lossy())
         .replace("{crd}", &crd.to_string_lossy())
-}
-
-async fn kubectl(dir: &Path, args: &[String], env: &[(String, String)]) -> Run {
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .arg("--request-timeout=20s")
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null());
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || cmd.output()),
-    )
-    .await
-    .expect("kubectl finished within 60 s")
-    .expect("kubectl task")
-    .expect("kubectl runs (is it on PATH?)");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// Run `args` in the background; once it printed a line run `during`, then stop it as soon
@@ -531,13 +471,8 @@ async fn kubectl(dir: &Path, args: &[String], env: &[(String, String)]) -> Run {
 async fn kubectl_during(dir: &Path, args: &[String], during: &[String], step: &Step) -> Run {
     use std::io::Read;
     use std::sync::{Arc, Mutex};
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
+    let mut child = kubectl_command(dir)
         .args(args)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -804,7 +739,7 @@ async fn emulator(dir: &Scratch) -> KubeApiHandle {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_session_with_real_kubectl() {
-    let dir = Scratch::new("session");
+    let dir = Scratch::new("kubectl", "session");
     let api = emulator(&dir).await;
     write_yaml(
         &dir,
@@ -902,7 +837,7 @@ fn patch_op<'a>(doc: &'a Value, suffix: &str) -> &'a Value {
 
 #[tokio::test]
 async fn openapi_documents_have_the_apiservers_shape() {
-    let dir = Scratch::new("openapi");
+    let dir = Scratch::new("kubectl", "openapi");
     let api = emulator(&dir).await;
     let http = http();
     let base = api.url();

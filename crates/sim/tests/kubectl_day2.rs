@@ -7,66 +7,10 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 use wvo_sim::kube_api::{gpu_node, KubeApiHandle, KubeApiOptions, KubeApiServer};
 
-/// A scratch directory for kubeconfig, manifests and kubectl's discovery cache.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wvo-day2-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write scratch file");
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// kubectl's outcome.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn kubectl(dir: &Path, args: &[String]) -> Run {
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .arg("--request-timeout=20s")
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .stdin(Stdio::null());
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::task::spawn_blocking(move || cmd.output()),
-    )
-    .await
-    .expect("kubectl finished within 90 s")
-    .expect("kubectl task")
-    .expect("kubectl runs (is it on PATH?)");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+mod common;
+use common::{kubectl, Scratch};
 
 /// One command of the table: its arguments (`{dir}` is the scratch directory), whether it
 /// succeeds, and what its stdout (on success) or stderr (on failure) must contain.
@@ -121,7 +65,7 @@ fn words(line: &str, dir: &str) -> Vec<String> {
 async fn run_cases(dir: &Scratch, cases: &[Case]) {
     let d = dir.0.to_string_lossy().into_owned();
     for case in cases {
-        let run = kubectl(&dir.0, &words(case.args, &d)).await;
+        let run = kubectl(&dir.0, &words(case.args, &d), &[]).await;
         eprintln!(
             "$ kubectl {}\n{}{}",
             case.args,
@@ -265,7 +209,7 @@ async fn setup(dir: &Scratch) -> KubeApiHandle {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patch_scale_rollout_wait_events_describe_logs() {
-    let dir = Scratch::new("workload");
+    let dir = Scratch::new("day2", "workload");
     let api = setup(&dir).await;
     run_cases(
         &dir,
@@ -408,7 +352,7 @@ async fn patch_scale_rollout_wait_events_describe_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_can_i_and_server_dry_run_of_deploy() {
-    let dir = Scratch::new("auth");
+    let dir = Scratch::new("day2", "auth");
     let api = KubeApiServer::start(KubeApiOptions::default())
         .await
         .expect("emulator");
