@@ -6,8 +6,6 @@
 //! Everything listens on 127.0.0.1; the load is bounded in count and time; waits are on
 //! conditions with deadlines.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wvo_api::Profile;
@@ -18,93 +16,12 @@ use wvo_collector::{
 use wvo_sim::model_server::paced::{finished_between, paced_load, FinishedLog};
 use wvo_sim::model_server::{MetricsFlavor, ModelServer, ReplicaConfig, ServerConfig};
 
-/// Owns the Prometheus process and its temp dir; kills and removes them on drop.
-struct Prom {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
+mod common;
+use common::{start_prometheus, wait_for, Prom};
 
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    l.local_addr().expect("addr").port()
-}
-
-fn prometheus_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join("prometheus");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "`prometheus` is not on PATH: install it (Debian: `apt-get install -y prometheus`; \
-         .ci/run installs it). This test needs a real Prometheus and does not skip."
-    );
-}
-
-fn start_prometheus(targets: &[(&str, &str)]) -> Prom {
-    let bin = prometheus_binary();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("wvo-prom-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(dir.join("data")).expect("temp dir");
-    let mut cfg = String::from(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: emulated-vllm\n    static_configs:\n",
-    );
-    for (addr, pod) in targets {
-        cfg.push_str(&format!(
-            "      - targets: ['{addr}']\n        labels: {{namespace: ns, pod: {pod}}}\n"
-        ));
-    }
-    std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
-    let child = Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start prometheus");
-    Prom {
-        child,
-        dir,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("timed out after {deadline:?} waiting for {what}");
+/// The `/metrics` URL of a server listening on `addr`.
+fn metrics_url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}/metrics")
 }
 
 /// The Prometheus source on `prom`, namespace `ns`, series attributed by `targets`.
@@ -239,8 +156,8 @@ async fn prometheus_source_matches_emulated_load() {
         .expect("server b"),
     );
     let prom = start_prometheus(&[
-        (&a.addr().to_string(), "pod-a"),
-        (&b.addr().to_string(), "pod-b"),
+        (&metrics_url(a.addr()), "pod-a"),
+        (&metrics_url(b.addr()), "pod-b"),
     ]);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -399,7 +316,7 @@ async fn queue_growth_gives_back_the_demand_of_a_saturated_server() {
         .await
         .expect("server"),
     );
-    let prom = start_prometheus(&[(&server.addr().to_string(), "pod-s")]);
+    let prom = start_prometheus(&[(&metrics_url(server.addr()), "pod-s")]);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -477,8 +394,8 @@ async fn a_wake_query_is_summed_over_its_series() {
         .expect("server b"),
     ];
     let prom = start_prometheus(&[
-        (&servers[0].addr().to_string(), "pod-a"),
-        (&servers[1].addr().to_string(), "pod-b"),
+        (&metrics_url(servers[0].addr()), "pod-a"),
+        (&metrics_url(servers[1].addr()), "pod-b"),
     ]);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
