@@ -153,6 +153,12 @@ pub const PATCH_META: &[(&str, &str, &str, Option<&str>)] = &[
         "merge",
         Some("ip"),
     ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "hostIPs",
+        "merge",
+        Some("ip"),
+    ),
     ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", "merge", None),
     (
         "io.k8s.api.core.v1.NodeStatus",

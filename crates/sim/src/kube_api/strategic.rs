@@ -817,3 +817,55 @@ mod tests {
         assert_eq!(field_meta(Some("Container"), "args"), FieldMeta::PLAIN);
     }
 }
+
+/// The merge strategy and keys of [`FIELDS`] (what the strategic merge applies) and of
+/// `openapi::PATCH_META` (what the OpenAPI documents tell clients) are written from the same
+/// upstream struct tags in two shapes; this keeps them from drifting apart.
+#[cfg(test)]
+mod agrees_with_openapi {
+    use super::FIELDS;
+    use crate::kube_api::openapi::PATCH_META;
+
+    #[test]
+    fn every_list_merged_by_key_in_one_table_is_merged_by_the_same_key_in_the_other() {
+        let short = |def: &str| def.rsplit('.').next().unwrap_or(def).to_string();
+        let types: std::collections::BTreeSet<&str> = FIELDS.iter().map(|f| f.0).collect();
+        let mut compared = 0;
+        for (def, field, strategy, key) in PATCH_META {
+            let ty = short(def);
+            if !types.contains(ty.as_str()) {
+                continue;
+            }
+            let merges = strategy.split(',').any(|s| s == "merge");
+            let ours = FIELDS.iter().find(|f| f.0 == ty && f.1 == *field);
+            match ours {
+                Some(f) => {
+                    assert_eq!(f.3, merges, "{ty}.{field}: merge strategy");
+                    assert_eq!(f.4, *key, "{ty}.{field}: merge key");
+                    compared += 1;
+                }
+                None => assert!(
+                    !merges,
+                    "{ty}.{field} merges in the OpenAPI data but is replaced by the strategic merge"
+                ),
+            }
+        }
+        let missing: Vec<String> = FIELDS
+            .iter()
+            .filter(|f| f.3)
+            .filter(|f| {
+                let listed = PATCH_META
+                    .iter()
+                    .any(|(def, field, _, key)| short(def) == f.0 && *field == f.1 && *key == f.4);
+                let known_type = PATCH_META.iter().any(|(def, ..)| short(def) == f.0);
+                known_type && !listed
+            })
+            .map(|f| format!("{}.{} (key {:?})", f.0, f.1, f.4))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "merged by the strategic merge but not in the OpenAPI data: {missing:?}"
+        );
+        assert!(compared >= 5, "the tables share few entries ({compared})");
+    }
+}
