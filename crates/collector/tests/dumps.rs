@@ -4,39 +4,15 @@
 //! 1 s" (`pod::totals_since_start`): rates equal the counter totals, means and quantiles
 //! are over the server's lifetime. Expected numbers are hand-computed from the files.
 
-use std::collections::BTreeMap;
-use wvo_collector::aggregate::{self, Slot, Window};
+mod common;
+
+use common::{observe_one, val};
 use wvo_collector::names::Flavor;
-use wvo_collector::pod::{self, PodFigures};
+use wvo_collector::pod;
 use wvo_collector::text;
-use wvo_collector::{Figure, Observations};
 
 const V0: &str = include_str!("data/vllm-0.5-v0-datadog-fixture.prom");
 const SGLANG: &str = include_str!("data/sglang-0.4-docs-production-metrics.prom");
-
-fn observe_one(pf: PodFigures) -> Observations {
-    let mut groups = BTreeMap::new();
-    groups.insert(
-        (pf.namespace.clone(), pf.model.clone(), "v".to_string()),
-        vec![Slot::Pod(Box::new(pf))],
-    );
-    aggregate::observations(
-        "test",
-        groups,
-        &BTreeMap::new(),
-        None,
-        &Window::default(),
-        0.0,
-        vec![],
-    )
-}
-
-fn val(f: &Figure) -> f64 {
-    match f.value() {
-        Some(v) => v,
-        None => panic!("expected a known figure, got {f:?}"),
-    }
-}
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * b.abs().max(1.0)

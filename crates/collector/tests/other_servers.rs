@@ -6,12 +6,13 @@
 
 mod common;
 
-use common::{serve_moving, serve_static, start_prometheus, wait_for, MovingCapture};
-use std::collections::BTreeMap;
+use common::{
+    observe_one, serve_moving, serve_static, start_prometheus, val, wait_for, MovingCapture,
+};
 use std::time::Duration;
-use wvo_collector::aggregate::{self, Slot, Window};
+use wvo_collector::aggregate::Window;
 use wvo_collector::names::{Flavor, Scalar};
-use wvo_collector::pod::{self, PodFigures};
+use wvo_collector::pod;
 use wvo_collector::prometheus::{self, PromSample, Results};
 use wvo_collector::{
     observe, render_json, render_table, text, Figure, HttpConfig, ModelObservation, Observations,
@@ -47,30 +48,6 @@ fn tgi_itl_p95() -> f64 {
 
 fn parse(body: &str) -> text::Exposition {
     text::parse(body).expect("capture parses")
-}
-
-fn observe_one(pf: PodFigures) -> Observations {
-    let mut groups = BTreeMap::new();
-    groups.insert(
-        (pf.namespace.clone(), pf.model.clone(), "v".to_string()),
-        vec![Slot::Pod(Box::new(pf))],
-    );
-    aggregate::observations(
-        "test",
-        groups,
-        &BTreeMap::new(),
-        None,
-        &Window::default(),
-        0.0,
-        vec![],
-    )
-}
-
-fn val(f: &Figure) -> f64 {
-    match f.value() {
-        Some(v) => v,
-        None => panic!("expected a known figure, got {f:?}"),
-    }
 }
 
 fn close(f: &Figure, want: f64, rel: f64) {

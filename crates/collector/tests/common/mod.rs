@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wvo_collector::aggregate::{self, Slot, Window};
+use wvo_collector::pod::PodFigures;
+use wvo_collector::{Figure, Observations};
 
 /// A `/metrics` body that moves between two captures of the same server taken `period_s`
 /// apart: every counter and histogram sample grows linearly from its value in `a` at the
@@ -230,4 +233,30 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("timed out after {deadline:?} waiting for {what}");
+}
+
+/// The observations of one pod's figures, as one variant `v` of its model.
+pub fn observe_one(pf: PodFigures) -> Observations {
+    let mut groups = BTreeMap::new();
+    groups.insert(
+        (pf.namespace.clone(), pf.model.clone(), "v".to_string()),
+        vec![Slot::Pod(Box::new(pf))],
+    );
+    aggregate::observations(
+        "test",
+        groups,
+        &BTreeMap::new(),
+        None,
+        &Window::default(),
+        0.0,
+        vec![],
+    )
+}
+
+/// The value of a figure that must be known.
+pub fn val(f: &Figure) -> f64 {
+    match f.value() {
+        Some(v) => v,
+        None => panic!("expected a known figure, got {f:?}"),
+    }
 }
