@@ -279,28 +279,37 @@ fn check_string(node: &Node, v: &Value, s: &str, path: &str, errors: &mut Vec<Fi
     }
 }
 
+/// `maxItems`/`minItems` or `maxProperties`/`minProperties` of a node holding `n` `noun`s
+/// (the apiserver says "items" for both maxima).
+fn check_count(
+    n: u64,
+    max: Option<u64>,
+    min: Option<u64>,
+    noun: &str,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(max) = max.filter(|&max| n > max) {
+        errors.push(FieldError::new(
+            ErrorKind::TooMany,
+            path,
+            Some(Value::from(n)),
+            format!("must have at most {max} items"),
+        ));
+    }
+    if let Some(min) = min.filter(|&min| n < min) {
+        errors.push(FieldError::new(
+            ErrorKind::Invalid,
+            path,
+            Some(Value::from(n)),
+            format!("{path} in body should have at least {min} {noun}"),
+        ));
+    }
+}
+
 fn check_array(node: &Node, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
     let n = items.len() as u64;
-    if let Some(max) = node.max_items {
-        if n > max {
-            errors.push(FieldError::new(
-                ErrorKind::TooMany,
-                path,
-                Some(Value::from(n)),
-                format!("must have at most {max} items"),
-            ));
-        }
-    }
-    if let Some(min) = node.min_items {
-        if n < min {
-            errors.push(FieldError::new(
-                ErrorKind::Invalid,
-                path,
-                Some(Value::from(n)),
-                format!("{path} in body should have at least {min} items"),
-            ));
-        }
-    }
+    check_count(n, node.max_items, node.min_items, "items", path, errors);
     if let Some(it) = &node.items {
         for (i, x) in items.iter().enumerate() {
             check(it, x, &index(path, i), errors, it.embedded_resource);
@@ -362,26 +371,14 @@ fn check_object(
         .keys()
         .filter(|k| !(resource && META.contains(&k.as_str())))
         .count() as u64;
-    if let Some(max) = node.max_properties {
-        if n > max {
-            errors.push(FieldError::new(
-                ErrorKind::TooMany,
-                path,
-                Some(Value::from(n)),
-                format!("must have at most {max} items"),
-            ));
-        }
-    }
-    if let Some(min) = node.min_properties {
-        if n < min {
-            errors.push(FieldError::new(
-                ErrorKind::Invalid,
-                path,
-                Some(Value::from(n)),
-                format!("{path} in body should have at least {min} properties"),
-            ));
-        }
-    }
+    check_count(
+        n,
+        node.max_properties,
+        node.min_properties,
+        "properties",
+        path,
+        errors,
+    );
     for r in &node.required {
         if resource && META.contains(&r.as_str()) {
             continue;
