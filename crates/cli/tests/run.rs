@@ -137,23 +137,23 @@ async fn run_scales_to_the_minimum_and_serves_the_status_api() {
 
 #[test]
 fn run_refuses_bad_flags_with_one_line() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wvo"))
-        .args(["run", "--headroom=-1", "--no-leader-election"])
-        .output()
-        .expect("run wvo");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["run", "--headroom=-1", "--no-leader-election"]);
     assert!(err.contains("--headroom"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_wvo"))
-        .args(["run", "--scale-down-margin=-0.5", "--no-leader-election"])
-        .output()
-        .expect("run wvo");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["run", "--scale-down-margin=-0.5", "--no-leader-election"]);
     assert!(err.contains("--scale-down-margin"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+/// Runs `wvo args`, which must fail; its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wvo"))
+        .args(args)
+        .output()
+        .expect("run wvo");
+    assert!(!out.status.success(), "wvo {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// GET on loopback with `Authorization: Bearer <token>`; (status code, body).
@@ -241,11 +241,6 @@ async fn run_with_kube_auth_reviews_every_request_but_the_probes() {
 
 #[test]
 fn run_refuses_an_unknown_auth_mode() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wvo"))
-        .args(["run", "--api-auth=basic", "--no-leader-election"])
-        .output()
-        .expect("run wvo");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["run", "--api-auth=basic", "--no-leader-election"]);
     assert!(err.contains("--api-auth") && err.contains("kube"), "{err}");
 }
